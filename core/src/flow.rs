@@ -1,0 +1,771 @@
+//! The read and write paths as sans-IO state machines.
+//!
+//! # Driving a [`GetOrLoad`]
+//!
+//! ```text
+//! let mut step = flow.start(now);
+//! loop {
+//!     step = match step {
+//!         Step::Store(op)        => flow.handle(now, store.run(op).map_or_else(Input::StoreFailed, Input::Store)),
+//!         Step::Load{timeout_at} => /* start the loader once; await it or timeout_at */
+//!                                   flow.handle(now, Input::Loaded(..) | Input::LoadFailed(..) | Input::Timeout),
+//!         Step::Wait{until_ms}   => { sleep_until(until_ms); flow.handle(now, Input::Timeout) }
+//!         Step::Serve(v)         => { answer_caller(v); flow.handle(now, Input::Continue) } // rest runs in background
+//!         Step::Done(r)          => break r,   // answer the caller unless already served
+//!     }
+//! }
+//! ```
+//!
+//! `now` is the driver's local clock in ms (any epoch, monotonic is best); the store's clock is
+//! learned from each read, so entry timestamps are on the store clock and client skew drops out.
+//! Inputs the current state does not expect are answered with [`Step::Done`] carrying
+//! [`FlowError::Protocol`] — never a panic.
+//!
+//! Writes (`get`, `set`, `invalidate`, `bump`) are one store op each: pure functions build the
+//! op ([`get_op`], [`set_op`], [`invalidate_op`], [`bump_op`]) and interpret the reply.
+
+use crate::entry::Entry;
+use crate::freshness::{Decision, decide, jitter_reduction, jittered_ttls};
+use crate::policy::{OnLockTimeout, OnStoreError, Policy};
+use crate::rand::SplitMix64;
+use crate::stats::Stats;
+use crate::store::{
+    Bytes, InvalidateMode, LeaseMode, LeaseOutcome, ReadReply, StoreFailure, StoreOp, StoreReply,
+    Token,
+};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Where a served value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// A fresh entry.
+    Fresh,
+    /// A stale entry, while one caller refreshes.
+    Stale,
+    /// This caller's load.
+    Loaded,
+    /// A stale entry because the loader failed (stale-if-error).
+    StaleOnError,
+    /// A stale entry because the loader or the lock wait was too slow.
+    StaleOnTimeout,
+}
+
+/// A value for the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Served {
+    /// Value bytes (empty for a negative).
+    #[serde(with = "value_hex")]
+    pub value: Bytes,
+    /// Codec that encoded `value`.
+    pub codec: u8,
+    /// A cached or loaded "not found".
+    pub negative: bool,
+    /// The entry's version, if any.
+    pub version: Option<u64>,
+    /// Where it came from.
+    pub source: Source,
+    /// Whether it is (now) in the store.
+    pub cached: bool,
+}
+
+mod value_hex {
+    use crate::store::{Bytes, hex};
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+    pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(b))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        let s = String::deserialize(d)?;
+        hex::decode(&s).map(Into::into).ok_or_else(|| D::Error::custom("invalid hex"))
+    }
+}
+
+/// Why a flow failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "error", content = "message", rename_all = "snake_case")]
+pub enum FlowError {
+    /// The loader failed and no stale value could be served.
+    #[error("loader failed: {0}")]
+    Load(String),
+    /// The loader ran past `load_hard_timeout_ms`.
+    #[error("loader timed out after {0} ms")]
+    LoadTimeout(u64),
+    /// Waited `lock_wait_ms` for another caller's load (`on_lock_timeout = error`).
+    #[error("timed out after {0} ms waiting for another caller's load")]
+    LockTimeout(u64),
+    /// The store failed (`on_store_error = error`).
+    #[error("{0}")]
+    Store(String),
+    /// The driver fed an input the flow did not ask for (a driver bug).
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+/// What the loader produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Loaded {
+    /// Encoded value (empty for negative).
+    #[serde(with = "value_hex")]
+    pub value: Bytes,
+    /// Codec id of `value`.
+    pub codec: u8,
+    /// "Not found" (cached for `negative_ttl_ms`).
+    pub negative: bool,
+    /// Source version, if the source has one.
+    pub version: Option<u64>,
+}
+
+/// Inputs a driver feeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "input", content = "data", rename_all = "snake_case")]
+pub enum Input {
+    /// The reply to the last [`Step::Store`].
+    Store(StoreReply),
+    /// The last [`Step::Store`] failed.
+    StoreFailed(StoreFailure),
+    /// The loader returned.
+    Loaded(Loaded),
+    /// The loader raised/rejected (message for humans).
+    LoadFailed(String),
+    /// A [`Step::Wait`] deadline, or a [`Step::Load`] `timeout_at`, passed.
+    Timeout,
+    /// Resume after [`Step::Serve`].
+    Continue,
+}
+
+/// What the driver must do next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", content = "data", rename_all = "snake_case")]
+pub enum Step {
+    /// Run this op against the store; feed [`Input::Store`] or [`Input::StoreFailed`].
+    Store(StoreOp),
+    /// Make sure the loader is running (start it the first time), then feed its result — or
+    /// [`Input::Timeout`] once the local clock reaches `timeout_at`.
+    Load {
+        /// Local-clock deadline for this phase of the load.
+        timeout_at: Option<u64>,
+    },
+    /// Sleep until the local clock reaches `until_ms`, then feed [`Input::Timeout`].
+    Wait {
+        /// Local-clock wake-up time.
+        until_ms: u64,
+    },
+    /// Answer the caller now with this value; then feed [`Input::Continue`] and keep driving in
+    /// the background (a refresh follows).
+    Serve(Served),
+    /// Finished. If a value was already served, this result is only for logging/metrics.
+    Done(Result<Served, FlowError>),
+}
+
+/// Per-call inputs of [`GetOrLoad`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The built entry key ([`crate::key::Key::build`]).
+    pub key: String,
+    /// Generation counters this entry depends on (namespace, then tags).
+    #[serde(default)]
+    pub gen_keys: Vec<String>,
+    /// Tags recorded in the entry (informational; invalidation goes through `gen_keys`).
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Soft timeout phase: a stale value is at hand.
+    Soft,
+    Hard,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    Load,
+    TakeLease,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    Start,
+    Reading { force: bool },
+    /// A value was served; on Continue, load (lease held) or try to take the lease.
+    AfterServe(After),
+    Waiting,
+    Loading { phase: Phase, fill: bool },
+    Filling(Served),
+    Releasing(Result<Served, FlowError>),
+    Done,
+}
+
+/// The read path: fresh hit, stale-while-revalidate, lease + load + fill, wait with backoff,
+/// stale-if-error, negative caching, early refresh. See the module docs for the drive loop.
+#[derive(Debug, Clone)]
+pub struct GetOrLoad {
+    req: Request,
+    policy: Arc<Policy>,
+    rng: SplitMix64,
+    state: State,
+    stats: Stats,
+    started_local: u64,
+    /// Store clock at the last read and the local time it was seen, to convert times.
+    read_store: Option<u64>,
+    read_local: u64,
+    generations: Vec<u64>,
+    token: Option<Token>,
+    /// Best stale value seen (for stale-if-error / timeouts), decoded.
+    stale: Option<Entry>,
+    /// The value handed out via [`Step::Serve`], if any.
+    served: Option<Served>,
+    attempt: u32,
+    load_started: u64,
+}
+
+impl GetOrLoad {
+    /// A new flow. `seed` feeds every random choice (lease token, jitter, XFetch).
+    pub fn new(req: Request, policy: Arc<Policy>, seed: u64) -> GetOrLoad {
+        GetOrLoad {
+            req,
+            policy,
+            rng: SplitMix64::new(seed),
+            state: State::Start,
+            stats: Stats::default(),
+            started_local: 0,
+            read_store: None,
+            read_local: 0,
+            generations: Vec::new(),
+            token: None,
+            stale: None,
+            served: None,
+            attempt: 0,
+            load_started: 0,
+        }
+    }
+
+    /// Counters for this call so far (add them to the driver's totals at the end).
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The request.
+    pub fn request(&self) -> &Request {
+        &self.req
+    }
+
+    /// Whether a value was already handed out via [`Step::Serve`].
+    pub fn served(&self) -> bool {
+        self.served.is_some()
+    }
+
+    /// The lease this flow holds, if any (a driver may `Extend` it during a long load).
+    pub fn token(&self) -> Option<Token> {
+        self.token
+    }
+
+    /// First step.
+    pub fn start(&mut self, now: u64) -> Step {
+        self.started_local = now;
+        self.read(false)
+    }
+
+    fn read(&mut self, force: bool) -> Step {
+        self.state = State::Reading { force };
+        let token = self.rng.token();
+        Step::Store(StoreOp::Read {
+            key: self.req.key.clone(),
+            gen_keys: self.req.gen_keys.clone(),
+            lease: if force { LeaseMode::Force } else { LeaseMode::IfNeeded },
+            lease_ttl_ms: self.policy.lease_ttl_ms(),
+            token,
+        })
+    }
+
+    /// Store-clock estimate at local time `now`.
+    fn store_now(&self, now: u64) -> u64 {
+        match self.read_store {
+            Some(s) => s + now.saturating_sub(self.read_local),
+            None => now,
+        }
+    }
+
+    fn done(&mut self, r: Result<Served, FlowError>) -> Step {
+        self.state = State::Done;
+        Step::Done(r)
+    }
+
+    fn serve_entry(e: &Entry, source: Source) -> Served {
+        Served {
+            value: e.value.as_slice().into(),
+            codec: e.codec,
+            negative: e.negative,
+            version: e.version,
+            source,
+            cached: true,
+        }
+    }
+
+    /// Feed an input; get the next step.
+    pub fn handle(&mut self, now: u64, input: Input) -> Step {
+        let state = std::mem::replace(&mut self.state, State::Done);
+        match (state, input) {
+            (State::Reading { force }, Input::Store(StoreReply::Read(r))) => {
+                self.on_read(now, force, r)
+            }
+            (State::Reading { .. }, Input::StoreFailed(e)) => {
+                self.stats.store_errors += 1;
+                match self.policy.on_store_error() {
+                    OnStoreError::Error => self.done(Err(FlowError::Store(e.message))),
+                    OnStoreError::Load => self.load(now, false),
+                }
+            }
+            (State::AfterServe(After::Load), Input::Continue) => self.load(now, true),
+            (State::AfterServe(After::TakeLease), Input::Continue) => self.read(true),
+            (State::Waiting, Input::Timeout) => self.read(false),
+            (State::Loading { phase, fill }, Input::Loaded(l)) => self.on_loaded(now, fill, l, phase),
+            (State::Loading { fill, .. }, Input::LoadFailed(msg)) => {
+                self.on_load_failed(now, fill, FlowError::Load(msg))
+            }
+            (State::Loading { phase: Phase::Soft, fill }, Input::Timeout) => {
+                // Slow loader with a stale value at hand: serve it, keep loading.
+                match self.stale.clone() {
+                    Some(e) if self.served.is_none() => {
+                        self.stats.stale_if_error += 1;
+                        self.state = State::Loading { phase: Phase::Hard, fill };
+                        self.serve(Self::serve_entry(&e, Source::StaleOnTimeout))
+                    }
+                    _ => {
+                        self.state = State::Loading { phase: Phase::Hard, fill };
+                        Step::Load { timeout_at: self.hard_deadline() }
+                    }
+                }
+            }
+            (State::Loading { phase: Phase::Soft, fill }, Input::Continue) => {
+                self.state = State::Loading { phase: Phase::Hard, fill };
+                Step::Load { timeout_at: self.hard_deadline() }
+            }
+            (State::Loading { phase: Phase::Hard, fill }, Input::Continue) => {
+                self.state = State::Loading { phase: Phase::Hard, fill };
+                Step::Load { timeout_at: self.hard_deadline() }
+            }
+            (State::Loading { phase: Phase::Hard, fill }, Input::Timeout) => {
+                let t = self.policy.load_hard_timeout_ms().unwrap_or(0);
+                self.on_load_failed(now, fill, FlowError::LoadTimeout(t))
+            }
+            (State::Filling(served), Input::Store(reply)) => {
+                match reply {
+                    StoreReply::Stored => {}
+                    StoreReply::Rejected { .. } => self.stats.fills_rejected += 1,
+                    _ => return self.done(Err(FlowError::Protocol("fill got a non-fill reply".into()))),
+                }
+                let cached = reply == StoreReply::Stored;
+                self.token = None;
+                self.done(Ok(Served { cached, ..served }))
+            }
+            (State::Filling(served), Input::StoreFailed(_)) => {
+                self.stats.store_errors += 1;
+                self.done(Ok(Served { cached: false, ..served }))
+            }
+            (State::Releasing(r), Input::Store(_)) => {
+                self.token = None;
+                self.done(r)
+            }
+            (State::Releasing(r), Input::StoreFailed(_)) => {
+                self.stats.store_errors += 1;
+                self.token = None;
+                self.done(r)
+            }
+            (state, input) => {
+                self.state = State::Done;
+                Step::Done(Err(FlowError::Protocol(format!(
+                    "unexpected input {:?} in state {:?}",
+                    input_name(&input),
+                    state_name(&state)
+                ))))
+            }
+        }
+    }
+
+    fn hard_deadline(&self) -> Option<u64> {
+        self.policy.load_hard_timeout_ms().map(|h| self.load_started + h)
+    }
+
+    fn on_read(&mut self, now: u64, force: bool, r: ReadReply) -> Step {
+        self.read_store = Some(r.now_ms);
+        self.read_local = now;
+        self.generations = r.generations;
+        let store_now = r.now_ms;
+        let mut entry = match r.entry.as_deref().map(Entry::decode) {
+            Some(Ok(e)) => Some(e),
+            Some(Err(_)) => {
+                self.stats.corrupt_entries += 1;
+                None
+            }
+            None => None,
+        };
+        if r.marked_stale {
+            if let Some(e) = entry.as_mut() {
+                e.soft_at = e.soft_at.min(store_now);
+            }
+        }
+        let decision = match &entry {
+            Some(e) => decide(store_now, e, &self.policy, self.rng.next()),
+            None => Decision::Gone,
+        };
+        let granted = match r.lease {
+            LeaseOutcome::Granted { token } => {
+                self.token = Some(token);
+                true
+            }
+            _ => false,
+        };
+        if force {
+            // Early refresh (value already served) or a forced lease after a corrupt entry.
+            return match r.lease {
+                LeaseOutcome::Granted { .. } => self.load(now, true),
+                LeaseOutcome::Held { until_ms } if self.served.is_none() => self.wait(now, until_ms),
+                _ if self.served.is_some() => self.done_background(),
+                _ => self.read(true),
+            };
+        }
+        match decision {
+            Decision::Fresh => {
+                let e = entry.expect("decision implies entry");
+                self.hit(&e, Source::Fresh);
+                if granted {
+                    // The store granted a lease the flow does not need (its clock disagreed by
+                    // a hair at the boundary): give it back rather than block others.
+                    let s = Self::serve_entry(&e, Source::Fresh);
+                    return self.release_then(Ok(s));
+                }
+                let s = Self::serve_entry(&e, Source::Fresh);
+                self.done(Ok(s))
+            }
+            Decision::RefreshEarly => {
+                let e = entry.expect("decision implies entry");
+                self.hit(&e, Source::Fresh);
+                self.stats.early_refreshes += 1;
+                let s = Self::serve_entry(&e, Source::Fresh);
+                self.state =
+                    State::AfterServe(if granted { After::Load } else { After::TakeLease });
+                self.serve(s)
+            }
+            Decision::Stale => {
+                let e = entry.expect("decision implies entry");
+                self.hit(&e, Source::Stale);
+                let s = Self::serve_entry(&e, Source::Stale);
+                if granted {
+                    // Serve now; this caller refreshes in the background.
+                    self.stale = Some(e);
+                    self.state = State::AfterServe(After::Load);
+                    self.serve(s)
+                } else {
+                    self.done(Ok(s))
+                }
+            }
+            Decision::UsableOnError | Decision::Gone => {
+                if decision == Decision::UsableOnError {
+                    self.stale = entry;
+                }
+                if self.attempt == 0 {
+                    self.stats.misses += 1;
+                }
+                match r.lease {
+                    LeaseOutcome::Granted { .. } => self.load(now, true),
+                    LeaseOutcome::Held { until_ms } => self.wait(now, until_ms),
+                    // The store saw a valid entry that this flow could not use (corrupt
+                    // bytes, or a clock hair at the boundary): take the lease by force.
+                    LeaseOutcome::NotRequested => self.read(true),
+                }
+            }
+        }
+    }
+
+    fn hit(&mut self, e: &Entry, source: Source) {
+        if e.negative {
+            self.stats.negative_hits += 1;
+        } else if source == Source::Fresh {
+            self.stats.hits_fresh += 1;
+        } else {
+            self.stats.hits_stale += 1;
+        }
+    }
+
+    /// Hand a value to the caller now; the flow continues in the background.
+    fn serve(&mut self, s: Served) -> Step {
+        self.served = Some(s.clone());
+        Step::Serve(s)
+    }
+
+    /// Background work found nothing to do (another caller holds the refresh lease).
+    fn done_background(&mut self) -> Step {
+        let s = self.served.clone().expect("only called after serving");
+        self.done(Ok(s))
+    }
+
+    fn wait(&mut self, now: u64, _held_until_store: u64) -> Step {
+        let deadline = self.started_local + self.policy.lock_wait_ms();
+        if now >= deadline {
+            return self.lock_timeout(now);
+        }
+        if self.attempt == 0 {
+            self.stats.lease_waits += 1;
+        }
+        let until = (now + self.policy.backoff_ms(self.attempt)).min(deadline);
+        self.attempt += 1;
+        self.state = State::Waiting;
+        Step::Wait { until_ms: until }
+    }
+
+    fn lock_timeout(&mut self, now: u64) -> Step {
+        self.stats.lease_timeouts += 1;
+        match self.policy.on_lock_timeout() {
+            OnLockTimeout::Error => {
+                self.done(Err(FlowError::LockTimeout(now - self.started_local)))
+            }
+            OnLockTimeout::ServeStale if self.stale.is_some() => {
+                let e = self.stale.take().expect("checked");
+                self.stats.stale_if_error += 1;
+                let s = Self::serve_entry(&e, Source::StaleOnTimeout);
+                self.done(Ok(s))
+            }
+            // Load without the lease; the holder fills, this caller only answers.
+            _ => self.load(now, false),
+        }
+    }
+
+    fn load(&mut self, now: u64, fill: bool) -> Step {
+        self.stats.loads += 1;
+        self.load_started = now;
+        let stale_usable = self.stale.as_ref().is_some_and(|e| {
+            self.store_now(now) < e.hard_at.saturating_add(self.policy.stale_if_error_ms())
+        });
+        let (phase, timeout_at) = match self.policy.load_soft_timeout_ms() {
+            Some(soft) if stale_usable && self.served.is_none() => (Phase::Soft, Some(now + soft)),
+            _ => (Phase::Hard, self.hard_deadline()),
+        };
+        self.state = State::Loading { phase, fill };
+        Step::Load { timeout_at }
+    }
+
+    fn on_loaded(&mut self, now: u64, fill: bool, l: Loaded, _phase: Phase) -> Step {
+        let served = Served {
+            value: l.value.clone(),
+            codec: l.codec,
+            negative: l.negative,
+            version: l.version,
+            source: Source::Loaded,
+            cached: false,
+        };
+        let ttls = if l.negative {
+            let n = self.policy.negative_ttl_ms();
+            let cut = jitter_reduction(n, self.policy.jitter_ppm(), self.rng.next());
+            (n - cut, n - cut, 0)
+        } else {
+            let (s, h) = jittered_ttls(&self.policy, self.rng.next());
+            (s, h, self.policy.stale_if_error_ms())
+        };
+        let Some(token) = self.token.filter(|_| fill) else {
+            return self.done(Ok(served));
+        };
+        if ttls.0 == 0 {
+            // Negative caching off: give the lease back so the next caller loads at once.
+            return self.release_then(Ok(served));
+        }
+        let t = self.store_now(now);
+        let entry = Entry {
+            value: l.value.to_vec(),
+            codec: l.codec,
+            version: l.version,
+            generations: self.generations.clone(),
+            soft_at: t + ttls.0,
+            hard_at: t + ttls.1,
+            load_ms: now.saturating_sub(self.load_started),
+            negative: l.negative,
+            tags: self.req.tags.clone(),
+        };
+        let op = StoreOp::Fill {
+            key: self.req.key.clone(),
+            soft_at: entry.soft_at,
+            hard_at: entry.hard_at,
+            expire_at: entry.hard_at + ttls.2,
+            version: entry.version,
+            entry: entry.encode().into(),
+            generations: Some(self.generations.clone()),
+            gen_keys: self.req.gen_keys.clone(),
+            token: Some(token),
+        };
+        self.state = State::Filling(served);
+        Step::Store(op)
+    }
+
+    fn on_load_failed(&mut self, now: u64, _fill: bool, err: FlowError) -> Step {
+        self.stats.load_errors += 1;
+        if self.served.is_some() {
+            return self.release_then(Err(err));
+        }
+        let usable = self.stale.take().filter(|e| {
+            self.store_now(now) < e.hard_at.saturating_add(self.policy.stale_if_error_ms())
+        });
+        match usable {
+            Some(e) => {
+                self.stats.stale_if_error += 1;
+                let s = Self::serve_entry(&e, Source::StaleOnError);
+                self.release_then(Ok(s))
+            }
+            None => self.release_then(Err(err)),
+        }
+    }
+
+    fn release_then(&mut self, r: Result<Served, FlowError>) -> Step {
+        match self.token.take() {
+            Some(token) => {
+                self.state = State::Releasing(r);
+                Step::Store(StoreOp::Release { key: self.req.key.clone(), token })
+            }
+            None => self.done(r),
+        }
+    }
+}
+
+fn input_name(i: &Input) -> &'static str {
+    match i {
+        Input::Store(_) => "store",
+        Input::StoreFailed(_) => "store_failed",
+        Input::Loaded(_) => "loaded",
+        Input::LoadFailed(_) => "load_failed",
+        Input::Timeout => "timeout",
+        Input::Continue => "continue",
+    }
+}
+
+fn state_name(s: &State) -> &'static str {
+    match s {
+        State::Start => "start",
+        State::Reading { .. } => "reading",
+        State::AfterServe(_) => "after_serve",
+        State::Waiting => "waiting",
+        State::Loading { .. } => "loading",
+        State::Filling(_) => "filling",
+        State::Releasing(_) => "releasing",
+        State::Done => "done",
+    }
+}
+
+/// The op for a plain `get` (no lease).
+pub fn get_op(key: &str, gen_keys: &[String]) -> StoreOp {
+    StoreOp::Read {
+        key: key.to_string(),
+        gen_keys: gen_keys.to_vec(),
+        lease: LeaseMode::None,
+        lease_ttl_ms: 0,
+        token: 0,
+    }
+}
+
+/// Interpret a `get` reply: the value if fresh or stale (never past hard expiry), else `None`.
+/// Counts into `stats`.
+pub fn get_result(reply: &ReadReply, policy: &Policy, stats: &mut Stats) -> Option<Served> {
+    let e = match reply.entry.as_deref().map(Entry::decode) {
+        Some(Ok(e)) => e,
+        Some(Err(_)) => {
+            stats.corrupt_entries += 1;
+            stats.misses += 1;
+            return None;
+        }
+        None => {
+            stats.misses += 1;
+            return None;
+        }
+    };
+    let now = reply.now_ms;
+    let soft = if reply.marked_stale { e.soft_at.min(now) } else { e.soft_at };
+    let source = if now < soft {
+        Source::Fresh
+    } else if now < e.hard_at {
+        Source::Stale
+    } else {
+        stats.misses += 1;
+        return None;
+    };
+    let _ = policy;
+    if e.negative {
+        stats.negative_hits += 1;
+    } else if source == Source::Fresh {
+        stats.hits_fresh += 1;
+    } else {
+        stats.hits_stale += 1;
+    }
+    Some(GetOrLoad::serve_entry(&e, source))
+}
+
+/// What a `get` answers when the store failed: a miss, or the error if the policy says so.
+pub fn get_on_store_error(
+    policy: &Policy,
+    err: StoreFailure,
+    stats: &mut Stats,
+) -> Result<Option<Served>, FlowError> {
+    stats.store_errors += 1;
+    match policy.on_store_error() {
+        OnStoreError::Load => Ok(None),
+        OnStoreError::Error => Err(FlowError::Store(err.message)),
+    }
+}
+
+/// A value to write with [`set_op`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Write {
+    /// The built entry key.
+    pub key: String,
+    /// Generation counters the entry depends on.
+    #[serde(default)]
+    pub gen_keys: Vec<String>,
+    /// Tags recorded in the entry.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The value, encoded.
+    #[serde(with = "value_hex")]
+    pub value: Bytes,
+    /// Codec id.
+    pub codec: u8,
+    /// Monotonic version: the store refuses to replace a newer one.
+    pub version: Option<u64>,
+}
+
+/// The op for a write-through `set`: an authoritative fill (revokes any lease, so a reader
+/// loading an older value cannot overwrite this one) that never lowers a version.
+/// `store_now` is the driver's estimate of the store clock.
+pub fn set_op(w: &Write, policy: &Policy, store_now: u64, rand: u64) -> StoreOp {
+    let (s, h) = jittered_ttls(policy, rand);
+    let entry = Entry {
+        value: w.value.to_vec(),
+        codec: w.codec,
+        version: w.version,
+        generations: Vec::new(),
+        soft_at: store_now + s,
+        hard_at: store_now + h,
+        load_ms: 0,
+        negative: false,
+        tags: w.tags.clone(),
+    };
+    StoreOp::Fill {
+        key: w.key.clone(),
+        soft_at: entry.soft_at,
+        hard_at: entry.hard_at,
+        expire_at: entry.hard_at + policy.stale_if_error_ms(),
+        version: w.version,
+        entry: entry.encode().into(),
+        generations: None,
+        gen_keys: w.gen_keys.clone(),
+        token: None,
+    }
+}
+
+/// The op for `invalidate`.
+pub fn invalidate_op(key: &str, mode: InvalidateMode) -> StoreOp {
+    StoreOp::Invalidate { key: key.to_string(), mode }
+}
+
+/// The op for `bump` (a namespace or tag generation). `rand` picks the new value.
+pub fn bump_op(gen_key: &str, rand: u64) -> StoreOp {
+    StoreOp::Bump { gen_key: gen_key.to_string(), value: (rand >> 11).max(1) }
+}
