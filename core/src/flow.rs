@@ -262,6 +262,25 @@ impl GetOrLoad {
         self.token
     }
 
+    /// Run [`Step::Store`] steps through a synchronous store (the memory store, or any
+    /// blocking client) until the flow asks for something else; returns that step. Drivers
+    /// use it for the hit path so a fresh hit is one call with no per-step crossings.
+    pub fn run_store_steps(
+        &mut self,
+        now: u64,
+        mut step: Step,
+        mut exec: impl FnMut(&StoreOp) -> Result<StoreReply, StoreFailure>,
+    ) -> Step {
+        while let Step::Store(op) = &step {
+            let input = match exec(op) {
+                Ok(r) => Input::Store(r),
+                Err(e) => Input::StoreFailed(e),
+            };
+            step = self.handle(now, input);
+        }
+        step
+    }
+
     /// First step.
     pub fn start(&mut self, now: u64) -> Step {
         self.started_local = now;

@@ -155,7 +155,8 @@ pub fn check_integer_literals(text: &str) -> Result<(), JcsError> {
             }
             b'-' | b'0'..=b'9' => {
                 let start = i;
-                while i < b.len() && matches!(b[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                while i < b.len() && matches!(b[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
                     i += 1;
                 }
                 let token = &text[start..i];
@@ -295,7 +296,10 @@ mod tests {
         assert!(canonicalize(&json!(i64::MAX)).is_err());
         assert!(canonicalize(&json!(i64::MIN + 1)).is_err());
         // Above 2^53 only integers already in canonical (ECMAScript) form are accepted.
-        assert_eq!(canonicalize(&json!(9_007_199_254_740_994_u64)).unwrap(), "9007199254740994");
+        assert_eq!(
+            canonicalize(&json!(9_007_199_254_740_994_u64)).unwrap(),
+            "9007199254740994"
+        );
         assert_eq!(
             canonicalize(&json!(1_000_000_000_000_000_000_u64)).unwrap(),
             "1000000000000000000"
@@ -385,7 +389,10 @@ mod tests {
              \\u000e\\u000f\\u0010\\u0011\\u0012\\u0013\\u0014\\u0015\\u0016\\u0017\\u0018\
              \\u0019\\u001a\\u001b\\u001c\\u001d\\u001e\\u001f\""
         );
-        assert_eq!(canonicalize(&json!("\u{7f}/<>é😀")).unwrap(), "\"\u{7f}/<>é😀\"");
+        assert_eq!(
+            canonicalize(&json!("\u{7f}/<>é😀")).unwrap(),
+            "\"\u{7f}/<>é😀\""
+        );
         assert_eq!(canonicalize(&json!("a\"b\\c")).unwrap(), r#""a\"b\\c""#);
     }
 
@@ -403,6 +410,9 @@ mod tests {
         // U+FB33 is one UTF-16 unit 0xFB33; U+1F600 is the pair 0xD83D 0xDE00, which sorts first.
         // In UTF-8 byte order it would be the other way round (EF.. < F0..).
         let v = json!({"\u{fb33}": 1, "\u{1f600}": 2});
-        assert_eq!(canonicalize(&v).unwrap(), "{\"\u{1f600}\":2,\"\u{fb33}\":1}");
+        assert_eq!(
+            canonicalize(&v).unwrap(),
+            "{\"\u{1f600}\":2,\"\u{fb33}\":1}"
+        );
     }
 }

@@ -232,13 +232,19 @@ impl Key {
     /// Key of this namespace's generation counter (`ns:!gen`), in the same hash-tag form as the
     /// entry keys.
     pub fn generation_key(&self) -> String {
-        fit(generation_key_full(&self.namespace, self.hash_tag), self.max_len)
+        fit(
+            generation_key_full(&self.namespace, self.hash_tag),
+            self.max_len,
+        )
     }
 
     /// Key of `tag`'s generation counter in this namespace (`ns:!tag:<escaped tag>`), in the same
     /// hash-tag form as the entry keys; truncated to this key's `max_len` like entry keys.
     pub fn tag_key(&self, tag: &str) -> String {
-        fit(tag_key_full(&self.namespace, self.hash_tag, tag), self.max_len)
+        fit(
+            tag_key_full(&self.namespace, self.hash_tag, tag),
+            self.max_len,
+        )
     }
 }
 
@@ -255,7 +261,10 @@ pub fn params_hash(p: &serde_json::Value) -> Result<String, KeyError> {
 /// [`Key::DEFAULT_MAX_LEN`] if needed. Equals `Key::new(namespace)?.hash_tag(hash_tag)
 /// .generation_key()` for a valid namespace (this function does not validate it).
 pub fn generation_key(namespace: &str, hash_tag: bool) -> String {
-    fit(generation_key_full(namespace, hash_tag), Key::DEFAULT_MAX_LEN)
+    fit(
+        generation_key_full(namespace, hash_tag),
+        Key::DEFAULT_MAX_LEN,
+    )
 }
 
 /// Key of `tag`'s generation counter in `namespace` (`ns:!tag:<escaped tag>`, or with `{ns}`),
@@ -293,7 +302,10 @@ fn prefix(namespace: &str, hash_tag: bool) -> String {
 
 /// Whether a byte is percent-encoded in key components.
 fn is_reserved(b: u8) -> bool {
-    matches!(b, b'%' | b':' | b'{' | b'}' | b'#' | b'!' | b'~' | b'@' | b' ' | 0x7F) || b < 0x20
+    matches!(
+        b,
+        b'%' | b':' | b'{' | b'}' | b'#' | b'!' | b'~' | b'@' | b' ' | 0x7F
+    ) || b < 0x20
 }
 
 fn escaped_len(s: &str) -> usize {
@@ -393,7 +405,11 @@ mod tests {
         assert_eq!(k("user").segment("123").build(), "user:123");
         assert_eq!(k("user").segment("123").version(7).build(), "user:123:v7");
         assert_eq!(
-            k("user").segments(["a", "b"]).hash_tag(true).version(0).build(),
+            k("user")
+                .segments(["a", "b"])
+                .hash_tag(true)
+                .version(0)
+                .build(),
             "{user}:a:b:v0"
         );
         assert_eq!(
@@ -432,7 +448,10 @@ mod tests {
         let pairs = [
             (k("n").segment("a:b"), k("n").segments(["a", "b"])),
             (k("n").segment("v7"), k("n").version(7)),
-            (k("n").segments(["123", "v7"]), k("n").segment("123").version(7)),
+            (
+                k("n").segments(["123", "v7"]),
+                k("n").segment("123").version(7),
+            ),
             (k("n").segment("%3A"), k("n").segment(":")),
             (k("n").segment(""), k("n")),
             (k("n").segments(["", ""]), k("n").segment("")),
@@ -447,10 +466,7 @@ mod tests {
         let h = params_hash(&json!({})).unwrap();
         assert_ne!(p.build(), k("n").segment(&format!("#{h}")).build());
         assert_ne!(k("n").segment("!gen").build(), k("n").generation_key());
-        assert_ne!(
-            k("n").segments(["!tag", "x"]).build(),
-            k("n").tag_key("x")
-        );
+        assert_ne!(k("n").segments(["!tag", "x"]).build(), k("n").tag_key("x"));
     }
 
     #[test]
@@ -511,7 +527,8 @@ mod tests {
         );
         assert_eq!(params_hash(&v).unwrap(), "dd5ad1514929374b6da59b4437902419");
         assert_eq!(
-            k("a").params_json(r#"{"a":true,"b":[1.0,2.50,{"a":"\u00e9","z":null}]}"#)
+            k("a")
+                .params_json(r#"{"a":true,"b":[1.0,2.50,{"a":"\u00e9","z":null}]}"#)
                 .unwrap()
                 .build(),
             "a:#dd5ad1514929374b6da59b4437902419"

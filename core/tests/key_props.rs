@@ -9,8 +9,8 @@ use serde_json::{Map, Number, Value, json};
 /// look-alikes, control characters and multi-byte UTF-8 (2, 3 and 4 bytes).
 const ADVERSARIAL: &[char] = &[
     ':', '%', '{', '}', '#', '!', '~', '@', ' ', '\0', '\u{1}', '\t', '\n', '\u{1f}', '\u{7f}',
-    'v', 'V', '0', '1', '7', '3', 'A', 'a', 'g', 'e', 'n', '-', '/', 'é', '\u{80}', '€', '\u{fb33}',
-    '😀',
+    'v', 'V', '0', '1', '7', '3', 'A', 'a', 'g', 'e', 'n', '-', '/', 'é', '\u{80}', '€',
+    '\u{fb33}', '😀',
 ];
 
 fn adversarial_string(max: usize) -> impl Strategy<Value = String> {
@@ -121,7 +121,10 @@ fn pct_decode(s: &str) -> String {
 
 /// Parses an untruncated entry key back into its parts: the constructive proof of injectivity.
 fn decode(key: &str) -> (String, Vec<String>, Option<String>, Option<u64>, bool) {
-    assert!(!key.contains('~'), "untruncated keys never contain '~': {key}");
+    assert!(
+        !key.contains('~'),
+        "untruncated keys never contain '~': {key}"
+    );
     let mut parts: Vec<&str> = key.split(':').collect();
     let first = parts.remove(0);
     let (ns, hash_tag) = match first.strip_prefix('{') {
@@ -376,7 +379,8 @@ fn json_numbers_equal(a: &Value, b: &Value) -> bool {
         }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
-                && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_numbers_equal(v, w)))
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_numbers_equal(v, w)))
         }
         _ => a == b,
     }
