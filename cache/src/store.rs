@@ -1,0 +1,80 @@
+//! The driver side of the store protocol: the [`Store`] trait and the embedded memory store.
+
+use karlton_core::memory::{MemoryStoreConfig, SlotInfo};
+use karlton_core::{StoreFailure, StoreOp, StoreReply};
+use std::future::Future;
+use std::sync::Arc;
+
+/// Wall-clock milliseconds since the Unix epoch: the local clock every driver feeds the flows,
+/// and the memory store's clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A backend that runs store-protocol ops atomically (see `karlton_core::store`).
+pub trait Store: Send + Sync + 'static {
+    /// Run one op.
+    fn execute(&self, op: StoreOp) -> impl Future<Output = Result<StoreReply, StoreFailure>> + Send;
+
+    /// Run one op without waiting, if this store can (the memory store can): the cache uses it
+    /// so a hit never goes through the async machinery.
+    fn execute_now(&self, _op: &StoreOp) -> Option<Result<StoreReply, StoreFailure>> {
+        None
+    }
+
+    /// Entries evicted for space, if the store counts them.
+    fn evictions(&self) -> u64 {
+        0
+    }
+}
+
+impl<S: Store> Store for Arc<S> {
+    fn execute(&self, op: StoreOp) -> impl Future<Output = Result<StoreReply, StoreFailure>> + Send {
+        (**self).execute(op)
+    }
+    fn execute_now(&self, op: &StoreOp) -> Option<Result<StoreReply, StoreFailure>> {
+        (**self).execute_now(op)
+    }
+    fn evictions(&self) -> u64 {
+        (**self).evictions()
+    }
+}
+
+/// The embedded store (bounded, LRU) on the wall clock. Cheap to clone: clones share data.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    inner: Arc<karlton_core::MemoryStore>,
+}
+
+impl MemoryStore {
+    /// A store with these limits.
+    pub fn new(config: MemoryStoreConfig) -> MemoryStore {
+        MemoryStore { inner: Arc::new(karlton_core::MemoryStore::new(config)) }
+    }
+
+    /// The core store underneath (e.g. to share it with a binding).
+    pub fn core(&self) -> &Arc<karlton_core::MemoryStore> {
+        &self.inner
+    }
+
+    /// What the store holds for `key` now.
+    pub fn inspect(&self, key: &str) -> Option<SlotInfo> {
+        self.inner.inspect(now_ms(), key)
+    }
+}
+
+impl Store for MemoryStore {
+    fn execute(&self, op: StoreOp) -> impl Future<Output = Result<StoreReply, StoreFailure>> + Send {
+        let r = self.inner.apply(now_ms(), &op);
+        std::future::ready(Ok(r))
+    }
+    fn execute_now(&self, op: &StoreOp) -> Option<Result<StoreReply, StoreFailure>> {
+        Some(Ok(self.inner.apply(now_ms(), op)))
+    }
+    fn evictions(&self) -> u64 {
+        self.inner.evictions()
+    }
+}
