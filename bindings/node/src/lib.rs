@@ -1,0 +1,1 @@
+//! karlton-node (being written)

@@ -1,0 +1,1 @@
+//! karlton-python (being written)

@@ -1,0 +1,1 @@
+//! karlton-demo (being written)

@@ -1,0 +1,1 @@
+//! karlton-redis (being written)
