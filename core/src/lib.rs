@@ -14,6 +14,7 @@
 //! | [`freshness`] | fresh / stale / usable-on-error / gone, XFetch, jitter |
 //! | [`store`] | the store protocol: [`StoreOp`] in, [`StoreReply`] out |
 //! | [`memory`] | [`MemoryStore`], the embedded reference store |
+//! | [`redis`] | the store protocol as Redis Lua scripts (data), with op encoding and reply decoding |
 //! | [`flow`] | [`GetOrLoad`] (the read path as a state machine) and the write ops |
 //! | [`stats`] | counters every runtime exposes |
 #![forbid(unsafe_code)]
@@ -26,6 +27,7 @@ pub mod key;
 pub mod memory;
 pub mod policy;
 pub mod rand;
+pub mod redis;
 pub mod stats;
 pub mod store;
 

@@ -1,1 +1,3 @@
-//! karlton-node (being written)
+use napi_derive::napi;
+#[napi]
+pub fn ping() -> u32 { 1 }

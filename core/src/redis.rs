@@ -1,0 +1,329 @@
+//! The Redis implementation of the store protocol, as data: Lua scripts (source + SHA1), how
+//! each [`StoreOp`] maps onto a script call ([`encode_op`]) and how the script's reply maps back
+//! onto a [`StoreReply`] ([`decode_reply`]). Pure: no IO. The Rust, Python and Node Redis adapters
+//! all run exactly this: `let call = encode_op(&op)`, `EVALSHA call.script.sha1() keys args`
+//! (on `NOSCRIPT`: `EVAL call.script.source`, or `SCRIPT LOAD` and retry), convert the reply to a
+//! [`RedisValue`], `decode_reply(&op, value)`. Every semantic lives in the scripts and these two
+//! functions, and equals [`crate::MemoryStore::apply`].
+//!
+//! ## Key layout (read it with `redis-cli`)
+//! - One **hash per entry** under the entry key (`ns:seg…`, or `{ns}:seg…` in hash-tag form):
+//!
+//!   | field | holds |
+//!   |-------|-------|
+//!   | `e` | encoded entry bytes (see `docs/entry-format.md`); absent after a delete-invalidation or while only a lease exists |
+//!   | `s` / `h` / `x` | soft_at / hard_at / expire_at, ms since the epoch, server clock |
+//!   | `v` | version floor (highest version stored; kept after a delete until `x`) |
+//!   | `g` | generations stamped at fill, comma-separated, in gen-key order |
+//!   | `m` | `1` when marked stale |
+//!   | `l` / `lu` | lease token / lease valid until (ms) |
+//!
+//!   The hash's `PEXPIREAT` is `max(x, lu)`.
+//! - One **plain string per generation counter** (`ns:!gen`, `ns:!tag:<tag>`; decimal; missing =
+//!   0 = never bumped). Counters carry no TTL.
+//!
+//! Every key a script touches is passed in `KEYS` (entry key first, then its counters), so with
+//! hash-tag keys one call stays in one Cluster slot. `now` comes from `TIME` inside the script, so
+//! client clocks drop out; arithmetic is integer-only (values < 2^53; tokens, versions and
+//! generations are compared as decimal strings). A value of the wrong type or a hash without
+//! valid fields under an entry key reads as absent and is deleted (then overwritten by the next
+//! fill); an unreadable counter reads as 0. Works on Redis 7.0 and later.
+
+use crate::store::{LeaseMode, LeaseOutcome, ReadReply, RejectReason, StoreFailure, StoreOp, StoreReply};
+use std::sync::OnceLock;
+
+/// One Lua script of the store protocol.
+#[derive(Debug)]
+pub struct Script {
+    /// Short name (`read`, `fill`, `invalidate`, `release`, `extend`, `bump`).
+    pub name: &'static str,
+    /// Lua source (what `EVAL` / `SCRIPT LOAD` take).
+    pub source: &'static str,
+    sha: OnceLock<String>,
+}
+
+impl Script {
+    const fn new(name: &'static str, source: &'static str) -> Script {
+        Script { name, source, sha: OnceLock::new() }
+    }
+
+    /// SHA1 of the source, lowercase hex (what `EVALSHA` takes). Computed once.
+    pub fn sha1(&self) -> String {
+        self.sha.get_or_init(|| sha1_smol::Sha1::from(self.source).digest().to_string()).clone()
+    }
+}
+
+macro_rules! lua {
+    ($f:literal) => {
+        concat!(include_str!("redis/prelude.lua"), include_str!(concat!("redis/", $f)))
+    };
+}
+
+static SCRIPTS: [Script; 6] = [
+    Script::new("read", lua!("read.lua")),
+    Script::new("fill", lua!("fill.lua")),
+    Script::new("invalidate", lua!("invalidate.lua")),
+    Script::new("release", lua!("release.lua")),
+    Script::new("extend", lua!("extend.lua")),
+    Script::new("bump", lua!("bump.lua")),
+];
+const READ: usize = 0;
+const FILL: usize = 1;
+const INVALIDATE: usize = 2;
+const RELEASE: usize = 3;
+const EXTEND: usize = 4;
+const BUMP: usize = 5;
+
+/// Every script of the protocol (e.g. to `SCRIPT LOAD` them all up front).
+pub fn scripts() -> &'static [Script] {
+    &SCRIPTS
+}
+
+/// The script named `name`, if any.
+pub fn script(name: &str) -> Option<&'static Script> {
+    SCRIPTS.iter().find(|s| s.name == name)
+}
+
+/// A Redis reply, as a binding hands it over (RESP2 shapes).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum RedisValue {
+    /// Nil bulk / nil array.
+    Nil,
+    /// Integer reply.
+    Int(i64),
+    /// Bulk string.
+    Bulk(Vec<u8>),
+    /// Simple string (`+OK`).
+    Status(String),
+    /// Array.
+    Array(Vec<RedisValue>),
+    /// Error reply (`-ERR …`).
+    Error(String),
+}
+
+/// One script invocation: `EVALSHA script.sha1() keys.len() keys… args…`.
+#[derive(Debug, Clone)]
+pub struct RedisCall {
+    /// Which script.
+    pub script: &'static Script,
+    /// `KEYS` (entry key first, then generation counters).
+    pub keys: Vec<String>,
+    /// `ARGV`.
+    pub args: Vec<Vec<u8>>,
+}
+
+fn num(n: u64) -> Vec<u8> {
+    n.to_string().into_bytes()
+}
+
+fn csv(g: &[u64]) -> Vec<u8> {
+    g.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",").into_bytes()
+}
+
+fn with_gens(key: &str, gen_keys: &[String]) -> Vec<String> {
+    let mut keys = Vec::with_capacity(1 + gen_keys.len());
+    keys.push(key.to_string());
+    keys.extend(gen_keys.iter().cloned());
+    keys
+}
+
+/// Which script runs `op`, with which `KEYS` and `ARGV`.
+pub fn encode_op(op: &StoreOp) -> RedisCall {
+    let (i, keys, args) = match op {
+        StoreOp::Read { key, gen_keys, lease, lease_ttl_ms, token } => {
+            let mode: &[u8] = match lease {
+                LeaseMode::None => b"0",
+                LeaseMode::IfNeeded => b"1",
+                LeaseMode::Force => b"2",
+            };
+            (READ, with_gens(key, gen_keys), vec![mode.to_vec(), num(*lease_ttl_ms), num(*token)])
+        }
+        StoreOp::Fill { key, entry, soft_at, hard_at, expire_at, version, generations, gen_keys, token } => (
+            FILL,
+            with_gens(key, gen_keys),
+            vec![
+                entry.to_vec(),
+                num(*soft_at),
+                num(*hard_at),
+                num(*expire_at),
+                version.map(num).unwrap_or_default(),
+                if generations.is_some() { b"1".to_vec() } else { b"0".to_vec() },
+                generations.as_deref().map(csv).unwrap_or_default(),
+                token.map(num).unwrap_or_default(),
+            ],
+        ),
+        StoreOp::Invalidate { key, mode } => {
+            let m: &[u8] = match mode {
+                crate::store::InvalidateMode::Delete => b"0",
+                crate::store::InvalidateMode::MarkStale => b"1",
+            };
+            (INVALIDATE, vec![key.clone()], vec![m.to_vec()])
+        }
+        StoreOp::Release { key, token } => (RELEASE, vec![key.clone()], vec![num(*token)]),
+        StoreOp::Extend { key, token, lease_ttl_ms } => {
+            (EXTEND, vec![key.clone()], vec![num(*token), num(*lease_ttl_ms)])
+        }
+        StoreOp::Bump { gen_key, value } => {
+            (BUMP, vec![gen_key.clone()], vec![num(*value), num(value.wrapping_add(1).max(1))])
+        }
+    };
+    RedisCall { script: &SCRIPTS[i], keys, args }
+}
+
+fn fail(op: &StoreOp, what: &str, v: &RedisValue) -> StoreFailure {
+    let name = encode_name(op);
+    let mut shown = format!("{v:?}");
+    if shown.len() > 200 {
+        let mut cut = 200;
+        while !shown.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        shown.truncate(cut);
+        shown.push('…');
+    }
+    StoreFailure { message: format!("redis {name}: unexpected reply ({what}): {shown}") }
+}
+
+fn encode_name(op: &StoreOp) -> &'static str {
+    match op {
+        StoreOp::Read { .. } => "read",
+        StoreOp::Fill { .. } => "fill",
+        StoreOp::Invalidate { .. } => "invalidate",
+        StoreOp::Release { .. } => "release",
+        StoreOp::Extend { .. } => "extend",
+        StoreOp::Bump { .. } => "bump",
+    }
+}
+
+/// An unsigned integer from an integer reply or a decimal string (some clients hand strings).
+fn as_u64(v: &RedisValue) -> Option<u64> {
+    match v {
+        RedisValue::Int(i) => u64::try_from(*i).ok(),
+        RedisValue::Bulk(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        RedisValue::Status(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Decode the script's reply to `op` into the protocol reply. Never panics: an error reply or a
+/// reply of the wrong shape is a [`StoreFailure`].
+pub fn decode_reply(op: &StoreOp, reply: RedisValue) -> Result<StoreReply, StoreFailure> {
+    if let RedisValue::Error(e) = &reply {
+        return Err(StoreFailure { message: format!("redis {}: {e}", encode_name(op)) });
+    }
+    match op {
+        StoreOp::Read { gen_keys, token, .. } => {
+            let RedisValue::Array(a) = &reply else { return Err(fail(op, "not an array", &reply)) };
+            if a.len() != 6 {
+                return Err(fail(op, "expected 6 elements", &reply));
+            }
+            let now_ms = as_u64(&a[0]).ok_or_else(|| fail(op, "now", &reply))?;
+            let entry = match &a[1] {
+                RedisValue::Nil => None,
+                RedisValue::Bulk(b) => Some(b.as_slice().into()),
+                RedisValue::Status(s) => Some(s.as_bytes().into()),
+                _ => return Err(fail(op, "entry", &reply)),
+            };
+            let marked_stale = match as_u64(&a[2]) {
+                Some(0) => false,
+                Some(1) => true,
+                _ => return Err(fail(op, "marked", &reply)),
+            };
+            let generations = match &a[3] {
+                RedisValue::Array(g) => g.iter().map(as_u64).collect::<Option<Vec<u64>>>(),
+                // An empty Lua table comes back as an empty array, but some clients say nil.
+                RedisValue::Nil => Some(Vec::new()),
+                _ => None,
+            }
+            .filter(|g| g.len() == gen_keys.len())
+            .ok_or_else(|| fail(op, "generations", &reply))?;
+            let lease = match (as_u64(&a[4]), as_u64(&a[5])) {
+                (Some(0), Some(_)) => LeaseOutcome::NotRequested,
+                (Some(1), Some(_)) => LeaseOutcome::Granted { token: *token },
+                (Some(2), Some(until_ms)) => LeaseOutcome::Held { until_ms },
+                _ => return Err(fail(op, "lease", &reply)),
+            };
+            Ok(StoreReply::Read(ReadReply { now_ms, entry, marked_stale, generations, lease }))
+        }
+        StoreOp::Fill { .. } => match as_u64(&reply) {
+            Some(0) => Ok(StoreReply::Stored),
+            Some(1) => Ok(StoreReply::Rejected { reason: RejectReason::LeaseLost }),
+            Some(2) => Ok(StoreReply::Rejected { reason: RejectReason::VersionNewer }),
+            Some(3) => Ok(StoreReply::Rejected { reason: RejectReason::GenerationChanged }),
+            _ => Err(fail(op, "fill code", &reply)),
+        },
+        StoreOp::Invalidate { .. } => match as_u64(&reply) {
+            Some(n @ (0 | 1)) => Ok(StoreReply::Invalidated { existed: n == 1 }),
+            _ => Err(fail(op, "0 or 1", &reply)),
+        },
+        StoreOp::Release { .. } | StoreOp::Extend { .. } => match as_u64(&reply) {
+            Some(n @ (0 | 1)) => Ok(StoreReply::Lease { ok: n == 1 }),
+            _ => Err(fail(op, "0 or 1", &reply)),
+        },
+        StoreOp::Bump { .. } => match as_u64(&reply) {
+            Some(generation) => Ok(StoreReply::Bumped { generation }),
+            None => Err(fail(op, "generation", &reply)),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::InvalidateMode;
+
+    #[test]
+    fn scripts_have_stable_distinct_shas() {
+        let shas: Vec<String> = scripts().iter().map(|s| s.sha1()).collect();
+        for (i, s) in shas.iter().enumerate() {
+            assert_eq!(s.len(), 40);
+            assert!(s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+            assert!(!shas[..i].contains(s));
+        }
+        assert_eq!(scripts()[0].sha1(), shas[0]);
+        assert!(script("fill").is_some() && script("nope").is_none());
+    }
+
+    #[test]
+    fn encodes_keys_then_gen_keys() {
+        let op = StoreOp::Read {
+            key: "{ns}:a".into(),
+            gen_keys: vec!["{ns}:!gen".into()],
+            lease: LeaseMode::IfNeeded,
+            lease_ttl_ms: 500,
+            token: 42,
+        };
+        let c = encode_op(&op);
+        assert_eq!(c.script.name, "read");
+        assert_eq!(c.keys, vec!["{ns}:a", "{ns}:!gen"]);
+        assert_eq!(c.args, vec![b"1".to_vec(), b"500".to_vec(), b"42".to_vec()]);
+        let b = encode_op(&StoreOp::Bump { gen_key: "g".into(), value: 7 });
+        assert_eq!(b.args, vec![b"7".to_vec(), b"8".to_vec()]);
+    }
+
+    #[test]
+    fn decodes_replies_and_rejects_wrong_shapes() {
+        use RedisValue::*;
+        let op = StoreOp::Read {
+            key: "k".into(),
+            gen_keys: vec!["g".into()],
+            lease: LeaseMode::IfNeeded,
+            lease_ttl_ms: 500,
+            token: 42,
+        };
+        let ok = Array(vec![Int(1000), Bulk(b"x".to_vec()), Int(0), Array(vec![Bulk(b"7".to_vec())]), Int(1), Int(0)]);
+        let StoreReply::Read(r) = decode_reply(&op, ok).unwrap() else { panic!() };
+        assert_eq!(r.now_ms, 1000);
+        assert_eq!(r.entry.as_deref(), Some(&b"x"[..]));
+        assert_eq!(r.generations, vec![7]);
+        assert_eq!(r.lease, LeaseOutcome::Granted { token: 42 });
+        for bad in [Nil, Int(3), Array(vec![]), Error("ERR x".into()), Array(vec![Int(-1), Nil, Int(0), Array(vec![]), Int(0), Int(0)])] {
+            assert!(decode_reply(&op, bad).is_err());
+        }
+        let inv = StoreOp::Invalidate { key: "k".into(), mode: InvalidateMode::Delete };
+        assert_eq!(decode_reply(&inv, Int(1)).unwrap(), StoreReply::Invalidated { existed: true });
+        assert!(decode_reply(&inv, Int(2)).is_err());
+        let bump = StoreOp::Bump { gen_key: "g".into(), value: 5 };
+        assert_eq!(decode_reply(&bump, Bulk(b"6".to_vec())).unwrap(), StoreReply::Bumped { generation: 6 });
+    }
+}

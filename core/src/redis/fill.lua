@@ -1,0 +1,27 @@
+-- fill: KEYS = entry key, gen keys...; ARGV = entry, soft_at, hard_at, expire_at, version|'',
+-- has_generations 0/1, generations csv, token|''
+-- reply: 0 stored, 1 lease lost, 2 version newer, 3 generation changed
+local k = KEYS[1]
+local _, curcsv = gens(2)
+if ARGV[6] == '1' and ARGV[7] ~= curcsv then return 3 end
+local now = now_ms()
+local s = load(k, now)
+local token = ARGV[8]
+if token ~= '' and (s == nil or s.l ~= token) then return 1 end
+local version = ARGV[5]
+local floor = s and s.v
+if version ~= '' and floor and tonumber(version) < tonumber(floor) then return 2 end
+local x = tonumber(ARGV[4])
+if s and s.v and s.x > x then x = s.x end
+local xs = int(x)
+local v = version
+if v == '' then v = floor
+elseif floor and tonumber(floor) > tonumber(v) then v = floor end
+redis.call('DEL', k)
+if v then
+  redis.call('HSET', k, 'e', ARGV[1], 's', ARGV[2], 'h', ARGV[3], 'x', xs, 'g', curcsv, 'v', v)
+else
+  redis.call('HSET', k, 'e', ARGV[1], 's', ARGV[2], 'h', ARGV[3], 'x', xs, 'g', curcsv)
+end
+expire(k, x, nil)
+return 0

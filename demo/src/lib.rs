@@ -1,1 +1,0 @@
-//! karlton-demo (being written)

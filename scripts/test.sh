@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Build everything and run every test: Rust (core, cache, Redis against real servers),
+# WASM (wasmtime host + Node loader), Python, Node. Fails if any test fails.
+#
+#   ./scripts/test.sh            # everything
+#   ./scripts/test.sh rust       # one part: rust | wasm | python | node
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+parts=("$@")
+[ ${#parts[@]} -gt 0 ] || parts=(rust wasm python node)
+
+scripts/setup.sh
+
+for part in "${parts[@]}"; do
+  echo
+  echo "==================== $part ===================="
+  case "$part" in
+    rust)
+      # default-members: core, cache, redis, demo (not the wasmtime host or the bindings).
+      cargo test --locked
+      ;;
+    wasm)   scripts/test-wasm.sh ;;
+    python) scripts/test-python.sh ;;
+    node)   scripts/test-node.sh ;;
+    *) echo "unknown part: $part (rust | wasm | python | node)" >&2; exit 2 ;;
+  esac
+done
+echo
+echo "all tests passed: ${parts[*]}"
