@@ -89,7 +89,7 @@ pub struct Entry {
     /// End of usability: stale (served while one caller refreshes) while
     /// `soft_at <= now < hard_at`. Must be `>= soft_at`.
     pub hard_at: u64,
-    /// How long the load that produced this entry took, in ms (XFetch's delta).
+    /// How long the load that produced this entry took, in ms (the `XFetch` delta).
     pub load_ms: u64,
     /// A cached "not found". The value of a negative entry is opaque to karlton (normally empty;
     /// a writer may keep e.g. an error description there); readers treat the entry as "absent
@@ -168,8 +168,8 @@ impl Entry {
     pub const MAGIC: [u8; 2] = *b"KC";
     /// The format number this build writes and the only one it reads (byte 2).
     pub const FORMAT: u8 = 1;
-    /// Length of the fixed header: magic (2), format (1), flags (1), codec (1), soft_at (8),
-    /// hard_at (8), load_ms (8).
+    /// Length of the fixed header: magic (2), format (1), flags (1), codec (1), `soft_at` (8),
+    /// `hard_at` (8), `load_ms` (8).
     pub const HEADER_LEN: usize = 29;
     /// Most generation counters an entry may carry: one for the namespace plus one per tag.
     pub const MAX_GENERATIONS: usize = 1 + Self::MAX_TAGS;
@@ -247,6 +247,12 @@ impl Entry {
     /// `Entry::decode(&e.encode())` is `Ok(e)` exactly when `e.validate()` is `Ok(())`. Writers
     /// should validate before storing so an invalid entry is refused up front instead of being
     /// stored and then read back as a miss.
+    ///
+    /// # Errors
+    ///
+    /// [`DecodeError::Inconsistent`] if `hard_at < soft_at`; [`DecodeError::TooLarge`] if there
+    /// are more than [`Entry::MAX_GENERATIONS`] generations, more than [`Entry::MAX_TAGS`] tags,
+    /// or a tag longer than [`Entry::MAX_TAG_LEN`] bytes.
     pub fn validate(&self) -> Result<(), DecodeError> {
         if self.hard_at < self.soft_at {
             return Err(DecodeError::Inconsistent("hard_at < soft_at"));
@@ -268,6 +274,10 @@ impl Entry {
     /// Never panics. Any error means the bytes are not a valid format-1 entry and should be
     /// treated as a miss. Only canonical encodings are accepted, so a successful decode
     /// re-encodes to the same bytes.
+    ///
+    /// # Errors
+    ///
+    /// Any [`DecodeError`]; see `docs/entry-format.md` for which condition yields which.
     pub fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
         let (h, rest) = read_header(bytes)?;
         let mut r = Reader { buf: rest };
@@ -321,6 +331,12 @@ impl Entry {
 /// Checks magic, format, flags and `hard_at >= soft_at`, nothing after the version. So an `Ok`
 /// here does not promise that [`Entry::decode`] succeeds, but an `Err` here is the error
 /// `decode` would return.
+///
+/// # Errors
+///
+/// [`DecodeError::TooShort`], [`DecodeError::BadMagic`], [`DecodeError::UnsupportedFormat`],
+/// [`DecodeError::UnknownFlags`], [`DecodeError::Inconsistent`] (`hard_at < soft_at`), or
+/// [`DecodeError::Truncated`]`("version")`.
 pub fn peek_header(bytes: &[u8]) -> Result<EntryHeader, DecodeError> {
     read_header(bytes).map(|(h, _)| h)
 }
@@ -452,8 +468,8 @@ impl<'a> Reader<'a> {
     fn count(&mut self, field: &'static str, max: usize) -> Result<usize, DecodeError> {
         let n = self.varint(field)?;
         check_max(field, n, max)?;
-        // n <= max, which is a usize.
-        Ok(n as usize)
+        // Cannot fail: n <= max, which is a usize.
+        usize::try_from(n).map_err(|_| DecodeError::TooLarge(field, n, max as u64))
     }
 
     /// Consumes a varint byte length that must fit in the remaining input.
@@ -463,8 +479,8 @@ impl<'a> Reader<'a> {
         if n > self.buf.len() as u64 {
             return Err(DecodeError::Truncated(field));
         }
-        // n <= remaining length, which is a usize.
-        Ok(n as usize)
+        // Cannot fail: n <= the remaining length, which is a usize.
+        usize::try_from(n).map_err(|_| DecodeError::Truncated(field))
     }
 }
 
@@ -472,10 +488,10 @@ impl<'a> Reader<'a> {
 #[inline]
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
-        out.push((v as u8) | 0x80);
+        out.push((v & 0x7f) as u8 | 0x80);
         v >>= 7;
     }
-    out.push(v as u8);
+    out.push((v & 0x7f) as u8);
 }
 
 /// Bytes `put_varint` writes for `v` (1..=10).
@@ -535,7 +551,8 @@ mod version_str {
     use serde::de::Error as _;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    /// Writes `Some(v)` as `"v"`, `None` as `null`.
+    /// Writes `Some(v)` as `"v"`, `None` as `null`. (serde's `with` fixes the `&Option` type.)
+    #[allow(clippy::ref_option)]
     pub(super) fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
         match v {
             Some(v) => s.serialize_some(&v.to_string()),
@@ -574,7 +591,18 @@ mod tests {
 
     #[test]
     fn varint_edges_roundtrip_and_len() {
-        for v in [0, 1, 127, 128, 255, 16_383, 16_384, u64::from(u32::MAX), u64::MAX - 1, u64::MAX] {
+        for v in [
+            0,
+            1,
+            127,
+            128,
+            255,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
             let b = varint_bytes(v);
             assert_eq!(b.len(), varint_len(v), "len of {v}");
             let mut r = Reader { buf: &b };
@@ -594,7 +622,9 @@ mod tests {
                 DecodeError::InvalidVarint("x"),
             ),
             (
-                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x81, 0x00],
+                &[
+                    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x81, 0x00,
+                ],
                 DecodeError::InvalidVarint("x"),
             ),
             (&[0x80], DecodeError::Truncated("x")),

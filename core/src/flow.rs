@@ -330,6 +330,11 @@ impl GetOrLoad {
             (State::Reading { force }, Input::Store(StoreReply::Read(r))) => {
                 self.on_read(now, force, r)
             }
+            (State::Reading { .. }, Input::StoreFailed(_)) if self.served.is_some() => {
+                // Background refresh could not reach the store: the caller has its value.
+                self.stats.store_errors += 1;
+                self.done_background()
+            }
             (State::Reading { .. }, Input::StoreFailed(e)) => {
                 self.stats.store_errors += 1;
                 match self.policy.on_store_error() {
@@ -346,8 +351,9 @@ impl GetOrLoad {
             }
             (State::Loading { phase: Phase::Soft, fill }, Input::Timeout) => {
                 // Slow loader with a stale value at hand: serve it, keep loading.
+                let usable = self.stale_usable(now);
                 match self.stale.clone() {
-                    Some(e) if self.served.is_none() => {
+                    Some(e) if usable && self.served.is_none() => {
                         self.stats.stale_if_error += 1;
                         self.state = State::Loading { phase: Phase::Hard, fill };
                         self.serve(Self::serve_entry(&e, Source::StaleOnTimeout))
@@ -372,13 +378,21 @@ impl GetOrLoad {
             }
             (State::Filling(served), Input::Store(reply)) => {
                 match reply {
-                    StoreReply::Stored => {}
-                    StoreReply::Rejected { .. } => self.stats.fills_rejected += 1,
-                    _ => return self.done(Err(FlowError::Protocol("fill got a non-fill reply".into()))),
+                    StoreReply::Stored => {
+                        self.token = None; // the fill consumed the lease
+                        self.done(Ok(Served { cached: true, ..served }))
+                    }
+                    StoreReply::Rejected { reason } => {
+                        self.stats.fills_rejected += 1;
+                        if reason == crate::store::RejectReason::LeaseLost {
+                            self.token = None; // nothing of ours left to release
+                        }
+                        // Generation moved or a newer version is there: our lease is still
+                        // live, so give it back now rather than make others wait it out.
+                        self.release_then(Ok(Served { cached: false, ..served }))
+                    }
+                    _ => self.done(Err(FlowError::Protocol("fill got a non-fill reply".into()))),
                 }
-                let cached = reply == StoreReply::Stored;
-                self.token = None;
-                self.done(Ok(Served { cached, ..served }))
             }
             (State::Filling(served), Input::StoreFailed(_)) => {
                 self.stats.store_errors += 1;
@@ -416,7 +430,10 @@ impl GetOrLoad {
         let mut entry = match r.entry.as_deref().map(Entry::decode) {
             Some(Ok(e)) => Some(e),
             Some(Err(_)) => {
-                self.stats.corrupt_entries += 1;
+                // Counted once per call (a forced re-read sees the same bytes).
+                if !force {
+                    self.stats.corrupt_entries += 1;
+                }
                 None
             }
             None => None,
@@ -541,7 +558,7 @@ impl GetOrLoad {
             OnLockTimeout::Error => {
                 self.done(Err(FlowError::LockTimeout(now - self.started_local)))
             }
-            OnLockTimeout::ServeStale if self.stale.is_some() => {
+            OnLockTimeout::ServeStale if self.stale_usable(now) => {
                 let e = self.stale.take().expect("checked");
                 self.stats.stale_if_error += 1;
                 let s = Self::serve_entry(&e, Source::StaleOnTimeout);
@@ -552,12 +569,17 @@ impl GetOrLoad {
         }
     }
 
+    /// The remembered stale value may still be served (C4: never past hard + stale_if_error).
+    fn stale_usable(&self, now: u64) -> bool {
+        self.stale.as_ref().is_some_and(|e| {
+            self.store_now(now) < e.hard_at.saturating_add(self.policy.stale_if_error_ms())
+        })
+    }
+
     fn load(&mut self, now: u64, fill: bool) -> Step {
         self.stats.loads += 1;
         self.load_started = now;
-        let stale_usable = self.stale.as_ref().is_some_and(|e| {
-            self.store_now(now) < e.hard_at.saturating_add(self.policy.stale_if_error_ms())
-        });
+        let stale_usable = self.stale_usable(now);
         let (phase, timeout_at) = match self.policy.load_soft_timeout_ms() {
             Some(soft) if stale_usable && self.served.is_none() => (Phase::Soft, Some(now + soft)),
             _ => (Phase::Hard, self.hard_deadline()),

@@ -319,7 +319,9 @@ impl MemoryStore {
                 let found = sh.find(key, now_ms);
                 let old = found.map(|i| &sh.nodes[i].slot);
                 if let Some(t) = token {
-                    if old.and_then(|s| s.lease).map(|l| l.0) != Some(*t) {
+                    // The lease must be live: an expired one may already belong to someone else
+                    // in spirit (same rule as release/extend), and C3 counts on it.
+                    if old.and_then(|s| s.live_lease(now_ms)).map(|l| l.0) != Some(*t) {
                         return StoreReply::Rejected { reason: RejectReason::LeaseLost };
                     }
                 }

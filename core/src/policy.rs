@@ -140,6 +140,33 @@ pub enum PolicyError {
     Json(String),
 }
 
+impl PolicyError {
+    /// A stable, machine-readable kind: `zero`, `hard_before_soft`, `out_of_range`, `too_long`,
+    /// `load_timeouts` or `json` (bindings map these to their error types).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PolicyError::Zero { .. } => "zero",
+            PolicyError::HardBeforeSoft { .. } => "hard_before_soft",
+            PolicyError::OutOfRange { .. } => "out_of_range",
+            PolicyError::TooLong { .. } => "too_long",
+            PolicyError::LoadTimeouts { .. } => "load_timeouts",
+            PolicyError::Json(_) => "json",
+        }
+    }
+
+    /// The field the error is about, when there is one.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            PolicyError::Zero { field }
+            | PolicyError::OutOfRange { field, .. }
+            | PolicyError::TooLong { field, .. } => Some(field),
+            PolicyError::HardBeforeSoft { .. } => Some("hard_ttl_ms"),
+            PolicyError::LoadTimeouts { .. } => Some("load_soft_timeout_ms"),
+            PolicyError::Json(_) => None,
+        }
+    }
+}
+
 /// Largest duration accepted anywhere in a policy (≈ 35 years).
 pub const MAX_DURATION_MS: u64 = 1 << 40;
 
@@ -247,8 +274,14 @@ impl Policy {
 
     /// Parse and validate a policy from JSON (the [`PolicySpec`] field names, durations in ms).
     pub fn from_json(json: &str) -> Result<Policy, PolicyError> {
-        let spec: PolicySpec =
+        let v: serde_json::Value =
             serde_json::from_str(json).map_err(|e| PolicyError::Json(e.to_string()))?;
+        if !v.is_object() {
+            // serde would read an array as a positional struct; a policy is an object.
+            return Err(PolicyError::Json("a policy must be a JSON object".into()));
+        }
+        let spec: PolicySpec =
+            serde_json::from_value(v).map_err(|e| PolicyError::Json(e.to_string()))?;
         Policy::new(spec)
     }
 
