@@ -14,6 +14,8 @@
 //! - `baseline`: the same hit on a plain `Mutex<HashMap<String, Vec<u8>>>` (get + clone, and
 //!   get + clone + the same JSON decode), for ratios.
 
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+
 use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
 use karlton::core::entry::codec;
 use karlton::core::{Entry, decide_raw};

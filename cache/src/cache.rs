@@ -189,7 +189,14 @@ impl<S: Store> Cache<S> {
     {
         let k = key.build();
         let policy = opts.policy.clone().unwrap_or_else(|| self.inner.policy.clone());
-        let req = Request { key: k, gen_keys: Self::gen_keys(key, &opts.tags), tags: opts.tags.clone() };
+        let gen_keys = Self::gen_keys(key, &opts.tags);
+        if let Some(mem) = self.inner.store.memory() {
+            let hit = flow::fast_hit(mem, now_ms(), &k, &gen_keys, &policy, self.next_seed(), &self.inner.stats);
+            if let Some(s) = hit {
+                return Ok(s);
+            }
+        }
+        let req = Request { key: k, gen_keys, tags: opts.tags.clone() };
         let mut loader: Option<Box<dyn FnOnce() -> BoxLoad + Send>> =
             Some(Box::new(move || Box::pin(loader()) as BoxLoad));
         loop {

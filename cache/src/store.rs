@@ -29,6 +29,12 @@ pub trait Store: Send + Sync + 'static {
     fn evictions(&self) -> u64 {
         0
     }
+
+    /// The in-process memory store behind this store, if that is what it is: enables the
+    /// allocation-light fresh-hit path (`karlton_core::flow::fast_hit`).
+    fn memory(&self) -> Option<&karlton_core::MemoryStore> {
+        None
+    }
 }
 
 impl<S: Store> Store for Arc<S> {
@@ -40,6 +46,9 @@ impl<S: Store> Store for Arc<S> {
     }
     fn evictions(&self) -> u64 {
         (**self).evictions()
+    }
+    fn memory(&self) -> Option<&karlton_core::MemoryStore> {
+        (**self).memory()
     }
 }
 
@@ -76,5 +85,8 @@ impl Store for MemoryStore {
     }
     fn evictions(&self) -> u64 {
         self.inner.evictions()
+    }
+    fn memory(&self) -> Option<&karlton_core::MemoryStore> {
+        Some(&self.inner)
     }
 }

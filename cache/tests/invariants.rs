@@ -379,6 +379,9 @@ async fn t1_no_read_after_bump_returns_an_entry_filled_before_it() {
                 })
                 .await
                 .unwrap();
+                // A memory-store hit completes without awaiting anything: yield so these
+                // loops share the runtime with the bumping task, as IO-bound callers would.
+                tokio::task::yield_now().await;
             }
         }));
     }

@@ -325,6 +325,31 @@ impl Entry {
     }
 }
 
+/// Validates `bytes` exactly as [`Entry::decode`] does, but allocates nothing: returns the
+/// header and the value's bytes. The hit path uses it (`flow::fast_hit`).
+///
+/// # Errors
+///
+/// The same [`DecodeError`] [`Entry::decode`] would return.
+pub fn decode_view(bytes: &[u8]) -> Result<(EntryHeader, &[u8]), DecodeError> {
+    let (h, rest) = read_header(bytes)?;
+    let mut r = Reader { buf: rest };
+    let n_gen = r.count("generations", Entry::MAX_GENERATIONS)?;
+    r.take(n_gen * 8, "generations")?;
+    let n_tags = r.count("tags", Entry::MAX_TAGS)?;
+    for _ in 0..n_tags {
+        let len = r.count("tag", Entry::MAX_TAG_LEN)?;
+        let raw = r.take(len, "tag")?;
+        core::str::from_utf8(raw).map_err(|_| DecodeError::InvalidUtf8)?;
+    }
+    let value_len = r.len("value")?;
+    let value = r.take(value_len, "value")?;
+    if !r.buf.is_empty() {
+        return Err(DecodeError::TrailingBytes(r.buf.len()));
+    }
+    Ok((h, value))
+}
+
 /// Reads the fixed header (and version) of an encoded entry without touching the rest: O(1),
 /// no allocation.
 ///

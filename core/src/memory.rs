@@ -275,6 +275,30 @@ impl MemoryStore {
         self.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).bytes).sum()
     }
 
+    /// The entry bytes for `key` if present and not orphaned by a generation bump, with its
+    /// marked-stale flag; touches the LRU. No lease, no allocation: the fresh-hit fast path
+    /// (`flow::fast_hit`) is built on it.
+    pub fn peek_valid(&self, now_ms: u64, key: &str, gen_keys: &[String]) -> Option<(Bytes, bool)> {
+        // Lock order everywhere: generations, then a shard (never the other way round).
+        let gens = (!gen_keys.is_empty()).then(|| self.gens.read().unwrap_or_else(|p| p.into_inner()));
+        let mut sh = self.shard(key);
+        let i = sh.find(key, now_ms)?;
+        sh.touch(i);
+        let s = &sh.nodes[i].slot;
+        let e = s.entry.as_ref()?;
+        if s.gens.len() != gen_keys.len() {
+            return None;
+        }
+        if let Some(g) = &gens {
+            for (v, k) in s.gens.iter().zip(gen_keys) {
+                if *v != g.get(k).copied().unwrap_or(0) {
+                    return None;
+                }
+            }
+        }
+        Some((e.clone(), s.marked_stale))
+    }
+
     /// What the store holds for `key` at `now_ms` (no LRU touch).
     pub fn inspect(&self, now_ms: u64, key: &str) -> Option<SlotInfo> {
         let mut sh = self.shard(key);

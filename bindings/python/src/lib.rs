@@ -1,1 +1,95 @@
-//! karlton-python (being written)
+//! `karlton._karlton`: the native module under the `karlton` Python package.
+//!
+//! A thin translation layer over `karlton-core`: `Key`, `PolicyCore`, `MemoryStore`, and the
+//! `Driver`/`Flow`/`Op` handles the pure-Python drivers (`karlton.Cache`, `karlton.AsyncCache`)
+//! step through. No policy is decided here.
+
+mod convert;
+mod driver;
+mod key;
+mod policy;
+
+use karlton_core::Entry;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+/// Decode raw entry bytes (as a store holds them) with the core's entry codec, for inspection
+/// and cross-runtime checks. Raises `ValueError` on corrupt bytes.
+#[pyfunction]
+fn decode_entry<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyDict>> {
+    let e = Entry::decode(data).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+    let d = PyDict::new(py);
+    d.set_item("value", PyBytes::new(py, &e.value))?;
+    d.set_item("codec", e.codec)?;
+    d.set_item("version", e.version)?;
+    d.set_item("generations", PyList::new(py, &e.generations)?)?;
+    d.set_item("soft_at", e.soft_at)?;
+    d.set_item("hard_at", e.hard_at)?;
+    d.set_item("load_ms", e.load_ms)?;
+    d.set_item("negative", e.negative)?;
+    d.set_item("tags", PyList::new(py, &e.tags)?)?;
+    Ok(d)
+}
+
+/// The Redis scripts of the store protocol: `[(name, sha1, source), …]`.
+#[pyfunction]
+fn redis_scripts<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+    let items = karlton_core::redis::scripts()
+        .iter()
+        .map(|s| PyTuple::new(py, [s.name.to_string(), s.sha1(), s.source.to_string()]))
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
+}
+
+/// Canonical params hash (RFC 8785 JSON, SHA-256, 32 hex) of a JSON-like value.
+#[pyfunction]
+fn params_hash(params: &Bound<'_, PyAny>) -> PyResult<String> {
+    let v = convert::to_json(params, "params")?;
+    karlton_core::key::params_hash(&v).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+}
+
+#[cfg(feature = "vectors")]
+#[path = "../../../core/tests/vectors/eval.rs"]
+#[allow(dead_code, missing_docs, clippy::all)]
+mod eval;
+
+/// Evaluate one conformance-vector case (`kind`, `input` as JSON text) with the core's
+/// evaluator; returns the result as JSON text (compare with the case's `expect`).
+#[cfg(feature = "vectors")]
+#[pyfunction]
+fn vector_eval(kind: &str, input: &str) -> PyResult<String> {
+    let v: serde_json::Value =
+        serde_json::from_str(input).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+    Ok(eval::eval(kind, &v).to_string())
+}
+
+/// Wall-clock milliseconds (the drivers' clock).
+#[pyfunction]
+fn now_ms() -> u64 {
+    driver::now_ms()
+}
+
+#[pymodule]
+fn _karlton(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<key::PyKey>()?;
+    m.add_class::<policy::PyPolicy>()?;
+    m.add_class::<policy::PyMemoryStore>()?;
+    m.add_class::<driver::PyDriver>()?;
+    m.add_class::<driver::PyFlow>()?;
+    m.add_class::<driver::PyOp>()?;
+    m.add_class::<driver::PyServed>()?;
+    m.add_function(wrap_pyfunction!(decode_entry, m)?)?;
+    m.add_function(wrap_pyfunction!(redis_scripts, m)?)?;
+    m.add_function(wrap_pyfunction!(params_hash, m)?)?;
+    m.add_function(wrap_pyfunction!(now_ms, m)?)?;
+    #[cfg(feature = "vectors")]
+    m.add_function(wrap_pyfunction!(vector_eval, m)?)?;
+    m.add("STORE", driver::STORE)?;
+    m.add("LOAD", driver::LOAD)?;
+    m.add("WAIT", driver::WAIT)?;
+    m.add("SERVE", driver::SERVE)?;
+    m.add("DONE", driver::DONE)?;
+    m.add("CODEC_RAW", karlton_core::entry::codec::RAW)?;
+    m.add("CODEC_JSON", karlton_core::entry::codec::JSON)?;
+    Ok(())
+}

@@ -370,17 +370,17 @@ pub fn flows() -> File {
             (T0 - 100, fill_at(T0 - 100, "\"v5\"", 1000, 3000, 0, 1, false, Some(5))),
             (T0 - 50, StoreOp::Invalidate { key: KEY.into(), mode: InvalidateMode::Delete }),
         ],
-        acts: vec![Act::Store, Act::Loaded { dt: 10, value: "\"v4\"", negative: false, version: Some(4) }, Act::Store],
-        kinds: &["store:read", "load", "store:fill", "done"],
+        acts: vec![Act::Store, Act::Loaded { dt: 10, value: "\"v4\"", negative: false, version: Some(4) }, Act::Store, Act::Store],
+        kinds: &["store:read", "load", "store:fill", "store:release", "done"],
         done: ok_done("loaded", false),
-        ..sc("miss_fill_rejected_version", "version 5 was deleted by an invalidation, which keeps the version floor; the loader (a lagging replica) returns version 4: fill rejected (C2), value still returned")
+        ..sc("miss_fill_rejected_version", "version 5 was deleted by an invalidation, which keeps the version floor; the loader (a lagging replica) returns version 4: fill rejected (C2), value still returned, and the still-live lease released so nobody waits it out")
     });
     all.push(Scenario {
         req: json!({ "key": KEY, "gen_keys": ["user:!gen"], "tags": [] }),
-        acts: vec![Act::Store, Act::Others(vec![StoreOp::Bump { gen_key: "user:!gen".into(), value: 31337 }], Box::new(loaded(40, "\"old\""))), Act::Store],
-        kinds: &["store:read", "load", "store:fill", "done"],
+        acts: vec![Act::Store, Act::Others(vec![StoreOp::Bump { gen_key: "user:!gen".into(), value: 31337 }], Box::new(loaded(40, "\"old\""))), Act::Store, Act::Store],
+        kinds: &["store:read", "load", "store:fill", "store:release", "done"],
         done: ok_done("loaded", false),
-        ..sc("miss_fill_rejected_generation", "a namespace bump during the load: the fill is rejected (T1)")
+        ..sc("miss_fill_rejected_generation", "a namespace bump during the load: the fill is rejected (T1) and the still-live lease released")
     });
     all.push(Scenario {
         acts: vec![Act::Store, loaded(40, "\"v1\""), Act::StoreFail("connection reset")],
@@ -781,8 +781,8 @@ fn pending_flows(f: &mut File) {
         setup: vec![(T0 - 3050, fill_at(T0 - 3050, "\"old\"", 1000, 3000, 100, 5, false, None)), (T0 - 5, other_lease(5000))],
         policy: pol(json!({"on_lock_timeout": "serve_stale", "stale_if_error_ms": 100})),
         acts: vec![Act::Store, Act::Timeout, Act::Store, Act::Timeout, Act::Store, Act::Timeout, Act::Store, Act::Timeout, Act::Store],
-        kinds: &["store:read", "wait", "store:read", "wait", "store:read", "wait", "store:read", "wait", "store:read", "done"],
-        done: ok_done("stale_on_timeout", true),
+        kinds: &["store:read", "wait", "store:read", "wait", "store:read", "wait", "store:read", "wait", "store:read", "load"],
+        done: json!({ "step": "load" }),
         ..sc("lock_timeout_serve_stale_expired", "")
     };
     let input = record(&s);
@@ -810,8 +810,8 @@ fn pending_flows(f: &mut File) {
         setup: vec![(T0 - 3490, fill_at(T0 - 3490, "\"old\"", 1000, 3000, 500, 5, false, None))],
         policy: pol(json!({"stale_if_error_ms": 500, "load_soft_timeout_ms": 50, "load_hard_timeout_ms": 300})),
         acts: vec![Act::Store, Act::Timeout],
-        kinds: &["store:read", "load", "serve"],
-        done: json!({ "step": "serve" }),
+        kinds: &["store:read", "load", "load"],
+        done: json!({ "step": "load" }),
         ..sc("load_soft_timeout_stale_expired", "")
     };
     let input = record(&s);
@@ -833,8 +833,8 @@ fn pending_flows(f: &mut File) {
         policy: pol(json!({"early_refresh": 1.0})),
         setup: vec![(T0 - 900, fill_at(T0 - 900, "\"v0\"", 1000, 3000, 0, 400, false, None))],
         acts: vec![Act::Store, Act::Continue, Act::StoreFail("down")],
-        kinds: &["store:read", "serve", "store:read", "load"],
-        done: json!({ "step": "load" }),
+        kinds: &["store:read", "serve", "store:read", "done"],
+        done: ok_done("fresh", true),
         ..sc("early_refresh_store_error", "")
     };
     s.seed = seed_for_xfetch(&s, true);

@@ -7,16 +7,17 @@ if ARGV[6] == '1' and ARGV[7] ~= curcsv then return 3 end
 local now = now_ms()
 local s = load(k, now)
 local token = ARGV[8]
-if token ~= '' and (s == nil or s.l ~= token) then return 1 end
+-- The token must hold a live lease (an expired one may already be someone else's).
+if token ~= '' and (s == nil or not live_lease(s, now) or s.l ~= token) then return 1 end
 local version = ARGV[5]
 local floor = s and s.v
-if version ~= '' and floor and tonumber(version) < tonumber(floor) then return 2 end
+if version ~= '' and floor and dec_lt(version, floor) then return 2 end
 local x = tonumber(ARGV[4])
 if s and s.v and s.x > x then x = s.x end
 local xs = int(x)
 local v = version
 if v == '' then v = floor
-elseif floor and tonumber(floor) > tonumber(v) then v = floor end
+elseif floor and dec_lt(v, floor) then v = floor end
 redis.call('DEL', k)
 if v then
   redis.call('HSET', k, 'e', ARGV[1], 's', ARGV[2], 'h', ARGV[3], 'x', xs, 'g', curcsv, 'v', v)

@@ -8,6 +8,14 @@ end
 local function digits(v)
   return type(v) == 'string' and #v > 0 and #v <= 16 and string.match(v, '^%d+$') ~= nil
 end
+-- Canonical decimal of any u64 (versions may exceed 2^53), and its exact order.
+local function decimal(v)
+  return type(v) == 'string' and #v > 0 and #v <= 20 and string.match(v, '^%d+$') ~= nil
+end
+local function dec_lt(a, b)
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
 -- Integer to decimal string (redis.call would format a Lua number as a float).
 local function int(n)
   return string.format('%d', n)
@@ -42,7 +50,7 @@ local function load(k, now)
     ok = digits(r[2]) and digits(r[3]) and s.g ~= nil and string.match(s.g, '^[%d,]*$') ~= nil
     if ok then s.s = tonumber(r[2]); s.h = tonumber(r[3]) end
   end
-  if ok and r[5] then ok = digits(r[5]); s.v = r[5] end
+  if ok and r[5] then ok = decimal(r[5]); s.v = r[5] end
   if ok and s.l then ok = digits(s.l) and digits(r[9]); if ok then s.lu = tonumber(r[9]) end end
   if not ok then redis.call('DEL', k); return nil end
   s.x = tonumber(r[4])

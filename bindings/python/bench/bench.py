@@ -1,0 +1,219 @@
+"""karlton benchmarks in one run (issue 4 §8). Prints a markdown table of ratios.
+
+    python bindings/python/bench/bench.py            # starts its own redis-server on a free port
+
+Hit latency: best-of-N `timeit` per call. Stampede: a missing key, a 50 ms loader, N concurrent
+callers; loader calls, caller p50/p99, and Redis commands (INFO commandstats delta).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import timeit
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from conftest import RedisServer  # noqa: E402
+
+import karlton  # noqa: E402
+from karlton import AsyncCache, Cache, Key, Policy, RedisStore  # noqa: E402
+
+N = 200_000
+VALUE = {"id": 42, "name": "Ada Lovelace", "roles": ["admin", "dev"]}
+
+
+def per_call(stmt: str, g: dict, n: int = N) -> float:
+    return min(timeit.repeat(stmt, globals=g, number=n, repeat=5)) / n
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def commands(r) -> int:  # type: ignore[no-untyped-def]
+    return sum(v["calls"] for k, v in r.info("commandstats").items() if not k.endswith("info"))
+
+
+def memory_hits(rows: list[tuple[str, str, str]]) -> None:
+    d = {"user:42": VALUE}
+    cache = Cache()
+    k = Key("user", 42)
+    cache.get_or_load(k, lambda: VALUE)
+    g = {"d": d, "c": cache, "k": k, "f": lambda: VALUE, "Key": Key}
+    base = per_call('d.get("user:42")', g)
+    rows.append(("memory hit: dict.get", f"{base * 1e9:.0f} ns", "1.0×"))
+    try:
+        import cachetools
+
+        t = cachetools.TTLCache(maxsize=10_000, ttl=60)
+        t["user:42"] = VALUE
+        g["t"] = t
+        x = per_call('t["user:42"]', g)
+        rows.append(("memory hit: cachetools.TTLCache[key]", f"{x * 1e9:.0f} ns", f"{x / base:.1f}×"))
+    except ImportError:
+        rows.append(("memory hit: cachetools.TTLCache[key]", "not installed", "-"))
+    x = per_call("c.get_or_load(k, f)", g)
+    rows.append(("memory hit: karlton Cache.get_or_load", f"{x * 1e9:.0f} ns", f"{x / base:.1f}×"))
+    x = per_call('c.get_or_load(Key("user", 42), f)', g)
+    rows.append(("memory hit incl. Key build", f"{x * 1e9:.0f} ns", f"{x / base:.1f}×"))
+
+
+def redis_hits(rows: list[tuple[str, str, str]], port: int) -> None:
+    import redis
+
+    r = redis.Redis(port=port)
+    r.set("plain:42", b'{"id":42}')
+    cache = Cache(RedisStore(r))
+    k = Key("user", 42)
+    cache.get_or_load(k, lambda: VALUE)
+    g = {"r": r, "c": cache, "k": k, "f": lambda: VALUE}
+    n = 5_000
+    base = per_call('r.get("plain:42")', g, n)
+    rows.append(("redis hit: redis-py GET", f"{base * 1e6:.0f} µs", "1.0×"))
+    x = per_call("c.get_or_load(k, f)", g, n)
+    rows.append(("redis hit: karlton get_or_load (1 EVALSHA)", f"{x * 1e6:.0f} µs", f"{x / base:.2f}×"))
+
+
+def stampede_threads(rows: list[tuple[str, str, str]], store_factory, label: str, r=None) -> None:  # type: ignore[no-untyped-def]
+    cache = Cache(store_factory(), Policy(soft_ttl=60))
+    k = Key("stampede", label)
+    calls = 0
+    lock = threading.Lock()
+
+    def loader() -> dict:
+        nonlocal calls
+        with lock:
+            calls += 1
+        time.sleep(0.05)
+        return VALUE
+
+    barrier = threading.Barrier(50)
+    lat: list[float] = []
+
+    def worker() -> None:
+        barrier.wait()
+        t0 = time.perf_counter()
+        cache.get_or_load(k, loader)
+        lat.append(time.perf_counter() - t0)
+
+    before = commands(r) if r is not None else 0
+    ts = [threading.Thread(target=worker) for _ in range(50)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    cmds = f", {commands(r) - before - 1} Redis cmds" if r is not None else ""
+    rows.append((f"stampede 50 threads ({label})", f"{calls} loader call(s){cmds}",
+                 f"p50 {pct(lat, 50) * 1e3:.0f} ms / p99 {pct(lat, 99) * 1e3:.0f} ms"))
+
+
+def stampede_tasks(rows: list[tuple[str, str, str]], port: int | None) -> None:
+    async def main() -> tuple[int, list[float]]:
+        if port is None:
+            cache = AsyncCache(policy=Policy(soft_ttl=60))
+        else:
+            import redis.asyncio
+
+            cache = AsyncCache(RedisStore(redis.asyncio.Redis(port=port)), Policy(soft_ttl=60))
+        calls = 0
+
+        async def loader() -> dict:
+            nonlocal calls
+            calls += 1
+            await asyncio.sleep(0.05)
+            return VALUE
+
+        lat: list[float] = []
+
+        async def one() -> None:
+            t0 = time.perf_counter()
+            await cache.get_or_load(Key("stampede", "tasks"), loader)
+            lat.append(time.perf_counter() - t0)
+
+        await asyncio.gather(*(one() for _ in range(200)))
+        return calls, lat
+
+    calls, lat = asyncio.run(main())
+    label = "memory" if port is None else "redis"
+    rows.append((f"stampede 200 asyncio tasks ({label})", f"{calls} loader call(s)",
+                 f"p50 {pct(lat, 50) * 1e3:.0f} ms / p99 {pct(lat, 99) * 1e3:.0f} ms"))
+
+
+def _proc(port: int, barrier, out) -> None:  # type: ignore[no-untyped-def]
+    import redis
+
+    r = redis.Redis(port=port)
+    cache = Cache(RedisStore(r), Policy(soft_ttl=60))
+    cache.get(Key("warm"))  # connect and load scripts before the clock starts
+
+    def loader() -> dict:
+        r.incr("bench:loader-calls")
+        time.sleep(0.05)
+        return VALUE
+
+    barrier.wait()
+    t0 = time.perf_counter()
+    cache.get_or_load(Key("stampede", "procs"), loader)
+    out.put(time.perf_counter() - t0)
+
+
+def stampede_procs(rows: list[tuple[str, str, str]], port: int) -> None:
+    import redis
+
+    r = redis.Redis(port=port)
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_proc, args=(port, barrier, out)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    lat = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join()
+    calls = int(r.get("bench:loader-calls") or 0)
+    rows.append(("stampede 4 processes (redis)", f"{calls} loader call(s)",
+                 f"p50 {pct(lat, 50) * 1e3:.0f} ms / p99 {pct(lat, 99) * 1e3:.0f} ms (loader 50 ms: {max(lat) / 0.05:.2f}×)"))
+
+
+def main() -> None:
+    rows: list[tuple[str, str, str]] = []
+    memory_hits(rows)
+    stampede_threads(rows, lambda: None, "memory")
+    stampede_tasks(rows, None)
+    if shutil.which("redis-server"):
+        import redis
+
+        server = RedisServer(Path(tempfile.mkdtemp()))
+        server.start()
+        try:
+            redis_hits(rows, server.port)
+            r = redis.Redis(port=server.port)
+            stampede_threads(rows, lambda: RedisStore(redis.Redis(port=server.port)), "redis", r)
+            stampede_tasks(rows, server.port)
+            stampede_procs(rows, server.port)
+        finally:
+            server.kill()
+    for lib in ("cashews", "dogpile.cache"):
+        try:
+            __import__(lib)
+            rows.append((lib, "installed", "comparison not implemented yet"))
+        except ImportError:
+            rows.append((lib, "not installed", "-"))
+    print(f"python {sys.version.split()[0]}, karlton {karlton.__name__}, {os.cpu_count()} cpus\n")
+    print("| workload | result | ratio / latency |")
+    print("|---|---|---|")
+    for a, b, c in rows:
+        print(f"| {a} | {b} | {c} |")
+
+
+if __name__ == "__main__":
+    main()

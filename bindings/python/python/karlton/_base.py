@@ -1,0 +1,126 @@
+"""What the sync and asyncio caches share: construction, argument checks, error reporting."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Optional
+
+from ._codec import check_codec, encoder
+from ._errors import flow_error
+from ._karlton import Driver, Key, MemoryStore
+from ._policy import Policy
+from ._redis import RedisStore
+
+log = logging.getLogger("karlton")
+
+ErrorCallback = Callable[[str, BaseException], None]
+
+
+def describe(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
+
+
+def native_policy(policy: Any) -> Any:
+    if policy is None:
+        return None
+    if isinstance(policy, Policy):
+        return policy._native
+    raise TypeError(f"policy must be a karlton.Policy, not {type(policy).__name__}")
+
+
+def gen_key(key: Any, what: str) -> str:
+    if isinstance(key, Key):
+        return key.generation_key
+    if isinstance(key, str):
+        return Key(key).generation_key
+    raise TypeError(f"{what}: key must be a karlton.Key or a namespace str, not {type(key).__name__}")
+
+
+def tag_key(key: Any, tag: Any) -> str:
+    if not isinstance(tag, str):
+        raise TypeError(f"invalidate_tag(): tag must be a str, not {type(tag).__name__}")
+    if isinstance(key, str):
+        key = Key(key)
+    if not isinstance(key, Key):
+        raise TypeError(f"invalidate_tag(): key must be a karlton.Key or a namespace str, not {type(key).__name__}")
+    return key.tag_key(tag)
+
+
+def check_loader(loader: Any) -> None:
+    if not callable(loader):
+        raise TypeError(f"get_or_load(): loader must be callable, not {type(loader).__name__}")
+
+
+class BaseCache:
+    """Construction and the parts that do not depend on sync vs asyncio."""
+
+    def __init__(
+        self,
+        store: MemoryStore | RedisStore | None,
+        policy: Policy | None,
+        codec: Any,
+        on_error: Optional[ErrorCallback],
+        want_async: bool,
+    ) -> None:
+        if store is None:
+            store = MemoryStore()
+        if isinstance(store, MemoryStore):
+            native_store: MemoryStore | None = store
+            redis: RedisStore | None = None
+        elif isinstance(store, RedisStore):
+            native_store = None
+            redis = store
+        else:
+            raise TypeError(f"store must be a karlton.MemoryStore or karlton.RedisStore, not {type(store).__name__}")
+        if policy is None:
+            policy = Policy()
+        elif not isinstance(policy, Policy):
+            raise TypeError(f"policy must be a karlton.Policy, not {type(policy).__name__}")
+        if on_error is not None and not callable(on_error):
+            raise TypeError(f"on_error must be callable, not {type(on_error).__name__}")
+        codec = check_codec(codec)
+        self.store = store
+        self.policy = policy
+        self._redis = redis
+        self._on_error = on_error
+        self._encode = encoder(codec)
+        self._d = Driver(native_store, policy._native, codec.id if codec else None, codec.decode if codec else None)
+        self._read = self._d.read
+
+    def _report(self, key: str, exc: BaseException) -> None:
+        """A background refresh failed, or a stale value hid a loader error: tell someone."""
+        cb = self._on_error
+        if cb is not None:
+            try:
+                cb(key, exc)
+                return
+            except Exception:  # noqa: BLE001 - a failing callback must not kill the refresh
+                log.exception("karlton: on_error callback failed")
+        log.warning("karlton: background load of %r failed: %s", key, describe(exc), exc_info=exc)
+
+    def _feed(self, flow: Any, value: Any) -> Optional[BaseException]:
+        """Encode the loader's value into the flow. Returns the exception if encoding failed."""
+        try:
+            data, cid, negative = self._encode(value)
+        except Exception as e:  # noqa: BLE001 - unencodable value: a load failure, re-raised
+            flow.feed_load_failed(describe(e))
+            return e
+        flow.feed_loaded(data, cid, negative)
+        return None
+
+    @staticmethod
+    def _outcome(flow: Any, exc: Optional[BaseException]) -> Any:
+        """DONE: the served handle, or raise (the loader's own exception when it was ours)."""
+        err = flow.error
+        if err is None:
+            return flow.served()
+        kind, msg = err
+        if kind == "load" and exc is not None:
+            raise exc
+        raise flow_error(kind, msg)
+
+    def stats(self) -> dict[str, int]:
+        """A snapshot of the counters: hits_fresh, hits_stale, misses, loads, load_errors,
+        lease_waits, lease_timeouts, fills_rejected, negative_hits, store_errors,
+        corrupt_entries, stale_if_error, early_refreshes, evictions."""
+        return self._d.stats()

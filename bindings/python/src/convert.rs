@@ -1,0 +1,137 @@
+//! Python objects <-> JSON, without going through the `json` module.
+//!
+//! `to_json` turns key params into a `serde_json::Value` (for the canonical params hash);
+//! `json_to_py` decodes cached JSON value bytes straight into Python objects (the hit path).
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+use std::fmt;
+
+const MAX_DEPTH: usize = 128;
+
+/// A Python value (dict/list/tuple/str/int/float/bool/None) as JSON. `what` names the argument
+/// in error messages.
+pub fn to_json(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Value> {
+    to_json_at(obj, what, 0)
+}
+
+fn to_json_at(obj: &Bound<'_, PyAny>, what: &str, depth: usize) -> PyResult<Value> {
+    if depth > MAX_DEPTH {
+        return Err(PyValueError::new_err(format!("{what}: nested deeper than {MAX_DEPTH} levels")));
+    }
+    if obj.is_none() {
+        return Ok(Value::Null);
+    }
+    if let Ok(b) = obj.cast::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(Value::String(s.to_str()?.to_owned()));
+    }
+    if obj.is_instance_of::<PyInt>() {
+        if let Ok(i) = obj.extract::<i64>() {
+            return Ok(Value::Number(i.into()));
+        }
+        if let Ok(u) = obj.extract::<u64>() {
+            return Ok(Value::Number(u.into()));
+        }
+        return Err(PyValueError::new_err(format!("{what}: integer {obj} does not fit in 64 bits")));
+    }
+    if let Ok(f) = obj.cast::<PyFloat>() {
+        let v = f.value();
+        return Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| PyValueError::new_err(format!("{what}: {v} is not a finite number")));
+    }
+    if let Ok(d) = obj.cast::<PyDict>() {
+        let mut m = Map::new();
+        for (k, v) in d.iter() {
+            let Ok(ks) = k.cast::<PyString>() else {
+                return Err(PyTypeError::new_err(format!(
+                    "{what}: dict keys must be str, not {}",
+                    k.get_type().name()?
+                )));
+            };
+            m.insert(ks.to_str()?.to_owned(), to_json_at(&v, what, depth + 1)?);
+        }
+        return Ok(Value::Object(m));
+    }
+    if let Ok(l) = obj.cast::<PyList>() {
+        return l.iter().map(|v| to_json_at(&v, what, depth + 1)).collect::<PyResult<_>>().map(Value::Array);
+    }
+    if let Ok(t) = obj.cast::<PyTuple>() {
+        return t.iter().map(|v| to_json_at(&v, what, depth + 1)).collect::<PyResult<_>>().map(Value::Array);
+    }
+    Err(PyTypeError::new_err(format!(
+        "{what}: values must be dict, list, tuple, str, int, float, bool or None, not {}",
+        obj.get_type().name()?
+    )))
+}
+
+/// Decode JSON bytes into Python objects (like `json.loads`).
+pub fn json_to_py<'py>(py: Python<'py>, bytes: &[u8]) -> Result<Bound<'py, PyAny>, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let v = PySeed(py).deserialize(&mut de)?;
+    de.end()?;
+    Ok(v)
+}
+
+struct PySeed<'py>(Python<'py>);
+
+impl<'de, 'py> DeserializeSeed<'de> for PySeed<'py> {
+    type Value = Bound<'py, PyAny>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+fn py_err<E: serde::de::Error>(e: PyErr) -> E {
+    E::custom(e.to_string())
+}
+
+impl<'de, 'py> Visitor<'de> for PySeed<'py> {
+    type Value = Bound<'py, PyAny>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(PyBool::new(self.0, v).to_owned().into_any())
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into_pyobject(self.0).unwrap_or_else(|e| match e {}).into_any())
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into_pyobject(self.0).unwrap_or_else(|e| match e {}).into_any())
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(PyFloat::new(self.0, v).into_any())
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(PyString::new(self.0, v).into_any())
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(self.0.None().into_bound(self.0))
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        self.visit_unit()
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let list = PyList::empty(self.0);
+        while let Some(v) = seq.next_element_seed(PySeed(self.0))? {
+            list.append(v).map_err(py_err::<A::Error>)?;
+        }
+        Ok(list.into_any())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let dict = PyDict::new(self.0);
+        while let Some(k) = map.next_key_seed(PySeed(self.0))? {
+            let v = map.next_value_seed(PySeed(self.0))?;
+            dict.set_item(k, v).map_err(py_err::<A::Error>)?;
+        }
+        Ok(dict.into_any())
+    }
+}
+

@@ -1,0 +1,133 @@
+"""The shared conformance vectors (tests/vectors/*.json), run from pytest.
+
+Two ways, both through the installed native module:
+- every case of every file through ``_karlton.vector_eval`` (the core's own evaluator compiled
+  into the test build of the module): the binary Python ships agrees with the corpus;
+- ``keys``, ``policy`` and ``entry`` cases also through the *Python API* (``Key``,
+  ``params_hash``, ``Policy``'s core, ``decode_entry``), which is what Python users call.
+
+A case with ``pending`` is an expected failure (and must fail), as the README says.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from karlton import _karlton
+
+VECTORS = Path(__file__).resolve().parents[3] / "tests" / "vectors"
+STRICT = os.environ.get("KARLTON_VECTORS_STRICT") == "1"
+
+
+def _cases() -> list[Any]:
+    out = []
+    for f in sorted(VECTORS.glob("*.json")):
+        doc = json.loads(f.read_text())
+        for c in doc["cases"]:
+            out.append(pytest.param(doc["kind"], c, id=f"{f.stem}:{c['name']}"))
+    return out
+
+
+CASES = _cases()
+
+
+def _check(case: dict[str, Any], got: Any) -> None:
+    ok = _same(got, case["expect"])
+    if "pending" in case and not STRICT:
+        assert not ok, f"pending case now passes (drop `pending`): {case['pending']}"
+        pytest.xfail(case["pending"])
+    assert ok, f"expected {case['expect']!r}, got {got!r}"
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return float(a) == float(b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return bool(a == b)
+
+
+@pytest.mark.skipif(not CASES, reason="no tests/vectors/*.json in this checkout")
+@pytest.mark.skipif(not hasattr(_karlton, "vector_eval"), reason="module built without the `vectors` feature")
+@pytest.mark.parametrize("kind, case", CASES)
+def test_vector_native(kind: str, case: dict[str, Any]) -> None:
+    got = json.loads(_karlton.vector_eval(kind, json.dumps(case["input"])))
+    _check(case, got)
+
+
+def _key_api(inp: dict[str, Any]) -> Any:
+    from karlton import Key, params_hash
+
+    op = inp["op"]
+    params = json.loads(inp["params_json"]) if "params_json" in inp else None
+    if "params_json" in inp and params is None:
+        pytest.skip("Key(params=None) means no params in Python; JSON null params need params_hash(None)")
+    if op == "params_hash":
+        return {"hash": params_hash(params)}
+    kw: dict[str, Any] = {}
+    if params is not None:
+        kw["params"] = params
+    if "version" in inp:
+        kw["version"] = int(inp["version"])
+    if "hash_tag" in inp:
+        kw["hash_tag"] = inp["hash_tag"]
+    if "max_len" in inp:
+        kw["max_len"] = inp["max_len"]
+    k = Key(inp["namespace"], *inp.get("segments", []), **kw)
+    if op == "build":
+        return str(k)
+    if op == "generation_key":
+        return k.generation_key
+    if op == "tag_key":
+        return k.tag_key(inp["tag"])
+    raise AssertionError(op)
+
+
+API_CASES = [
+    p for p in CASES
+    if p.values[0] in ("keys", "policy", "entry") and not p.values[1]["input"].get("exact_text")
+]
+
+
+@pytest.mark.skipif(not API_CASES, reason="no tests/vectors/*.json in this checkout")
+@pytest.mark.parametrize("kind, case", API_CASES)
+def test_vector_python_api(kind: str, case: dict[str, Any]) -> None:
+    import karlton
+
+    inp, expect = case["input"], case["expect"]
+    try:
+        if kind == "keys":
+            got = _key_api(inp)
+            if inp["op"] == "params_hash":
+                expect = {"ok": {"hash": expect["ok"]["hash"]}} if "ok" in expect else expect
+        elif kind == "policy":
+            text = inp["spec_json"] if "spec_json" in inp else json.dumps(inp["spec"])
+            got = json.loads(_karlton.PolicyCore.from_json(text).to_json())
+        elif kind == "entry":
+            if inp["op"] != "decode":
+                pytest.skip("encoding entries is not part of the Python API")
+            e = karlton.decode_entry(bytes.fromhex(inp["hex"]))
+            got = {
+                "value_hex": e["value"].hex(), "codec": e["codec"],
+                "version": None if e["version"] is None else str(e["version"]),
+                "generations": e["generations"], "soft_at": e["soft_at"], "hard_at": e["hard_at"],
+                "load_ms": e["load_ms"], "negative": e["negative"], "tags": e["tags"],
+            }
+        else:
+            raise AssertionError(kind)
+    except (TypeError, ValueError) as err:
+        # The Python API raises instead of returning an error object: check one was expected.
+        if "pending" in case and not STRICT:
+            pytest.xfail(case["pending"])
+        assert "error" in expect, f"unexpected {type(err).__name__}: {err}"
+        return
+    _check({**case, "expect": expect}, {"ok": got})

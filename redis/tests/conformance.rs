@@ -1,0 +1,367 @@
+//! One semantics, two backends: the same op sequences against `MemoryStore::apply` and a real
+//! Redis (single node and Cluster) give the same replies.
+//!
+//! Time: the memory store runs on a virtual clock `base + tick * T`; the test sleeps until the
+//! wall clock reaches that instant before sending the op to Redis (same machine, same clock).
+//! Every absolute time in the ops (soft/hard/expire, lease ends) lies half a tick off the tick
+//! grid, so Redis being a few ms late never crosses a boundary. `now_ms` is normalized away;
+//! a held lease's `until_ms` is compared in ticks.
+
+use karlton::Store;
+use karlton_core::redis::{RedisValue, decode_reply, encode_op};
+use karlton_core::store::{Bytes, LeaseOutcome, StoreOp, StoreReply};
+use karlton_core::{InvalidateMode, LeaseMode, MemoryStore};
+use karlton_redis::RedisStore;
+use karlton_redis::testing::{RedisCluster, RedisServer};
+use std::time::Duration;
+
+const TICK: u64 = 120;
+const HALF: u64 = TICK / 2;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+        &xs[self.below(xs.len() as u64) as usize]
+    }
+}
+
+fn wall_ms() -> u64 {
+    karlton::now_ms()
+}
+
+async fn sleep_until(t: u64) {
+    let now = wall_ms();
+    if t > now {
+        tokio::time::sleep(Duration::from_millis(t - now)).await;
+    }
+}
+
+/// Replace what legitimately differs (the clock) by something comparable.
+fn normalize(r: StoreReply, base: u64) -> StoreReply {
+    match r {
+        StoreReply::Read(mut rr) => {
+            rr.now_ms = 0;
+            if let LeaseOutcome::Held { until_ms } = rr.lease {
+                rr.lease = LeaseOutcome::Held { until_ms: (until_ms - base) / TICK };
+            }
+            StoreReply::Read(rr)
+        }
+        r => r,
+    }
+}
+
+/// A random op at virtual time `t` (ms since base), for keys under `ns`.
+fn random_op(rng: &mut Rng, ns: &str, t: u64, base: u64, mem: &MemoryStore, tokens: &mut [u64; 2]) -> StoreOp {
+    let keys = [format!("{{{ns}}}:a"), format!("{{{ns}}}:b")];
+    let g1 = format!("{{{ns}}}:!gen");
+    let g2 = format!("{{{ns}}}:!tag:t");
+    let gsets: [Vec<String>; 3] = [vec![], vec![g1.clone()], vec![g1.clone(), g2.clone()]];
+    // Mostly one key with its own gen keys (so fills land and entries get served), sometimes not.
+    let ki = if rng.below(4) == 0 { 1 } else { 0 };
+    let key = keys[ki].clone();
+    let gen_keys = if rng.below(5) == 0 { rng.pick(&gsets).clone() } else { gsets[ki + 1].clone() };
+    let last_token = &mut tokens[ki];
+    let at = |k: u64| base + t + k * TICK + HALF;
+    let token_of = |rng: &mut Rng, last: u64| if rng.below(5) == 0 { 1 + rng.below(4) } else { last.max(1) };
+    match rng.below(14) {
+        0..=3 => {
+            let token = 1 + rng.below(1 << 40);
+            let lease = *rng.pick(&[LeaseMode::None, LeaseMode::IfNeeded, LeaseMode::IfNeeded, LeaseMode::Force]);
+            if lease != LeaseMode::None {
+                *last_token = token;
+            }
+            StoreOp::Read { key, gen_keys, lease, lease_ttl_ms: rng.below(4) * TICK + HALF, token }
+        }
+        4..=7 => {
+            let soft = rng.below(3);
+            let hard = soft + rng.below(3);
+            let expire = hard + rng.below(3);
+            let expire_at = if rng.below(8) == 0 { base + t.saturating_sub(HALF) } else { at(expire) };
+            let cur = mem.apply(base + t, &StoreOp::Read {
+                key: "{x}:probe".into(),
+                gen_keys: gen_keys.clone(),
+                lease: LeaseMode::None,
+                lease_ttl_ms: 0,
+                token: 1,
+            });
+            let StoreReply::Read(cur) = cur else { unreachable!() };
+            let generations = match rng.below(4) {
+                0 => None,
+                1 if rng.below(2) == 0 => Some(cur.generations.iter().map(|g| g ^ 1).collect()),
+                _ => Some(cur.generations),
+            };
+            let len = rng.below(40) as usize;
+            let entry: Bytes = (0..len).map(|_| rng.next() as u8).collect::<Vec<u8>>().into();
+            StoreOp::Fill {
+                key,
+                entry,
+                soft_at: at(soft),
+                hard_at: at(hard),
+                expire_at,
+                version: if rng.below(2) == 0 { None } else { Some(1 + rng.below(3)) },
+                generations,
+                gen_keys,
+                token: if rng.below(4) == 0 { None } else { Some(token_of(rng, *last_token)) },
+            }
+        }
+        8 | 9 => StoreOp::Invalidate {
+            key,
+            mode: if rng.below(2) == 0 { InvalidateMode::Delete } else { InvalidateMode::MarkStale },
+        },
+        10 => StoreOp::Release { key, token: token_of(rng, *last_token) },
+        11 => StoreOp::Extend { key, token: token_of(rng, *last_token), lease_ttl_ms: rng.below(3) * TICK + HALF },
+        _ => StoreOp::Bump { gen_key: rng.pick(&[g1, g2]).clone(), value: 5 + rng.below(3) },
+    }
+}
+
+async fn run_seed<S: Store>(store: &S, seed: u64, ops: usize) {
+    let mem = MemoryStore::default();
+    let ns = format!("c{seed}");
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let base = wall_ms() + 20;
+    let mut t = 0;
+    let mut tokens = [1u64; 2];
+    let mut branches = std::collections::BTreeMap::<String, u32>::new();
+    for i in 0..ops {
+        if rng.below(3) == 0 {
+            t += TICK * (1 + rng.below(2));
+        }
+        let op = random_op(&mut rng, &ns, t, base, &mem, &mut tokens);
+        sleep_until(base + t).await;
+        let want = mem.apply(base + t, &op);
+        let got = store.execute(op.clone()).await.unwrap_or_else(|e| panic!("seed {seed} op {i} {op:?}: {e}"));
+        assert!(
+            wall_ms() < base + t + HALF,
+            "seed {seed} op {i}: redis too slow for the tick grid; rerun"
+        );
+        let label = match &want {
+            StoreReply::Read(r) => format!("read entry={} marked={} lease={:?}", r.entry.is_some(), r.marked_stale, std::mem::discriminant(&r.lease)),
+            r => format!("{r:?}"),
+        };
+        *branches.entry(label).or_default() += 1;
+        assert_eq!(normalize(got, base), normalize(want, base), "seed {seed} op {i}: {op:?}");
+    }
+    eprintln!("seed {seed}: {} distinct reply kinds: {branches:?}", branches.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_and_redis_agree_on_random_sequences() {
+    let server = RedisServer::start();
+    let store = RedisStore::open(&server.url()).await.unwrap().with_timeout(Duration::from_secs(2));
+    let mut tasks = Vec::new();
+    for seed in 1..=8u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move { run_seed(&store, seed, 120).await }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_and_redis_cluster_agree() {
+    let cluster = RedisCluster::start();
+    let urls = cluster.urls();
+    let nodes: Vec<&str> = urls.iter().map(|s| s.as_str()).collect();
+    let mut store = None;
+    for _ in 0..20 {
+        match RedisStore::cluster(&nodes).await {
+            Ok(s) => {
+                store = Some(s);
+                break;
+            }
+            Err(e) => {
+                eprintln!("cluster connect: {e}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+    let store = store.expect("cluster connect").with_timeout(Duration::from_secs(2));
+    let mut tasks = Vec::new();
+    for seed in 101..=106u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move { run_seed(&store, seed, 80).await }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// Garbage under a karlton key reads as absent (a miss), is deleted, and the next fill wins.
+#[tokio::test]
+async fn corrupt_data_reads_as_miss_and_is_overwritten() {
+    let server = RedisServer::start();
+    let store = RedisStore::open(&server.url()).await.unwrap();
+    let mut c = server.client();
+    let _: () = redis::cmd("SET").arg("{g}:str").arg("garbage").query(&mut c).unwrap();
+    let _: () = redis::cmd("RPUSH").arg("{g}:list").arg("x").query(&mut c).unwrap();
+    let _: () = redis::cmd("HSET").arg("{g}:hash").arg("foo").arg("bar").query(&mut c).unwrap();
+    let _: () = redis::cmd("HSET").arg("{g}:badx").arg("x").arg("soon").arg("e").arg("zz").query(&mut c).unwrap();
+    let _: () = redis::cmd("HSET").arg("{g}:nos").arg("x").arg("99999999999999").arg("e").arg("zz").query(&mut c).unwrap();
+    let _: () = redis::cmd("SET").arg("{g}:!gen").arg("not-a-number").query(&mut c).unwrap();
+    for k in ["{g}:str", "{g}:list", "{g}:hash", "{g}:badx", "{g}:nos"] {
+        let r = store
+            .execute(StoreOp::Read { key: k.into(), gen_keys: vec!["{g}:!gen".into()], lease: LeaseMode::IfNeeded, lease_ttl_ms: 5000, token: 9 })
+            .await
+            .unwrap();
+        let StoreReply::Read(r) = r else { panic!() };
+        assert_eq!(r.entry, None, "{k}");
+        assert_eq!(r.generations, vec![0], "unreadable counter reads as 0");
+        assert_eq!(r.lease, LeaseOutcome::Granted { token: 9 }, "{k}");
+        let now = r.now_ms;
+        let fill = StoreOp::Fill {
+            key: k.into(),
+            entry: b"fresh".to_vec().into(),
+            soft_at: now + 10_000,
+            hard_at: now + 20_000,
+            expire_at: now + 20_000,
+            version: None,
+            generations: Some(vec![0]),
+            gen_keys: vec!["{g}:!gen".into()],
+            token: Some(9),
+        };
+        assert_eq!(store.execute(fill).await.unwrap(), StoreReply::Stored, "{k}");
+        let t: String = redis::cmd("TYPE").arg(k).query(&mut c).unwrap();
+        assert_eq!(t, "hash");
+        let e: Vec<u8> = redis::cmd("HGET").arg(k).arg("e").query(&mut c).unwrap();
+        assert_eq!(e, b"fresh");
+    }
+    // A bump over an unreadable counter replaces it.
+    let b = store.execute(StoreOp::Bump { gen_key: "{g}:!gen".into(), value: 77 }).await.unwrap();
+    assert_eq!(b, StoreReply::Bumped { generation: 77 });
+}
+
+/// The raw path a binding takes (encode → EVALSHA/EVAL → RedisValue → decode) needs nothing
+/// from this crate but the script data: check it with a plain `redis` connection and EVAL.
+#[tokio::test]
+async fn binding_path_with_plain_eval() {
+    let server = RedisServer::start();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let op = StoreOp::Bump { gen_key: "ns:!gen".into(), value: 3 };
+    let call = encode_op(&op);
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(call.script.sha1()).arg(call.keys.len()).arg(&call.keys).arg(&call.args);
+    let err = cmd.query_async::<redis::Value>(&mut conn).await.unwrap_err();
+    assert_eq!(err.code(), Some("NOSCRIPT"));
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(call.script.source).arg(call.keys.len()).arg(&call.keys).arg(&call.args);
+    let v = karlton_redis::to_value(cmd.query_async(&mut conn).await.unwrap());
+    assert_eq!(v, RedisValue::Bulk(b"3".to_vec()));
+    assert_eq!(decode_reply(&op, v).unwrap(), StoreReply::Bumped { generation: 3 });
+    let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(call.script.source).query_async(&mut conn).await.unwrap();
+    assert_eq!(sha, call.script.sha1());
+}
+
+/// `tests/vectors/store.json` (the shared conformance vectors) against Redis: every case's ops,
+/// with the vector clock stretched ×`K` onto the real one, must give the replies the memory store
+/// gives (and, for cases not marked `pending`, the expected replies).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn store_vectors_against_redis() {
+    const K: u64 = 20;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors/store.json");
+    let Ok(text) = std::fs::read_to_string(path) else {
+        eprintln!("no {path}: skipped");
+        return;
+    };
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let server = RedisServer::start();
+    let store = RedisStore::open(&server.url()).await.unwrap().with_timeout(Duration::from_secs(2));
+    store.load_scripts().await.unwrap();
+    let mut tasks = Vec::new();
+    for (ci, case) in doc["cases"].as_array().unwrap().iter().cloned().enumerate() {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let name = case["name"].as_str().unwrap().to_string();
+            let pending = case.get("pending").is_some();
+            let ops: Vec<(u64, StoreOp)> = case["input"]["ops"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| (o["now"].as_u64().unwrap(), serde_json::from_value(o["op"].clone()).unwrap()))
+                .collect();
+            let mem = MemoryStore::default();
+            let want: Vec<StoreReply> = ops.iter().map(|(now, op)| mem.apply(*now, op)).collect();
+            if !pending {
+                let expect: Vec<StoreReply> = serde_json::from_value(case["expect"]["replies"].clone()).unwrap();
+                assert_eq!(want, expect, "{name}: memory store vs vector");
+            }
+            // Each op runs `offset` ms into its K-ms slot. A lease's end is the server's `now`
+            // at grant + ttl, so a later op at exactly that vector instant must run at least as
+            // far into its slot as the grant did: the offset ratchets up past every grant's drift.
+            'attempt: for attempt in 0..6 {
+                let n0 = ops[0].0;
+                let base = wall_ms() + 30 + (ci as u64 % 16) * 3;
+                let at = |x: u64| (base as i128 + (x as i128 - n0 as i128) * K as i128).max(0) as u64;
+                let pre = format!("v{ci}.{attempt}:");
+                let mut offset = 1;
+                for (i, (now, op)) in ops.iter().enumerate() {
+                    let mut op = op.clone();
+                    match &mut op {
+                        StoreOp::Read { key, gen_keys, lease_ttl_ms, .. } => {
+                            *key = format!("{pre}{key}");
+                            gen_keys.iter_mut().for_each(|g| *g = format!("{pre}{g}"));
+                            *lease_ttl_ms *= K;
+                        }
+                        StoreOp::Fill { key, gen_keys, soft_at, hard_at, expire_at, .. } => {
+                            *key = format!("{pre}{key}");
+                            gen_keys.iter_mut().for_each(|g| *g = format!("{pre}{g}"));
+                            *soft_at = at(*soft_at);
+                            *hard_at = at(*hard_at);
+                            *expire_at = at(*expire_at);
+                        }
+                        StoreOp::Invalidate { key, .. } | StoreOp::Release { key, .. } => *key = format!("{pre}{key}"),
+                        StoreOp::Extend { key, lease_ttl_ms, .. } => {
+                            *key = format!("{pre}{key}");
+                            *lease_ttl_ms *= K;
+                        }
+                        StoreOp::Bump { gen_key, .. } => *gen_key = format!("{pre}{gen_key}"),
+                    }
+                    let slot = at(*now);
+                    sleep_until(slot + offset).await;
+                    let got = store.execute(op.clone()).await.unwrap();
+                    let done = wall_ms();
+                    if done >= slot + K - 1 {
+                        eprintln!("{name}: late at op {i}, retrying");
+                        continue 'attempt;
+                    }
+                    let back = |t: u64| n0 + (t - base) / K;
+                    let got = match got {
+                        StoreReply::Read(mut r) => {
+                            if let LeaseOutcome::Granted { .. } = r.lease {
+                                offset = offset.max(r.now_ms.saturating_sub(slot) + 1);
+                            }
+                            r.now_ms = back(r.now_ms);
+                            if let LeaseOutcome::Held { until_ms } = r.lease {
+                                r.lease = LeaseOutcome::Held { until_ms: back(until_ms) };
+                            }
+                            StoreReply::Read(r)
+                        }
+                        StoreReply::Lease { ok: true } if matches!(op, StoreOp::Extend { .. }) => {
+                            offset = offset.max(done - slot + 1);
+                            StoreReply::Lease { ok: true }
+                        }
+                        r => r,
+                    };
+                    assert_eq!(got, want[i], "{name} op {i}: redis vs memory ({op:?})");
+                }
+                return;
+            }
+            panic!("{name}: too late 6 times in a row");
+        }));
+    }
+    let n = tasks.len();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    eprintln!("store.json: {n} cases agree on redis");
+}

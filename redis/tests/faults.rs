@@ -1,0 +1,228 @@
+//! Faults against a real redis-server: kill + restart, CLIENT PAUSE past the op timeout,
+//! SCRIPT FLUSH, FLUSHALL, maxmemory with allkeys-lru, corrupt data; and the Cache over a Cluster.
+
+use karlton::{Cache, Key, Policy, PolicySpec};
+use karlton_redis::RedisStore;
+use karlton_redis::testing::{RedisCluster, RedisServer};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+fn policy(soft: u64) -> Policy {
+    Policy::new(PolicySpec { soft_ttl_ms: soft, hard_ttl_ms: Some(soft * 2), lease_ttl_ms: 2_000, ..Default::default() }).unwrap()
+}
+
+async fn cache(server: &RedisServer, timeout_ms: u64) -> Cache<RedisStore> {
+    let client = redis::Client::open(server.url()).unwrap();
+    let store = RedisStore::from_client(client, Duration::from_millis(timeout_ms)).await.unwrap();
+    Cache::new(store, policy(60_000))
+}
+
+/// get_or_load with a counting loader that returns `value`.
+async fn gol(c: &Cache<RedisStore>, key: &Key, value: &str, loads: &Arc<AtomicU64>) -> String {
+    let (v, l) = (value.to_string(), loads.clone());
+    c.get_or_load(key, move || async move {
+        l.fetch_add(1, Ordering::SeqCst);
+        Ok::<_, std::io::Error>(Some(v))
+    })
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_and_restarted_server() {
+    let mut server = RedisServer::start();
+    let c = cache(&server, 200).await;
+    let key = Key::new("f").unwrap().segment("k");
+    let loads = Arc::new(AtomicU64::new(0));
+    assert_eq!(gol(&c, &key, "a", &loads).await, "a");
+    assert_eq!(gol(&c, &key, "a", &loads).await, "a");
+    assert_eq!(loads.load(Ordering::SeqCst), 1, "second call is a hit");
+
+    server.kill();
+    // Down: answers from the loader, in bounded time, with in-process single-flight.
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    let slow_loads = Arc::new(AtomicU64::new(0));
+    for _ in 0..20 {
+        let (c, key, l) = (c.clone(), key.clone(), slow_loads.clone());
+        tasks.push(tokio::spawn(async move {
+            c.get_or_load(&key, move || async move {
+                l.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok::<_, std::io::Error>(Some("down".to_string()))
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), Some("down".to_string()));
+    }
+    let down = t.elapsed();
+    assert!(down < Duration::from_secs(2), "answers while redis is down took {down:?}");
+    // Callers whose failed store read returns after the flight ended start a new one.
+    let n = slow_loads.load(Ordering::SeqCst);
+    assert!(n <= 3, "in-process single-flight while the store is down: {n} loads for 20 callers");
+    assert!(c.stats().store_errors > 0);
+
+    server.restart();
+    // Recovers without a new client: within a few seconds a fill lands and then hits.
+    let t = Instant::now();
+    loop {
+        let before = loads.load(Ordering::SeqCst);
+        assert_eq!(gol(&c, &key, "b", &loads).await, "b");
+        let after_fill = loads.load(Ordering::SeqCst);
+        assert_eq!(gol(&c, &key, "b", &loads).await, "b");
+        if loads.load(Ordering::SeqCst) == after_fill && after_fill > before {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "did not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("kill/restart: 20 callers answered in {down:?} with {n} loads while down; recovered in {:?}", t.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_pause_longer_than_timeout() {
+    let server = RedisServer::start();
+    let c = cache(&server, 100).await;
+    let key = Key::new("p").unwrap().segment("k");
+    let loads = Arc::new(AtomicU64::new(0));
+    assert_eq!(gol(&c, &key, "a", &loads).await, "a");
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(1500).arg("ALL").query(&mut server.client()).unwrap();
+    let t = Instant::now();
+    let key2 = Key::new("p").unwrap().segment("k2");
+    assert_eq!(gol(&c, &key2, "fallback", &loads).await, "fallback");
+    let paused = t.elapsed();
+    assert!(paused < Duration::from_millis(900), "paused call took {paused:?} (op timeout 100 ms)");
+    assert!(c.store().stats().timeouts >= 1, "{:?}", c.store().stats());
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let before = loads.load(Ordering::SeqCst);
+    assert_eq!(gol(&c, &key, "a", &loads).await, "a");
+    assert_eq!(loads.load(Ordering::SeqCst), before, "hit again after the pause");
+    eprintln!("CLIENT PAUSE 1500 ms: call answered from the loader in {paused:?}");
+}
+
+#[tokio::test]
+async fn script_flush_is_transparent() {
+    let server = RedisServer::start();
+    let c = cache(&server, 500).await;
+    let key = Key::new("s").unwrap().segment("k");
+    let loads = Arc::new(AtomicU64::new(0));
+    assert_eq!(gol(&c, &key, "a", &loads).await, "a");
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut server.client()).unwrap();
+    assert_eq!(gol(&c, &key, "a", &loads).await, "a");
+    assert_eq!(loads.load(Ordering::SeqCst), 1, "still a hit after SCRIPT FLUSH");
+    assert!(c.store().stats().noscript_reloads >= 1);
+    assert_eq!(c.stats().store_errors, 0);
+}
+
+#[tokio::test]
+async fn flushall_reads_as_miss() {
+    let server = RedisServer::start();
+    let c = cache(&server, 500).await;
+    let key = Key::new("x").unwrap().segment("k");
+    let loads = Arc::new(AtomicU64::new(0));
+    assert_eq!(gol(&c, &key, "a", &loads).await, "a");
+    let _: () = redis::cmd("FLUSHALL").query(&mut server.client()).unwrap();
+    assert_eq!(gol(&c, &key, "b", &loads).await, "b");
+    assert_eq!(loads.load(Ordering::SeqCst), 2);
+    assert_eq!(gol(&c, &key, "c", &loads).await, "b", "refilled");
+}
+
+/// Under `allkeys-lru` entries, leases and counters can all be evicted: every read still returns
+/// the source's current value (a loss reads as a miss), before and after a namespace bump.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maxmemory_allkeys_lru_never_serves_wrong_values() {
+    let server = RedisServer::start_with(&["--maxmemory", "2mb", "--maxmemory-policy", "allkeys-lru"]);
+    let c = cache(&server, 1000).await;
+    let pad = "x".repeat(2000);
+    let epoch = Arc::new(AtomicU64::new(0));
+    let value = |i: u64, e: u64| format!("{i}:{e}:{pad}");
+    let loads = Arc::new(AtomicU64::new(0));
+    let mut hits = 0;
+    for round in 0..3u64 {
+        if round > 0 {
+            c.bump(&Key::new("lru").unwrap()).await.unwrap();
+            epoch.fetch_add(1, Ordering::SeqCst);
+        }
+        for pass in 0..2 {
+            for i in 0..1500u64 {
+                let key = Key::new("lru").unwrap().segment(&i.to_string());
+                let e = epoch.load(Ordering::SeqCst);
+                let want = value(i, e);
+                let before = loads.load(Ordering::SeqCst);
+                let got = gol(&c, &key, &want, &loads).await;
+                assert_eq!(got, want, "round {round} pass {pass} key {i}");
+                if loads.load(Ordering::SeqCst) == before {
+                    hits += 1;
+                }
+            }
+        }
+    }
+    let info: String = redis::cmd("INFO").arg("stats").query(&mut server.client()).unwrap();
+    let evicted: u64 = info.lines().find_map(|l| l.strip_prefix("evicted_keys:")).unwrap().trim().parse().unwrap();
+    assert!(evicted > 1000, "eviction happened ({evicted})");
+    eprintln!("allkeys-lru: {evicted} keys evicted, {hits} hits, {} loads, no wrong value", loads.load(Ordering::SeqCst));
+}
+
+#[tokio::test]
+async fn corrupt_data_is_a_counted_miss_and_overwritten() {
+    let server = RedisServer::start();
+    let c = cache(&server, 500).await;
+    let mut r = server.client();
+    let loads = Arc::new(AtomicU64::new(0));
+    // Wrong type under the key.
+    let k1 = Key::new("bad").unwrap().segment("list");
+    let _: () = redis::cmd("RPUSH").arg(k1.build()).arg("junk").query(&mut r).unwrap();
+    assert_eq!(gol(&c, &k1, "ok1", &loads).await, "ok1");
+    assert_eq!(gol(&c, &k1, "no", &loads).await, "ok1", "overwritten, then a hit");
+    // A well-formed hash whose entry bytes are garbage: the flow counts it and refills.
+    let k2 = Key::new("bad").unwrap().segment("bytes");
+    assert_eq!(gol(&c, &k2, "ok2", &loads).await, "ok2");
+    let _: () = redis::cmd("HSET").arg(k2.build()).arg("e").arg("garbage bytes").query(&mut r).unwrap();
+    let before = c.stats().corrupt_entries;
+    assert_eq!(gol(&c, &k2, "ok2b", &loads).await, "ok2b");
+    assert!(c.stats().corrupt_entries > before, "corrupt entry counted");
+    assert_eq!(gol(&c, &k2, "no", &loads).await, "ok2b", "overwritten, then a hit");
+    // A string under the key.
+    let k3 = Key::new("bad").unwrap().segment("str");
+    let _: () = redis::cmd("SET").arg(k3.build()).arg("\u{0}\u{1}binary").query(&mut r).unwrap();
+    assert_eq!(gol(&c, &k3, "ok3", &loads).await, "ok3");
+    let t: String = redis::cmd("TYPE").arg(k3.build()).query(&mut r).unwrap();
+    assert_eq!(t, "hash");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_over_cluster() {
+    let cluster = RedisCluster::start();
+    let urls = cluster.urls();
+    let nodes: Vec<&str> = urls.iter().map(|s| s.as_str()).collect();
+    let mut store = None;
+    for _ in 0..20 {
+        if let Ok(s) = RedisStore::cluster(&nodes).await {
+            store = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let c = Cache::new(store.unwrap(), policy(60_000));
+    let loads = Arc::new(AtomicU64::new(0));
+    for ns in ["alpha", "beta", "gamma", "delta"] {
+        let key = Key::new(ns).unwrap().hash_tag(true).segment("k");
+        let (l, v) = (loads.clone(), format!("{ns}-1"));
+        let got: Option<String> = c
+            .get_or_load_with(&key, &karlton::Options { tags: vec!["t".into()], policy: None }, move || async move {
+                l.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, std::io::Error>(Some(v))
+            })
+            .await
+            .unwrap();
+        assert_eq!(got.as_deref(), Some(format!("{ns}-1").as_str()));
+        c.bump(&key).await.unwrap();
+        let got2 = c.get::<String>(&key).await.unwrap();
+        assert_eq!(got2, None, "bump orphans on the cluster");
+    }
+    assert_eq!(c.stats().store_errors, 0, "no CROSSSLOT with hash-tag keys");
+}
