@@ -44,19 +44,19 @@
 //! The policy parsed last is cached by its JSON text, so passing the same policy on every call
 //! costs one string comparison.
 
-use karlton_core::entry::Entry;
+use karlton_core::entry::{DecodeError, Entry};
 use karlton_core::flow::{self, Request, Write};
 use karlton_core::freshness::{
     Freshness, decide_raw, freshness, jitter_reduction, jittered_ttls, xfetch,
 };
-use karlton_core::key::{self, Key};
-use karlton_core::store::{InvalidateMode, StoreOp, hex};
-use karlton_core::{GetOrLoad, Input, MemoryStore, MemoryStoreConfig, Policy, Step};
+use karlton_core::key::{self, Key, KeyError};
+use karlton_core::store::{InvalidateMode, ReadReply, StoreFailure, StoreOp, hex};
+use karlton_core::{GetOrLoad, Input, MemoryStore, MemoryStoreConfig, Policy, PolicyError, Stats, Step};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use serde_json::{Value, json};
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 // ---------------------------------------------------------------------------------------------
@@ -100,24 +100,49 @@ pub fn jitter(ttl_ms: u64, jitter_ppm: u64, rand: u64) -> u64 {
 // ---------------------------------------------------------------------------------------------
 // Instance state
 
+/// A handle table: (handle, value) in handle order (handles only grow), so lookups are a binary
+/// search. A Vec rather than a map keeps the module small (each map type costs kilobytes).
+struct Table<T>(Vec<(u32, T)>);
+
+impl<T> Table<T> {
+    const fn new() -> Self {
+        Table(Vec::new())
+    }
+    fn insert(&mut self, h: u32, v: T) {
+        self.0.push((h, v));
+    }
+    fn pos(&self, h: u32) -> Option<usize> {
+        self.0.binary_search_by_key(&h, |e| e.0).ok()
+    }
+    fn get(&self, h: &u32) -> Option<&T> {
+        self.pos(*h).map(|i| &self.0[i].1)
+    }
+    fn get_mut(&mut self, h: &u32) -> Option<&mut T> {
+        self.pos(*h).map(|i| &mut self.0[i].1)
+    }
+    fn remove(&mut self, h: &u32) -> Option<T> {
+        self.pos(*h).map(|i| self.0.remove(i).1)
+    }
+}
+
 struct State {
     next_handle: u32,
-    flows: BTreeMap<u32, GetOrLoad>,
-    stores: BTreeMap<u32, MemoryStore>,
+    flows: Table<GetOrLoad>,
+    stores: Table<MemoryStore>,
     /// The policy parsed last, by its JSON text.
     policy: Option<(String, Arc<Policy>)>,
-    /// Live `karlton_alloc` blocks: start -> length.
-    blocks: BTreeMap<usize, usize>,
+    /// Live `karlton_alloc` blocks: (start, length), few (a host keeps one request buffer).
+    blocks: Vec<(usize, usize)>,
     /// The reply of the last `karlton_call` (valid until the next one).
     reply: Vec<u8>,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
     next_handle: 1,
-    flows: BTreeMap::new(),
-    stores: BTreeMap::new(),
+    flows: Table::new(),
+    stores: Table::new(),
     policy: None,
-    blocks: BTreeMap::new(),
+    blocks: Vec::new(),
     reply: Vec::new(),
 });
 
@@ -128,10 +153,15 @@ fn state() -> MutexGuard<'static, State> {
 }
 
 impl State {
-    fn handle(&mut self) -> u32 {
+    /// A fresh handle. After 2^32 - 1 handles the counter would wrap and break the table's
+    /// order: the instance then refuses new handles (an error reply) instead.
+    fn handle(&mut self) -> Result<u32, Fail> {
         let h = self.next_handle;
-        self.next_handle = self.next_handle.wrapping_add(1).max(1);
-        h
+        if h == u32::MAX {
+            return Err(Fail::new("internal", "handle space exhausted; create a new instance"));
+        }
+        self.next_handle += 1;
+        Ok(h)
     }
 }
 
@@ -148,17 +178,15 @@ pub fn alloc(len: usize) -> usize {
     if p.is_null() {
         return 0;
     }
-    state().blocks.insert(p as usize, len);
+    state().blocks.push((p as usize, len));
     p as usize
 }
 
 /// Free a block from [`alloc`] (`karlton_free`). A pair that is not a live block is ignored.
 pub fn free(ptr: usize, len: usize) -> bool {
     let mut st = state();
-    if st.blocks.get(&ptr) != Some(&len) {
-        return false;
-    }
-    st.blocks.remove(&ptr);
+    let Some(i) = st.blocks.iter().position(|&b| b == (ptr, len)) else { return false };
+    st.blocks.swap_remove(i);
     // SAFETY: `ptr` came from `alloc` with this exact length (checked above) and is freed once
     // (removed from the table).
     unsafe {
@@ -176,11 +204,9 @@ pub fn call_raw(ptr: usize, len: usize) -> (usize, usize) {
     let mut st = state();
     let mut out = std::mem::take(&mut st.reply);
     out.clear();
-    let inside = st
-        .blocks
-        .range(..=ptr)
-        .next_back()
-        .is_some_and(|(&start, &n)| ptr.checked_add(len).is_some_and(|end| end <= start + n));
+    let inside = ptr.checked_add(len).is_some_and(|end| {
+        st.blocks.iter().any(|&(start, n)| start <= ptr && end <= start + n)
+    });
     if inside {
         // SAFETY: the range lies inside a live block allocated by `alloc` (checked above). The
         // dispatcher only reads it, and frees blocks only through `karlton_free`, which cannot
@@ -213,11 +239,65 @@ pub fn call_str(input: &str) -> String {
 struct Fail {
     code: &'static str,
     message: String,
+    /// A stable, structured description (`{"kind": ...}`) for errors callers branch on: the
+    /// same objects the conformance vectors expect.
+    detail: Option<Value>,
 }
 
 impl Fail {
     fn new(code: &'static str, message: impl Into<String>) -> Fail {
-        Fail { code, message: message.into() }
+        Fail { code, message: message.into(), detail: None }
+    }
+    fn key(e: KeyError) -> Fail {
+        let detail = match &e {
+            KeyError::EmptyNamespace => json!({ "kind": "empty_namespace" }),
+            KeyError::NamespaceTooLong { len, max } => {
+                json!({ "kind": "namespace_too_long", "len": len, "max": max })
+            }
+            KeyError::Params(_) => json!({ "kind": "params" }),
+            KeyError::InvalidJson(_) => json!({ "kind": "invalid_json" }),
+            KeyError::MaxLenTooSmall { len, min } => {
+                json!({ "kind": "max_len_too_small", "len": len, "min": min })
+            }
+        };
+        Fail { code: "key", message: e.to_string(), detail: Some(detail) }
+    }
+    fn policy(e: PolicyError) -> Fail {
+        let (kind, field) = match &e {
+            PolicyError::Zero { field } => ("zero", Some(*field)),
+            PolicyError::HardBeforeSoft { .. } => ("hard_before_soft", Some("hard_ttl_ms")),
+            PolicyError::OutOfRange { field, .. } => ("out_of_range", Some(*field)),
+            PolicyError::TooLong { field, .. } => ("too_long", Some(*field)),
+            PolicyError::LoadTimeouts { .. } => ("load_timeouts", Some("load_soft_timeout_ms")),
+            // serde names the field only for unknown and duplicate fields.
+            PolicyError::Json(msg) => (
+                "json",
+                ["unknown field `", "duplicate field `"]
+                    .iter()
+                    .find_map(|p| msg.strip_prefix(p))
+                    .and_then(|rest| rest.split('`').next()),
+            ),
+        };
+        let detail = json!({ "kind": kind, "field": field });
+        Fail { code: "policy", message: e.to_string(), detail: Some(detail) }
+    }
+    fn decode(e: DecodeError) -> Fail {
+        let detail = match &e {
+            DecodeError::TooShort => json!({ "kind": "too_short" }),
+            DecodeError::BadMagic => json!({ "kind": "bad_magic" }),
+            DecodeError::UnsupportedFormat(f) => json!({ "kind": "unsupported_format", "format": f }),
+            DecodeError::UnknownFlags(f) => json!({ "kind": "unknown_flags", "flags": f }),
+            DecodeError::Truncated(field) => json!({ "kind": "truncated", "field": field }),
+            DecodeError::InvalidVarint(field) => json!({ "kind": "invalid_varint", "field": field }),
+            DecodeError::InvalidUtf8 => json!({ "kind": "invalid_utf8" }),
+            DecodeError::TrailingBytes(n) => json!({ "kind": "trailing_bytes", "count": n }),
+            DecodeError::TooLarge(field, found, max) => {
+                json!({ "kind": "too_large", "field": field, "found": found, "max": max })
+            }
+            DecodeError::Inconsistent(why) => json!({ "kind": "inconsistent", "reason": why }),
+            other => json!({ "kind": "unknown", "message": other.to_string() }),
+        };
+        Fail { code: "entry_decode", message: e.to_string(), detail: Some(detail) }
     }
 }
 
@@ -228,6 +308,8 @@ fn error(out: &mut Vec<u8>, f: &Fail) {
     struct E<'a> {
         code: &'a str,
         message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<&'a Value>,
     }
     #[derive(Serialize)]
     struct R<'a> {
@@ -235,7 +317,7 @@ fn error(out: &mut Vec<u8>, f: &Fail) {
     }
     out.clear();
     // Serializing two strings into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &R { error: E { code: f.code, message: &f.message } });
+    let _ = serde_json::to_writer(&mut *out, &R { error: E { code: f.code, message: &f.message, detail: f.detail.as_ref() } });
 }
 
 fn put<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) -> Res {
@@ -273,11 +355,18 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
         "key_build" => key_build(parse(text)?, out),
         "params_hash" => {
             let r: ParamsReq = parse(text)?;
-            put(out, &params_hash(r.params.get())?)
+            let text = params_text(r.params, r.params_json.as_deref())?
+                .ok_or_else(|| Fail::new("bad_request", "`params` or `params_json` is required"))?;
+            put(out, &params_hash(text)?)
         }
         "policy" => {
             let r: PolicyReq = parse(text)?;
-            put(out, &*policy(st, r.policy)?)
+            let p = match (r.policy, r.policy_json.as_deref()) {
+                (Some(raw), None) => policy(st, raw.get())?,
+                (None, Some(t)) => policy(st, t)?,
+                _ => return Err(Fail::new("bad_request", "give one of `policy` and `policy_json`")),
+            };
+            put(out, &*p)
         }
         "entry_encode" => {
             let r: EntryEncode = parse(text)?;
@@ -286,24 +375,38 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
         "entry_decode" => {
             let r: EntryDecode = parse(text)?;
             let bytes = hex::decode(&r.hex).ok_or_else(|| Fail::new("bad_request", "`hex` is not hex"))?;
-            let e = Entry::decode(&bytes).map_err(|e| Fail::new("entry_decode", e.to_string()))?;
+            let e = Entry::decode(&bytes).map_err(Fail::decode)?;
             put(out, &e)
         }
         "decide" => {
             let r: DecideReq = parse(text)?;
-            let p = policy(st, r.policy)?;
+            let p = policy(st, r.policy.get())?;
             let load = r.load_ms.map_or(0, |x| x.0);
             put(out, &decide_raw(r.now_ms.0, r.soft_at.0, r.hard_at.0, load, &p, r.rand.0))
         }
+        "freshness" => {
+            let r: FreshnessReq = parse(text)?;
+            let sie = r.stale_if_error_ms.map_or(0, |x| x.0);
+            put(out, &freshness(r.now_ms.0, r.soft_at.0, r.hard_at.0, sie))
+        }
+        "xfetch" => {
+            let r: XfetchReq = parse(text)?;
+            put(out, &xfetch(r.now_ms.0, r.soft_at.0, r.load_ms.0, r.beta, r.rand.0))
+        }
+        "jitter_reduction" => {
+            let r: JitterReductionReq = parse(text)?;
+            put(out, &jitter_reduction(r.ttl_ms.0, r.jitter_ppm.0, r.rand.0))
+        }
         "jittered_ttls" => {
             let r: JitterReq = parse(text)?;
-            let (soft_ttl_ms, hard_ttl_ms) = jittered_ttls(&*policy(st, r.policy)?, r.rand.0);
-            put(out, &Ttls { soft_ttl_ms, hard_ttl_ms })
+            let p = policy(st, r.policy.get())?;
+            let (soft_ttl_ms, hard_ttl_ms) = jittered_ttls(&p, r.rand.0);
+            put(out, &Ttls { jitter_ppm: p.jitter_ppm(), soft_ttl_ms, hard_ttl_ms })
         }
         "flow_create" => {
             let r: FlowCreate = parse(text)?;
-            let p = policy(st, r.policy)?;
-            let h = st.handle();
+            let p = policy(st, r.policy.get())?;
+            let h = st.handle()?;
             st.flows.insert(h, GetOrLoad::new(r.request, p, r.seed.0));
             put(out, &h)
         }
@@ -334,7 +437,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
                 max_bytes: size(r.max_bytes, d.max_bytes),
                 shards: size(r.shards, d.shards).min(1024),
             };
-            let h = st.handle();
+            let h = st.handle()?;
             st.stores.insert(h, MemoryStore::new(cfg));
             put(out, &h)
         }
@@ -350,7 +453,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
         }
         "get_or_load" => {
             let r: GetOrLoadReq = parse(text)?;
-            let p = policy(st, r.policy)?;
+            let p = policy(st, r.policy.get())?;
             let now = r.now_ms.0;
             let store = st.stores.get(&r.store).ok_or_else(|| unknown("store", r.store))?;
             let mut f = GetOrLoad::new(r.request, p, r.seed.0);
@@ -360,7 +463,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
             let flow = match step {
                 Step::Done(_) => None,
                 _ => {
-                    let h = st.handle();
+                    let h = st.handle()?;
                     st.flows.insert(h, f);
                     Some(h)
                 }
@@ -369,8 +472,33 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
         }
         "set_op" => {
             let r: SetOpReq = parse(text)?;
-            let p = policy(st, r.policy)?;
+            let p = policy(st, r.policy.get())?;
             put(out, &flow::set_op(&r.write, &p, r.store_now.0, r.rand.0))
+        }
+        "get_op" => {
+            let r: GetOpReq = parse(text)?;
+            put(out, &flow::get_op(&r.key, &r.gen_keys))
+        }
+        "get_result" => {
+            let r: GetResultReq = parse(text)?;
+            let p = policy(st, r.policy.get())?;
+            let mut stats = Stats::default();
+            let served = flow::get_result(&r.reply, &p, &mut stats);
+            put(out, &Got { served, stats })
+        }
+        "get_on_store_error" => {
+            let r: GetOnStoreErrorReq = parse(text)?;
+            let p = policy(st, r.policy.get())?;
+            let mut stats = Stats::default();
+            let failure = StoreFailure { message: r.message };
+            match flow::get_on_store_error(&p, failure, &mut stats) {
+                Ok(served) => put(out, &Got { served, stats }),
+                Err(e) => Err(Fail {
+                    code: "flow",
+                    message: e.to_string(),
+                    detail: Some(serde_json::to_value(&e).map_err(|e| Fail::new("internal", e.to_string()))?),
+                }),
+            }
         }
         "invalidate_op" => {
             let r: InvalidateReq = parse(text)?;
@@ -389,35 +517,50 @@ fn unknown(kind: &str, h: u32) -> Fail {
 }
 
 /// The validated policy for this JSON text (cached by text).
-fn policy(st: &mut State, raw: &RawValue) -> Result<Arc<Policy>, Fail> {
-    let text = raw.get();
+fn policy(st: &mut State, text: &str) -> Result<Arc<Policy>, Fail> {
     if let Some((t, p)) = &st.policy {
         if t == text {
             return Ok(p.clone());
         }
     }
-    let p = Arc::new(Policy::from_json(text).map_err(|e| Fail::new("policy", e.to_string()))?);
+    let p = Arc::new(Policy::from_json(text).map_err(Fail::policy)?);
     st.policy = Some((text.to_owned(), p.clone()));
     Ok(p)
 }
 
-/// `params_hash` on JSON text, with the same integer-literal check as `Key::params_json`.
-fn params_hash(json: &str) -> Result<String, Fail> {
-    let v: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| Fail::new("key", e.to_string()))?;
-    key::check_integer_literals(json).map_err(|e| Fail::new("key", e.to_string()))?;
-    key::params_hash(&v).map_err(|e| Fail::new("key", e.to_string()))
+/// The params text of a request: `params` (any JSON; `null` = none) or `params_json` (a string
+/// holding JSON text, checked by the key code, so invalid text is a `key` error).
+fn params_text<'a>(raw: Option<&'a RawValue>, text: Option<&'a str>) -> Result<Option<&'a str>, Fail> {
+    match (raw, text) {
+        (Some(_), Some(_)) => Err(Fail::new("bad_request", "give at most one of `params` and `params_json`")),
+        (Some(r), None) => Ok(Some(r.get())),
+        (None, t) => Ok(t),
+    }
+}
+
+/// Params hash and canonical form of JSON text, with the same checks, in the same order, as
+/// `Key::params_json`.
+fn params_hash(json: &str) -> Result<ParamsHash, Fail> {
+    let v: Value =
+        serde_json::from_str(json).map_err(|e| Fail::key(KeyError::InvalidJson(e.to_string())))?;
+    key::check_integer_literals(json).map_err(|e| Fail::key(KeyError::Params(e.to_string())))?;
+    let hash = key::params_hash(&v).map_err(Fail::key)?;
+    let canonical =
+        key::canonicalize(&v).map_err(|e| Fail::key(KeyError::Params(e.to_string())))?;
+    Ok(ParamsHash { hash, canonical })
 }
 
 fn key_build(r: KeyBuild, out: &mut Vec<u8>) -> Res {
-    let kerr = |e: key::KeyError| Fail::new("key", e.to_string());
-    let mut k = Key::new(&r.namespace).map_err(kerr)?.segments(&r.segments).hash_tag(r.hash_tag);
-    if let Some(p) = r.params {
-        k = k.params_json(p.get()).map_err(kerr)?;
+    let kerr = Fail::key;
+    let params = params_text(r.params, r.params_json.as_deref())?;
+    let mut k = Key::new(&r.namespace).map_err(kerr)?.segments(&r.segments);
+    if let Some(p) = params {
+        k = k.params_json(p).map_err(kerr)?;
     }
     if let Some(v) = r.version {
         k = k.version(v.0);
     }
+    k = k.hash_tag(r.hash_tag);
     if let Some(n) = r.max_len {
         k = k.max_len(usize::try_from(n.0).unwrap_or(usize::MAX)).map_err(kerr)?;
     }
@@ -499,6 +642,7 @@ struct KeyBuild<'a> {
     segments: Vec<String>,
     #[serde(default, borrow)]
     params: Option<&'a RawValue>,
+    params_json: Option<String>,
     version: Option<U64>,
     #[serde(default)]
     hash_tag: bool,
@@ -516,14 +660,73 @@ struct KeyReply {
 
 #[derive(Deserialize)]
 struct ParamsReq<'a> {
-    #[serde(borrow)]
-    params: &'a RawValue,
+    #[serde(default, borrow)]
+    params: Option<&'a RawValue>,
+    params_json: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ParamsHash {
+    hash: String,
+    canonical: String,
 }
 
 #[derive(Deserialize)]
 struct PolicyReq<'a> {
+    #[serde(default, borrow)]
+    policy: Option<&'a RawValue>,
+    policy_json: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct FreshnessReq {
+    now_ms: U64,
+    soft_at: U64,
+    hard_at: U64,
+    stale_if_error_ms: Option<U64>,
+}
+
+#[derive(Deserialize)]
+struct XfetchReq {
+    now_ms: U64,
+    soft_at: U64,
+    load_ms: U64,
+    beta: f64,
+    rand: U64,
+}
+
+#[derive(Deserialize)]
+struct JitterReductionReq {
+    ttl_ms: U64,
+    jitter_ppm: U64,
+    rand: U64,
+}
+
+#[derive(Deserialize)]
+struct GetOpReq {
+    key: String,
+    #[serde(default)]
+    gen_keys: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct GetResultReq<'a> {
+    reply: ReadReply,
     #[serde(borrow)]
     policy: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct GetOnStoreErrorReq<'a> {
+    #[serde(borrow)]
+    policy: &'a RawValue,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct Got {
+    served: Option<karlton_core::Served>,
+    stats: Stats,
 }
 
 #[derive(Deserialize)]
@@ -556,6 +759,7 @@ struct JitterReq<'a> {
 
 #[derive(Serialize)]
 struct Ttls {
+    jitter_ppm: u64,
     soft_ttl_ms: u64,
     hard_ttl_ms: u64,
 }

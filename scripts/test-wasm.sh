@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds karlton.wasm and runs everything that uses it:
+#   1. the module (wasm32-unknown-unknown, profile wasm-release) -> wasm/dist/karlton.wasm
+#   2. the wasmtime host's tests (zero imports, ABI, malformed input, differential vs native
+#      core, conformance vectors through the module) -> also writes wasm/dist/fixtures.json
+#   3. node:test for the JS loader and the edge example (the same vectors and fixtures)
+# Usage: scripts/test-wasm.sh [--bench]   (--bench also prints the per-call benchmark)
+# Env: CARGO_TARGET_DIR (default: target), NODE (default: node).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+export CARGO_TARGET_DIR=$TARGET_DIR
+NODE=${NODE:-node}
+
+rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || rustup target add wasm32-unknown-unknown
+
+echo "== build karlton.wasm"
+cargo build -p karlton-wasm --target wasm32-unknown-unknown --profile wasm-release
+mkdir -p wasm/dist
+cp "$TARGET_DIR/wasm32-unknown-unknown/wasm-release/karlton_wasm.wasm" wasm/dist/karlton.wasm
+raw=$(wc -c < wasm/dist/karlton.wasm)
+gz=$(gzip -9 -c wasm/dist/karlton.wasm | wc -c)
+echo "karlton.wasm: $raw bytes raw, $gz bytes gzip -9"
+
+echo "== wasmtime host tests"
+export KARLTON_WASM=$ROOT/wasm/dist/karlton.wasm
+cargo test -p karlton-wasm-host --release
+
+echo "== node tests"
+"$NODE" --version
+"$NODE" --test wasm/js/tests/ examples/edge/tests/
+
+if [[ "${1:-}" == "--bench" ]]; then
+  echo "== benchmark"
+  cargo run -p karlton-wasm-host --release --bin karlton-wasm-bench
+fi

@@ -1,0 +1,192 @@
+//! The module's ABI: zero imports, the exports and their signatures, and malformed input that
+//! must come back as an error reply — never a trap — with the instance still usable after.
+
+use karlton_wasm_host::{Decision, HostError, Instance, Plugin, default_module_path, parse_reply};
+use serde_json::Value;
+
+fn plugin() -> Plugin {
+    let path = default_module_path();
+    Plugin::from_file(&path)
+        .unwrap_or_else(|e| panic!("{e} — build the module first (scripts/test-wasm.sh)"))
+}
+
+/// The import section, parsed from the bytes themselves (independent of wasmtime).
+fn import_count(bytes: &[u8]) -> usize {
+    assert_eq!(&bytes[..8], b"\0asm\x01\0\0\0", "not a wasm module");
+    let leb = |b: &[u8], i: &mut usize| {
+        let (mut r, mut s) = (0u64, 0);
+        loop {
+            let x = b[*i];
+            *i += 1;
+            r |= u64::from(x & 0x7f) << s;
+            s += 7;
+            if x < 0x80 {
+                return r as usize;
+            }
+        }
+    };
+    let mut i = 8;
+    while i < bytes.len() {
+        let id = bytes[i];
+        i += 1;
+        let size = leb(bytes, &mut i);
+        if id == 2 {
+            let mut j = i;
+            return leb(bytes, &mut j);
+        }
+        i += size;
+    }
+    0
+}
+
+#[test]
+fn module_has_zero_imports() {
+    let bytes = std::fs::read(default_module_path()).expect("module built");
+    assert_eq!(import_count(&bytes), 0, "the import section must be empty or absent");
+    assert_eq!(plugin().imports(), Vec::<String>::new());
+}
+
+#[test]
+fn exports_the_versioned_abi() {
+    let p = plugin();
+    let ex = p.exports();
+    for name in [
+        "memory",
+        "karlton_abi_version",
+        "karlton_alloc",
+        "karlton_free",
+        "karlton_decide",
+        "karlton_jitter",
+        "karlton_call",
+    ] {
+        assert!(ex.iter().any(|e| e == name), "missing export {name}: {ex:?}");
+    }
+    // instantiate() checks every signature and the ABI version.
+    let mut k = p.instantiate().unwrap();
+    let v: Value = parse_reply(&k.call_bytes(br#"{"op":"version"}"#).unwrap()).unwrap();
+    assert_eq!(v["abi"], 1);
+}
+
+fn code(k: &mut Instance, reply: Vec<u8>) -> String {
+    alive(k);
+    match parse_reply::<Value>(&reply) {
+        Err(HostError::Call { code, .. }) => code,
+        other => panic!("expected an error reply, got {other:?}"),
+    }
+}
+
+fn alive(k: &mut Instance) {
+    let r = k.call_json(r#"{"op":"version"}"#).expect("instance still usable");
+    assert!(r.starts_with(r#"{"ok":{"abi":1"#), "{r}");
+    assert_eq!(k.decide(5, 10, 20, 0, 0.0, 0, 0).unwrap(), Decision::Fresh);
+}
+
+#[test]
+fn malformed_pointers_and_lengths_are_errors() {
+    let mut k = plugin().instantiate().unwrap();
+    let mem = k.memory_size() as u32;
+    for (p, l) in [(0, 0), (0, 10), (8, 8), (mem - 4, 100), (mem, 1), (u32::MAX, u32::MAX), (u32::MAX, 1)] {
+        let r = k.raw_call(p, l).unwrap();
+        assert_eq!(code(&mut k, r), "bad_input", "ptr {p} len {l}");
+    }
+    let b = k.raw_alloc(16).unwrap();
+    assert_ne!(b, 0);
+    k.write_memory(b, br#"{"op":"version"}"#).unwrap();
+    let r = k.raw_call(b, 16).unwrap();
+    assert!(r.starts_with(b"{\"ok\":"));
+    // Overrunning the block by one byte, or starting before it.
+    let r = k.raw_call(b + 1, 16).unwrap();
+    assert_eq!(code(&mut k, r), "bad_input");
+    let r = k.raw_call(b - 1, 4).unwrap();
+    assert_eq!(code(&mut k, r), "bad_input");
+    // Free: only live blocks with their exact length; double free is ignored.
+    assert_eq!(k.raw_free(b, 15).unwrap(), 0);
+    assert_eq!(k.raw_free(b + 8, 8).unwrap(), 0);
+    assert_eq!(k.raw_free(12345, 3).unwrap(), 0);
+    assert_eq!(k.raw_free(b, 16).unwrap(), 1);
+    assert_eq!(k.raw_free(b, 16).unwrap(), 0);
+    let r = k.raw_call(b, 16).unwrap();
+    assert_eq!(code(&mut k, r), "bad_input", "a freed block is not input");
+    // Zero and absurd allocations fail with 0, not a trap.
+    assert_eq!(k.raw_alloc(0).unwrap(), 0);
+    assert_eq!(k.raw_alloc(u32::MAX).unwrap(), 0);
+    alive(&mut k);
+}
+
+#[test]
+fn malformed_requests_are_errors() {
+    let mut k = plugin().instantiate().unwrap();
+    let cases: &[(&[u8], &str)] = &[
+        (b"", "json"),
+        (b"\xff\xfe{}", "utf8"),
+        (b"{\"op\":\"version\"\xc3}", "utf8"),
+        (b"not json", "json"),
+        (b"{\"op\":\"version\"", "json"),
+        (b"[1,2]", "json"),
+        (b"{\"op\":5}", "json"),
+        (b"{}", "json"),
+        (b"{\"op\":\"nope\"}", "unknown_op"),
+        (b"{\"op\":\"decide\"}", "bad_request"),
+        (b"{\"op\":\"decide\",\"now_ms\":-1,\"soft_at\":1,\"hard_at\":2,\"policy\":{},\"rand\":0}", "bad_request"),
+        (b"{\"op\":\"decide\",\"now_ms\":\"12x\",\"soft_at\":1,\"hard_at\":2,\"policy\":{},\"rand\":0}", "bad_request"),
+        (b"{\"op\":\"decide\",\"now_ms\":1,\"soft_at\":1,\"hard_at\":2,\"policy\":{\"soft_ttl_ms\":0},\"rand\":0}", "policy"),
+        (b"{\"op\":\"flow_start\",\"flow\":999,\"now_ms\":0}", "unknown_handle"),
+        (b"{\"op\":\"flow_drop\",\"flow\":999}", "unknown_handle"),
+        (b"{\"op\":\"store_apply\",\"store\":999,\"now_ms\":0,\"store_op\":{\"op\":\"bump\",\"gen_key\":\"g\",\"value\":1}}", "unknown_handle"),
+        (b"{\"op\":\"store_apply\",\"store\":1,\"now_ms\":0,\"store_op\":{\"op\":\"explode\"}}", "bad_request"),
+        (b"{\"op\":\"entry_decode\",\"hex\":\"zz\"}", "bad_request"),
+        (b"{\"op\":\"entry_decode\",\"hex\":\"00\"}", "entry_decode"),
+        (b"{\"op\":\"key_build\",\"namespace\":\"\"}", "key"),
+        (b"{\"op\":\"key_build\",\"namespace\":\"n\",\"params_json\":\"{\"}", "key"),
+        (b"{\"op\":\"policy\",\"policy_json\":\"{\\\"soft_ttl_ms\\\":5,\\\"hard_ttl_ms\\\":1}\"}", "policy"),
+    ];
+    for (req, want) in cases {
+        let r = k.call_bytes(req).unwrap();
+        assert_eq!(code(&mut k, r), *want, "request {:?}", String::from_utf8_lossy(req));
+    }
+    // Errors carry stable details.
+    let r = k.call_json(r#"{"op":"key_build","namespace":""}"#).unwrap();
+    assert_eq!(r, r#"{"error":{"code":"key","message":"key namespace must not be empty","detail":{"kind":"empty_namespace"}}}"#);
+    // Out-of-range beta on the scalar path is a code, not a trap.
+    assert!(matches!(k.decide(0, 1, 2, 5, f64::NAN, 0, 0), Err(HostError::Call { .. })));
+    assert!(matches!(k.decide(0, 1, 2, 5, -1.0, 0, 0), Err(HostError::Call { .. })));
+    alive(&mut k);
+}
+
+#[test]
+fn handles_live_until_dropped_and_flows_reject_unexpected_input() {
+    let mut k = plugin().instantiate().unwrap();
+    let s = k.store_create().unwrap();
+    let f: u32 = parse_reply(&k.call_bytes(br#"{"op":"flow_create","request":{"key":"k"},"policy":{},"seed":7}"#).unwrap()).unwrap();
+    // An input the flow did not ask for: a protocol error step, not a trap.
+    let r = k.call_json(&format!(r#"{{"op":"flow_handle","flow":{f},"now_ms":0,"input":{{"input":"continue"}}}}"#)).unwrap();
+    assert!(r.starts_with(r#"{"ok":{"step":"done","data":{"Err":{"error":"protocol""#), "{r}");
+    k.flow_drop(f).unwrap();
+    let r = k.call_json(&format!(r#"{{"op":"flow_drop","flow":{f}}}"#)).unwrap();
+    assert_eq!(code(&mut k, r.into_bytes()), "unknown_handle");
+    k.store_drop(s).unwrap();
+    assert!(k.store_drop(s).is_err());
+    // Handles are not reused.
+    let s2 = k.store_create().unwrap();
+    assert!(s2 > f && s2 > s);
+}
+
+#[test]
+fn many_calls_do_not_leak_or_grow_memory_without_bound() {
+    let mut k = plugin().instantiate().unwrap();
+    let s = k.store_create().unwrap();
+    let before = k.memory_size();
+    for i in 0..20_000u64 {
+        let r = k
+            .call_json(&format!(
+                r#"{{"op":"get_or_load","store":{s},"request":{{"key":"k{}"}},"policy":{{"soft_ttl_ms":1000}},"seed":{i},"now_ms":{i}}}"#,
+                i % 7
+            ))
+            .unwrap();
+        let v: Value = parse_reply(r.as_bytes()).unwrap();
+        if let Some(f) = v["flow"].as_u64() {
+            k.flow_drop(f as u32).unwrap();
+        }
+    }
+    assert!(k.memory_size() <= before + (1 << 20), "{} -> {}", before, k.memory_size());
+}

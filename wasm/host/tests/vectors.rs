@@ -1,0 +1,168 @@
+//! The conformance vectors (`tests/vectors/*.json`, format in `tests/vectors/README.md`) through
+//! the wasm module in wasmtime. Each case becomes one or more `karlton_call` requests; the result
+//! must equal the case's `expect` as a JSON value, exactly as the native runner
+//! (`core/tests/vectors.rs`) requires of karlton-core. The JS twin is
+//! `wasm/js/tests/vectors.mjs`.
+
+use karlton_wasm_host::{HostError, Instance, Plugin, default_module_path, parse_reply};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors")
+}
+
+/// A reply as the vectors write it: `{"ok": v}` (mapped), or `{"error": detail}`.
+fn via(k: &mut Instance, req: Value, map: impl FnOnce(Value) -> Value) -> Value {
+    let reply = k.call_bytes(req.to_string().as_bytes()).expect("no trap");
+    match parse_reply::<Value>(&reply) {
+        Ok(v) => json!({ "ok": map(v) }),
+        Err(HostError::Call { detail: Some(d), .. }) => json!({ "error": d }),
+        Err(e) => panic!("{e} for {req}"),
+    }
+}
+
+fn call(k: &mut Instance, req: Value) -> Value {
+    let reply = k.call_bytes(req.to_string().as_bytes()).expect("no trap");
+    parse_reply(&reply).unwrap_or_else(|e| panic!("{e} for {req}"))
+}
+
+fn non_zero(stats: &Value) -> Value {
+    Value::Object(
+        stats.as_object().unwrap().iter().filter(|(_, v)| v.as_u64() != Some(0)).map(|(k, v)| (k.clone(), v.clone())).collect(),
+    )
+}
+
+fn opt(v: &Value) -> Value {
+    v.clone()
+}
+
+fn eval(k: &mut Instance, kind: &str, i: &Value) -> Value {
+    let op = i["op"].as_str().unwrap_or("");
+    match kind {
+        "keys" => {
+            if op == "params_hash" {
+                return via(k, json!({"op": "params_hash", "params_json": i["params_json"]}), |v| v);
+            }
+            let tags = if op == "tag_key" { json!([i["tag"]]) } else { json!([]) };
+            let req = json!({"op": "key_build", "namespace": i["namespace"], "segments": i.get("segments").cloned().unwrap_or(json!([])),
+                "params_json": opt(&i["params_json"]), "version": opt(&i["version"]), "hash_tag": i["hash_tag"].as_bool().unwrap_or(false),
+                "max_len": opt(&i["max_len"]), "tags": tags});
+            let field = match op {
+                "build" => "key",
+                "generation_key" => "generation_key",
+                "tag_key" => "tag_keys",
+                other => panic!("unknown keys op {other}"),
+            };
+            via(k, req, |v| if field == "tag_keys" { v[field][0].clone() } else { v[field].clone() })
+        }
+        "policy" => {
+            let text = match i.get("spec_json").and_then(Value::as_str) {
+                Some(t) => t.to_owned(),
+                None => i["spec"].to_string(),
+            };
+            via(k, json!({"op": "policy", "policy_json": text}), |v| v)
+        }
+        "freshness" => match op {
+            "freshness" => via(k, json!({"op": "freshness", "now_ms": i["now"], "soft_at": i["soft_at"], "hard_at": i["hard_at"], "stale_if_error_ms": i["stale_if_error_ms"]}), |v| v),
+            "decide" => {
+                let r = via(k, json!({"op": "decide", "now_ms": i["now"], "soft_at": i["soft_at"], "hard_at": i["hard_at"], "load_ms": i["load_ms"], "policy": i["policy"], "rand": i["rand"]}), |v| v);
+                // The scalar fast path must agree.
+                let p = call(k, json!({"op": "policy", "policy": i["policy"]}));
+                let n = |v: &Value| match v {
+                    Value::String(s) => s.parse::<u64>().unwrap(),
+                    v => v.as_u64().unwrap(),
+                };
+                let d = k
+                    .decide(n(&i["now"]), n(&i["soft_at"]), n(&i["hard_at"]), n(&i["load_ms"]), p["early_refresh"].as_f64().unwrap(), n(&p["stale_if_error_ms"]), n(&i["rand"]))
+                    .unwrap();
+                assert_eq!(json!({"ok": serde_json::to_value(d.to_core()).unwrap()}), r, "scalar decide for {i}");
+                r
+            }
+            "xfetch" => via(k, json!({"op": "xfetch", "now_ms": i["now"], "soft_at": i["soft_at"], "load_ms": i["load_ms"], "beta": i["beta"], "rand": i["rand"]}), |v| v),
+            "jitter_reduction" => via(k, json!({"op": "jitter_reduction", "ttl_ms": i["ttl_ms"], "jitter_ppm": i["jitter_ppm"], "rand": i["rand"]}), |v| v),
+            "jittered_ttls" => via(k, json!({"op": "jittered_ttls", "policy": i["policy"], "rand": i["rand"]}), |v| v),
+            other => panic!("unknown freshness op {other}"),
+        },
+        "entry" => match op {
+            "encode" => via(k, json!({"op": "entry_encode", "entry": i["entry"]}), |v| v),
+            "decode" => via(k, json!({"op": "entry_decode", "hex": i["hex"]}), |v| v),
+            other => panic!("unknown entry op {other}"),
+        },
+        "flows" => {
+            let flow = call(k, json!({"op": "flow_create", "request": i["request"], "policy": i["policy"], "seed": i["seed"]}));
+            let steps: Vec<Value> = i["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    if s["input"].is_null() {
+                        call(k, json!({"op": "flow_start", "flow": flow, "now_ms": s["now"]}))
+                    } else {
+                        call(k, json!({"op": "flow_handle", "flow": flow, "now_ms": s["now"], "input": s["input"]}))
+                    }
+                })
+                .collect();
+            let stats = call(k, json!({"op": "flow_drop", "flow": flow}));
+            json!({ "steps": steps, "stats": non_zero(&stats) })
+        }
+        "store" => {
+            let s = call(k, json!({"op": "store_create"}));
+            let replies: Vec<Value> = i["ops"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| call(k, json!({"op": "store_apply", "store": s, "now_ms": o["now"], "store_op": o["op"]})))
+                .collect();
+            call(k, json!({"op": "store_drop", "store": s}));
+            json!({ "replies": replies })
+        }
+        "writes" => {
+            let served = |v: Value| json!({ "served": v["served"], "stats": non_zero(&v["stats"]) });
+            match op {
+                "get_op" => via(k, json!({"op": "get_op", "key": i["key"], "gen_keys": i["gen_keys"]}), |v| v),
+                "set_op" => via(k, json!({"op": "set_op", "write": i["write"], "policy": i["policy"], "store_now": i["store_now"], "rand": i["rand"]}), |v| v),
+                "invalidate_op" => via(k, json!({"op": "invalidate_op", "key": i["key"], "mode": i["mode"]}), |v| v),
+                "bump_op" => via(k, json!({"op": "bump_op", "gen_key": i["gen_key"], "rand": i["rand"]}), |v| v),
+                "get_result" => via(k, json!({"op": "get_result", "reply": i["reply"], "policy": i["policy"]}), served),
+                "get_on_store_error" => via(k, json!({"op": "get_on_store_error", "policy": i["policy"], "message": i["message"]}), served),
+                other => panic!("unknown writes op {other}"),
+            }
+        }
+        other => panic!("unknown vector kind {other}"),
+    }
+}
+
+#[test]
+fn conformance_vectors_through_wasmtime() {
+    let Ok(rd) = std::fs::read_dir(dir()) else {
+        eprintln!("tests/vectors/ not present: nothing to run");
+        return;
+    };
+    let mut files: Vec<PathBuf> = rd.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
+    files.sort();
+    let plugin = Plugin::from_file(default_module_path()).expect("build the module first (scripts/test-wasm.sh)");
+    let mut failures = Vec::new();
+    let mut total = 0;
+    for f in &files {
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+        let kind = doc["kind"].as_str().unwrap();
+        let mut k = plugin.instantiate().unwrap();
+        let mut n = 0;
+        for c in doc["cases"].as_array().unwrap() {
+            let got = eval(&mut k, kind, &c["input"]);
+            let pass = got == c["expect"];
+            let name = c["name"].as_str().unwrap_or("?");
+            match (c.get("pending").is_some(), pass) {
+                (false, false) => failures.push(format!("{}: {name}\n    expected {}\n    got      {got}", f.display(), c["expect"])),
+                (true, true) => failures.push(format!("{}: {name}: pending case passes (drop `pending`)", f.display())),
+                _ => {}
+            }
+            n += 1;
+        }
+        eprintln!("{}: {n} cases", f.file_name().unwrap().to_string_lossy());
+        total += n;
+    }
+    assert!(failures.is_empty(), "{} of {total} vector cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(total > 0);
+}

@@ -1,0 +1,133 @@
+// Types for karlton-wasm.mjs (the ESM loader of karlton.wasm, ABI version 1).
+
+export declare const ABI_VERSION: 1;
+
+export type Decision = "fresh" | "refresh_early" | "stale" | "usable_on_error" | "gone";
+export declare const DECISIONS: readonly Decision[];
+
+/** A u64: a non-negative safe integer or a bigint. */
+export type U64 = number | bigint;
+
+export declare class KarltonError extends Error {
+  readonly code: string;
+  readonly detail?: { kind: string; [k: string]: unknown };
+}
+
+/** Policy fields as in karlton-core (durations in ms). */
+export interface PolicySpec {
+  soft_ttl_ms?: number;
+  hard_ttl_ms?: number | null;
+  jitter?: number;
+  early_refresh?: number;
+  negative_ttl_ms?: number;
+  stale_if_error_ms?: number;
+  lease_ttl_ms?: number;
+  lock_wait_ms?: number;
+  lock_backoff_ms?: number[];
+  on_lock_timeout?: "load" | "serve_stale" | "error";
+  load_soft_timeout_ms?: number | null;
+  load_hard_timeout_ms?: number | null;
+  on_store_error?: "load" | "error";
+}
+
+/** An entry in the core's JSON form. */
+export interface Entry {
+  value_hex: string;
+  codec: number;
+  /** Decimal string (u64), or null. */
+  version: string | null;
+  generations: number[];
+  soft_at: number;
+  hard_at: number;
+  load_ms: number;
+  negative: boolean;
+  tags: string[];
+}
+
+export interface FlowRequest {
+  key: string;
+  gen_keys?: string[];
+  tags?: string[];
+}
+
+export interface Served {
+  value: string;
+  codec: number;
+  negative: boolean;
+  version: number | null;
+  source: "fresh" | "stale" | "loaded" | "stale_on_error" | "stale_on_timeout";
+  cached: boolean;
+}
+
+export type FlowError = { error: "load" | "load_timeout" | "lock_timeout" | "store" | "protocol"; message: string | number };
+
+/** The serde form of core's `StoreOp` (`{"op": "read" | "fill" | ..., ...}`). */
+export type StoreOp = { op: string; [k: string]: unknown };
+/** The serde form of core's `StoreReply` (`{"reply": "read" | "stored" | ..., ...}`). */
+export type StoreReply = { reply: string; [k: string]: unknown };
+
+export type Step =
+  | { step: "store"; data: StoreOp }
+  | { step: "load"; data: { timeout_at: number | null } }
+  | { step: "wait"; data: { until_ms: number } }
+  | { step: "serve"; data: Served }
+  | { step: "done"; data: { Ok: Served } | { Err: FlowError } };
+
+export type Input =
+  | { input: "store"; data: StoreReply }
+  | { input: "store_failed"; data: { message: string } }
+  | { input: "loaded"; data: { value: string; codec: number; negative: boolean; version: number | null } }
+  | { input: "load_failed"; data: string }
+  | { input: "timeout" }
+  | { input: "continue" };
+
+export type Stats = Record<string, number>;
+
+export interface KeySpec {
+  namespace: string;
+  segments?: string[];
+  /** Any JSON value, hashed canonically (RFC 8785 + SHA-256). */
+  params?: unknown;
+  /** Or the params as JSON text, verbatim. */
+  paramsJson?: string;
+  version?: U64 | string;
+  hashTag?: boolean;
+  maxLen?: number;
+  tags?: string[];
+}
+
+export interface BuiltKey {
+  key: string;
+  generationKey: string;
+  tagKeys: string[];
+}
+
+export declare class Karlton {
+  readonly abiVersion: number;
+  readonly exports: WebAssembly.Exports;
+  decideCode(now: bigint, softAt: bigint, hardAt: bigint, loadMs: bigint, beta: number, staleIfErrorMs: bigint, rand: bigint): number;
+  decide(nowMs: U64, softAt: U64, hardAt: U64, loadMs: U64, beta: number, staleIfErrorMs: U64, rand: U64): Decision;
+  jitter(ttlMs: U64, jitterPpm: U64, rand: U64): number;
+  callRaw(requestJson: string): string;
+  call<T = unknown>(request: { op: string; [k: string]: unknown }): T;
+  key(spec: KeySpec): BuiltKey;
+  paramsHash(params: unknown): string;
+  policy(spec: PolicySpec): Required<PolicySpec>;
+  entryEncode(entry: Partial<Entry>): Uint8Array;
+  entryDecode(bytes: Uint8Array): Entry;
+  jitteredTtls(policy: PolicySpec, rand: U64 | string): { jitter_ppm: number; soft_ttl_ms: number; hard_ttl_ms: number };
+  flowCreate(request: FlowRequest, policy: PolicySpec, seed: U64 | string): number;
+  flowStart(flow: number, nowMs: number, store?: number): Step;
+  flowHandle(flow: number, nowMs: number, input: Input, store?: number): Step;
+  flowDrop(flow: number): Stats;
+  storeCreate(opts?: { maxEntries?: number; maxBytes?: number; shards?: number }): number;
+  storeApply(store: number, nowMs: number, op: StoreOp): StoreReply;
+  storeDrop(store: number): void;
+  getOrLoad(store: number, request: FlowRequest, policy: PolicySpec, seed: U64 | string, nowMs: number): { flow: number | null; step: Step; stats: Stats };
+}
+
+/** Instantiate from a compiled module (Workers) or the module's bytes (Node, Deno, browsers). */
+export declare function load(source: WebAssembly.Module | ArrayBuffer | ArrayBufferView): Promise<Karlton>;
+export declare function loadSync(module: WebAssembly.Module): Karlton;
+export declare function bytesToHex(bytes: Uint8Array): string;
+export declare function hexToBytes(hex: string): Uint8Array;

@@ -1,0 +1,242 @@
+// karlton-wasm: the ESM loader for karlton.wasm (zero imports; ABI version 1).
+//
+// Works wherever WebAssembly does: Cloudflare Workers (pass the compiled WebAssembly.Module the
+// runtime gives you), Node, Deno and browsers (pass the bytes). Time and randomness are
+// arguments, as in the Rust core; nothing here reads a clock.
+//
+//   import { load } from "./karlton-wasm.mjs";
+//   const k = await load(bytesOrModule);
+//   k.decide(now, softAt, hardAt, loadMs, beta, staleIfErrorMs, rand)   // "fresh" | "stale" | ...
+//   k.call({ op: "key_build", namespace: "users", segments: ["42"] })   // the `ok` value
+//
+// See wasm/src/api.rs for every op of `call` and its reply.
+
+export const ABI_VERSION = 1;
+
+/** Decision names by `karlton_decide` code. */
+export const DECISIONS = Object.freeze(["fresh", "refresh_early", "stale", "usable_on_error", "gone"]);
+
+/** An error reply from the module: `code` is stable, `detail` is structured when present. */
+export class KarltonError extends Error {
+  constructor(code, message, detail) {
+    super(`${code}: ${message}`);
+    this.name = "KarltonError";
+    this.code = code;
+    this.detail = detail;
+  }
+}
+
+const MASK32 = 0xffffffffn;
+const MAX_U64 = (1n << 64n) - 1n;
+
+/** A u64 argument: a non-negative safe integer or a bigint in range; anything else is a TypeError. */
+function u64(x, name) {
+  if (typeof x === "bigint") {
+    if (x < 0n || x > MAX_U64) throw new TypeError(`${name} must be a u64, got ${x}`);
+    return x;
+  }
+  if (typeof x === "number" && Number.isSafeInteger(x) && x >= 0) return BigInt(x);
+  throw new TypeError(`${name} must be a non-negative safe integer or a bigint, got ${x}`);
+}
+
+/**
+ * Instantiate the module. `source` is a compiled `WebAssembly.Module` (Workers), or the module's
+ * bytes (`ArrayBuffer`, a typed array, or a Node `Buffer`).
+ */
+export async function load(source) {
+  let instance;
+  if (source instanceof WebAssembly.Module) {
+    instance = await WebAssembly.instantiate(source, {});
+  } else if (source instanceof ArrayBuffer || ArrayBuffer.isView(source)) {
+    const module = await WebAssembly.compile(source);
+    if (WebAssembly.Module.imports(module).length !== 0) {
+      throw new TypeError("karlton.wasm must have no imports");
+    }
+    instance = await WebAssembly.instantiate(module, {});
+  } else {
+    throw new TypeError("load() takes a WebAssembly.Module or the module's bytes");
+  }
+  return new Karlton(instance);
+}
+
+/** Synchronous variant for a compiled module (e.g. at Worker start-up). */
+export function loadSync(module) {
+  if (!(module instanceof WebAssembly.Module)) throw new TypeError("loadSync() takes a WebAssembly.Module");
+  return new Karlton(new WebAssembly.Instance(module, {}));
+}
+
+export class Karlton {
+  #x;
+  #mem;
+  #buf = 0;
+  #cap = 0;
+  #enc = new TextEncoder();
+  #dec = new TextDecoder("utf-8", { fatal: true });
+
+  constructor(instance) {
+    const x = instance.exports;
+    for (const f of ["karlton_abi_version", "karlton_alloc", "karlton_free", "karlton_call", "karlton_decide", "karlton_jitter"]) {
+      if (typeof x[f] !== "function") throw new TypeError(`not a karlton module: no ${f}`);
+    }
+    const v = x.karlton_abi_version();
+    if (v !== ABI_VERSION) throw new TypeError(`karlton.wasm ABI ${v}; this loader speaks ${ABI_VERSION}`);
+    this.#x = x;
+    this.#mem = x.memory;
+    /** The module's ABI version. */
+    this.abiVersion = v;
+  }
+
+  /** The raw exports (for benchmarks and ABI tests). */
+  get exports() {
+    return this.#x;
+  }
+
+  // -- scalar fast paths ---------------------------------------------------------------------
+
+  /** The raw `karlton_decide` code (0..4, or 255 for an invalid beta). Arguments are bigints. */
+  decideCode(now, softAt, hardAt, loadMs, beta, staleIfErrorMs, rand) {
+    return this.#x.karlton_decide(now, softAt, hardAt, loadMs, beta, staleIfErrorMs, rand);
+  }
+
+  /** Freshness decision: "fresh", "refresh_early", "stale", "usable_on_error" or "gone". */
+  decide(nowMs, softAt, hardAt, loadMs, beta, staleIfErrorMs, rand) {
+    if (typeof beta !== "number") throw new TypeError("beta must be a number");
+    const c = this.#x.karlton_decide(
+      u64(nowMs, "nowMs"), u64(softAt, "softAt"), u64(hardAt, "hardAt"), u64(loadMs, "loadMs"),
+      beta, u64(staleIfErrorMs, "staleIfErrorMs"), u64(rand, "rand"));
+    const d = DECISIONS[c];
+    if (d === undefined) throw new RangeError(`beta ${beta} is not a finite number in [0, 100]`);
+    return d;
+  }
+
+  /** The jittered TTL in ms (a number). */
+  jitter(ttlMs, jitterPpm, rand) {
+    return Number(this.#x.karlton_jitter(u64(ttlMs, "ttlMs"), u64(jitterPpm, "jitterPpm"), u64(rand, "rand")));
+  }
+
+  // -- the JSON call -------------------------------------------------------------------------
+
+  /** One request (JSON text) in, the reply text out (`{"ok":..}` or `{"error":..}`). */
+  callRaw(text) {
+    if (typeof text !== "string") throw new TypeError("callRaw() takes a string");
+    const x = this.#x;
+    const need = Math.max(1, text.length * 3);
+    if (need > this.#cap) {
+      if (this.#buf) x.karlton_free(this.#buf, this.#cap);
+      let cap = 256;
+      while (cap < need) cap *= 2;
+      this.#buf = x.karlton_alloc(cap) >>> 0;
+      this.#cap = this.#buf ? cap : 0;
+      if (!this.#buf) throw new RangeError("karlton_alloc failed (out of memory)");
+    }
+    const { written } = this.#enc.encodeInto(text, new Uint8Array(this.#mem.buffer, this.#buf, this.#cap));
+    const r = x.karlton_call(this.#buf, written);
+    const ptr = Number((r >> 32n) & MASK32);
+    const len = Number(r & MASK32);
+    return this.#dec.decode(new Uint8Array(this.#mem.buffer, ptr, len));
+  }
+
+  /** A request object in; the `ok` value out, or a thrown `KarltonError`. */
+  call(req) {
+    const reply = JSON.parse(this.callRaw(JSON.stringify(req)));
+    if ("ok" in reply) return reply.ok;
+    const e = reply.error;
+    throw new KarltonError(e.code, e.message, e.detail);
+  }
+
+  // -- typed wrappers ------------------------------------------------------------------------
+
+  /** Build a key: `{ key, generationKey, tagKeys }`. `params` is any JSON value (hashed canonically). */
+  key({ namespace, segments = [], params, paramsJson, version, hashTag = false, maxLen, tags = [] }) {
+    const r = this.call({
+      op: "key_build", namespace, segments,
+      params_json: paramsJson ?? (params === undefined ? undefined : JSON.stringify(params)),
+      version: version === undefined ? undefined : String(version),
+      hash_tag: hashTag, max_len: maxLen, tags,
+    });
+    return { key: r.key, generationKey: r.generation_key, tagKeys: r.tag_keys };
+  }
+
+  /** Canonical params hash (32 hex). */
+  paramsHash(params) {
+    return this.call({ op: "params_hash", params_json: JSON.stringify(params) }).hash;
+  }
+
+  /** Validate a policy (object with the core's field names, durations in ms); the normalized policy. */
+  policy(spec) {
+    return this.call({ op: "policy", policy_json: JSON.stringify(spec) });
+  }
+
+  /** Encode an entry (core JSON form: value_hex, version as string); the bytes. */
+  entryEncode(entry) {
+    return hexToBytes(this.call({ op: "entry_encode", entry }));
+  }
+
+  /** Decode entry bytes; throws KarltonError code "entry_decode" for corrupt bytes (a miss). */
+  entryDecode(bytes) {
+    return this.call({ op: "entry_decode", hex: bytesToHex(bytes) });
+  }
+
+  /** `{ soft_ttl_ms, hard_ttl_ms, jitter_ppm }` for one fill. */
+  jitteredTtls(policy, rand) {
+    return this.call({ op: "jittered_ttls", policy, rand: String(rand) });
+  }
+
+  /** Create a get_or_load flow; its handle. */
+  flowCreate(request, policy, seed) {
+    return this.call({ op: "flow_create", request, policy, seed: String(seed) });
+  }
+
+  /** First step (Step JSON). With `store`, store steps run inside the module. */
+  flowStart(flow, nowMs, store) {
+    return this.call({ op: "flow_start", flow, now_ms: nowMs, store });
+  }
+
+  /** Feed an Input (JSON form); the next Step. */
+  flowHandle(flow, nowMs, input, store) {
+    return this.call({ op: "flow_handle", flow, now_ms: nowMs, input, store });
+  }
+
+  /** Drop a flow; its counters. */
+  flowDrop(flow) {
+    return this.call({ op: "flow_drop", flow });
+  }
+
+  /** Create an in-module memory store; its handle. */
+  storeCreate(opts = {}) {
+    return this.call({ op: "store_create", max_entries: opts.maxEntries, max_bytes: opts.maxBytes, shards: opts.shards });
+  }
+
+  /** Run one StoreOp (JSON form) against an in-module store; the StoreReply. */
+  storeApply(store, nowMs, storeOp) {
+    return this.call({ op: "store_apply", store, now_ms: nowMs, store_op: storeOp });
+  }
+
+  /** Drop a store. */
+  storeDrop(store) {
+    this.call({ op: "store_drop", store });
+  }
+
+  /**
+   * `get_or_load` against an in-module store: `{ flow, step, stats }`. Drive the returned step
+   * (load, wait, serve) with `flowHandle(flow, now, input, store)`; `flow` is null when done.
+   */
+  getOrLoad(store, request, policy, seed, nowMs) {
+    return this.call({ op: "get_or_load", store, request, policy, seed: String(seed), now_ms: nowMs });
+  }
+}
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
+export function bytesToHex(bytes) {
+  let s = "";
+  for (const b of bytes) s += HEX[b];
+  return s;
+}
+
+export function hexToBytes(hex) {
+  if (typeof hex !== "string" || hex.length % 2 !== 0 || /[^0-9a-fA-F]/.test(hex)) throw new TypeError("not hex");
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.substr(i * 2, 2), 16);
+  return out;
+}

@@ -1,0 +1,153 @@
+// Evaluates one conformance-vector case (tests/vectors/*.json; format in tests/vectors/README.md)
+// through the wasm module, producing the value the case's `expect` must equal. The Rust twin of
+// this mapping is wasm/host/tests/vectors.rs; the reference is core/tests/vectors/eval.rs.
+
+const ok = (v) => ({ ok: v });
+
+const BIG = "\u0000big:";
+
+/**
+ * JSON.parse that keeps integers beyond 2^53 exact as BigInts, and its inverse `stringifyBig`
+ * (BigInts become bare integer literals again). Vector files and replies go through these, so
+ * u64 values survive JavaScript exactly as they do in Rust.
+ */
+export function parseBig(text) {
+  let out = "";
+  let i = 0;
+  while (i < text.length) {
+    const c = text[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
+      out += text.slice(i, j + 1);
+      i = j + 1;
+    } else if ((c >= "0" && c <= "9") || c === "-") {
+      let j = i + 1;
+      while (j < text.length && /[0-9.eE+-]/.test(text[j])) j++;
+      const lit = text.slice(i, j);
+      out += /^-?[0-9]+$/.test(lit) && !Number.isSafeInteger(Number(lit)) ? `"\\u0000big:${lit}"` : lit;
+      i = j;
+    } else {
+      out += c;
+      i++;
+    }
+  }
+  return JSON.parse(out, (_, v) => (typeof v === "string" && v.startsWith(BIG) ? BigInt(v.slice(BIG.length)) : v));
+}
+
+export function stringifyBig(v) {
+  return JSON.stringify(v, (_, x) => (typeof x === "bigint" ? BIG + x : x)).replace(/"\\u0000big:(-?[0-9]+)"/g, "$1");
+}
+
+function callBig(k, req) {
+  const reply = parseBig(k.callRaw(stringifyBig(req)));
+  if ("ok" in reply) return reply.ok;
+  throw new Error(`${reply.error.code}: ${reply.error.message}`);
+}
+
+/** The module's reply for `req`: `{ok}` as is, `{error}` reduced to the structured detail. */
+function via(k, req, map = (v) => v) {
+  const reply = parseBig(k.callRaw(stringifyBig(req)));
+  if ("ok" in reply) return ok(map(reply.ok));
+  if (reply.error.detail === undefined) throw new Error(`${reply.error.code}: ${reply.error.message}`);
+  return { error: reply.error.detail };
+}
+
+/** Only the non-zero counters. */
+export function nonZero(stats) {
+  return Object.fromEntries(Object.entries(stats).filter(([, v]) => v !== 0));
+}
+
+const opt = (v) => (v === null ? undefined : v);
+
+function keys(k, i) {
+  if (i.op === "params_hash") return via(k, { op: "params_hash", params_json: i.params_json });
+  const req = {
+    op: "key_build", namespace: i.namespace, segments: i.segments ?? [], params_json: opt(i.params_json),
+    version: opt(i.version), hash_tag: i.hash_tag ?? false, max_len: opt(i.max_len), tags: i.op === "tag_key" ? [i.tag] : [],
+  };
+  const pick = { build: (r) => r.key, generation_key: (r) => r.generation_key, tag_key: (r) => r.tag_keys[0] }[i.op];
+  if (!pick) throw new Error(`unknown keys op ${i.op}`);
+  return via(k, req, pick);
+}
+
+function policyText(i) {
+  return typeof i.spec_json === "string" ? i.spec_json : JSON.stringify(i.spec);
+}
+
+function freshness(k, i) {
+  switch (i.op) {
+    case "freshness":
+      return via(k, { op: "freshness", now_ms: i.now, soft_at: i.soft_at, hard_at: i.hard_at, stale_if_error_ms: i.stale_if_error_ms });
+    case "decide": {
+      const r = via(k, { op: "decide", now_ms: i.now, soft_at: i.soft_at, hard_at: i.hard_at, load_ms: i.load_ms, policy: i.policy, rand: i.rand });
+      // The scalar fast path must agree with the JSON path.
+      const p = callBig(k, { op: "policy", policy: i.policy });
+      const big = (x) => BigInt(typeof x === "string" ? x : x);
+      const code = k.decideCode(big(i.now), big(i.soft_at), big(i.hard_at), big(i.load_ms), p.early_refresh, big(p.stale_if_error_ms), big(i.rand));
+      const names = ["fresh", "refresh_early", "stale", "usable_on_error", "gone"];
+      if (r.ok !== names[code]) throw new Error(`scalar decide ${names[code]} != ${r.ok}`);
+      return r;
+    }
+    case "xfetch":
+      return via(k, { op: "xfetch", now_ms: i.now, soft_at: i.soft_at, load_ms: i.load_ms, beta: i.beta, rand: i.rand });
+    case "jitter_reduction":
+      return via(k, { op: "jitter_reduction", ttl_ms: i.ttl_ms, jitter_ppm: i.jitter_ppm, rand: i.rand });
+    case "jittered_ttls":
+      return via(k, { op: "jittered_ttls", policy: i.policy, rand: i.rand });
+  }
+  throw new Error(`unknown freshness op ${i.op}`);
+}
+
+function entry(k, i) {
+  if (i.op === "encode") return via(k, { op: "entry_encode", entry: i.entry });
+  if (i.op === "decode") return via(k, { op: "entry_decode", hex: i.hex });
+  throw new Error(`unknown entry op ${i.op}`);
+}
+
+function flows(k, i) {
+  const flow = callBig(k, { op: "flow_create", request: i.request, policy: i.policy, seed: i.seed });
+  const steps = i.steps.map((s, n) => {
+    const req = s.input === null || s.input === undefined
+      ? { op: "flow_start", flow, now_ms: s.now }
+      : { op: "flow_handle", flow, now_ms: s.now, input: s.input };
+    if (n > 0 && req.op === "flow_start") throw new Error("only the first step starts the flow");
+    return callBig(k, req);
+  });
+  const stats = callBig(k, { op: "flow_drop", flow });
+  return { steps, stats: nonZero(stats) };
+}
+
+function store(k, i) {
+  const s = callBig(k, { op: "store_create" });
+  const replies = i.ops.map((o) => callBig(k, { op: "store_apply", store: s, now_ms: o.now, store_op: o.op }));
+  callBig(k, { op: "store_drop", store: s });
+  return { replies };
+}
+
+function writes(k, i) {
+  switch (i.op) {
+    case "get_op": return via(k, { op: "get_op", key: i.key, gen_keys: i.gen_keys });
+    case "set_op": return via(k, { op: "set_op", write: i.write, policy: i.policy, store_now: i.store_now, rand: i.rand });
+    case "invalidate_op": return via(k, { op: "invalidate_op", key: i.key, mode: i.mode });
+    case "bump_op": return via(k, { op: "bump_op", gen_key: i.gen_key, rand: i.rand });
+    case "get_result":
+      return via(k, { op: "get_result", reply: i.reply, policy: i.policy }, (r) => ({ served: r.served, stats: nonZero(r.stats) }));
+    case "get_on_store_error":
+      return via(k, { op: "get_on_store_error", policy: i.policy, message: i.message }, (r) => ({ served: r.served, stats: nonZero(r.stats) }));
+  }
+  throw new Error(`unknown writes op ${i.op}`);
+}
+
+export function evalCase(k, kind, input) {
+  switch (kind) {
+    case "keys": return keys(k, input);
+    case "policy": return via(k, { op: "policy", policy_json: policyText(input) });
+    case "freshness": return freshness(k, input);
+    case "entry": return entry(k, input);
+    case "flows": return flows(k, input);
+    case "store": return store(k, input);
+    case "writes": return writes(k, input);
+  }
+  throw new Error(`unknown vector kind ${kind}`);
+}
