@@ -190,10 +190,20 @@ impl<S: Store> Cache<S> {
         let k = key.build();
         let policy = opts.policy.clone().unwrap_or_else(|| self.inner.policy.clone());
         let gen_keys = Self::gen_keys(key, &opts.tags);
+        // A store failure seen by the fast read is handed to the flow's first read, so a
+        // down store costs one timeout, not two.
+        let mut failed_read: Option<StoreFailure> = None;
         if let Some(mem) = self.inner.store.memory() {
             let hit = flow::fast_hit(mem, now_ms(), &k, &gen_keys, &policy, self.next_seed(), &self.inner.stats);
             if let Some(s) = hit {
                 return Ok(s);
+            }
+        } else if self.inner.store.has_fast_read() {
+            let r = self.inner.store.fast_read(&k, &gen_keys, &policy, self.next_seed(), &self.inner.stats).await;
+            match r {
+                Ok(Some(s)) => return Ok(s),
+                Ok(None) => {}
+                Err(e) => failed_read = Some(e),
             }
         }
         let req = Request { key: k, gen_keys, tags: opts.tags.clone() };
@@ -202,7 +212,10 @@ impl<S: Store> Cache<S> {
         loop {
             let mut flow = GetOrLoad::new(req.clone(), policy.clone(), self.next_seed());
             let now = now_ms();
-            let first = flow.start(now);
+            let mut first = flow.start(now);
+            if let Some(e) = failed_read.take() {
+                first = flow.handle(now, Input::StoreFailed(e));
+            }
             let step = self.run_store_steps(&mut flow, now, first).await;
             match step {
                 Step::Done(r) => {

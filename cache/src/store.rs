@@ -30,6 +30,25 @@ pub trait Store: Send + Sync + 'static {
         0
     }
 
+    /// Whether [`Store::fast_read`] does anything (the cache skips it otherwise).
+    fn has_fast_read(&self) -> bool {
+        false
+    }
+
+    /// A one-round-trip fresh-hit read, if the store has one (Redis: a pipeline of plain
+    /// commands, decided by `karlton_core::redis::fast_read_result`). `Ok(None)`: not a clean
+    /// fresh hit — run the flow. `Err`: the store failed (the flow is told, not retried).
+    fn fast_read(
+        &self,
+        _key: &str,
+        _gen_keys: &[String],
+        _policy: &karlton_core::Policy,
+        _rand: u64,
+        _stats: &karlton_core::AtomicStats,
+    ) -> impl Future<Output = Result<Option<karlton_core::Served>, StoreFailure>> + Send {
+        std::future::ready(Ok(None))
+    }
+
     /// The in-process memory store behind this store, if that is what it is: enables the
     /// allocation-light fresh-hit path (`karlton_core::flow::fast_hit`).
     fn memory(&self) -> Option<&karlton_core::MemoryStore> {
@@ -49,6 +68,19 @@ impl<S: Store> Store for Arc<S> {
     }
     fn memory(&self) -> Option<&karlton_core::MemoryStore> {
         (**self).memory()
+    }
+    fn has_fast_read(&self) -> bool {
+        (**self).has_fast_read()
+    }
+    fn fast_read(
+        &self,
+        key: &str,
+        gen_keys: &[String],
+        policy: &karlton_core::Policy,
+        rand: u64,
+        stats: &karlton_core::AtomicStats,
+    ) -> impl Future<Output = Result<Option<karlton_core::Served>, StoreFailure>> + Send {
+        (**self).fast_read(key, gen_keys, policy, rand, stats)
     }
 }
 

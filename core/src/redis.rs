@@ -327,3 +327,154 @@ mod tests {
         assert_eq!(decode_reply(&bump, Bulk(b"6".to_vec())).unwrap(), StoreReply::Bumped { generation: 6 });
     }
 }
+
+/// The fresh-hit fast path on Redis: three plain commands sent as one pipeline (one round
+/// trip, no Lua): `TIME`, `HMGET key e g m`, and `MGET <gen keys>`. Redis runs plain commands
+/// several times faster than a script call, and a fresh hit needs no atomicity: it changes
+/// nothing, and a generation bump racing the pipeline either shows (mismatch → slow path) or
+/// was concurrent with this read. Anything but a clean fresh hit — a miss, stale, marked,
+/// orphaned, garbage, an XFetch early refresh — answers `None`, and the driver runs the
+/// [`crate::GetOrLoad`] flow (the `read` script) as usual. Not for Cluster: `TIME` has no key.
+pub fn fast_read_commands(key: &str, gen_keys: &[String]) -> Vec<Vec<Vec<u8>>> {
+    let mut cmds = vec![
+        vec![b"TIME".to_vec()],
+        vec![b"HMGET".to_vec(), key.as_bytes().to_vec(), b"e".to_vec(), b"g".to_vec(), b"m".to_vec()],
+    ];
+    if !gen_keys.is_empty() {
+        let mut mget = vec![b"MGET".to_vec()];
+        mget.extend(gen_keys.iter().map(|k| k.as_bytes().to_vec()));
+        cmds.push(mget);
+    }
+    cmds
+}
+
+fn bulk_str(v: &RedisValue) -> Option<&[u8]> {
+    match v {
+        RedisValue::Bulk(b) => Some(b),
+        RedisValue::Status(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+/// The same canonical form the scripts give a counter (`counter()` in the prelude): decimal
+/// without leading zeros, `0` when missing or unreadable.
+fn counter_text(v: &RedisValue) -> &[u8] {
+    match bulk_str(v) {
+        Some(b) if !b.is_empty() && b.len() <= 16 && b.iter().all(u8::is_ascii_digit) => {
+            let t = &b[b.iter().position(|&c| c != b'0').unwrap_or(b.len())..];
+            if t.is_empty() { b"0" } else { t }
+        }
+        _ => b"0",
+    }
+}
+
+/// Interpret the replies to [`fast_read_commands`] (in order). `Some` only for a clean fresh
+/// hit, counted in `stats`; see [`fast_read_commands`].
+pub fn fast_read_result(
+    replies: &[RedisValue],
+    policy: &crate::Policy,
+    rand: u64,
+    stats: &crate::stats::AtomicStats,
+) -> Option<crate::Served> {
+    let [time, hm, rest @ ..] = replies else { return None };
+    let RedisValue::Array(t) = time else { return None };
+    let secs: u64 = std::str::from_utf8(bulk_str(t.first()?)?).ok()?.parse().ok()?;
+    let micros: u64 = std::str::from_utf8(bulk_str(t.get(1)?)?).ok()?.parse().ok()?;
+    let now = secs.checked_mul(1000)?.checked_add(micros / 1000)?;
+    let RedisValue::Array(f) = hm else { return None };
+    let [e, g, m] = f.as_slice() else { return None };
+    let entry = bulk_str(e)?;
+    if bulk_str(m) == Some(b"1") {
+        return None;
+    }
+    // Stamped generations must equal the current ones, compared as the scripts compare them.
+    let stamped = bulk_str(g)?;
+    let current: &[RedisValue] = match rest {
+        [] => &[],
+        [RedisValue::Array(c)] => c,
+        _ => return None,
+    };
+    let mut parts = stamped.split(|&c| c == b',');
+    if current.is_empty() {
+        if !stamped.is_empty() {
+            return None;
+        }
+    } else {
+        for c in current {
+            if parts.next()? != counter_text(c) {
+                return None;
+            }
+        }
+        if parts.next().is_some() {
+            return None;
+        }
+    }
+    let (h, value) = crate::entry::decode_view(entry).ok()?;
+    if crate::freshness::decide_raw(now, h.soft_at, h.hard_at, h.load_ms, policy, rand)
+        != crate::Decision::Fresh
+    {
+        return None;
+    }
+    let mut s = crate::Stats::default();
+    if h.negative {
+        s.negative_hits = 1;
+    } else {
+        s.hits_fresh = 1;
+    }
+    stats.add(&s);
+    Some(crate::Served {
+        value: value.into(),
+        codec: h.codec,
+        negative: h.negative,
+        version: h.version,
+        source: crate::Source::Fresh,
+        cached: true,
+    })
+}
+
+#[cfg(test)]
+mod fast_read_tests {
+    use super::*;
+    use crate::entry::Entry;
+    use crate::stats::AtomicStats;
+
+    fn replies(entry: Option<Vec<u8>>, stamped: &str, marked: bool, current: &[&str], now_ms: u64) -> Vec<RedisValue> {
+        let b = |s: &str| RedisValue::Bulk(s.as_bytes().to_vec());
+        let mut v = vec![
+            RedisValue::Array(vec![b(&(now_ms / 1000).to_string()), b(&((now_ms % 1000) * 1000 + 7).to_string())]),
+            RedisValue::Array(vec![
+                entry.map_or(RedisValue::Nil, RedisValue::Bulk),
+                b(stamped),
+                if marked { b("1") } else { RedisValue::Nil },
+            ]),
+        ];
+        if !current.is_empty() {
+            v.push(RedisValue::Array(current.iter().map(|c| if c.is_empty() { RedisValue::Nil } else { b(c) }).collect()));
+        }
+        v
+    }
+
+    #[test]
+    fn only_a_clean_fresh_hit_takes_the_fast_path() {
+        let p = crate::Policy::default();
+        let st = AtomicStats::default();
+        let e = Entry { value: b"42".to_vec(), codec: 1, soft_at: 2_000, hard_at: 3_000, ..Default::default() }.encode();
+        let hit = fast_read_result(&replies(Some(e.clone()), "5,0", false, &["5", ""], 1_500), &p, 0, &st).unwrap();
+        assert_eq!(&*hit.value, b"42");
+        assert_eq!(st.snapshot().hits_fresh, 1);
+        // leading zeros in a counter read as the scripts read them
+        assert!(fast_read_result(&replies(Some(e.clone()), "5,0", false, &["005", "0"], 1_500), &p, 0, &st).is_some());
+        // stale (exactly at soft_at), bumped, marked, missing, corrupt: all go to the flow
+        assert!(fast_read_result(&replies(Some(e.clone()), "5,0", false, &["5", ""], 2_000), &p, 0, &st).is_none());
+        assert!(fast_read_result(&replies(Some(e.clone()), "5,0", false, &["6", ""], 1_500), &p, 0, &st).is_none());
+        assert!(fast_read_result(&replies(Some(e.clone()), "5", false, &["5", ""], 1_500), &p, 0, &st).is_none());
+        assert!(fast_read_result(&replies(Some(e.clone()), "5,0", true, &["5", ""], 1_500), &p, 0, &st).is_none());
+        assert!(fast_read_result(&replies(None, "", false, &["5", ""], 1_500), &p, 0, &st).is_none());
+        assert!(fast_read_result(&replies(Some(b"garbage".to_vec()), "5,0", false, &["5", ""], 1_500), &p, 0, &st).is_none());
+        assert!(fast_read_result(&[RedisValue::Error("LOADING".into())], &p, 0, &st).is_none());
+        assert_eq!(st.snapshot().hits_fresh, 2);
+        // no generation keys: stamped must be empty
+        assert!(fast_read_result(&replies(Some(e.clone()), "", false, &[], 1_500), &p, 0, &st).is_some());
+        assert_eq!(fast_read_commands("k", &[]).len(), 2);
+    }
+}

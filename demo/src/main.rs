@@ -6,11 +6,14 @@
 //! The workload:
 //! - a slow **source** (a "database"): every load takes 40–60 ms, reads the row's version at the
 //!   start of the query (as a real query sees a snapshot), and is counted;
-//! - [`CLIENTS`] concurrent **clients** (tokio tasks) reading [`KEYS`] hot keys with a zipf-like
-//!   skew, pausing about a millisecond between requests;
+//! - [`CLIENTS`] concurrent **clients** (tokio tasks) reading [`KEYS`] keys with a zipf skew (the
+//!   top 20 get 60 % of reads and expire under load), pausing about a millisecond between requests;
 //! - a **writer** that updates a row at the source and then deletes its cache entry
-//!   ("update the DB, then delete the key" — the textbook cache-aside write). Some updates come
-//!   in pairs a few ms apart (a save, then a status change), as real writes often do.
+//!   ("update the DB, then delete the key" — the textbook cache-aside write). Half the updates
+//!   are followed 20–80 ms later by a second one to the same row (a save, then a status change).
+//!
+//! karlton's store is wrapped in a tap ([`TappedStore`]) that checks every stored fill against
+//! the source, so "stale fills cached" is measured on both sides, not assumed.
 //!
 //! The naive side is what most services hand-write: a `Mutex<HashMap>` with a TTL; on a miss the
 //! caller loads and sets (no lease, no single-flight, no stale-while-revalidate, no jitter).
@@ -21,7 +24,8 @@
 //! (source updated and cache invalidated) before the request began. Races with a write still in
 //! progress are not counted against either side.
 
-use karlton::{Cache, Key, MemoryStore, Policy, PolicySpec};
+use karlton::core::Entry;
+use karlton::{Cache, Key, MemoryStore, Policy, PolicySpec, Store, StoreFailure, StoreOp, StoreReply};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -33,25 +37,22 @@ use std::time::{Duration, Instant};
 
 /// Concurrent clients.
 const CLIENTS: usize = 200;
-/// Hot keys.
-const KEYS: usize = 20;
+/// Keys (zipf: the top 20 get over half the reads; the tail is read a few dozen times a second).
+const KEYS: usize = 100;
 /// How long clients and the writer run.
 const RUN: Duration = Duration::from_millis(6_000);
-/// After the writer stops, clients keep reading this long (every in-flight load lands), then the
-/// cache is checked against the source (C1).
-const SETTLE: Duration = Duration::from_millis(250);
 /// Source load time: uniform in this range, ms.
 const LOAD_MS: (u64, u64) = (40, 60);
 /// Pause between two writes (or pairs of writes).
 const WRITE_EVERY: Duration = Duration::from_millis(150);
 /// One write in this many is followed by a second write to the same row.
 const PAIR_EVERY: u64 = 2;
-/// Gap inside a pair of writes.
-const PAIR_GAP: Duration = Duration::from_millis(25);
+/// Gap inside a pair of writes: uniform in this range, ms.
+const PAIR_GAP_MS: (u64, u64) = (20, 80);
 /// Fresh for this long (naive: the only TTL).
 const SOFT_TTL_MS: u64 = 1_000;
 /// karlton: servable (stale, while one caller refreshes) until this long.
-const HARD_TTL_MS: u64 = 3_000;
+const HARD_TTL_MS: u64 = 4_000;
 
 /// A row of the source, as cached.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,12 +114,16 @@ trait Service: Send + Sync + 'static {
     fn cached(&self) -> impl Future<Output = Vec<Option<u64>>> + Send;
     /// (lease waits, fills refused) — karlton only.
     fn lease_stats(&self) -> Option<(u64, u64)>;
+    /// Fills that stored a value older than a write that had already completed.
+    fn stale_fills(&self) -> u64;
 }
 
 /// Naive cache-aside on a `Mutex<HashMap>`: get; on a miss load and set. One TTL, no jitter.
 struct Naive {
     src: Arc<Source>,
     map: Mutex<HashMap<usize, (Product, Instant)>>,
+    /// Sets that stored a value older than a write that had already completed.
+    stale_fills: AtomicU64,
 }
 
 impl Service for Naive {
@@ -130,6 +135,9 @@ impl Service for Naive {
         }
         let p = self.src.load(id, rand).await;
         let exp = Instant::now() + Duration::from_millis(SOFT_TTL_MS);
+        if p.version < self.src.published[id].load(Relaxed) {
+            self.stale_fills.fetch_add(1, Relaxed);
+        }
         self.map.lock().unwrap().insert(id, (p.clone(), exp));
         p
     }
@@ -144,12 +152,15 @@ impl Service for Naive {
     fn lease_stats(&self) -> Option<(u64, u64)> {
         None
     }
+    fn stale_fills(&self) -> u64 {
+        self.stale_fills.load(Relaxed)
+    }
 }
 
 /// karlton: soft/hard TTL (stale-while-revalidate), leases, jitter, single-flight.
 struct Karlton {
     src: Arc<Source>,
-    cache: Cache<MemoryStore>,
+    cache: Cache<TappedStore>,
     keys: Vec<Key>,
 }
 
@@ -178,6 +189,46 @@ impl Service for Karlton {
         let s = self.cache.stats();
         Some((s.lease_waits, s.fills_rejected))
     }
+    fn stale_fills(&self) -> u64 {
+        self.cache.store().stale_fills.load(Relaxed)
+    }
+}
+
+/// The embedded memory store with a tap on fills, so the demo can count stale fills that karlton
+/// let through (there should be none): it decodes each stored entry and compares its version
+/// with the source's completed writes. Reads pass straight through.
+struct TappedStore {
+    inner: MemoryStore,
+    src: Arc<Source>,
+    ids: HashMap<String, usize>,
+    stale_fills: AtomicU64,
+}
+
+impl TappedStore {
+    fn run(&self, op: &StoreOp) -> Result<StoreReply, StoreFailure> {
+        let StoreOp::Fill { key, entry, .. } = op else {
+            return self.inner.execute_now(op).expect("the memory store is synchronous");
+        };
+        let done_before = self.ids.get(key).map(|&id| self.src.published[id].load(Relaxed));
+        let r = self.inner.execute_now(op).expect("the memory store is synchronous");
+        if let (Ok(StoreReply::Stored), Some(done_before)) = (&r, done_before)
+            && let Ok(e) = Entry::decode(entry)
+            && let Ok(p) = serde_json::from_slice::<Product>(&e.value)
+            && p.version < done_before
+        {
+            self.stale_fills.fetch_add(1, Relaxed);
+        }
+        r
+    }
+}
+
+impl Store for TappedStore {
+    fn execute(&self, op: StoreOp) -> impl Future<Output = Result<StoreReply, StoreFailure>> + Send {
+        std::future::ready(self.run(&op))
+    }
+    fn execute_now(&self, op: &StoreOp) -> Option<Result<StoreReply, StoreFailure>> {
+        Some(self.run(op))
+    }
 }
 
 /// xorshift64*: each task has its own, so no shared RNG.
@@ -191,7 +242,7 @@ impl Rng {
     }
 }
 
-/// Zipf(s = 1) over the hot keys: key 0 gets ~28 % of reads, key 19 ~1.4 %.
+/// Zipf(s = 1) over the keys: key 0 gets ~17 % of reads, the top 20 ~61 %, key 199 ~0.09 %.
 struct Zipf(Vec<u64>);
 impl Zipf {
     fn new() -> Zipf {
@@ -205,7 +256,7 @@ impl Zipf {
     }
     fn pick(&self, r: u64) -> usize {
         let x = r >> 32;
-        self.0.iter().position(|&c| x < c).unwrap_or(KEYS - 1)
+        self.0.partition_point(|&c| c <= x).min(KEYS - 1)
     }
 }
 
@@ -216,20 +267,23 @@ struct Report {
     peak_loads: u64,
     outdated_loads: u64,
     writes: u64,
-    lat_us: Vec<u32>,
+    lat_ns: Vec<u64>,
     stale_serves: u64,
     stale_left: usize,
+    stale_fills: u64,
     lease: Option<(u64, u64)>,
-    elapsed: Duration,
 }
 
 impl Report {
+    fn slow(&self) -> u64 {
+        (self.lat_ns.len() - self.lat_ns.partition_point(|&ns| ns <= 10_000_000)) as u64
+    }
     fn pct(&self, p: f64) -> f64 {
-        if self.lat_us.is_empty() {
+        if self.lat_ns.is_empty() {
             return 0.0;
         }
-        let i = ((self.lat_us.len() as f64 * p).ceil() as usize).clamp(1, self.lat_us.len()) - 1;
-        self.lat_us[i] as f64 / 1000.0
+        let i = ((self.lat_ns.len() as f64 * p).ceil() as usize).clamp(1, self.lat_ns.len()) - 1;
+        self.lat_ns[i] as f64 / 1e6
     }
 }
 
@@ -241,7 +295,7 @@ struct Progress {
 
 impl Progress {
     fn draw(&mut self, label: &str, elapsed: Duration, requests: u64, loads: u64) {
-        let total = (RUN + SETTLE).as_secs_f64();
+        let total = RUN.as_secs_f64();
         let frac = (elapsed.as_secs_f64() / total).min(1.0);
         let mut err = std::io::stderr().lock();
         if self.tty {
@@ -298,7 +352,7 @@ async fn run<S: Service>(label: &str, svc: Arc<S>, src: Arc<Source>, progress: &
                 let done_before = src.published[id].load(Relaxed);
                 let t = Instant::now();
                 let p = svc.read(id, rng.next()).await;
-                lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                lat.push(t.elapsed().as_nanos() as u64);
                 if p.version < done_before {
                     stale += 1;
                 }
@@ -324,8 +378,9 @@ async fn run<S: Service>(label: &str, svc: Arc<S>, src: Arc<Source>, progress: &
                 let id = (rng.next() % KEYS as u64) as usize;
                 write(id).await;
                 writes += 1;
-                if rng.next() % PAIR_EVERY == 0 {
-                    tokio::time::sleep(PAIR_GAP).await;
+                if rng.next().is_multiple_of(PAIR_EVERY) {
+                    let gap = PAIR_GAP_MS.0 + rng.next() % (PAIR_GAP_MS.1 - PAIR_GAP_MS.0 + 1);
+                    tokio::time::sleep(Duration::from_millis(gap)).await;
                     write(id).await;
                     writes += 1;
                 }
@@ -338,25 +393,26 @@ async fn run<S: Service>(label: &str, svc: Arc<S>, src: Arc<Source>, progress: &
         let elapsed = start.elapsed();
         progress.draw(label, elapsed, requests.load(Relaxed), src.calls.load(Relaxed));
         if elapsed >= RUN {
+            // Writer and clients stop together; every in-flight load then lands and the cache is
+            // checked against the source (C1).
             stop_writer.store(true, Relaxed);
-        }
-        if elapsed >= RUN + SETTLE {
             stop_readers.store(true, Relaxed);
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let writes = writer.await.expect("writer");
-    let mut lat_us = Vec::new();
+    let mut lat_ns = Vec::new();
     let mut stale_serves = 0;
     for r in readers {
         let (l, s) = r.await.expect("client");
-        lat_us.extend(l);
+        lat_ns.extend(l);
         stale_serves += s;
     }
-    let elapsed = start.elapsed();
     progress.done();
-    lat_us.sort_unstable();
+    lat_ns.sort_unstable();
+    // Background refreshes are not awaited by any client: give them time to land.
+    tokio::time::sleep(Duration::from_millis(LOAD_MS.1 + 40)).await;
     let lease = svc.lease_stats();
     // C1: writers stopped and every load landed; the cache must hold nothing older than the source.
     let stale_left = svc
@@ -372,11 +428,11 @@ async fn run<S: Service>(label: &str, svc: Arc<S>, src: Arc<Source>, progress: &
         peak_loads: src.peak_inflight.load(Relaxed),
         outdated_loads: src.outdated.load(Relaxed),
         writes,
-        lat_us,
+        lat_ns,
         stale_serves,
         stale_left,
+        stale_fills: svc.stale_fills(),
         lease,
-        elapsed,
     }
 }
 
@@ -385,7 +441,7 @@ fn group(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -394,7 +450,13 @@ fn group(n: u64) -> String {
 }
 
 fn ms(x: f64) -> String {
-    if x < 1.0 { format!("{x:.2} ms") } else { format!("{x:.1} ms") }
+    if x < 0.01 {
+        format!("{:.1} µs", x * 1000.0)
+    } else if x < 1.0 {
+        format!("{:.0} µs", x * 1000.0)
+    } else {
+        format!("{x:.1} ms")
+    }
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -405,16 +467,17 @@ async fn main() {
         .unwrap_or(0x5EED_CAFE_F00D_u64);
     let mut progress = Progress { tty: std::io::stderr().is_terminal(), last_plain: None };
 
-    println!("karlton demo: {CLIENTS} clients, {KEYS} hot keys (zipf), a source that takes {}-{} ms per load,", LOAD_MS.0, LOAD_MS.1);
+    println!("karlton demo: {CLIENTS} clients, {KEYS} keys (zipf: the top 20 get 60% of reads), a source that takes {}-{} ms per load,", LOAD_MS.0, LOAD_MS.1);
     println!(
-        "a writer updating the source and deleting the cache key ~{}x/s; TTL {:.0} s; {:.1} s per run.\n",
-        (1000.0 / WRITE_EVERY.as_millis() as f64 * (1.0 + 1.0 / PAIR_EVERY as f64)).round(),
+        "a writer updating the source then deleting the cache key ~{:.0}x/s; TTL {:.0} s; {:.1} s per run.\n",
+        (1.0 + 1.0 / PAIR_EVERY as f64)
+            / (WRITE_EVERY.as_secs_f64() + (PAIR_GAP_MS.0 + PAIR_GAP_MS.1) as f64 / 2000.0 / PAIR_EVERY as f64),
         SOFT_TTL_MS as f64 / 1000.0,
-        (RUN + SETTLE).as_secs_f64()
+        RUN.as_secs_f64()
     );
 
     let src = Arc::new(Source::new());
-    let naive = Arc::new(Naive { src: src.clone(), map: Mutex::new(HashMap::new()) });
+    let naive = Arc::new(Naive { src: src.clone(), map: Mutex::new(HashMap::new()), stale_fills: AtomicU64::new(0) });
     let a = run("naive cache-aside", naive, src, &mut progress, seed).await;
 
     let src = Arc::new(Source::new());
@@ -427,8 +490,10 @@ async fn main() {
         ..Default::default()
     })
     .expect("valid policy");
-    let cache = Cache::new(MemoryStore::default(), policy);
-    let keys = (0..KEYS).map(|i| Key::new("product").expect("namespace").segment(&i.to_string())).collect();
+    let keys: Vec<Key> = (0..KEYS).map(|i| Key::new("product").expect("namespace").segment(&i.to_string())).collect();
+    let ids = keys.iter().enumerate().map(|(i, k)| (k.build(), i)).collect();
+    let store = TappedStore { inner: MemoryStore::default(), src: src.clone(), ids, stale_fills: AtomicU64::new(0) };
+    let cache = Cache::new(store, policy);
     let karlton = Arc::new(Karlton { src: src.clone(), cache, keys });
     let b = run("karlton", karlton, src, &mut progress, seed).await;
 
@@ -436,21 +501,21 @@ async fn main() {
 }
 
 fn print_table(a: &Report, b: &Report) {
-    let rate = |r: &Report| r.requests as f64 / r.elapsed.as_secs_f64();
     let pct = |n: u64, of: u64| if of == 0 { String::new() } else { format!(" ({:.2}%)", n as f64 * 100.0 / of as f64) };
     let rows: Vec<(&str, String, String)> = vec![
         ("requests served", group(a.requests), group(b.requests)),
-        ("throughput", format!("{}/s", group(rate(a) as u64)), format!("{}/s", group(rate(b) as u64))),
-        ("source loads (50 ms each)", group(a.loads), group(b.loads)),
+        ("source loads (~50 ms each)", group(a.loads), group(b.loads)),
         ("peak concurrent loads", group(a.peak_loads), group(b.peak_loads)),
         ("latency p50", ms(a.pct(0.50)), ms(b.pct(0.50))),
         ("latency p99", ms(a.pct(0.99)), ms(b.pct(0.99))),
         ("latency p99.9", ms(a.pct(0.999)), ms(b.pct(0.999))),
         ("latency max", ms(a.pct(1.0)), ms(b.pct(1.0))),
+        ("requests slower than 10 ms", format!("{}{}", group(a.slow()), pct(a.slow(), a.requests)), format!("{}{}", group(b.slow()), pct(b.slow(), b.requests))),
         ("writes (update + delete)", group(a.writes), group(b.writes)),
         ("stale serves", format!("{}{}", group(a.stale_serves), pct(a.stale_serves, a.requests)), format!("{}{}", group(b.stale_serves), pct(b.stale_serves, b.requests))),
-        ("outdated loads (race)", group(a.outdated_loads), group(b.outdated_loads)),
-        ("  ...refused by the store", "0 (no leases)".into(), b.lease.map_or("-".into(), |l| group(l.1))),
+        ("loads outdated by a write (race)", group(a.outdated_loads), group(b.outdated_loads)),
+        ("  ...cached after the delete", group(a.stale_fills), group(b.stale_fills)),
+        ("  ...refused by the store", "- (no leases)".into(), b.lease.map_or("-".into(), |l| group(l.1))),
         ("stale entries left (C1)", format!("{} of {KEYS}", a.stale_left), format!("{} of {KEYS}", b.stale_left)),
         ("lease waits", "- (no leases)".into(), b.lease.map_or("-".into(), |l| group(l.0))),
     ];
@@ -461,11 +526,22 @@ fn print_table(a: &Report, b: &Report) {
     for (name, x, y) in &rows {
         println!("{name:<w0$}   {x:>w1$}   {y:>12}");
     }
+    let times = |x: u64, y: u64| if y == 0 { "far".to_string() } else { format!("{:.0}x", x as f64 / y as f64) };
     println!();
     println!(
-        "Same clients, same source, same writes. Naive cache-aside let every client that missed hit the source ({}x the loads,",
-        if b.loads > 0 { format!("{:.0}", a.loads as f64 / b.loads as f64) } else { "∞".into() }
+        "What it means: naive cache-aside let every client that missed query the source itself ({} the loads, up to {} at once),",
+        times(a.loads, b.loads),
+        a.peak_loads
     );
-    println!("up to {} at once) and cached values the writer had already replaced (seed 003's race), serving them until the TTL ran out.", a.peak_loads);
-    println!("karlton loads each key once per expiry (a lease), serves the old value while one caller refreshes, and refuses fills whose lease an invalidation revoked.");
+    println!(
+        "so {:.1}% of requests waited a full load; and it cached {} values a writer had already replaced (seed 003's race), served stale {} times.",
+        a.slow() as f64 * 100.0 / a.requests.max(1) as f64,
+        group(a.stale_fills),
+        group(a.stale_serves)
+    );
+    println!(
+        "karlton let one caller per key load (a lease) while the rest got the previous value, and its store refused the {} fills an invalidation had made stale: {} stale serves.",
+        b.lease.map_or(0, |l| l.1),
+        group(b.stale_serves)
+    );
 }

@@ -82,11 +82,18 @@ pub struct RedisStore<C = ConnectionManager> {
     conn: C,
     timeout: Duration,
     counters: Arc<Counters>,
+    /// Fresh hits by a plain-command pipeline (single node only: `TIME` has no key to route).
+    fast_reads: bool,
 }
 
 impl<C: Clone> Clone for RedisStore<C> {
     fn clone(&self) -> Self {
-        RedisStore { conn: self.conn.clone(), timeout: self.timeout, counters: self.counters.clone() }
+        RedisStore {
+            conn: self.conn.clone(),
+            timeout: self.timeout,
+            counters: self.counters.clone(),
+            fast_reads: self.fast_reads,
+        }
     }
 }
 
@@ -133,14 +140,22 @@ impl RedisStore<redis::cluster_async::ClusterConnection> {
         let conn = tokio::time::timeout(timeout * 8, client.get_async_connection())
             .await
             .map_err(|_| Error::Timeout)??;
-        Ok(RedisStore::new(conn).with_timeout(timeout))
+        Ok(RedisStore::new(conn).with_timeout(timeout).with_fast_reads(false))
     }
 }
 
 impl<C: ConnectionLike + Clone + Send + Sync + 'static> RedisStore<C> {
     /// A store over an already open connection.
     pub fn new(conn: C) -> Self {
-        RedisStore { conn, timeout: DEFAULT_TIMEOUT, counters: Arc::default() }
+        RedisStore { conn, timeout: DEFAULT_TIMEOUT, counters: Arc::default(), fast_reads: true }
+    }
+
+    /// Turn the pipelined fresh-hit read on or off (on by default; off for Cluster, where
+    /// every hit runs the `read` script instead).
+    #[must_use]
+    pub fn with_fast_reads(mut self, on: bool) -> Self {
+        self.fast_reads = on;
+        self
     }
 
     /// Bound every op by `timeout` (a late reply is a store error; the cache falls back).
@@ -266,5 +281,57 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Store for RedisStore<C> 
     fn execute(&self, op: StoreOp) -> impl Future<Output = Result<StoreReply, StoreFailure>> + Send {
         let this = self.clone();
         async move { this.exec(op).await }
+    }
+
+    fn has_fast_read(&self) -> bool {
+        self.fast_reads
+    }
+
+    fn fast_read(
+        &self,
+        key: &str,
+        gen_keys: &[String],
+        policy: &karlton_core::Policy,
+        rand: u64,
+        stats: &karlton_core::AtomicStats,
+    ) -> impl Future<Output = Result<Option<karlton_core::Served>, StoreFailure>> + Send {
+        let mut pipe = redis::pipe();
+        for c in karlton_core::redis::fast_read_commands(key, gen_keys) {
+            let mut cmd = redis::cmd(std::str::from_utf8(&c[0]).unwrap_or("PING"));
+            for a in &c[1..] {
+                cmd.arg(a.as_slice());
+            }
+            pipe.add_command(cmd);
+        }
+        let mut conn = self.conn.clone();
+        let (timeout, counters) = (self.timeout, self.counters.clone());
+        async move {
+            counters.ops.fetch_add(1, Ordering::Relaxed);
+            let r: Result<Vec<redis::Value>, _> =
+                match tokio::time::timeout(timeout, pipe.query_async(&mut conn)).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                        counters.errors.fetch_add(1, Ordering::Relaxed);
+                        return Err(StoreFailure { message: format!("redis read: timed out after {timeout:?}") });
+                    }
+                };
+            match r {
+                Ok(v) => {
+                    let v: Vec<RedisValue> = v.into_iter().map(to_value).collect();
+                    Ok(karlton_core::redis::fast_read_result(&v, policy, rand, stats))
+                }
+                Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_unrecoverable_error() => {
+                    if e.is_timeout() {
+                        counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                    }
+                    counters.errors.fetch_add(1, Ordering::Relaxed);
+                    Err(failure(e))
+                }
+                // A server-side error (WRONGTYPE on garbage under the key, ...): not a hit; the
+                // `read` script deals with it (it deletes garbage so the fill overwrites it).
+                Err(_) => Ok(None),
+            }
+        }
     }
 }

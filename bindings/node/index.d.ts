@@ -1,0 +1,211 @@
+// Types of the `karlton` package (the public facade in lib/karlton.cjs; the native layer's
+// generated types are in native.d.ts).
+import { EventEmitter } from 'node:events';
+
+/** A duration: milliseconds, or a string like `"250ms"`, `"30s"`, `"5m"`, `"1.5h"`, `"2d"`. */
+export type Duration = number | string;
+
+/**
+ * A cache key: `namespace:segment:segment…` with escaped segments (different segment lists
+ * never collide), an optional canonical params hash and version, and an optional Redis Cluster
+ * hash tag. Immutable; the builder methods return a new Key. Identical to the keys the Python
+ * and Rust packages build from the same inputs.
+ */
+export declare class Key {
+  constructor(namespace: string, ...segments: Array<string | number | bigint>);
+  /** Parameters hashed canonically (RFC 8785 JSON + SHA-256) into the key. */
+  params(params: unknown): Key;
+  /** A version suffix (`:v7`). */
+  version(v: number | bigint): Key;
+  /** The hash-tag form `{ns}:…`: every key of the namespace in one Cluster slot. */
+  hashTag(on?: boolean): Key;
+  /** Longest key in bytes (≥ 128); longer keys keep a readable prefix and end in a hash. */
+  maxLen(n: number): Key;
+  /** The namespace, unescaped. */
+  readonly namespace: string;
+  /** The namespace's generation counter key. */
+  readonly generationKey: string;
+  /** The generation counter key of `tag` in this namespace. */
+  tagKey(tag: string): string;
+  /** The built key. */
+  toString(): string;
+  toJSON(): string;
+}
+
+export interface PolicyOptions {
+  /** How long an entry is fresh. Default 60 s. */
+  softTtl?: Duration;
+  /** How long it may be served at all (stale after `softTtl`, while one caller refreshes). Default: `softTtl`. */
+  hardTtl?: Duration | null;
+  /** Fraction in [0, 1) by which TTLs are shortened at random, so entries don't expire together. */
+  jitter?: number;
+  /** XFetch β for probabilistic early refresh (0 = off; 1 is typical). */
+  earlyRefresh?: number;
+  /** How long a "not found" (`undefined`/`null` from the loader) is cached. Default 0 (never). */
+  negativeTtl?: Duration;
+  /** How long past hard expiry a value may still be served when the loader fails. */
+  staleIfError?: Duration;
+  /** Lifetime of a lease (the right to load and fill one key). Default 10 s. */
+  leaseTtl?: Duration;
+  /** How long a caller waits for another caller's load. Default 5 s. */
+  lockWait?: Duration;
+  /** Backoff schedule between re-reads while waiting; the last value repeats. Default [2, 5, 10] ms. */
+  lockBackoff?: Duration | Duration[];
+  /** When `lockWait` runs out: load anyway (default), serve a stale value, or fail. */
+  onLockTimeout?: 'load' | 'serveStale' | 'error';
+  /** After this long, a slow load with a stale value at hand answers stale and keeps loading. */
+  loadSoftTimeout?: Duration | null;
+  /** After this long, a load counts as failed. */
+  loadHardTimeout?: Duration | null;
+  /** When the store fails: answer from the loader (default) or fail. */
+  onStoreError?: 'load' | 'error';
+}
+
+/** A validated policy. Invalid combinations (hardTtl < softTtl, …) throw a RangeError here. */
+export declare class Policy {
+  constructor(options?: PolicyOptions);
+  /** Every setting, resolved, durations in ms. */
+  toJSON(): Required<{ [K in keyof PolicyOptions]: Exclude<PolicyOptions[K], string> }>;
+}
+
+export interface MemoryStoreOptions {
+  /** Most entries kept. Default 100 000. */
+  maxEntries?: number;
+  /** Most bytes kept (keys + encoded entries + overhead). Default 256 MiB. */
+  maxBytes?: number;
+}
+
+/** The embedded store: bounded, exact LRU per shard, the same semantics as Redis. */
+export declare class MemoryStore {
+  constructor(options?: MemoryStoreOptions);
+  readonly size: number;
+  readonly bytes: number;
+}
+
+/** The slice of an ioredis client karlton uses (a `Redis` or a `Cluster`). */
+export interface RedisClientLike {
+  evalshaBuffer(sha: string, numKeys: number, ...keysAndArgs: Array<string | Buffer>): Promise<unknown>;
+  evalBuffer(script: string, numKeys: number, ...keysAndArgs: Array<string | Buffer>): Promise<unknown>;
+  script(subcommand: 'LOAD', script: string): Promise<unknown>;
+  readonly status: string;
+}
+
+export interface RedisStoreOptions {
+  /** ms before a script call counts as a store failure (default 1000; 0 = as long as the client waits). */
+  commandTimeout?: number;
+}
+
+/** Redis through your ioredis client; runs the core's Lua scripts (EVALSHA, EVAL on NOSCRIPT). */
+export declare class RedisStore {
+  constructor(client: RedisClientLike, options?: RedisStoreOptions);
+  readonly client: RedisClientLike;
+  /** Load the scripts now (optional). */
+  loadScripts(): Promise<void>;
+}
+
+/** A value codec for a cache: ids 128..255 are yours (0 = raw bytes, 1 = JSON are karlton's). */
+export interface Codec<T = unknown> {
+  id: number;
+  encode(value: T): Buffer | Uint8Array | string;
+  decode(bytes: Buffer): T;
+}
+
+/** The default codec: JSON text, readable by every karlton runtime. */
+export declare const jsonCodec: Codec;
+
+export interface CacheOptions {
+  /** Default: a new MemoryStore. */
+  store?: MemoryStore | RedisStore;
+  /** Default: `new Policy()`. */
+  policy?: Policy | PolicyOptions;
+  /** Default: JSON. Buffers always pass through as raw bytes. */
+  codec?: Codec;
+  /** Failures nobody awaits (background refreshes). Also emitted as `'error'` when listened to. */
+  onBackgroundError?: (error: unknown, key: string) => void;
+}
+
+export interface GetOrLoadOptions {
+  /** Tags the entry is filled under (`invalidateTag` orphans them). */
+  tags?: string[];
+  /** A policy for this call. */
+  policy?: Policy | PolicyOptions;
+}
+
+export interface GetOptions {
+  tags?: string[];
+  policy?: Policy | PolicyOptions;
+}
+
+export interface SetOptions {
+  /** Monotonic version: refused when a newer one is (or was) stored. */
+  version?: number | bigint;
+  tags?: string[];
+  policy?: Policy | PolicyOptions;
+}
+
+export interface InvalidateOptions {
+  /** 'delete' (default): the next reader loads. 'markStale': served while one caller refreshes. */
+  mode?: 'delete' | 'markStale';
+}
+
+/** Counters since the cache was created. */
+export interface CacheStats {
+  hitsFresh: number;
+  hitsStale: number;
+  misses: number;
+  loads: number;
+  loadErrors: number;
+  leaseWaits: number;
+  leaseTimeouts: number;
+  fillsRejected: number;
+  negativeHits: number;
+  storeErrors: number;
+  corruptEntries: number;
+  staleIfError: number;
+  earlyRefreshes: number;
+  evictions: number;
+}
+
+/** An error raised by karlton itself. */
+export declare class KarltonError extends Error {
+  readonly code:
+    | 'ERR_KARLTON_LOAD_TIMEOUT'
+    | 'ERR_KARLTON_LOCK_TIMEOUT'
+    | 'ERR_KARLTON_STORE'
+    | 'ERR_KARLTON_PROTOCOL'
+    | 'ERR_KARLTON_CODEC'
+    | 'ERR_KARLTON_LOAD';
+}
+
+/**
+ * A read-through cache over a store. `getOrLoad` is single-flight per process (and across
+ * processes through the store's leases), serves stale values while one caller refreshes, caches
+ * "not found", and keeps answering from the loader when the store is down.
+ */
+export declare class Cache extends EventEmitter {
+  constructor(options?: CacheOptions);
+  readonly store: MemoryStore | RedisStore;
+  readonly policy: Policy;
+  /** The cached value, or the loader's. `undefined`/`null` from the loader = not found → `undefined`. */
+  getOrLoad<T = any>(key: Key, loader: () => T | null | undefined | Promise<T | null | undefined>, options?: GetOrLoadOptions): Promise<T | undefined>;
+  /** The cached value if fresh or stale, else `undefined`. */
+  get<T = any>(key: Key, options?: GetOptions): Promise<T | undefined>;
+  /** Write-through; revokes leases; never lowers a version. Resolves whether it was stored. */
+  set(key: Key, value: unknown, options?: SetOptions): Promise<boolean>;
+  /** Delete or mark stale; revokes the lease (a load in flight can't fill). Resolves whether an entry existed. */
+  invalidate(key: Key, options?: InvalidateOptions): Promise<boolean>;
+  /** Orphan every entry of the key's namespace. Resolves the new generation. */
+  bump(key: Key): Promise<number>;
+  /** Orphan every entry filled with `tag` in the key's namespace. Resolves the new generation. */
+  invalidateTag(key: Key, tag: string): Promise<number>;
+  stats(): CacheStats;
+  on(event: 'error', listener: (error: unknown, key: string) => void): this;
+}
+
+/** Test and tool helpers (the core's entry encoding, the Redis scripts). */
+export declare const internals: {
+  encodeEntry(entry: object): Buffer;
+  decodeEntry(bytes: Buffer): object;
+  scripts: Array<{ name: string; sha: string; source: string }>;
+  memoryRawEntry(store: MemoryStore, key: Key | string): Buffer | null;
+};

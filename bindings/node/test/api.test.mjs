@@ -1,0 +1,97 @@
+// The API surface: entry points, Key, Policy, and wrong argument types → TypeError naming them.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import * as esm from '../index.mjs';
+import { Cache, Key, Policy, MemoryStore, RedisStore, KarltonError } from '../index.mjs';
+
+const require = createRequire(import.meta.url);
+
+test('ESM and CommonJS entry points expose the same classes', () => {
+  const cjs = require('../index.cjs');
+  for (const name of ['Key', 'Policy', 'MemoryStore', 'RedisStore', 'Cache', 'KarltonError']) {
+    assert.equal(typeof esm[name], 'function', name);
+    assert.equal(esm[name], cjs[name], `${name} is one class for both module systems`);
+  }
+  assert.equal(require('../package.json').exports['.'].types, './index.d.ts');
+});
+
+test('Key: escaping, params, version, hash tag, counters', () => {
+  assert.equal(String(new Key('users', 42)), 'users:42');
+  assert.notEqual(String(new Key('ns', 'a:b')), String(new Key('ns', 'a', 'b')), 'segments cannot forge keys');
+  const a = new Key('q').params({ b: 1, a: [1, 2] });
+  const b = new Key('q').params({ a: [1, 2], b: 1 });
+  assert.equal(String(a), String(b), 'params are canonical (member order irrelevant)');
+  assert.match(String(a), /^q:#[0-9a-f]{32}$/);
+  assert.equal(String(new Key('u', 1).version(7)), 'u:1:v7');
+  assert.equal(String(new Key('u', 'v7')), 'u:%767', 'a segment never reads as a version');
+  assert.equal(String(new Key('u', 1).hashTag()), '{u}:1');
+  assert.equal(new Key('u', 1).generationKey, 'u:!gen');
+  assert.equal(new Key('u', 1).tagKey('team:1'), 'u:!tag:team%3A1');
+  const long = new Key('n', 'x'.repeat(500));
+  assert.ok(String(long).length <= 200 && String(long).startsWith('n:xxx'));
+  assert.throws(() => new Key(''), RangeError);
+});
+
+test('Policy: ms numbers and duration strings, validated at construction', () => {
+  const p = new Policy({ softTtl: '5m', hardTtl: 600_000, negativeTtl: '1.5s', lockBackoff: ['2ms', 5], onLockTimeout: 'serveStale' });
+  const j = p.toJSON();
+  assert.equal(j.softTtl, 300_000);
+  assert.equal(j.hardTtl, 600_000);
+  assert.equal(j.negativeTtl, 1500);
+  assert.deepEqual(j.lockBackoff, [2, 5]);
+  assert.equal(j.onLockTimeout, 'serveStale');
+  assert.throws(() => new Policy({ softTtl: '10s', hardTtl: '5s' }), (e) => e instanceof RangeError && /hardTtl/.test(e.message));
+  assert.throws(() => new Policy({ softTtl: '5 parsecs' }), (e) => e instanceof RangeError && /softTtl/.test(e.message));
+  assert.throws(() => new Policy({ jitter: 1.5 }), (e) => e instanceof RangeError && /jitter/.test(e.message));
+  assert.throws(() => new Policy({ softTTL: '5m' }), (e) => e instanceof TypeError && /softTTL/.test(e.message));
+  assert.throws(() => new Policy({ onStoreError: 'explode' }), RangeError);
+});
+
+test('wrong argument types -> TypeError naming the argument', async () => {
+  const cache = new Cache();
+  const key = new Key('t', 1);
+  const expectType = async (p, name) =>
+    assert.rejects(p, (e) => e instanceof TypeError && e.message.includes(`\`${name}\``), `TypeError naming ${name}`);
+  const expectThrow = (f, name) =>
+    assert.throws(f, (e) => e instanceof TypeError && e.message.includes(`\`${name}\``), `TypeError naming ${name}`);
+
+  await expectType(cache.getOrLoad('t:1', async () => 1), 'key');
+  await expectType(cache.getOrLoad(key, 'not a function'), 'loader');
+  await expectType(cache.getOrLoad(key, async () => 1, 'tags'), 'options');
+  await expectType(cache.getOrLoad(key, async () => 1, { tags: 'a' }), 'options.tags');
+  await expectType(cache.getOrLoad(key, async () => 1, { tags: [1] }), 'options.tags[0]');
+  await expectType(cache.getOrLoad(key, async () => 1, { policy: 5 }), 'options.policy');
+  await expectType(cache.get(42), 'key');
+  await expectType(cache.set(key, undefined), 'value');
+  await expectType(cache.set(key, 1, { version: 'seven' }), 'options.version');
+  await expectType(cache.invalidate(key, { mode: 'nuke' }), 'options.mode');
+  await expectType(cache.invalidateTag(key, 7), 'tag');
+  await expectType(cache.bump('ns'), 'key');
+
+  expectThrow(() => new Key(7), 'namespace');
+  expectThrow(() => new Key('ns', {}), 'segments[0]');
+  expectThrow(() => new Key('ns').version('7'), 'version');
+  expectThrow(() => new Key('ns').hashTag('yes'), 'on');
+  expectThrow(() => new Policy({ softTtl: true }), 'policy.softTtl');
+  expectThrow(() => new Policy({ jitter: '10%' }), 'policy.jitter');
+  expectThrow(() => new Policy('5m'), 'policy');
+  expectThrow(() => new MemoryStore({ maxEntries: 'many' }), 'maxEntries');
+  expectThrow(() => new RedisStore({}), 'client');
+  expectThrow(() => new RedisStore(null), 'client');
+  expectThrow(() => new Cache({ store: {} }), 'options.store');
+  expectThrow(() => new Cache({ codec: { id: 5, encode() {}, decode() {} } }), 'codec.id');
+  expectThrow(() => new Cache({ onBackgroundError: 'log' }), 'options.onBackgroundError');
+});
+
+test('a value JSON cannot encode rejects with the encoder error; nothing is cached', async () => {
+  const cache = new Cache();
+  const key = new Key('t', 'bigint');
+  await assert.rejects(cache.getOrLoad(key, async () => ({ n: 1n })), TypeError);
+  assert.equal(await cache.get(key), undefined);
+});
+
+test('KarltonError carries a code', async () => {
+  const cache = new Cache({ policy: { loadHardTimeout: 20 } });
+  await assert.rejects(cache.getOrLoad(new Key('t', 'slow'), () => new Promise((r) => setTimeout(r, 200, 1))), (e) => e instanceof KarltonError && e.code === 'ERR_KARLTON_LOAD_TIMEOUT');
+});
