@@ -15,7 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 /// What can go wrong in a cache call.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -44,6 +44,16 @@ pub struct Options {
 }
 
 type Outcome = Result<Served, FlowError>;
+
+/// What a single-flight leader tells the callers that joined it.
+#[derive(Clone)]
+enum Flight {
+    /// The shared answer.
+    Value(Outcome),
+    /// The leader's fill was refused (invalidated, bumped or superseded while it loaded): its
+    /// value may be older than what a joiner is entitled to, so joiners run their own flow.
+    Retry,
+}
 type BoxLoad = Pin<Box<dyn Future<Output = Result<Loaded, String>> + Send>>;
 
 struct Inner<S> {
@@ -51,7 +61,7 @@ struct Inner<S> {
     policy: Arc<Policy>,
     stats: AtomicStats,
     /// In-process single-flight: one driver per key; others wait on its result.
-    inflight: Mutex<HashMap<String, watch::Receiver<Option<Outcome>>>>,
+    inflight: Mutex<HashMap<String, watch::Receiver<Option<Flight>>>>,
     seed: AtomicU64,
     /// store clock − local clock, learned from reads (for writes that do not read first).
     skew: AtomicI64,
@@ -69,10 +79,12 @@ impl<S: Store> Clone for Cache<S> {
     }
 }
 
-/// Removes this driver's single-flight entry when the driver ends, however it ends.
+/// Removes this driver's single-flight entry when the driver ends, however it ends — but only
+/// if the entry is still its own (a newer leader may have replaced it).
 struct FlightGuard<S: Store> {
     inner: Arc<Inner<S>>,
     key: String,
+    own: watch::Receiver<Option<Flight>>,
     armed: bool,
 }
 
@@ -80,7 +92,10 @@ impl<S: Store> FlightGuard<S> {
     fn disarm(&mut self) {
         if self.armed {
             self.armed = false;
-            self.inner.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
+            let mut map = self.inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            if map.get(&self.key).is_some_and(|rx| rx.same_channel(&self.own)) {
+                map.remove(&self.key);
+            }
         }
     }
 }
@@ -228,48 +243,46 @@ impl<S: Store> Cache<S> {
                     let l = loader.take().expect("loader used once");
                     tokio::spawn(async move {
                         let step = flow.handle(now_ms(), Input::Continue);
-                        drive(inner, flow, step, Some(l), None).await;
+                        drive(inner, flow, step, Some(l), None, None).await;
                     });
                     return Ok(v);
                 }
                 step => {
-                    // Needs a load or a wait: join or lead the in-process flight.
-                    let rx = {
+                    // Needs a load or a wait: join or lead the in-process flight. A caller that
+                    // holds the lease always leads (replacing any older flight: that one's
+                    // lease was revoked, so its value must not reach new joiners).
+                    let joined = {
                         let mut map = self.inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
                         match map.get(&req.key) {
-                            Some(rx) if flow.token().is_none() => Err(rx.clone()),
-                            Some(_) => Ok(None), // we hold the lease: load, without leading
-                            None => {
+                            Some(rx) if flow.token().is_none() => Ok(rx.clone()),
+                            _ => {
                                 let (tx, rx) = watch::channel(None);
                                 map.insert(req.key.clone(), rx.clone());
-                                Ok(Some((tx, rx)))
+                                Err((tx, rx))
                             }
                         }
                     };
-                    match rx {
-                        Err(mut rx) => {
-                            // Follower: this flow did not load anything; its stats are a miss.
-                            self.inner.stats.add(flow.stats());
-                            match rx.wait_for(|v| v.is_some()).await {
-                                Ok(v) => return v.clone().expect("checked").map_err(Error::from),
-                                Err(_) => continue, // leader vanished: try again
-                            }
-                        }
-                        Ok(lead) => {
-                            let guard = FlightGuard { inner: self.inner.clone(), key: req.key.clone(), armed: lead.is_some() };
-                            let (tx, mut rx) = match lead {
-                                Some((tx, rx)) => (tx, rx),
-                                None => watch::channel(None),
-                            };
-                            let inner = self.inner.clone();
+                    let joined = match joined {
+                        Ok(rx) => Some(rx),
+                        Err((tx, own)) => {
+                            let guard = FlightGuard { inner: self.inner.clone(), key: req.key.clone(), own, armed: true };
+                            let (caller_tx, caller_rx) = oneshot::channel();
                             let l = loader.take().expect("loader used once");
-                            tokio::spawn(drive(inner, flow, step, Some(l), Some((tx, guard))));
-                            match rx.wait_for(|v| v.is_some()).await {
-                                Ok(v) => return v.clone().expect("checked").map_err(Error::from),
-                                Err(_) => {
-                                    return Err(Error::Flow(FlowError::Protocol("driver ended without a result".into())));
-                                }
-                            }
+                            tokio::spawn(drive(self.inner.clone(), flow, step, Some(l), Some(caller_tx), Some((tx, guard))));
+                            return match caller_rx.await {
+                                Ok(r) => r.map_err(Error::from),
+                                Err(_) => Err(Error::Flow(FlowError::Protocol("driver ended without a result".into()))),
+                            };
+                        }
+                    };
+                    if let Some(mut rx) = joined {
+                        // Follower: this flow loaded nothing; its stats are a miss.
+                        self.inner.stats.add(flow.stats());
+                        let shared = rx.wait_for(|v| v.is_some()).await.map(|v| v.clone());
+                        match shared {
+                            Ok(Some(Flight::Value(v))) => return v.map_err(Error::from),
+                            // Refused fill, or the leader vanished: run our own flow again.
+                            _ => continue,
                         }
                     }
                 }
@@ -424,7 +437,8 @@ async fn drive<S: Store>(
     mut flow: GetOrLoad,
     mut step: Step,
     mut loader: Option<Box<dyn FnOnce() -> BoxLoad + Send>>,
-    mut flight: Option<(watch::Sender<Option<Outcome>>, FlightGuard<S>)>,
+    mut caller: Option<oneshot::Sender<Outcome>>,
+    mut flight: Option<(watch::Sender<Option<Flight>>, FlightGuard<S>)>,
 ) {
     let mut running: Option<BoxLoad> = None;
     let answered_before = flow.served();
@@ -466,7 +480,10 @@ async fn drive<S: Store>(
             Step::Serve(v) => {
                 if let Some((tx, mut guard)) = flight.take() {
                     guard.disarm();
-                    let _ = tx.send(Some(Ok(v)));
+                    let _ = tx.send(Some(Flight::Value(Ok(v.clone()))));
+                }
+                if let Some(c) = caller.take() {
+                    let _ = c.send(Ok(v));
                 }
                 flow.handle(now_ms(), Input::Continue)
             }
@@ -476,7 +493,12 @@ async fn drive<S: Store>(
     inner.stats.add(flow.stats());
     if let Some((tx, mut guard)) = flight.take() {
         guard.disarm();
-        let _ = tx.send(Some(result));
+        let shared = if flow.fill_rejected().is_some() { Flight::Retry } else { Flight::Value(result.clone()) };
+        let _ = tx.send(Some(shared));
+    }
+    if let Some(c) = caller.take() {
+        // The leader's own caller gets its load even if the fill was refused (DESIGN §1).
+        let _ = c.send(result);
     } else if let Err(e) = &result {
         if answered_before || flow.served() {
             let cb = inner.on_background_error.lock().unwrap_or_else(|p| p.into_inner()).clone();

@@ -217,6 +217,8 @@ pub struct GetOrLoad {
     stale: Option<Entry>,
     /// The value handed out via [`Step::Serve`], if any.
     served: Option<Served>,
+    /// Why the store refused this flow's fill, if it did.
+    rejected: Option<crate::store::RejectReason>,
     attempt: u32,
     load_started: u64,
 }
@@ -237,6 +239,7 @@ impl GetOrLoad {
             token: None,
             stale: None,
             served: None,
+            rejected: None,
             attempt: 0,
             load_started: 0,
         }
@@ -255,6 +258,13 @@ impl GetOrLoad {
     /// Whether a value was already handed out via [`Step::Serve`].
     pub fn served(&self) -> bool {
         self.served.is_some()
+    }
+
+    /// Why the store refused this flow's fill, if it did. A driver that shares one flow's
+    /// result with other in-process callers must not hand them a refused value (it was
+    /// superseded by an invalidation, a newer version or a bump): they re-run instead.
+    pub fn fill_rejected(&self) -> Option<crate::store::RejectReason> {
+        self.rejected
     }
 
     /// The lease this flow holds, if any (a driver may `Extend` it during a long load).
@@ -384,6 +394,7 @@ impl GetOrLoad {
                     }
                     StoreReply::Rejected { reason } => {
                         self.stats.fills_rejected += 1;
+                        self.rejected = Some(reason);
                         if reason == crate::store::RejectReason::LeaseLost {
                             self.token = None; // nothing of ours left to release
                         }
