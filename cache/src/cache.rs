@@ -213,7 +213,10 @@ impl<S: Store> Cache<S> {
             if let Some(s) = hit {
                 return Ok(s);
             }
-        } else if self.inner.store.has_fast_read() {
+        } else if self.inner.store.has_fast_read()
+            // A load for this key is already running here: skip straight to joining it.
+            && !self.inner.inflight.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&k)
+        {
             let r = self.inner.store.fast_read(&k, &gen_keys, &policy, self.next_seed(), &self.inner.stats).await;
             match r {
                 Ok(Some(s)) => return Ok(s),
@@ -312,7 +315,25 @@ impl<S: Store> Cache<S> {
 
     /// Byte-level [`Cache::get`].
     pub async fn get_raw(&self, key: &Key, tags: &[String]) -> Result<Option<Served>, Error> {
-        let op = flow::get_op(&key.build(), &Self::gen_keys(key, tags));
+        let (k, gen_keys) = (key.build(), Self::gen_keys(key, tags));
+        if let Some(mem) = self.inner.store.memory() {
+            if let Some(s) = flow::fast_hit(mem, now_ms(), &k, &gen_keys, &self.inner.policy, self.next_seed(), &self.inner.stats) {
+                return Ok(Some(s));
+            }
+        } else if self.inner.store.has_fast_read() {
+            let r = self.inner.store.fast_read(&k, &gen_keys, &self.inner.policy, self.next_seed(), &self.inner.stats).await;
+            match r {
+                Ok(Some(s)) => return Ok(Some(s)),
+                Ok(None) => {}
+                Err(e) => {
+                    let mut stats = Stats::default();
+                    let r = flow::get_on_store_error(&self.inner.policy, e, &mut stats).map_err(Error::from);
+                    self.inner.stats.add(&stats);
+                    return r;
+                }
+            }
+        }
+        let op = flow::get_op(&k, &gen_keys);
         let mut stats = Stats::default();
         let r = match self.exec(op).await {
             Ok(StoreReply::Read(r)) => Ok(flow::get_result(&r, &self.inner.policy, &mut stats)),
