@@ -11,7 +11,7 @@ use crate::key::PyKey;
 use crate::policy::{PyMemoryStore, PyPolicy};
 use karlton_core::entry::codec;
 use karlton_core::flow::{self, Write};
-use karlton_core::redis::{RedisCall, RedisValue, decode_reply, encode_op};
+use karlton_core::redis::{RedisCall, RedisValue, decode_reply, encode_op, fast_read_commands, fast_read_result};
 use karlton_core::{
     AtomicStats, FlowError, GetOrLoad, Input, InvalidateMode, Loaded, MemoryStore, Policy, Request,
     Served, Source, Stats, Step, StoreFailure, StoreOp, StoreReply,
@@ -195,6 +195,42 @@ fn redis_value(v: &Bound<'_, PyAny>, depth: usize) -> RedisValue {
     }
 }
 
+/// The fresh-hit fast read of `key` (core's `fast_read_commands`) as one RESP buffer, ready for
+/// a connection's `send_packed_command`, and how many replies to read back.
+fn fast_packed<'py>(py: Python<'py>, key: &str, gen_keys: &[String]) -> (Bound<'py, PyBytes>, usize) {
+    let cmds = fast_read_commands(key, gen_keys);
+    let mut out = Vec::with_capacity(96 + key.len() + gen_keys.iter().map(|g| g.len() + 16).sum::<usize>());
+    for c in &cmds {
+        out.extend_from_slice(format!("*{}\r\n", c.len()).as_bytes());
+        for a in c {
+            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    (PyBytes::new(py, &out), cmds.len())
+}
+
+/// What the Python sender answered for a fast read: the replies (a list; error replies as
+/// exceptions), or a `str` saying why the server could not be reached.
+enum FastReply {
+    Replies(Vec<RedisValue>),
+    Failed(StoreFailure),
+}
+
+fn fast_reply(reply: &Bound<'_, PyAny>) -> PyResult<FastReply> {
+    if let Ok(l) = reply.cast::<PyList>() {
+        Ok(FastReply::Replies(l.iter().map(|x| redis_value(&x, 0)).collect()))
+    } else if let Ok(s) = reply.cast::<PyString>() {
+        Ok(FastReply::Failed(StoreFailure { message: s.to_str()?.to_owned() }))
+    } else {
+        Err(PyTypeError::new_err(format!(
+            "fast read: expected a list of replies or a str, not {}",
+            reply.get_type().name()?
+        )))
+    }
+}
+
 /// `(sha, numkeys, *keys, *args)`: ready for `client.evalsha(*call)`.
 fn call_tuple<'py>(py: Python<'py>, c: &RedisCall) -> PyResult<Bound<'py, PyTuple>> {
     let mut items: Vec<Bound<'py, PyAny>> = Vec::with_capacity(2 + c.keys.len() + c.args.len());
@@ -215,6 +251,8 @@ pub struct PyDriver {
     shared: Arc<Shared>,
     /// The Python driver's `_slow(flow, loader, key, tags, policy)`, for `get_or_load`.
     slow: std::sync::OnceLock<Py<PyAny>>,
+    /// The sync Redis fast-read sender `(packed, n) -> replies | str`, for `get_or_load`.
+    fast: std::sync::OnceLock<Py<PyAny>>,
 }
 
 impl PyDriver {
@@ -236,25 +274,80 @@ impl PyDriver {
                 return self.shared.decode(py, &s).map(Ok);
             }
         }
-        let req = match tags.filter(|t| !t.is_none()) {
-            None => Request { key: key.built.clone(), gen_keys: vec![key.gen_key.clone()], tags: Vec::new() },
-            Some(t) => {
-                let tags = tags_arg(Some(t))?;
-                Request { key: key.built.clone(), gen_keys: gen_keys(key, &tags), tags }
-            }
-        };
+        let req = request(key, tags)?;
         let policy = policy.map_or_else(|| self.shared.policy.clone(), |p| p.inner.clone());
-        let mut flow = GetOrLoad::new(req, policy, self.shared.next_seed());
-        let now = now_ms();
-        let mut step = flow.start(now);
-        if let Backend::Memory(m) = &self.shared.backend {
-            step = flow.run_store_steps(now, step, |op| Ok(m.apply(now, op)));
+        start_flow(&self.shared, py, req, policy, None)
+    }
+
+    /// The sync Redis `get_or_load` start: the fast read through the installed sender, then
+    /// (not a clean fresh hit) the flow.
+    fn read_fast(
+        &self,
+        py: Python<'_>,
+        fast: &Py<PyAny>,
+        key: &Bound<'_, PyAny>,
+        tags: Option<&Bound<'_, PyAny>>,
+        policy: Option<&PyPolicy>,
+    ) -> PyResult<Result<Py<PyAny>, PyFlow>> {
+        let req = request(key_arg(key)?.get(), tags)?;
+        let (packed, n) = fast_packed(py, &req.key, &req.gen_keys);
+        let reply = fast.bind(py).call1((packed, n))?;
+        let policy = policy.map_or(&self.shared.policy, |p| &p.inner);
+        finish_fast(&self.shared, py, req, policy, &reply)
+    }
+}
+
+fn request(key: &PyKey, tags: Option<&Bound<'_, PyAny>>) -> PyResult<Request> {
+    Ok(match tags.filter(|t| !t.is_none()) {
+        None => Request { key: key.built.clone(), gen_keys: vec![key.gen_key.clone()], tags: Vec::new() },
+        Some(t) => {
+            let tags = tags_arg(Some(t))?;
+            Request { key: key.built.clone(), gen_keys: gen_keys(key, &tags), tags }
         }
-        if let Step::Done(Ok(s)) = &step {
-            self.shared.stats.add(flow.stats());
-            return self.shared.decode(py, s).map(Ok);
-        }
-        Ok(Err(PyFlow::new(self.shared.clone(), flow, step)))
+    })
+}
+
+/// Start a `GetOrLoad`, run it as far as it goes in-process: `Ok(value)` when done, else the
+/// flow. `failed`: the fast read could not reach the store — handed to the flow's first read
+/// instead of trying again, so a down store costs one timeout, not two.
+fn start_flow(
+    shared: &Arc<Shared>,
+    py: Python<'_>,
+    req: Request,
+    policy: Arc<Policy>,
+    failed: Option<StoreFailure>,
+) -> PyResult<Result<Py<PyAny>, PyFlow>> {
+    let mut flow = GetOrLoad::new(req, policy, shared.next_seed());
+    let now = now_ms();
+    let mut step = flow.start(now);
+    if let Some(e) = failed {
+        step = flow.handle(now, Input::StoreFailed(e));
+    }
+    if let Backend::Memory(m) = &shared.backend {
+        step = flow.run_store_steps(now, step, |op| Ok(m.apply(now, op)));
+    }
+    if let Step::Done(Ok(s)) = &step {
+        shared.stats.add(flow.stats());
+        return shared.decode(py, s).map(Ok);
+    }
+    Ok(Err(PyFlow::new(shared.clone(), flow, step)))
+}
+
+/// Interpret a fast read's replies (the core decides): the value on a clean fresh hit, else the
+/// flow (the `read` script), told about the failure if the store could not be reached.
+fn finish_fast(
+    shared: &Arc<Shared>,
+    py: Python<'_>,
+    req: Request,
+    policy: &Arc<Policy>,
+    reply: &Bound<'_, PyAny>,
+) -> PyResult<Result<Py<PyAny>, PyFlow>> {
+    match fast_reply(reply)? {
+        FastReply::Replies(v) => match fast_read_result(&v, policy, shared.next_seed(), &shared.stats) {
+            Some(s) => shared.decode(py, &s).map(Ok),
+            None => start_flow(shared, py, req, policy.clone(), None),
+        },
+        FastReply::Failed(e) => start_flow(shared, py, req, policy.clone(), Some(e)),
     }
 }
 
@@ -312,6 +405,7 @@ impl PyDriver {
                 codec,
             }),
             slow: std::sync::OnceLock::new(),
+            fast: std::sync::OnceLock::new(),
         })
     }
 
@@ -349,7 +443,12 @@ impl PyDriver {
         policy: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let policy = policy_arg(policy)?;
-        match self.read_inner(py, key, tags, policy.as_ref().map(|p| p.get()))? {
+        let pol = policy.as_ref().map(|p| p.get());
+        let r = match self.fast.get() {
+            Some(fast) => self.read_fast(py, fast, key, tags, pol)?,
+            None => self.read_inner(py, key, tags, pol)?,
+        };
+        match r {
             Ok(v) => Ok(v),
             Err(f) => {
                 let slow = self.slow.get().ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("no slow path installed"))?;
@@ -359,6 +458,33 @@ impl PyDriver {
                 slow.call1(py, (f, loader, key, tags, pn))
             }
         }
+    }
+
+    /// Install the sync Redis fast-read sender used by `get_or_load` (once):
+    /// `fast(packed, n)` sends the RESP buffer, reads `n` replies and answers them as a list
+    /// (error replies as exceptions), or a `str` if the server could not be reached.
+    fn set_fast(&self, fast: Py<PyAny>) -> PyResult<()> {
+        if matches!(self.shared.backend, Backend::Memory(_)) {
+            return Err(PyValueError::new_err("set_fast(): the memory store has no fast read"));
+        }
+        self.fast.set(fast).map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("set_fast(): already set"))
+    }
+
+    /// Start `get_or_load` on Redis with the fast read: a `FastRead` whose `packed` buffer the
+    /// caller sends (reading `n` replies) and whose `finish` answers like `read`.
+    #[pyo3(signature = (key, tags = None, policy = None))]
+    fn fast_read(
+        &self,
+        key: &Bound<'_, PyAny>,
+        tags: Option<&Bound<'_, PyAny>>,
+        policy: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyFastRead> {
+        if matches!(self.shared.backend, Backend::Memory(_)) {
+            return Err(PyValueError::new_err("fast_read(): the memory store has no fast read"));
+        }
+        let policy = policy_arg(policy)?.map_or_else(|| self.shared.policy.clone(), |p| p.get().inner.clone());
+        let req = request(key_arg(key)?.get(), tags)?;
+        Ok(PyFastRead { shared: self.shared.clone(), req: Some(req), policy })
     }
 
     /// A plain read (no lease, no load). The `Op`'s result is the value or `default`.
@@ -698,6 +824,36 @@ impl PyServed {
     }
 }
 
+/// A `get_or_load` started with the Redis fast read (for drivers that send it themselves, e.g.
+/// asyncio): send `command`, then `finish` with the replies.
+#[pyclass(module = "karlton._karlton", name = "FastRead")]
+pub struct PyFastRead {
+    shared: Arc<Shared>,
+    req: Option<Request>,
+    policy: Arc<Policy>,
+}
+
+#[pymethods]
+impl PyFastRead {
+    /// `(packed, n)`: the RESP buffer to send in one write, and how many replies to read.
+    #[getter]
+    fn command<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyBytes>, usize)> {
+        let req = self.req.as_ref().ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("command: already finished"))?;
+        Ok(fast_packed(py, &req.key, &req.gen_keys))
+    }
+
+    /// Feed the replies (a list, error replies as exceptions) or a `str` (the server could not
+    /// be reached): the decoded value on a clean fresh hit, else a `Flow` to drive (already
+    /// told about the failure). Once.
+    fn finish(&mut self, py: Python<'_>, reply: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let req = self.req.take().ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("finish(): already finished"))?;
+        match finish_fast(&self.shared, py, req, &self.policy, reply)? {
+            Ok(v) => Ok(v),
+            Err(f) => Ok(Py::new(py, f)?.into_any()),
+        }
+    }
+}
+
 enum OpKind {
     Get,
     Set,
@@ -714,6 +870,8 @@ pub struct PyOp {
     kind: OpKind,
     call: Option<RedisCall>,
     reply: Option<Result<StoreReply, StoreFailure>>,
+    /// A `get` answered by the fast read (already counted).
+    served: Option<Served>,
 }
 
 impl PyOp {
@@ -726,7 +884,7 @@ impl PyOp {
             }
             Backend::Redis => (Some(encode_op(&op)), None),
         };
-        Ok(PyOp { shared, op, kind, call, reply })
+        Ok(PyOp { shared, op, kind, call, reply, served: None })
     }
 }
 
@@ -735,7 +893,29 @@ impl PyOp {
     /// Whether the op still needs a store reply.
     #[getter]
     fn pending(&self) -> bool {
-        self.reply.is_none()
+        self.reply.is_none() && self.served.is_none()
+    }
+
+    /// A pending Redis `get`: `(packed, n)` of the fast read to try first (`feed_fast`), else
+    /// `None`.
+    #[getter]
+    fn fast<'py>(&self, py: Python<'py>) -> Option<(Bound<'py, PyBytes>, usize)> {
+        match (&self.kind, &self.op, &self.call, self.pending()) {
+            (OpKind::Get, StoreOp::Read { key, gen_keys, .. }, Some(_), true) => Some(fast_packed(py, key, gen_keys)),
+            _ => None,
+        }
+    }
+
+    /// Feed the fast read's replies (or a `str`: the server could not be reached). A clean
+    /// fresh hit, or the failure, completes the op; otherwise it stays `pending` (run `call`).
+    fn feed_fast(&mut self, reply: &Bound<'_, PyAny>) -> PyResult<()> {
+        match fast_reply(reply)? {
+            FastReply::Replies(v) => {
+                self.served = fast_read_result(&v, &self.shared.policy, self.shared.next_seed(), &self.shared.stats);
+            }
+            FastReply::Failed(e) => self.reply = Some(Err(e)),
+        }
+        Ok(())
     }
 
     /// `(sha, numkeys, *keys, *args)` for `evalsha`.
@@ -770,6 +950,9 @@ impl PyOp {
     #[pyo3(signature = (default = None))]
     fn result(&mut self, py: Python<'_>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
         let default = default.unwrap_or_else(|| py.None());
+        if let Some(s) = &self.served {
+            return self.shared.decode(py, s);
+        }
         let Some(reply) = self.reply.clone() else {
             return Err(pyo3::exceptions::PyRuntimeError::new_err("result(): no reply yet"));
         };

@@ -78,6 +78,7 @@ fn _karlton(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<driver::PyFlow>()?;
     m.add_class::<driver::PyOp>()?;
     m.add_class::<driver::PyServed>()?;
+    m.add_class::<driver::PyFastRead>()?;
     m.add_function(wrap_pyfunction!(decode_entry, m)?)?;
     m.add_function(wrap_pyfunction!(redis_scripts, m)?)?;
     m.add_function(wrap_pyfunction!(params_hash, m)?)?;

@@ -70,7 +70,8 @@ class Policy:
 class RedisStore:
     client: Any
     is_async: bool
-    def __init__(self, client: Any) -> None: ...
+    fast_reads: bool
+    def __init__(self, client: Any, *, fast_reads: bool = True) -> None: ...
     def load_scripts(self) -> Any: ...
 
 class Cache:

@@ -56,6 +56,18 @@ class AsyncCache:
                 await asyncio.to_thread(sync_exec, x)
 
             self._aexec = aexec
+        # Redis: a fresh hit is one pipelined round trip of plain commands (core decides).
+        if redis is None or not redis.fast_reads:
+            self._afast: Any = None
+        elif redis.is_async:
+            self._afast = redis._afast if redis._sem is not None else redis._afast1
+        else:
+            sync_fast = redis._fast
+
+            async def afast(packed: bytes, n: int) -> Any:
+                return await asyncio.to_thread(sync_fast, packed, n)
+
+            self._afast = afast
         self._inflight: dict[str, asyncio.Future[Any]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -70,7 +82,12 @@ class AsyncCache:
         """The cached value for ``key``, or the loader's (awaited if it returns an awaitable).
         See ``Cache.get_or_load``."""
         pn = None if policy is None else native_policy(policy)
-        r = self._read(key, tags, pn)
+        afast = self._afast
+        if afast is not None:
+            fr = self._d.fast_read(key, tags, pn)
+            r = fr.finish(await afast(*fr.command))
+        else:
+            r = self._read(key, tags, pn)
         if r.__class__ is Flow:
             check_loader(loader)
             return await self._slow(r, loader, key, tags, pn)  # type: ignore[no-any-return]
@@ -200,7 +217,13 @@ class AsyncCache:
 
     async def get(self, key: Key, default: Any = None, *, tags: Optional[Iterable[str]] = None) -> Any:
         """See ``Cache.get``."""
-        return await self._op(self._d.get(key, tags), default)
+        op = self._d.get(key, tags)
+        afast = self._afast
+        if afast is not None:
+            f = op.fast
+            if f is not None:
+                op.feed_fast(await afast(*f))
+        return await self._op(op, default)
 
     async def set(
         self,

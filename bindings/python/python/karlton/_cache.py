@@ -73,6 +73,11 @@ class Cache:
             return cache._slow(flow, loader, key, tags, pn)
 
         self._d.set_slow(slow)
+        # Redis: a fresh hit is one pipelined round trip of plain commands (core decides).
+        redis = self._b._redis
+        self._fast = redis._fast if redis is not None and redis.fast_reads else None
+        if self._fast is not None:
+            self._d.set_fast(self._fast)
         self.get_or_load = self._d.get_or_load  # type: ignore[method-assign]
 
     # -- read path ---------------------------------------------------------------------------
@@ -233,7 +238,15 @@ class Cache:
 
     def get(self, key: Key, default: Any = None, *, tags: Optional[Iterable[str]] = None) -> Any:
         """The cached value if fresh or stale (never past hard expiry), else ``default``. No load."""
-        return self._op(self._d.get(key, tags), default)
+        op = self._d.get(key, tags)
+        fast = self._fast
+        if fast is not None:
+            f = op.fast
+            if f is not None:
+                op.feed_fast(fast(*f))
+        if op.pending:
+            self._exec(op)  # type: ignore[misc]
+        return op.result(default)
 
     def set(
         self,
