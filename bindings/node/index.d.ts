@@ -88,14 +88,26 @@ export interface RedisClientLike {
   evalBuffer(script: string, numKeys: number, ...keysAndArgs: Array<string | Buffer>): Promise<unknown>;
   script(subcommand: 'LOAD', script: string): Promise<unknown>;
   readonly status: string;
+  /** ioredis's generic command (the fast reads use it; without it every read runs the script). */
+  callBuffer?(command: string, ...args: unknown[]): Promise<unknown>;
+  /** ioredis `Cluster` sets this: no fast reads there. */
+  readonly isCluster?: boolean;
 }
 
 export interface RedisStoreOptions {
   /** ms before a script call counts as a store failure (default 1000; 0 = as long as the client waits). */
   commandTimeout?: number;
+  /**
+   * A fresh hit as plain pipelined commands (`TIME`, `HMGET`, `MGET`; judged by the core), no
+   * script (default true; always off on a Cluster, where every read runs the `read` script).
+   */
+  fastReads?: boolean;
 }
 
-/** Redis through your ioredis client; runs the core's Lua scripts (EVALSHA, EVAL on NOSCRIPT). */
+/**
+ * Redis through your ioredis client; runs the core's Lua scripts (EVALSHA, EVAL on NOSCRIPT), and
+ * on a standalone client reads fresh hits with plain pipelined commands instead (`fastReads`).
+ */
 export declare class RedisStore {
   constructor(client: RedisClientLike, options?: RedisStoreOptions);
   readonly client: RedisClientLike;

@@ -30,6 +30,15 @@ export declare class NativeCache {
    * `now` with this seed; store steps are left to the caller.
    */
   vectorFlow(requestJson: string, policy: NativePolicy, seed: string, now: number): NativeFlow
+  /**
+   * The Redis fresh-hit fast path, second half: the replies to [`redis_fast_read_commands`]
+   * (in order, as ioredis `callBuffer` answers them) interpreted by the core
+   * (`karlton_core::redis::fast_read_result`). The value (as
+   * [`NativeCache::memory_get_or_load`] answers it) on a clean fresh hit, counted in the
+   * stats; `undefined` for anything else (a miss, stale, marked, orphaned, garbage, an early
+   * refresh, a reply of an unexpected shape): then the caller runs the normal flow.
+   */
+  redisFastRead(replies: Array<unknown>, policy?: NativePolicy | undefined | null): string | Buffer | null | { codec: number, value: Buffer } | undefined
   /** A plain read (no lease, no load). */
   getOp(key: string, genKey: string, extraGenKeys?: Array<string> | undefined | null, policy?: NativePolicy | undefined | null): NativeOp
   /** A write-through `set` (authoritative fill; never lowers a version). */
@@ -165,6 +174,20 @@ export interface RedisCallJs {
    */
   args: Array<string | Buffer>
 }
+
+/**
+ * The Redis fresh-hit fast path, first half: the plain commands (each `[name, ...args]`) to
+ * send as one pipeline for `key` and its generation-counter keys
+ * (`karlton_core::redis::fast_read_commands`). Feed the replies to
+ * [`NativeCache::redis_fast_read`]. Not for Cluster (`TIME` has no key).
+ */
+export declare function redisFastReadCommands(key: string, genKeys: Array<string>): Array<Array<string>>
+
+/**
+ * `redisFastRead(cacheHandle, replies)`: [`NativeCache::redis_fast_read`] with the cache's
+ * policy as one raw N-API function (the Redis hit path's only native call).
+ */
+export declare function redisFastReadFunction(): (cache: object, replies: unknown[]) => string | Buffer | null | { codec: number, value: Buffer } | undefined
 
 /** The store protocol's Lua scripts (from `karlton_core::redis`), in call-index order. */
 export declare function redisScripts(): Array<ScriptInfo>

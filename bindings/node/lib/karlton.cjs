@@ -8,6 +8,7 @@ const { EventEmitter } = require('node:events');
 const native = require('../native.cjs');
 
 const memoryHit = native.memoryHitFunction();
+const redisFastRead = native.redisFastReadFunction();
 
 const STORE = 0;
 const LOAD = 1;
@@ -22,10 +23,22 @@ const CODEC_JSON = 1;
 const kNative = Symbol('karlton.native');
 const kBuilt = Symbol('karlton.built');
 const kHandle = Symbol('karlton.handle');
+const kFast = Symbol('karlton.fastRead');
 
 /** [entry key, generation key] of a Key (strings cross from native once, when first needed). */
 function built(key) {
   return key[kBuilt] ?? (key[kBuilt] = native.keyStrings(key[kHandle]));
+}
+
+/** The core's fast-read commands for an entry key and its generation keys, as `[name, args]`. */
+function fastCommands(entryKey, genKeys) {
+  return native.redisFastReadCommands(entryKey, genKeys).map((c) => [c[0], c.slice(1)]);
+}
+
+/** The fast-read commands of `key` (cached on the Key when untagged). */
+function fastCommandsOf(key, b, extra) {
+  if (extra !== null) return fastCommands(b[0], [b[1], ...extra]);
+  return key[kFast] ?? (key[kFast] = fastCommands(b[0], [b[1]]));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -138,6 +151,7 @@ class Key {
     }
     this[kHandle] = handle;
     this[kBuilt] = null; // [entry key, namespace generation key], read from the handle on demand
+    this[kFast] = null; // the Redis fast-read commands (untagged), built on first use
   }
 
   #with(changes) {
@@ -368,9 +382,7 @@ class Deadlines {
   run(promise) {
     if (!(this.#ms > 0)) return promise;
     return new Promise((resolve, reject) => {
-      const entry = { at: Date.now() + this.#ms, reject };
-      this.#pending.add(entry);
-      if (this.#timer === null) this.#arm();
+      const entry = this.track(reject);
       promise.then(
         (v) => {
           this.#pending.delete(entry);
@@ -382,6 +394,19 @@ class Deadlines {
         },
       );
     });
+  }
+
+  /** Fail `reject` after the timeout unless `untrack`ed first; null when there is no timeout. */
+  track(reject) {
+    if (!(this.#ms > 0)) return null;
+    const entry = { at: Date.now() + this.#ms, reject };
+    this.#pending.add(entry);
+    if (this.#timer === null) this.#arm();
+    return entry;
+  }
+
+  untrack(entry) {
+    if (entry !== null) this.#pending.delete(entry);
   }
 
   #arm() {
@@ -402,9 +427,16 @@ class Deadlines {
   }
 }
 
+/** An error reply from the server (WRONGTYPE, LOADING, …), as opposed to a connection failure. */
+function isReplyError(e) {
+  return e !== null && typeof e === 'object' && e.name === 'ReplyError';
+}
+
 /**
  * Redis through the user's ioredis client (standalone or Cluster). Runs the core's Lua scripts
- * (EVALSHA, falling back to EVAL on NOSCRIPT); never any script of its own.
+ * (EVALSHA, falling back to EVAL on NOSCRIPT); never any script of its own. On a standalone
+ * client a fresh hit takes the core's fast path instead: a few plain commands (the core's
+ * `fast_read_commands`) written in one flush, the replies judged by the core.
  */
 class RedisStore {
   #client;
@@ -414,17 +446,22 @@ class RedisStore {
    * @param client an ioredis `Redis` or `Cluster`
    * @param options.commandTimeout ms before a script call counts as a store failure (default
    *   1000; 0 = wait as long as the client does)
+   * @param options.fastReads the pipelined fresh-hit read (default true; always off on a
+   *   Cluster, where every read runs the `read` script)
    */
   constructor(client, options = {}) {
     if (client === null || typeof client !== 'object' || typeof client.evalshaBuffer !== 'function' || typeof client.evalBuffer !== 'function') {
       throw typeError('client', 'an ioredis client (Redis or Cluster)', client);
     }
     if (!isPlainObject(options)) throw typeError('options', 'an object', options);
-    const { commandTimeout = 1000, ...rest } = options;
-    for (const k of Object.keys(rest)) throw new TypeError(`karlton: unknown RedisStore option \`${k}\` (known: commandTimeout)`);
+    const { commandTimeout = 1000, fastReads = true, ...rest } = options;
+    for (const k of Object.keys(rest)) throw new TypeError(`karlton: unknown RedisStore option \`${k}\` (known: commandTimeout, fastReads)`);
     if (typeof commandTimeout !== 'number' || !(commandTimeout >= 0)) throw typeError('commandTimeout', 'a number of ms >= 0', commandTimeout);
+    if (typeof fastReads !== 'boolean') throw typeError('fastReads', 'a boolean', fastReads);
     this.#client = client;
     this.#deadlines = new Deadlines(commandTimeout);
+    // TIME has no key: no fast path on a Cluster. callBuffer is ioredis's generic command.
+    this._fast = fastReads && client.isCluster !== true && typeof client.callBuffer === 'function';
   }
 
   /** The ioredis client. */
@@ -451,6 +488,58 @@ class RedisStore {
       throw e;
     });
     return this.#deadlines.run(p);
+  }
+
+  /**
+   * The fast read: send `cmds` (from `native.redisFastReadCommands`) back to back, corked into
+   * one write when the connection is up (one syscall, and the server reads them as one batch).
+   * Resolves the replies in order; rejects with the first failure — an error reply
+   * (`isReplyError`: not a hit, run the read script) or a store failure (down, timeout).
+   */
+  _fastRead(cmds) {
+    const client = this.#client;
+    const status = client.status;
+    if (INACTIVE.has(status)) {
+      return Promise.reject(new Error(`redis connection is ${status}`));
+    }
+    const stream = status === 'ready' ? client.stream : undefined;
+    const cork = stream != null && typeof stream.cork === 'function' && typeof stream.uncork === 'function';
+    const deadlines = this.#deadlines;
+    return new Promise((resolve, reject) => {
+      // Callbacks rather than Promise.all + a deadline promise: one promise per read.
+      const n = cmds.length;
+      const replies = new Array(n);
+      let left = n;
+      let over = false;
+      const entry = deadlines.track((e) => {
+        over = true;
+        reject(e);
+      });
+      const reply = (i) => (err, v) => {
+        if (over) return;
+        if (err) {
+          over = true;
+          deadlines.untrack(entry);
+          reject(err);
+          return;
+        }
+        replies[i] = v;
+        if (--left === 0) {
+          deadlines.untrack(entry);
+          resolve(replies);
+        }
+      };
+      if (cork) stream.cork();
+      try {
+        for (let i = 0; i < n; i++) client.callBuffer(cmds[i][0], cmds[i][1], reply(i));
+      } catch (e) {
+        over = true;
+        deadlines.untrack(entry);
+        reject(e);
+      } finally {
+        if (cork) stream.uncork();
+      }
+    });
   }
 
   /** Run the target's store op (a flow step or a one-op write); returns what the target answers. */
@@ -618,15 +707,62 @@ class Cache extends EventEmitter {
     const b = built(key);
     // Redis: one flight per key per process covers the whole call, reads included, so a
     // stampede costs one round trip per process rather than one per caller.
-    const running = this.#inflight.get(b[0]);
+    const k = b[0];
+    const running = this.#inflight.get(k);
     if (running !== undefined) return running;
-    const flow = this.#native.start(b[0], b[1], extra, tags, np);
+    const store = this.#store;
+    if (!store._fast) return this.#lead(this.#native.start(k, b[1], extra, tags, np), loader, k);
+    // The fresh-hit fast path: plain commands, no script; the core judges the replies. Anything
+    // but a clean fresh hit runs the flow; a store failure goes to the flow's first read (one
+    // timeout, not two); an error reply (garbage under the key) just runs the flow.
+    let cmds;
+    try {
+      cmds = fastCommandsOf(key, b, extra);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const slow = (failure) => {
+      let flow;
+      try {
+        flow = this.#native.start(k, b[1], extra, tags, np);
+        if (failure !== undefined) flow.feedStoreError(`redis: ${failure?.message ?? failure}`);
+      } catch (e) {
+        this.#inflight.delete(k); // a bug: reject, and leave no flight behind
+        throw e;
+      }
+      let settle;
+      const q = new Promise((resolve, reject) => {
+        settle = (ok, v) => (ok ? resolve(v) : reject(v));
+      });
+      this.#drive(flow, loader, settle, k); // ends the flight when it answers
+      return q;
+    };
+    const p = store._fastRead(cmds).then(
+      (replies) => {
+        let r;
+        try {
+          r = np === null ? redisFastRead(this.#handle, replies) : this.#native.redisFastRead(replies, np);
+        } catch {
+          r = undefined;
+        }
+        if (r === undefined) return slow(undefined);
+        this.#inflight.delete(k);
+        return this.#decode(r);
+      },
+      (e) => slow(isReplyError(e) ? undefined : e),
+    );
+    this.#inflight.set(k, p); // the flight covers the fast read too
+    return p;
+  }
+
+  /** Lead the in-process flight of `k` with a flow at its first read. */
+  #lead(flow, loader, k) {
     let settle;
     const p = new Promise((resolve, reject) => {
       settle = (ok, v) => (ok ? resolve(v) : reject(v));
     });
-    this.#inflight.set(b[0], p);
-    this.#drive(flow, loader, settle, b[0]);
+    this.#inflight.set(k, p);
+    this.#drive(flow, loader, settle, k);
     return p;
   }
 
@@ -836,9 +972,10 @@ class Cache extends EventEmitter {
     throw new KarltonError(ERROR_CODES.codec, `karlton: entry has codec ${r.codec}, this cache decodes ${this.#codec.id}`);
   }
 
-  async #op(op) {
+  async #op(op, failure) {
     let out;
     if (this.#memory) out = op.runMemory();
+    else if (failure !== undefined) out = op.feedStoreError(`redis: ${failure?.message ?? failure}`);
     else out = await this.#store._exec(op);
     const err = op.error();
     if (err !== null) throw new KarltonError(ERROR_CODES[err[0]] ?? ERROR_CODES.store, `karlton: ${err[1]}`);
@@ -858,7 +995,27 @@ class Cache extends EventEmitter {
       if (p !== null) np = p[kNative];
     }
     const b = built(key);
-    return this.#decode(await this.#op(this.#native.getOp(b[0], b[1], extra, np)));
+    let failure;
+    if (!this.#memory && this.#store._fast) {
+      // The fresh-hit fast path, as in getOrLoad; anything else runs the plain read script.
+      const cmds = fastCommandsOf(key, b, extra);
+      let replies = null;
+      try {
+        replies = await this.#store._fastRead(cmds);
+      } catch (e) {
+        if (!isReplyError(e)) failure = e; // a store failure: the read op reports it
+      }
+      if (replies !== null) {
+        let r;
+        try {
+          r = np === null ? redisFastRead(this.#handle, replies) : this.#native.redisFastRead(replies, np);
+        } catch {
+          r = undefined;
+        }
+        if (r !== undefined) return this.#decode(r);
+      }
+    }
+    return this.#decode(await this.#op(this.#native.getOp(b[0], b[1], extra, np), failure));
   }
 
   /**

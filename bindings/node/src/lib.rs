@@ -15,6 +15,11 @@
 //!   and feeds the raw reply back with [`NativeFlow::feed_redis`].
 //! * [`NativeOp`]: the one-op writes and plain reads (`get`, `set`, `invalidate`, `bump`) built by
 //!   `karlton_core::flow`'s pure functions, run the same two ways.
+//! * The Redis fresh-hit fast path: [`redis_fast_read_commands`] hands the facade the core's
+//!   plain commands (`karlton_core::redis::fast_read_commands`), which it sends in one write;
+//!   `redisFastRead` (raw N-API, [`redis_fast_read_function`]) or
+//!   [`NativeCache::redis_fast_read`] feed the replies to `fast_read_result`: a value on a clean
+//!   fresh hit, `undefined` when the facade must run the flow (the `read` script) instead.
 
 #![deny(clippy::all)]
 #![allow(missing_docs)] // the public, documented surface is the JavaScript package
@@ -217,6 +222,18 @@ pub fn redis_scripts() -> Vec<ScriptInfo> {
     redis::scripts()
         .iter()
         .map(|s| ScriptInfo { name: s.name.to_string(), sha: s.sha1(), source: s.source.to_string() })
+        .collect()
+}
+
+/// The Redis fresh-hit fast path, first half: the plain commands (each `[name, ...args]`) to
+/// send as one pipeline for `key` and its generation-counter keys
+/// (`karlton_core::redis::fast_read_commands`). Feed the replies to
+/// [`NativeCache::redis_fast_read`]. Not for Cluster (`TIME` has no key).
+#[napi]
+pub fn redis_fast_read_commands(key: String, gen_keys: Vec<String>) -> Vec<Vec<String>> {
+    redis::fast_read_commands(&key, &gen_keys)
+        .into_iter()
+        .map(|c| c.into_iter().map(|a| String::from_utf8_lossy(&a).into_owned()).collect())
         .collect()
 }
 
@@ -435,6 +452,24 @@ impl NativeCache {
         Ok(NativeFlow { flow, step, inner, stats_added: false })
     }
 
+    /// The Redis fresh-hit fast path, second half: the replies to [`redis_fast_read_commands`]
+    /// (in order, as ioredis `callBuffer` answers them) interpreted by the core
+    /// (`karlton_core::redis::fast_read_result`). The value (as
+    /// [`NativeCache::memory_get_or_load`] answers it) on a clean fresh hit, counted in the
+    /// stats; `undefined` for anything else (a miss, stale, marked, orphaned, garbage, an early
+    /// refresh, a reply of an unexpected shape): then the caller runs the normal flow.
+    #[napi(ts_return_type = "string | Buffer | null | { codec: number, value: Buffer } | undefined")]
+    pub fn redis_fast_read(&self, replies: Vec<Unknown>, policy: Option<&NativePolicy>) -> Out {
+        let Ok(values) = replies.iter().map(|r| to_redis(r, 0)).collect::<Result<Vec<RedisValue>>>() else {
+            return Out::Miss;
+        };
+        let p = policy.map_or(&self.inner.policy, |p| &p.inner);
+        match redis::fast_read_result(&values, p, self.inner.next_seed(), &self.inner.stats) {
+            Some(s) => Out::served(&s),
+            None => Out::Miss,
+        }
+    }
+
     /// A plain read (no lease, no load).
     #[napi]
     pub fn get_op(&self, key: String, gen_key: String, extra_gen_keys: Option<Vec<String>>, policy: Option<&NativePolicy>) -> NativeOp {
@@ -597,6 +632,126 @@ unsafe extern "C" fn memory_hit_raw(env: sys::napi_env, info: sys::napi_callback
             Err(_) => Err(Error::new(Status::GenericFailure, "panic in memoryHit")),
         };
         match result {
+            Ok(v) => v,
+            Err(e) => {
+                let msg = std::ffi::CString::new(e.reason.replace('\0', " ")).unwrap_or_default();
+                sys::napi_throw_error(env, std::ptr::null(), msg.as_ptr());
+                std::ptr::null_mut()
+            }
+        }
+    }
+}
+
+/// `redisFastRead(cacheHandle, replies)`: [`NativeCache::redis_fast_read`] with the cache's
+/// policy as one raw N-API function (the Redis hit path's only native call).
+#[napi(ts_return_type = "(cache: object, replies: unknown[]) => string | Buffer | null | { codec: number, value: Buffer } | undefined")]
+pub fn redis_fast_read_function<'env>(env: &'env napi::Env) -> Result<Unknown<'env>> {
+    let mut f = std::ptr::null_mut();
+    let status = unsafe { sys::napi_create_function(env.raw(), c"redisFastRead".as_ptr(), 13, Some(redis_fast_read_raw), std::ptr::null_mut(), &mut f) };
+    if status != sys::Status::napi_ok {
+        return Err(Error::new(Status::GenericFailure, "failed to create redisFastRead"));
+    }
+    unsafe { Ok(Unknown::from_raw_unchecked(env.raw(), f)) }
+}
+
+/// An ioredis reply as a [`RedisValue`] through plain N-API calls (what [`to_redis`] does with
+/// napi-rs's wrappers); `None` for anything unexpected.
+unsafe fn raw_redis(env: sys::napi_env, v: sys::napi_value, depth: u32) -> Option<RedisValue> {
+    const OK: sys::napi_status = sys::Status::napi_ok;
+    if depth > 8 {
+        return None;
+    }
+    unsafe {
+        let mut t = 0;
+        if sys::napi_typeof(env, v, &mut t) != OK {
+            return None;
+        }
+        match t {
+            sys::ValueType::napi_null | sys::ValueType::napi_undefined => Some(RedisValue::Nil),
+            sys::ValueType::napi_number => {
+                let mut n = 0f64;
+                (sys::napi_get_value_double(env, v, &mut n) == OK).then_some(RedisValue::Int(n as i64))
+            }
+            sys::ValueType::napi_boolean => {
+                let mut b = false;
+                (sys::napi_get_value_bool(env, v, &mut b) == OK).then_some(if b { RedisValue::Int(1) } else { RedisValue::Nil })
+            }
+            sys::ValueType::napi_string => raw_string(env, v).map(RedisValue::Status),
+            sys::ValueType::napi_object => {
+                let mut yes = false;
+                if sys::napi_is_buffer(env, v, &mut yes) == OK && yes {
+                    let mut data = std::ptr::null_mut();
+                    let mut len = 0usize;
+                    if sys::napi_get_buffer_info(env, v, &mut data, &mut len) != OK {
+                        return None;
+                    }
+                    let bytes = if len == 0 { Vec::new() } else { std::slice::from_raw_parts(data.cast::<u8>(), len).to_vec() };
+                    return Some(RedisValue::Bulk(bytes));
+                }
+                if sys::napi_is_array(env, v, &mut yes) == OK && yes {
+                    let mut n = 0u32;
+                    if sys::napi_get_array_length(env, v, &mut n) != OK {
+                        return None;
+                    }
+                    let mut items = Vec::with_capacity(n as usize);
+                    for i in 0..n {
+                        let mut item = std::ptr::null_mut();
+                        if sys::napi_get_element(env, v, i, &mut item) != OK {
+                            return None;
+                        }
+                        items.push(raw_redis(env, item, depth + 1)?);
+                    }
+                    return Some(RedisValue::Array(items));
+                }
+                if sys::napi_is_error(env, v, &mut yes) == OK && yes {
+                    let mut m = std::ptr::null_mut();
+                    let msg = if sys::napi_get_named_property(env, v, c"message".as_ptr(), &mut m) == OK { raw_string(env, m) } else { None };
+                    return Some(RedisValue::Error(msg.unwrap_or_else(|| "ERR".into())));
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+unsafe fn raw_string(env: sys::napi_env, v: sys::napi_value) -> Option<String> {
+    unsafe {
+        let mut len = 0usize;
+        if sys::napi_get_value_string_utf8(env, v, std::ptr::null_mut(), 0, &mut len) != sys::Status::napi_ok {
+            return None;
+        }
+        let mut buf = vec![0u8; len + 1];
+        let mut written = 0usize;
+        if sys::napi_get_value_string_utf8(env, v, buf.as_mut_ptr().cast(), len + 1, &mut written) != sys::Status::napi_ok {
+            return None;
+        }
+        buf.truncate(written);
+        String::from_utf8(buf).ok()
+    }
+}
+
+unsafe extern "C" fn redis_fast_read_raw(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    let mut argc = 2usize;
+    let mut argv = [std::ptr::null_mut(); 2];
+    unsafe {
+        sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), std::ptr::null_mut(), std::ptr::null_mut());
+        let cache: Option<&CacheData> = if argc >= 1 { external_ref(env, argv[0], CACHE_MAGIC) } else { None };
+        let Some(cache) = cache else {
+            sys::napi_throw_type_error(env, std::ptr::null(), c"redisFastRead(cacheHandle, replies)".as_ptr());
+            return std::ptr::null_mut();
+        };
+        let replies = if argc >= 2 { raw_redis(env, argv[1], 0) } else { None };
+        let inner = &cache.inner;
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match replies {
+            Some(RedisValue::Array(v)) => match redis::fast_read_result(&v, &inner.policy, inner.next_seed(), &inner.stats) {
+                Some(s) => Out::served(&s),
+                None => Out::Miss,
+            },
+            _ => Out::Miss,
+        }))
+        .unwrap_or(Out::Miss);
+        match Out::to_napi_value(env, out) {
             Ok(v) => v,
             Err(e) => {
                 let msg = std::ffi::CString::new(e.reason.replace('\0', " ")).unwrap_or_default();

@@ -143,3 +143,141 @@ test('redis: a hung server (CLIENT PAUSE) -> commandTimeout, answers from the lo
   assert.ok(performance.now() - t1 < 1500, 'the orphaned lease is taken over within leaseTtl');
   assert.equal(await cache.getOrLoad(key, async () => 'cached?'), 'again', 'cached once Redis answers again');
 });
+
+// ---------------------------------------------------------------------------------------------
+// The fresh-hit fast path (core's redis::fast_read_commands / fast_read_result): plain commands,
+// no script, on a standalone client.
+
+/** Calls of each command so far (`INFO commandstats`), e.g. `{ evalsha: 12, hmget: 3 }`. */
+async function commandCalls(c) {
+  const info = await c.info('commandstats');
+  const out = {};
+  for (const m of info.matchAll(/^cmdstat_([a-z|_-]+):calls=(\d+)/gm)) out[m[1]] = Number(m[2]);
+  return out;
+}
+const scriptCalls = (s) => (s.evalsha ?? 0) + (s.eval ?? 0);
+
+test('redis fast path: a fresh hit runs no script (getOrLoad and get)', async () => {
+  const c = client();
+  const admin = client();
+  const cache = new Cache({ store: new RedisStore(c), policy: { softTtl: '1m' } });
+  const key = new Key(ns('fast'), 'user', 1);
+  const load = countingLoader({ id: 1 });
+  assert.deepEqual(await cache.getOrLoad(key, load), { id: 1 }); // miss: the read + fill scripts
+  const before = await commandCalls(admin);
+  for (let i = 0; i < 20; i++) assert.deepEqual(await cache.getOrLoad(key, load), { id: 1 });
+  for (let i = 0; i < 5; i++) assert.deepEqual(await cache.get(key), { id: 1 });
+  // tagged keys and a per-call policy take the fast path too
+  const tagged = new Key(ns('fast'), 'tagged');
+  assert.equal(await cache.getOrLoad(tagged, async () => 'T', { tags: ['a', 'b'] }), 'T');
+  const mid = await commandCalls(admin);
+  for (let i = 0; i < 5; i++) assert.equal(await cache.getOrLoad(tagged, load, { tags: ['a', 'b'], policy: { softTtl: '1m' } }), 'T');
+  const after = await commandCalls(admin);
+  assert.equal(load.calls, 1);
+  assert.equal(scriptCalls(mid) - scriptCalls(before), 2, 'only the tagged miss ran scripts (read + fill)');
+  assert.equal(scriptCalls(after), scriptCalls(mid), 'fast hits run no script');
+  assert.equal(after.hmget - mid.hmget, 5, 'one HMGET per fast hit');
+  assert.equal(cache.stats().hitsFresh, 30);
+  assert.equal(cache.stats().storeErrors, 0);
+
+  // with fastReads: false every hit runs the read script (the Cluster behaviour)
+  const scripted = new Cache({ store: new RedisStore(c, { fastReads: false }), policy: { softTtl: '1m' } });
+  const s0 = await commandCalls(admin);
+  for (let i = 0; i < 3; i++) assert.deepEqual(await scripted.getOrLoad(key, load), { id: 1 });
+  assert.equal(scriptCalls(await commandCalls(admin)) - scriptCalls(s0), 3);
+  assert.throws(() => new RedisStore(c, { fastReads: 'yes' }), TypeError);
+});
+
+test('redis fast path: garbage under the key reads as a miss and is overwritten', async () => {
+  const c = client();
+  const admin = client();
+  const cache = new Cache({ store: new RedisStore(c), policy: { softTtl: '1m' } });
+  // a value of the wrong type (HMGET answers WRONGTYPE), a hash with junk fields, a hash whose
+  // entry bytes do not decode
+  const plants = [
+    (k) => admin.set(k, 'not a hash'),
+    (k) => admin.rpush(k, 'a', 'b'),
+    (k) => admin.hset(k, { e: 'junk', g: 'x', s: 'y' }),
+    (k) => admin.hset(k, { e: Buffer.from([0xff, 0, 1, 2]), g: '0', s: '9999999999999', h: '9999999999999', x: '9999999999999' }),
+  ];
+  for (const [i, plant] of plants.entries()) {
+    const key = new Key(ns('garbage'), 'k', i);
+    await plant(String(key));
+    assert.equal(await cache.get(key), undefined, `get on garbage ${i}`);
+    await plant(String(key));
+    const load = countingLoader(`fresh ${i}`);
+    assert.equal(await cache.getOrLoad(key, load), `fresh ${i}`, `garbage ${i} is a miss`);
+    assert.equal(await admin.type(String(key)), 'hash');
+    const before = scriptCalls(await commandCalls(admin));
+    assert.equal(await cache.getOrLoad(key, load), `fresh ${i}`);
+    assert.equal(load.calls, 1, `garbage ${i} was overwritten`);
+    assert.equal(scriptCalls(await commandCalls(admin)), before, `garbage ${i}: the next hit is a fast one`);
+  }
+  assert.equal(cache.stats().storeErrors, 0);
+});
+
+test('redis fast path: a bump or a tag invalidation makes it miss (T1), then it hits again', async () => {
+  const c = client();
+  const admin = client();
+  const cache = new Cache({ store: new RedisStore(c), policy: { softTtl: '1m' } });
+  const key = new Key(ns('fastbump'), 'x');
+  const load = countingLoader((n) => `v${n}`);
+  assert.equal(await cache.getOrLoad(key, load), 'v1');
+  assert.equal(await cache.getOrLoad(key, load), 'v1');
+  await cache.bump(key);
+  assert.equal(await cache.get(key), undefined, 'get after a bump');
+  assert.equal(await cache.getOrLoad(key, load), 'v2', 'getOrLoad after a bump loads');
+  const before = scriptCalls(await commandCalls(admin));
+  assert.equal(await cache.getOrLoad(key, load), 'v2');
+  assert.equal(scriptCalls(await commandCalls(admin)), before);
+  // a bump by another client (any runtime) is seen too: the counter is read on every hit
+  await admin.incr(key.generationKey);
+  assert.equal(await cache.getOrLoad(key, load), 'v3');
+
+  const tagged = new Key(ns('fastbump'), 'tagged');
+  assert.equal(await cache.getOrLoad(tagged, load, { tags: ['t'] }), 'v4');
+  assert.equal(await cache.getOrLoad(tagged, load, { tags: ['t'] }), 'v4');
+  await cache.invalidateTag(tagged, 't');
+  assert.equal(await cache.getOrLoad(tagged, load, { tags: ['t'] }), 'v5');
+  assert.equal(load.calls, 5);
+
+  // invalidate (delete and mark-stale) are seen by the fast path as well
+  await cache.invalidate(key);
+  assert.equal(await cache.getOrLoad(key, load), 'v6');
+  await cache.invalidate(key, { mode: 'markStale' });
+  assert.equal(await cache.getOrLoad(key, load), 'v6', 'marked stale: served while it refreshes');
+  await sleep(50);
+  assert.equal(await cache.getOrLoad(key, load), 'v7');
+});
+
+test('redis fast path: Redis down -> answers from the loader, one timeout per call', async () => {
+  // A closed client: the fast read fails at once and the flow's first read gets the failure.
+  const closed = client();
+  await closed.ping();
+  const cache = new Cache({ store: new RedisStore(closed), policy: { softTtl: '1m' } });
+  const key = new Key(ns('fastdown'), 'x');
+  assert.equal(await cache.getOrLoad(key, async () => 'cached'), 'cached');
+  closed.disconnect();
+  const load = countingLoader('from source');
+  assert.equal(await cache.getOrLoad(key, load), 'from source');
+  assert.equal(await cache.get(key), undefined, 'get on a down store is a miss');
+  assert.equal(load.calls, 1);
+  assert.equal(cache.stats().storeErrors, 2);
+
+  // A hung server: the fast read times out once and the flow does not send the read script
+  // after it (a down store costs one timeout, not two).
+  const c = client();
+  const admin = client();
+  const hung = new Cache({ store: new RedisStore(c, { commandTimeout: 400 }), policy: { softTtl: '1m' } });
+  const k2 = new Key(ns('fasthung'), 'x');
+  assert.equal(await hung.getOrLoad(k2, async () => 'cached'), 'cached');
+  await admin.client('PAUSE', 2000, 'ALL');
+  const t0 = performance.now();
+  assert.equal(await hung.getOrLoad(k2, async () => 'from source'), 'from source');
+  const took = performance.now() - t0;
+  assert.ok(took < 780, `answered after ${took.toFixed(0)} ms: one 400 ms timeout, not two`);
+  assert.equal(hung.stats().storeErrors, 1);
+  await sleep(2100);
+  assert.equal(await hung.getOrLoad(k2, async () => 'x'), 'cached', 'the cached entry is untouched');
+  assert.equal(hung.stats().hitsFresh, 1);
+});
