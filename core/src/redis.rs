@@ -356,15 +356,15 @@ fn bulk_str(v: &RedisValue) -> Option<&[u8]> {
     }
 }
 
-/// The same canonical form the scripts give a counter (`counter()` in the prelude): decimal
-/// without leading zeros, `0` when missing or unreadable.
-fn counter_text(v: &RedisValue) -> &[u8] {
-    match bulk_str(v) {
-        Some(b) if !b.is_empty() && b.len() <= 16 && b.iter().all(u8::is_ascii_digit) => {
-            let t = &b[b.iter().position(|&c| c != b'0').unwrap_or(b.len())..];
-            if t.is_empty() { b"0" } else { t }
-        }
-        _ => b"0",
+/// A counter as the scripts stamp it (`parse_counter` in the prelude): the raw
+/// `<value>:<epoch>` text, or a plain decimal as is; missing or unreadable has no stamp.
+fn counter_stamp(v: &RedisValue) -> Option<&[u8]> {
+    let b = bulk_str(v)?;
+    let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+    match b.iter().position(|&c| c == b':') {
+        Some(i) if i <= 16 && digits(&b[..i]) && digits(&b[i + 1..]) => Some(b),
+        None if b.len() <= 16 && digits(b) => Some(b),
+        _ => None,
     }
 }
 
@@ -401,7 +401,7 @@ pub fn fast_read_result(
         }
     } else {
         for c in current {
-            if parts.next()? != counter_text(c) {
+            if parts.next()? != counter_stamp(c)? {
                 return None;
             }
         }
@@ -459,18 +459,22 @@ mod fast_read_tests {
         let p = crate::Policy::default();
         let st = AtomicStats::default();
         let e = Entry { value: b"42".to_vec(), codec: 1, soft_at: 2_000, hard_at: 3_000, ..Default::default() }.encode();
-        let hit = fast_read_result(&replies(Some(e.clone()), "5,0", false, &["5", ""], 1_500), &p, 0, &st).unwrap();
+        let hit = fast_read_result(&replies(Some(e.clone()), "5:77,0:12", false, &["5:77", "0:12"], 1_500), &p, 0, &st).unwrap();
         assert_eq!(&*hit.value, b"42");
         assert_eq!(st.snapshot().hits_fresh, 1);
-        // leading zeros in a counter read as the scripts read them
-        assert!(fast_read_result(&replies(Some(e.clone()), "5,0", false, &["005", "0"], 1_500), &p, 0, &st).is_some());
+        // a plain decimal counter (hand-written, INCR) is its own stamp
+        assert!(fast_read_result(&replies(Some(e.clone()), "5,0:12", false, &["5", "0:12"], 1_500), &p, 0, &st).is_some());
+        // a counter lost to eviction matches nothing, not even an entry stamped before any bump
+        assert!(fast_read_result(&replies(Some(e.clone()), "0:12", false, &[""], 1_500), &p, 0, &st).is_none());
+        // the same value in a new incarnation is a different counter
+        assert!(fast_read_result(&replies(Some(e.clone()), "5:77,0:12", false, &["5:78", "0:12"], 1_500), &p, 0, &st).is_none());
         // stale (exactly at soft_at), bumped, marked, missing, corrupt: all go to the flow
-        assert!(fast_read_result(&replies(Some(e.clone()), "5,0", false, &["5", ""], 2_000), &p, 0, &st).is_none());
-        assert!(fast_read_result(&replies(Some(e.clone()), "5,0", false, &["6", ""], 1_500), &p, 0, &st).is_none());
-        assert!(fast_read_result(&replies(Some(e.clone()), "5", false, &["5", ""], 1_500), &p, 0, &st).is_none());
-        assert!(fast_read_result(&replies(Some(e.clone()), "5,0", true, &["5", ""], 1_500), &p, 0, &st).is_none());
-        assert!(fast_read_result(&replies(None, "", false, &["5", ""], 1_500), &p, 0, &st).is_none());
-        assert!(fast_read_result(&replies(Some(b"garbage".to_vec()), "5,0", false, &["5", ""], 1_500), &p, 0, &st).is_none());
+        assert!(fast_read_result(&replies(Some(e.clone()), "5:77,0:12", false, &["5:77", "0:12"], 2_000), &p, 0, &st).is_none());
+        assert!(fast_read_result(&replies(Some(e.clone()), "5:77,0:12", false, &["6:80", "0:12"], 1_500), &p, 0, &st).is_none());
+        assert!(fast_read_result(&replies(Some(e.clone()), "5:77", false, &["5:77", "0:12"], 1_500), &p, 0, &st).is_none());
+        assert!(fast_read_result(&replies(Some(e.clone()), "5:77,0:12", true, &["5:77", "0:12"], 1_500), &p, 0, &st).is_none());
+        assert!(fast_read_result(&replies(None, "", false, &["5:77", "0:12"], 1_500), &p, 0, &st).is_none());
+        assert!(fast_read_result(&replies(Some(b"garbage".to_vec()), "5:77,0:12", false, &["5:77", "0:12"], 1_500), &p, 0, &st).is_none());
         assert!(fast_read_result(&[RedisValue::Error("LOADING".into())], &p, 0, &st).is_none());
         assert_eq!(st.snapshot().hits_fresh, 2);
         // no generation keys: stamped must be empty

@@ -123,9 +123,21 @@ fn random_op(rng: &mut Rng, ns: &str, t: u64, base: u64, mem: &MemoryStore, toke
     }
 }
 
+/// Runs one random sequence; retries it (in a fresh namespace) when the machine was too
+/// loaded to keep the replies on the tick grid, which says nothing about semantics.
 async fn run_seed<S: Store>(store: &S, seed: u64, ops: usize) {
+    for attempt in 0..4 {
+        match run_seed_once(store, seed, ops, attempt).await {
+            Ok(()) => return,
+            Err(e) => eprintln!("{e} (attempt {attempt})"),
+        }
+    }
+    panic!("seed {seed}: redis never kept up with the tick grid in 4 attempts");
+}
+
+async fn run_seed_once<S: Store>(store: &S, seed: u64, ops: usize, attempt: u32) -> Result<(), String> {
     let mem = MemoryStore::default();
-    let ns = format!("c{seed}");
+    let ns = format!("c{seed}a{attempt}");
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let base = wall_ms() + 20;
     let mut t = 0;
@@ -139,10 +151,9 @@ async fn run_seed<S: Store>(store: &S, seed: u64, ops: usize) {
         sleep_until(base + t).await;
         let want = mem.apply(base + t, &op);
         let got = store.execute(op.clone()).await.unwrap_or_else(|e| panic!("seed {seed} op {i} {op:?}: {e}"));
-        assert!(
-            wall_ms() < base + t + HALF,
-            "seed {seed} op {i}: redis too slow for the tick grid; rerun"
-        );
+        if wall_ms() >= base + t + HALF {
+            return Err(format!("seed {seed} op {i}: redis too slow for the tick grid"));
+        }
         let label = match &want {
             StoreReply::Read(r) => format!("read entry={} marked={} lease={:?}", r.entry.is_some(), r.marked_stale, std::mem::discriminant(&r.lease)),
             r => format!("{r:?}"),
@@ -151,6 +162,7 @@ async fn run_seed<S: Store>(store: &S, seed: u64, ops: usize) {
         assert_eq!(normalize(got, base), normalize(want, base), "seed {seed} op {i}: {op:?}");
     }
     eprintln!("seed {seed}: {} distinct reply kinds: {branches:?}", branches.len());
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

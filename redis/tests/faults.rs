@@ -226,3 +226,23 @@ async fn cache_over_cluster() {
     }
     assert_eq!(c.stats().store_errors, 0, "no CROSSSLOT with hash-tag keys");
 }
+
+/// T1 under eviction: a bumped namespace whose counter is then lost (evicted, deleted) must not
+/// revive the entries filled before the bump — every counter incarnation is unique, so a lost
+/// counter matches nothing (reads as a miss) until a fill creates a new one.
+#[tokio::test]
+async fn lost_generation_counter_never_revives_pre_bump_entries() {
+    let server = RedisServer::start();
+    let c = cache(&server, 500).await;
+    let mut r = server.client();
+    let loads = Arc::new(AtomicU64::new(0));
+    let key = Key::new("evict").unwrap().segment("k");
+    assert_eq!(gol(&c, &key, "before-bump", &loads).await, "before-bump"); // stamped with the first incarnation
+    c.bump(&key).await.unwrap();
+    let _: () = redis::cmd("DEL").arg(key.generation_key()).query(&mut r).unwrap(); // "evicted"
+    assert_eq!(c.get::<String>(&key).await.unwrap(), None, "T1: the pre-bump entry stays orphaned");
+    assert_eq!(gol(&c, &key, "after", &loads).await, "after");
+    assert_eq!(gol(&c, &key, "no", &loads).await, "after", "a new incarnation is created and hits again");
+    let raw: String = redis::cmd("GET").arg(key.generation_key()).query(&mut r).unwrap();
+    assert!(raw.starts_with("0:"), "counter recreated as value 0, new epoch: {raw}");
+}

@@ -2,7 +2,7 @@
 -- has_generations 0/1, generations csv, token|''
 -- reply: 0 stored, 1 lease lost, 2 version newer, 3 generation changed
 local k = KEYS[1]
-local _, curcsv = gens(2)
+local _, curcsv, stampcsv, all = gens(2)
 if ARGV[6] == '1' and ARGV[7] ~= curcsv then return 3 end
 local now = now_ms()
 local s = load(k, now)
@@ -18,11 +18,20 @@ local xs = int(x)
 local v = version
 if v == '' then v = floor
 elseif floor and dec_lt(v, floor) then v = floor end
+if not all then
+  -- First use (or lost to eviction): create each absent counter as a new incarnation.
+  local us = now_us()
+  for i = 2, #KEYS do
+    local _, st = parse_counter(redis.pcall('GET', KEYS[i]))
+    if not st then redis.call('SET', KEYS[i], '0:' .. us) end
+  end
+  _, curcsv, stampcsv, all = gens(2)
+end
 redis.call('DEL', k)
 if v then
-  redis.call('HSET', k, 'e', ARGV[1], 's', ARGV[2], 'h', ARGV[3], 'x', xs, 'g', curcsv, 'v', v)
+  redis.call('HSET', k, 'e', ARGV[1], 's', ARGV[2], 'h', ARGV[3], 'x', xs, 'g', stampcsv, 'v', v)
 else
-  redis.call('HSET', k, 'e', ARGV[1], 's', ARGV[2], 'h', ARGV[3], 'x', xs, 'g', curcsv)
+  redis.call('HSET', k, 'e', ARGV[1], 's', ARGV[2], 'h', ARGV[3], 'x', xs, 'g', stampcsv)
 end
 expire(k, x, nil)
 return 0

@@ -27,13 +27,33 @@ local function counter(v)
   if v == '' then return '0' end
   return v
 end
--- Current generation values (strings, '0' = never bumped / unreadable), csv-joined.
+-- Server time in microseconds as a decimal string (exact: built from TIME's two strings).
+local function now_us()
+  local t = redis.call('TIME')
+  return t[1] .. string.format('%06d', tonumber(t[2]))
+end
+-- Generation counters are stored as "<value>:<epoch>": the value is what the protocol reports;
+-- the epoch (server µs at creation or bump) makes every incarnation unique, so a counter lost
+-- to eviction and created again can never revive entries stamped with an old incarnation.
+-- Entries are stamped with the full "<value>:<epoch>" forms. A plain decimal (written by hand or
+-- by INCR) is accepted as its own stamp. Missing or unreadable = absent: reported as '0', and
+-- no entry matches it.
+local function parse_counter(raw)
+  if type(raw) ~= 'string' then return '0', nil end
+  local v, e = string.match(raw, '^(%d+):(%d+)$')
+  if v and #v <= 16 then return counter(v), raw end
+  if digits(raw) then return counter(raw), raw end
+  return '0', nil
+end
+-- Current generations: values (reported), their csv, the stamp csv, and whether all exist.
 local function gens(first)
-  local out = {}
+  local out, stamps, all = {}, {}, true
   for i = first, #KEYS do
-    out[#out + 1] = counter(redis.pcall('GET', KEYS[i]))
+    local v, st = parse_counter(redis.pcall('GET', KEYS[i]))
+    out[#out + 1] = v
+    if st then stamps[#stamps + 1] = st else all = false; stamps[#stamps + 1] = '' end
   end
-  return out, table.concat(out, ',')
+  return out, table.concat(out, ','), table.concat(stamps, ','), all
 end
 -- The slot under k, or nil if absent, dead (past expire_at with no live lease) or garbage
 -- (wrong type, missing/invalid fields); dead and garbage keys are deleted.
@@ -47,7 +67,7 @@ local function load(k, now)
   local s = { e = r[1] or nil, g = r[6] or nil, m = (r[7] == '1'), l = r[8] or nil }
   local ok = digits(r[4])
   if ok and s.e then
-    ok = digits(r[2]) and digits(r[3]) and s.g ~= nil and string.match(s.g, '^[%d,]*$') ~= nil
+    ok = digits(r[2]) and digits(r[3]) and s.g ~= nil and string.match(s.g, '^[%d,:]*$') ~= nil
     if ok then s.s = tonumber(r[2]); s.h = tonumber(r[3]) end
   end
   if ok and r[5] then ok = decimal(r[5]); s.v = r[5] end

@@ -3,11 +3,11 @@
 local k = KEYS[1]
 local mode, ttl, token = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local now = now_ms()
-local cur, curcsv = gens(2)
+local cur, _, stampcsv, all = gens(2)
 local s = load(k, now)
 local entry, marked, needs, held = false, 0, true, nil
 if s then
-  local valid = s.e ~= nil and s.g == curcsv
+  local valid = s.e ~= nil and all and s.g == stampcsv
   if valid then entry = s.e end
   needs = (not valid) or s.m or now >= s.s
   if valid and s.m then marked = 1 end
