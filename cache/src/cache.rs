@@ -214,7 +214,7 @@ impl<S: Store> Cache<S> {
                 return Ok(s);
             }
         } else if self.inner.store.has_fast_read()
-            // A load for this key is already running here: skip straight to joining it.
+            // A flow for this key is already running here: skip straight to joining it.
             && !self.inner.inflight.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&k)
         {
             let r = self.inner.store.fast_read(&k, &gen_keys, &policy, self.next_seed(), &self.inner.stats).await;
@@ -227,82 +227,53 @@ impl<S: Store> Cache<S> {
         let req = Request { key: k, gen_keys, tags: opts.tags.clone() };
         let mut loader: Option<Box<dyn FnOnce() -> BoxLoad + Send>> =
             Some(Box::new(move || Box::pin(loader()) as BoxLoad));
+        // Past the fast path: one flow per key per process (single-flight). Every other caller
+        // for the key joins it without touching the store, so a stampede costs the store a
+        // small constant per process, not per caller.
         loop {
-            let mut flow = GetOrLoad::new(req.clone(), policy.clone(), self.next_seed());
-            let now = now_ms();
-            let mut first = flow.start(now);
-            if let Some(e) = failed_read.take() {
-                first = flow.handle(now, Input::StoreFailed(e));
-            }
-            let step = self.run_store_steps(&mut flow, now, first).await;
-            match step {
-                Step::Done(r) => {
-                    self.inner.stats.add(flow.stats());
-                    return r.map_err(Error::from);
-                }
-                Step::Serve(v) => {
-                    // Stale (or early refresh): answer now, refresh in the background.
-                    let inner = self.inner.clone();
-                    let l = loader.take().expect("loader used once");
-                    tokio::spawn(async move {
-                        let step = flow.handle(now_ms(), Input::Continue);
-                        drive(inner, flow, step, Some(l), None, None).await;
-                    });
-                    return Ok(v);
-                }
-                step => {
-                    // Needs a load or a wait: join or lead the in-process flight. A caller that
-                    // holds the lease always leads (replacing any older flight: that one's
-                    // lease was revoked, so its value must not reach new joiners).
-                    let joined = {
-                        let mut map = self.inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
-                        match map.get(&req.key) {
-                            Some(rx) if flow.token().is_none() => Ok(rx.clone()),
-                            _ => {
-                                let (tx, rx) = watch::channel(None);
-                                map.insert(req.key.clone(), rx.clone());
-                                Err((tx, rx))
-                            }
-                        }
-                    };
-                    let joined = match joined {
-                        Ok(rx) => Some(rx),
-                        Err((tx, own)) => {
-                            let guard = FlightGuard { inner: self.inner.clone(), key: req.key.clone(), own, armed: true };
-                            let (caller_tx, caller_rx) = oneshot::channel();
-                            let l = loader.take().expect("loader used once");
-                            tokio::spawn(drive(self.inner.clone(), flow, step, Some(l), Some(caller_tx), Some((tx, guard))));
-                            return match caller_rx.await {
-                                Ok(r) => r.map_err(Error::from),
-                                Err(_) => Err(Error::Flow(FlowError::Protocol("driver ended without a result".into()))),
-                            };
-                        }
-                    };
-                    if let Some(mut rx) = joined {
-                        // Follower: this flow loaded nothing; its stats are a miss.
-                        self.inner.stats.add(flow.stats());
-                        let shared = rx.wait_for(|v| v.is_some()).await.map(|v| v.clone());
-                        match shared {
-                            Ok(Some(Flight::Value(v))) => return v.map_err(Error::from),
-                            // Refused fill, or the leader vanished: run our own flow again.
-                            _ => continue,
-                        }
+            let joined = {
+                let mut map = self.inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
+                match map.get(&req.key) {
+                    Some(rx) => Ok(rx.clone()),
+                    None => {
+                        let (tx, rx) = watch::channel(None);
+                        map.insert(req.key.clone(), rx.clone());
+                        Err((tx, rx))
                     }
                 }
+            };
+            match joined {
+                Ok(mut rx) => {
+                    let shared = rx.wait_for(|v| v.is_some()).await.map(|v| v.clone());
+                    match shared {
+                        Ok(Some(Flight::Value(v))) => {
+                            self.inner.stats.add(&joined_stats(&v));
+                            return v.map_err(Error::from);
+                        }
+                        // The leader's fill was refused (its value may predate an invalidation
+                        // this caller must see), or the leader vanished: run again.
+                        _ => continue,
+                    }
+                }
+                Err((tx, own)) => {
+                    let guard = FlightGuard { inner: self.inner.clone(), key: req.key.clone(), own, armed: true };
+                    let mut flow = GetOrLoad::new(req, policy, self.next_seed());
+                    let now = now_ms();
+                    let mut first = flow.start(now);
+                    if let Some(e) = failed_read.take() {
+                        first = flow.handle(now, Input::StoreFailed(e));
+                    }
+                    let (caller_tx, caller_rx) = oneshot::channel();
+                    let l = loader.take().expect("loader used once");
+                    // Spawned, so a cancelled caller cannot strand the callers that joined.
+                    tokio::spawn(drive(self.inner.clone(), flow, first, Some(l), Some(caller_tx), Some((tx, guard))));
+                    return match caller_rx.await {
+                        Ok(r) => r.map_err(Error::from),
+                        Err(_) => Err(Error::Flow(FlowError::Protocol("driver ended without a result".into()))),
+                    };
+                }
             }
         }
-    }
-
-    async fn run_store_steps(&self, flow: &mut GetOrLoad, now: u64, mut step: Step) -> Step {
-        while let Step::Store(op) = step {
-            let r = match self.inner.store.execute_now(&op) {
-                Some(r) => r,
-                None => self.inner.store.execute(op).await,
-            };
-            learn_skew(&self.inner.skew, &r);
-            step = flow.handle(now, into_input(r));
-        }
-        step
     }
 
     /// The cached value if fresh or stale (never past hard expiry); no load.
@@ -426,6 +397,22 @@ impl<S: Store> Cache<S> {
         self.inner.stats.add(&Stats { store_errors: 1, ..Default::default() });
         Error::Flow(FlowError::Store(e.message))
     }
+}
+
+/// What a caller that joined another caller's flow counts: the same kind of answer.
+fn joined_stats(v: &Outcome) -> Stats {
+    let mut s = Stats::default();
+    match v {
+        Ok(x) if x.negative && x.cached => s.negative_hits = 1,
+        Ok(x) => match x.source {
+            karlton_core::Source::Fresh => s.hits_fresh = 1,
+            karlton_core::Source::Stale => s.hits_stale = 1,
+            karlton_core::Source::Loaded => s.misses = 1,
+            karlton_core::Source::StaleOnError | karlton_core::Source::StaleOnTimeout => s.stale_if_error = 1,
+        },
+        Err(_) => s.misses = 1,
+    }
+    s
 }
 
 fn into_input(r: Result<StoreReply, StoreFailure>) -> Input {

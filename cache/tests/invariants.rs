@@ -470,49 +470,54 @@ async fn memory_store_evicts_least_recently_used() {
 }
 
 /// C1 inside one process: callers that joined a load whose lease was revoked (by an
-/// invalidation that returned before they asked) never get that load's old value — they
-/// follow the new lease holder instead. The revoked loader's own caller still gets its value.
+/// invalidation) never get that load's old value — they run again and share the next load.
+/// The revoked loader's own caller still gets its value (DESIGN §1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c1_joiners_never_get_a_revoked_loads_value() {
     let cache = Cache::new(MemoryStore::default(), policy(60_000, 60_000));
     let k = key("joiners");
-    let gate = |v: &'static str, started: Arc<Notify>, go: Arc<Notify>| {
-        move || async move {
-            started.notify_one();
-            go.notified().await;
-            Ok::<_, String>(Some(v.to_string()))
-        }
-    };
     let (l_started, l_go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let leader = tokio::spawn({
-        let (c, k, f) = (cache.clone(), k.clone(), gate("old", l_started.clone(), l_go.clone()));
-        async move { c.get_or_load(&k, f).await }
+        let (c, k, started, go) = (cache.clone(), k.clone(), l_started.clone(), l_go.clone());
+        async move {
+            c.get_or_load(&k, move || async move {
+                started.notify_one();
+                go.notified().await;
+                Ok::<_, String>(Some("old".to_string()))
+            })
+            .await
+        }
     });
     l_started.notified().await;
-    // R0 joins L's flight before the invalidation.
-    let early = tokio::spawn({
-        let (c, k) = (cache.clone(), k.clone());
-        async move { c.get_or_load(&k, || async { Ok::<_, String>(Some("never-called".to_string())) }).await }
-    });
+    // Loads after the invalidation see the new source value.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (n_started, n_go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let caller = |c: Cache<MemoryStore>| {
+        let (k, calls, started, go) = (k.clone(), calls.clone(), n_started.clone(), n_go.clone());
+        tokio::spawn(async move {
+            c.get_or_load(&k, move || async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                started.notify_one();
+                go.notified().await;
+                Ok::<_, String>(Some("new".to_string()))
+            })
+            .await
+        })
+    };
+    let early = caller(cache.clone()); // joins L before the invalidation
     tokio::time::sleep(Duration::from_millis(50)).await;
-    cache.invalidate(&k).await.unwrap(); // the writer: source now says "new"
-    let (r1_started, r1_go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let r1 = tokio::spawn({
-        let (c, k, f) = (cache.clone(), k.clone(), gate("new", r1_started.clone(), r1_go.clone()));
-        async move { c.get_or_load(&k, f).await }
-    });
-    r1_started.notified().await; // R1 holds the new lease and leads
-    let late = tokio::spawn({
-        let (c, k) = (cache.clone(), k.clone());
-        async move { c.get_or_load(&k, || async { Ok::<_, String>(Some("never-called".to_string())) }).await }
-    });
+    cache.invalidate(&k).await.unwrap(); // the writer: the source now says "new"
+    let after = caller(cache.clone()); // joins L after the invalidation returned
     tokio::time::sleep(Duration::from_millis(50)).await;
-    l_go.notify_one(); // L finishes: its fill is refused
+    l_go.notify_one(); // L finishes; its fill is refused
     assert_eq!(leader.await.unwrap().unwrap().as_deref(), Some("old"), "L's caller gets its own load");
+    n_started.notified().await; // one of the joiners re-ran and now leads the new load
+    let late = caller(cache.clone());
     tokio::time::sleep(Duration::from_millis(50)).await;
-    r1_go.notify_one();
-    assert_eq!(r1.await.unwrap().unwrap().as_deref(), Some("new"));
-    assert_eq!(late.await.unwrap().unwrap().as_deref(), Some("new"), "joined after the invalidation");
-    assert_eq!(early.await.unwrap().unwrap().as_deref(), Some("new"), "L's joiner re-ran instead of taking the refused value");
+    n_go.notify_one();
+    for (name, t) in [("early", early), ("after", after), ("late", late)] {
+        assert_eq!(t.await.unwrap().unwrap().as_deref(), Some("new"), "{name} got a revoked load's value");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the re-run is single-flight too");
     assert_eq!(cache.get::<String>(&k).await.unwrap().as_deref(), Some("new"));
 }
