@@ -420,8 +420,10 @@ impl GetOrLoad {
             }
             (state, input) => {
                 self.state = State::Done;
+                // The names are plain identifiers: quoting them by hand gives the bytes `{:?}`
+                // would, without pulling `str`'s Debug (escape tables) into the wasm module.
                 Step::Done(Err(FlowError::Protocol(format!(
-                    "unexpected input {:?} in state {:?}",
+                    "unexpected input \"{}\" in state \"{}\"",
                     input_name(&input),
                     state_name(&state)
                 ))))

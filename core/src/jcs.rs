@@ -95,13 +95,17 @@ fn write_number(out: &mut String, n: &Number) -> Result<(), JcsError> {
         canonical_integer(i128::from(u)).ok_or_else(|| JcsError::UnsafeInteger(u.to_string()))?
     } else if let Some(i) = n.as_i64() {
         canonical_integer(i128::from(i)).ok_or_else(|| JcsError::UnsafeInteger(i.to_string()))?
-    } else if let Some(f) = n.as_f64() {
-        f
     } else {
-        return Err(JcsError::UnsupportedNumber(n.to_string()));
+        // serde_json numbers are finite and always have an f64 form; without
+        // `arbitrary_precision` neither error below can happen. (Written with ryu-js rather than
+        // `Number`'s Display, which would pull a second float formatter into the wasm module.)
+        let Some(f) = n.as_f64() else {
+            return Err(JcsError::UnsupportedNumber("a number with no f64 form".into()));
+        };
+        f
     };
     if !f.is_finite() {
-        return Err(JcsError::UnsupportedNumber(n.to_string()));
+        return Err(JcsError::UnsupportedNumber(ryu_js::Buffer::new().format(f).to_string()));
     }
     if f == 0.0 {
         // Number.prototype.toString(-0) is "0".
@@ -132,7 +136,25 @@ fn canonical_integer(i: i128) -> Option<f64> {
         return Some(f);
     }
     let mut buf = ryu_js::Buffer::new();
-    (buf.format_finite(f) == i.to_string()).then_some(f)
+    (buf.format_finite(f).as_bytes() == decimal_i128(i).as_slice()).then_some(f)
+}
+
+/// `i.to_string()` as bytes, by hand (keeps `i128`'s `Display` out of the wasm module).
+fn decimal_i128(i: i128) -> Vec<u8> {
+    let mut v = i.unsigned_abs();
+    let mut out = Vec::with_capacity(40);
+    loop {
+        out.push(b'0' + (v % 10) as u8);
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if i < 0 {
+        out.push(b'-');
+    }
+    out.reverse();
+    out
 }
 
 /// Checks the integer literals of (valid) JSON text with the rule of [`canonicalize`].
@@ -203,6 +225,13 @@ fn write_string(out: &mut String, s: &str) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn decimal_i128_is_display() {
+        for i in [0i128, 1, -1, 9, 10, -10, i128::from(u64::MAX), i128::from(i64::MIN), i128::MAX, i128::MIN, 12345678901234567890123] {
+            assert_eq!(String::from_utf8(decimal_i128(i)).unwrap(), i.to_string());
+        }
+    }
 
     fn canon_text(json_text: &str) -> String {
         let v: Value = serde_json::from_str(json_text).expect("valid test JSON");

@@ -7,6 +7,8 @@
 //! a JSON number or a decimal string. Values that cross as JSON use the serde forms of
 //! karlton-core's types (`Entry`, `Request`, `Input`, `Step`, `StoreOp`, `StoreReply`, `Stats`,
 //! `Write`), so a reply is byte-identical to `serde_json::to_string` of the native result.
+//! They are read and written by hand ([`crate::json`], `forms`, `policy`), not through serde's
+//! derives: that keeps the module small (see the README's "Size" section).
 //!
 //! | op | fields | `ok` value |
 //! |----|--------|------------|
@@ -45,18 +47,18 @@
 //! costs one string comparison.
 
 use karlton_core::entry::{DecodeError, Entry};
-use karlton_core::flow::{self, Request, Write};
+use karlton_core::flow;
 use karlton_core::freshness::{
-    Freshness, decide_raw, freshness, jitter_reduction, jittered_ttls, xfetch,
+    Decision, Freshness, decide_raw, freshness, jitter_reduction, jittered_ttls, xfetch,
 };
 use karlton_core::key::{self, Key, KeyError};
-use karlton_core::store::{InvalidateMode, ReadReply, StoreFailure, StoreOp, hex};
-use karlton_core::{GetOrLoad, Input, MemoryStore, MemoryStoreConfig, Policy, PolicyError, Stats, Step};
-use serde::de::{self, Deserializer, Visitor};
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
-use serde_json::{Value, json};
+use karlton_core::store::{InvalidateMode, StoreFailure, hex};
+use karlton_core::{GetOrLoad, MemoryStore, MemoryStoreConfig, Policy, PolicyError, Stats, Step};
+use serde_json::Value;
 use std::borrow::Cow;
+
+use crate::forms;
+use crate::json::{self, O, Obj, bad};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 // ---------------------------------------------------------------------------------------------
@@ -158,7 +160,10 @@ impl State {
     fn handle(&mut self) -> Result<u32, Fail> {
         let h = self.next_handle;
         if h == u32::MAX {
-            return Err(Fail::new("internal", "handle space exhausted; create a new instance"));
+            return Err(Fail::new(
+                "internal",
+                "handle space exhausted; create a new instance",
+            ));
         }
         self.next_handle += 1;
         Ok(h)
@@ -172,7 +177,9 @@ pub fn alloc(len: usize) -> usize {
     if len == 0 {
         return 0;
     }
-    let Ok(layout) = std::alloc::Layout::from_size_align(len, ALIGN) else { return 0 };
+    let Ok(layout) = std::alloc::Layout::from_size_align(len, ALIGN) else {
+        return 0;
+    };
     // SAFETY: `layout` has a non-zero size.
     let p = unsafe { std::alloc::alloc(layout) };
     if p.is_null() {
@@ -185,7 +192,9 @@ pub fn alloc(len: usize) -> usize {
 /// Free a block from [`alloc`] (`karlton_free`). A pair that is not a live block is ignored.
 pub fn free(ptr: usize, len: usize) -> bool {
     let mut st = state();
-    let Some(i) = st.blocks.iter().position(|&b| b == (ptr, len)) else { return false };
+    let Some(i) = st.blocks.iter().position(|&b| b == (ptr, len)) else {
+        return false;
+    };
     st.blocks.swap_remove(i);
     // SAFETY: `ptr` came from `alloc` with this exact length (checked above) and is freed once
     // (removed from the table).
@@ -205,7 +214,9 @@ pub fn call_raw(ptr: usize, len: usize) -> (usize, usize) {
     let mut out = std::mem::take(&mut st.reply);
     out.clear();
     let inside = ptr.checked_add(len).is_some_and(|end| {
-        st.blocks.iter().any(|&(start, n)| start <= ptr && end <= start + n)
+        st.blocks
+            .iter()
+            .any(|&(start, n)| start <= ptr && end <= start + n)
     });
     if inside {
         // SAFETY: the range lies inside a live block allocated by `alloc` (checked above). The
@@ -214,7 +225,10 @@ pub fn call_raw(ptr: usize, len: usize) -> (usize, usize) {
         let input = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
         dispatch(&mut st, input, &mut out);
     } else {
-        error(&mut out, &Fail::new("bad_input", "request is not inside a karlton_alloc block"));
+        error(
+            &mut out,
+            &Fail::new("bad_input", "request is not inside a karlton_alloc block"),
+        );
     }
     st.reply = out;
     (st.reply.as_ptr() as usize, st.reply.len())
@@ -236,31 +250,64 @@ pub fn call_str(input: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Dispatch
 
-struct Fail {
+/// An error reply. Boxed: results stay one word wide, which keeps every `?` in the dispatcher
+/// cheap (moving 32-byte errors around cost kilobytes of code).
+pub(crate) struct Fail(Box<FailData>);
+
+struct FailData {
     code: &'static str,
     message: String,
     /// A stable, structured description (`{"kind": ...}`) for errors callers branch on: the
-    /// same objects the conformance vectors expect.
-    detail: Option<Value>,
+    /// same objects the conformance vectors expect, as JSON text (members in key order, as a
+    /// `serde_json::Value` object writes them).
+    detail: Option<Vec<u8>>,
 }
 
+/// `{"kind": kind}` plus members that sort before (`pre`) or after (`post`) `kind`.
+fn detail(
+    kind: &str,
+    pre: impl FnOnce(&mut O<'_>),
+    post: impl FnOnce(&mut O<'_>),
+) -> Option<Vec<u8>> {
+    let mut d = Vec::new();
+    let mut o = O::new(&mut d);
+    pre(&mut o);
+    o.str("kind", kind);
+    post(&mut o);
+    o.end();
+    Some(d)
+}
+
+fn none(_: &mut O<'_>) {}
+
 impl Fail {
-    fn new(code: &'static str, message: impl Into<String>) -> Fail {
-        Fail { code, message: message.into(), detail: None }
+    pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Fail {
+        Fail::with(code, message.into(), None)
+    }
+    #[inline(never)]
+    fn with(code: &'static str, message: String, detail: Option<Vec<u8>>) -> Fail {
+        Fail(Box::new(FailData {
+            code,
+            message,
+            detail,
+        }))
+    }
+    pub(crate) fn message(&self) -> &str {
+        &self.0.message
     }
     fn key(e: KeyError) -> Fail {
         let detail = match &e {
-            KeyError::EmptyNamespace => json!({ "kind": "empty_namespace" }),
-            KeyError::NamespaceTooLong { len, max } => {
-                json!({ "kind": "namespace_too_long", "len": len, "max": max })
-            }
-            KeyError::Params(_) => json!({ "kind": "params" }),
-            KeyError::InvalidJson(_) => json!({ "kind": "invalid_json" }),
-            KeyError::MaxLenTooSmall { len, min } => {
-                json!({ "kind": "max_len_too_small", "len": len, "min": min })
-            }
+            KeyError::EmptyNamespace => detail("empty_namespace", none, none),
+            KeyError::NamespaceTooLong { len, max } => detail("namespace_too_long", none, |o| {
+                o.u64("len", *len as u64).u64("max", *max as u64);
+            }),
+            KeyError::Params(_) => detail("params", none, none),
+            KeyError::InvalidJson(_) => detail("invalid_json", none, none),
+            KeyError::MaxLenTooSmall { len, min } => detail("max_len_too_small", none, |o| {
+                o.u64("len", *len as u64).u64("min", *min as u64);
+            }),
         };
-        Fail { code: "key", message: e.to_string(), detail: Some(detail) }
+        Fail::with("key", e.to_string(), detail)
     }
     fn policy(e: PolicyError) -> Fail {
         let (kind, field) = match &e {
@@ -270,65 +317,92 @@ impl Fail {
             PolicyError::TooLong { field, .. } => ("too_long", Some(*field)),
             PolicyError::LoadTimeouts { .. } => ("load_timeouts", Some("load_soft_timeout_ms")),
             // serde names the field only for unknown and duplicate fields.
-            PolicyError::Json(msg) => (
-                "json",
-                ["unknown field `", "duplicate field `"]
-                    .iter()
-                    .find_map(|p| msg.strip_prefix(p))
-                    .and_then(|rest| rest.split('`').next()),
-            ),
+            PolicyError::Json(msg) => ("json", crate::policy::json_field(msg)),
         };
-        let detail = json!({ "kind": kind, "field": field });
-        Fail { code: "policy", message: e.to_string(), detail: Some(detail) }
+        let detail = detail(
+            kind,
+            |o| match field {
+                Some(f) => {
+                    o.str("field", f);
+                }
+                None => json::null(o.key("field")),
+            },
+            none,
+        );
+        Fail::with("policy", crate::policy::message(&e), detail)
     }
     fn decode(e: DecodeError) -> Fail {
         let detail = match &e {
-            DecodeError::TooShort => json!({ "kind": "too_short" }),
-            DecodeError::BadMagic => json!({ "kind": "bad_magic" }),
-            DecodeError::UnsupportedFormat(f) => json!({ "kind": "unsupported_format", "format": f }),
-            DecodeError::UnknownFlags(f) => json!({ "kind": "unknown_flags", "flags": f }),
-            DecodeError::Truncated(field) => json!({ "kind": "truncated", "field": field }),
-            DecodeError::InvalidVarint(field) => json!({ "kind": "invalid_varint", "field": field }),
-            DecodeError::InvalidUtf8 => json!({ "kind": "invalid_utf8" }),
-            DecodeError::TrailingBytes(n) => json!({ "kind": "trailing_bytes", "count": n }),
-            DecodeError::TooLarge(field, found, max) => {
-                json!({ "kind": "too_large", "field": field, "found": found, "max": max })
-            }
-            DecodeError::Inconsistent(why) => json!({ "kind": "inconsistent", "reason": why }),
-            other => json!({ "kind": "unknown", "message": other.to_string() }),
+            DecodeError::TooShort => detail("too_short", none, none),
+            DecodeError::BadMagic => detail("bad_magic", none, none),
+            DecodeError::UnsupportedFormat(f) => detail(
+                "unsupported_format",
+                |o| {
+                    o.u64("format", u64::from(*f));
+                },
+                none,
+            ),
+            DecodeError::UnknownFlags(f) => detail(
+                "unknown_flags",
+                |o| {
+                    o.u64("flags", u64::from(*f));
+                },
+                none,
+            ),
+            DecodeError::Truncated(field) => detail(
+                "truncated",
+                |o| {
+                    o.str("field", field);
+                },
+                none,
+            ),
+            DecodeError::InvalidVarint(field) => detail(
+                "invalid_varint",
+                |o| {
+                    o.str("field", field);
+                },
+                none,
+            ),
+            DecodeError::InvalidUtf8 => detail("invalid_utf8", none, none),
+            DecodeError::TrailingBytes(n) => detail(
+                "trailing_bytes",
+                |o| {
+                    o.u64("count", *n as u64);
+                },
+                none,
+            ),
+            DecodeError::TooLarge(field, found, max) => detail(
+                "too_large",
+                |o| {
+                    o.str("field", field).u64("found", *found);
+                },
+                |o| {
+                    o.u64("max", *max);
+                },
+            ),
+            DecodeError::Inconsistent(why) => detail("inconsistent", none, |o| {
+                o.str("reason", why);
+            }),
+            other => detail("unknown", none, |o| {
+                o.str("message", &other.to_string());
+            }),
         };
-        Fail { code: "entry_decode", message: e.to_string(), detail: Some(detail) }
+        Fail::with("entry_decode", e.to_string(), detail)
     }
 }
 
 type Res = Result<(), Fail>;
 
 fn error(out: &mut Vec<u8>, f: &Fail) {
-    #[derive(Serialize)]
-    struct E<'a> {
-        code: &'a str,
-        message: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        detail: Option<&'a Value>,
-    }
-    #[derive(Serialize)]
-    struct R<'a> {
-        error: E<'a>,
-    }
     out.clear();
-    // Serializing two strings into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &R { error: E { code: f.code, message: &f.message, detail: f.detail.as_ref() } });
-}
-
-fn put<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) -> Res {
-    serde_json::to_writer(out, v).map_err(|e| Fail::new("internal", e.to_string()))
-}
-
-fn parse<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, Fail> {
-    serde_json::from_str(text).map_err(|e| {
-        let code = if e.is_data() { "bad_request" } else { "json" };
-        Fail::new(code, e.to_string())
-    })
+    out.extend_from_slice(b"{\"error\":");
+    let mut o = O::new(out);
+    o.str("code", f.0.code).str("message", &f.0.message);
+    if let Some(d) = &f.0.detail {
+        o.key("detail").extend_from_slice(d);
+    }
+    o.end();
+    out.push(b'}');
 }
 
 fn dispatch(st: &mut State, input: &[u8], out: &mut Vec<u8>) {
@@ -342,121 +416,162 @@ fn dispatch(st: &mut State, input: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-#[derive(Deserialize)]
-struct Head<'a> {
-    #[serde(borrow)]
-    op: Cow<'a, str>,
-}
-
 fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
-    let head: Head = serde_json::from_str(text).map_err(|e| Fail::new("json", e.to_string()))?;
-    match &*head.op {
-        "version" => put(out, &Version { abi: crate::ABI_VERSION, core: env!("CARGO_PKG_VERSION") }),
-        "key_build" => key_build(parse(text)?, out),
+    let r = json::obj(text, "json", "a request")?;
+    let op = match r.get("op") {
+        Ok(Some(raw)) => {
+            json::string(raw, "op").map_err(|_| Fail::new("json", "`op` must be a string"))?
+        }
+        Ok(None) => return Err(Fail::new("json", "missing field `op`")),
+        Err(_) => return Err(Fail::new("json", "duplicate field `op`")),
+    };
+    match op.as_str() {
+        "version" => {
+            O::new(out)
+                .u64("abi", u64::from(crate::ABI_VERSION))
+                .str("core", env!("CARGO_PKG_VERSION"))
+                .end();
+        }
+        "key_build" => key_build(&r, out)?,
         "params_hash" => {
-            let r: ParamsReq = parse(text)?;
-            let text = params_text(r.params, r.params_json.as_deref())?
-                .ok_or_else(|| Fail::new("bad_request", "`params` or `params_json` is required"))?;
-            put(out, &params_hash(text)?)
+            let text =
+                params_text(&r)?.ok_or_else(|| bad("`params` or `params_json` is required"))?;
+            let (hash, canonical) = params_hash(&text)?;
+            O::new(out)
+                .str("hash", &hash)
+                .str("canonical", &canonical)
+                .end();
         }
         "policy" => {
-            let r: PolicyReq = parse(text)?;
-            let p = match (r.policy, r.policy_json.as_deref()) {
-                (Some(raw), None) => policy(st, raw.get())?,
+            let raw = r.opt("policy")?;
+            let pj = r.string_opt("policy_json")?;
+            let p = match (raw, pj.as_deref()) {
+                (Some(raw), None) => policy(st, raw)?,
                 (None, Some(t)) => policy(st, t)?,
-                _ => return Err(Fail::new("bad_request", "give one of `policy` and `policy_json`")),
+                _ => return Err(bad("give one of `policy` and `policy_json`")),
             };
-            put(out, &*p)
+            forms::write_policy(out, &p);
         }
         "entry_encode" => {
-            let r: EntryEncode = parse(text)?;
-            put(out, &hex::encode(&r.entry.encode()))
+            let e = forms::entry(r.req("entry")?)?;
+            json::hex(out, &e.encode());
         }
         "entry_decode" => {
-            let r: EntryDecode = parse(text)?;
-            let bytes = hex::decode(&r.hex).ok_or_else(|| Fail::new("bad_request", "`hex` is not hex"))?;
+            let h = r.string("hex")?;
+            let bytes = hex::decode(&h).ok_or_else(|| bad("`hex` is not hex"))?;
             let e = Entry::decode(&bytes).map_err(Fail::decode)?;
-            put(out, &e)
+            forms::write_entry(out, &e);
         }
         "decide" => {
-            let r: DecideReq = parse(text)?;
-            let p = policy(st, r.policy.get())?;
-            let load = r.load_ms.map_or(0, |x| x.0);
-            put(out, &decide_raw(r.now_ms.0, r.soft_at.0, r.hard_at.0, load, &p, r.rand.0))
+            let (now, soft, hard) = (r.arg("now_ms")?, r.arg("soft_at")?, r.arg("hard_at")?);
+            let load = r.arg_opt("load_ms")?.unwrap_or(0);
+            let raw = r.req("policy")?;
+            let rand = r.arg("rand")?;
+            let p = policy(st, raw)?;
+            json::str(out, decision(decide_raw(now, soft, hard, load, &p, rand)));
         }
         "freshness" => {
-            let r: FreshnessReq = parse(text)?;
-            let sie = r.stale_if_error_ms.map_or(0, |x| x.0);
-            put(out, &freshness(r.now_ms.0, r.soft_at.0, r.hard_at.0, sie))
+            let (now, soft, hard) = (r.arg("now_ms")?, r.arg("soft_at")?, r.arg("hard_at")?);
+            let sie = r.arg_opt("stale_if_error_ms")?.unwrap_or(0);
+            json::str(out, fresh(freshness(now, soft, hard, sie)));
         }
         "xfetch" => {
-            let r: XfetchReq = parse(text)?;
-            put(out, &xfetch(r.now_ms.0, r.soft_at.0, r.load_ms.0, r.beta, r.rand.0))
+            let (now, soft, load) = (r.arg("now_ms")?, r.arg("soft_at")?, r.arg("load_ms")?);
+            let beta = r.f64("beta")?;
+            let rand = r.arg("rand")?;
+            json::bool_(out, xfetch(now, soft, load, beta, rand));
         }
         "jitter_reduction" => {
-            let r: JitterReductionReq = parse(text)?;
-            put(out, &jitter_reduction(r.ttl_ms.0, r.jitter_ppm.0, r.rand.0))
+            let (ttl, ppm, rand) = (r.arg("ttl_ms")?, r.arg("jitter_ppm")?, r.arg("rand")?);
+            json::u64(out, jitter_reduction(ttl, ppm, rand));
         }
         "jittered_ttls" => {
-            let r: JitterReq = parse(text)?;
-            let p = policy(st, r.policy.get())?;
-            let (soft_ttl_ms, hard_ttl_ms) = jittered_ttls(&p, r.rand.0);
-            put(out, &Ttls { jitter_ppm: p.jitter_ppm(), soft_ttl_ms, hard_ttl_ms })
+            let raw = r.req("policy")?;
+            let rand = r.arg("rand")?;
+            let p = policy(st, raw)?;
+            let (soft, hard) = jittered_ttls(&p, rand);
+            O::new(out)
+                .u64("jitter_ppm", p.jitter_ppm())
+                .u64("soft_ttl_ms", soft)
+                .u64("hard_ttl_ms", hard)
+                .end();
         }
         "flow_create" => {
-            let r: FlowCreate = parse(text)?;
-            let p = policy(st, r.policy.get())?;
+            let req = forms::request(r.req("request")?)?;
+            let raw = r.req("policy")?;
+            let seed = r.arg("seed")?;
+            let p = policy(st, raw)?;
             let h = st.handle()?;
-            st.flows.insert(h, GetOrLoad::new(r.request, p, r.seed.0));
-            put(out, &h)
+            st.flows.insert(h, GetOrLoad::new(req, p, seed));
+            json::u64(out, u64::from(h));
         }
         "flow_start" => {
-            let r: FlowStart = parse(text)?;
-            let now = r.now_ms.0;
-            put(out, &drive(st, r.flow, r.store, now, |f| f.start(now))?)
+            let (flow, now, store) = (r.u32("flow")?, r.arg("now_ms")?, r.u32_opt("store")?);
+            forms::write_step(out, &drive(st, flow, store, now, |f| f.start(now))?);
         }
         "flow_handle" => {
-            let r: FlowHandle = parse(text)?;
-            let now = r.now_ms.0;
-            put(out, &drive(st, r.flow, r.store, now, |f| f.handle(now, r.input))?)
+            let (flow, now) = (r.u32("flow")?, r.arg("now_ms")?);
+            let input = forms::input(r.req("input")?)?;
+            let store = r.u32_opt("store")?;
+            forms::write_step(out, &drive(st, flow, store, now, |f| f.handle(now, input))?);
         }
-        "flow_stats" => {
-            let r: FlowRef = parse(text)?;
-            put(out, st.flows.get(&r.flow).ok_or_else(|| unknown("flow", r.flow))?.stats())
-        }
-        "flow_drop" => {
-            let r: FlowRef = parse(text)?;
-            put(out, st.flows.remove(&r.flow).ok_or_else(|| unknown("flow", r.flow))?.stats())
+        "flow_stats" | "flow_drop" => {
+            let flow = r.u32("flow")?;
+            let stats = if op == "flow_stats" {
+                *st.flows
+                    .get(&flow)
+                    .ok_or_else(|| unknown("flow", flow))?
+                    .stats()
+            } else {
+                *st.flows
+                    .remove(&flow)
+                    .ok_or_else(|| unknown("flow", flow))?
+                    .stats()
+            };
+            forms::write_stats(out, &stats);
         }
         "store_create" => {
-            let r: StoreCreate = parse(text)?;
             let d = MemoryStoreConfig::default();
-            let size = |x: Option<U64>, d: usize| x.map_or(d, |x| usize::try_from(x.0).unwrap_or(usize::MAX));
+            let size = |k: &str, d: usize| -> Result<usize, Fail> {
+                Ok(r.arg_opt(k)?
+                    .map_or(d, |x| usize::try_from(x).unwrap_or(usize::MAX)))
+            };
             let cfg = MemoryStoreConfig {
-                max_entries: size(r.max_entries, d.max_entries),
-                max_bytes: size(r.max_bytes, d.max_bytes),
-                shards: size(r.shards, d.shards).min(1024),
+                max_entries: size("max_entries", d.max_entries)?,
+                max_bytes: size("max_bytes", d.max_bytes)?,
+                shards: size("shards", d.shards)?.min(1024),
             };
             let h = st.handle()?;
             st.stores.insert(h, MemoryStore::new(cfg));
-            put(out, &h)
+            json::u64(out, u64::from(h));
         }
         "store_apply" => {
-            let r: StoreApply = parse(text)?;
-            let s = st.stores.get(&r.store).ok_or_else(|| unknown("store", r.store))?;
-            put(out, &s.apply(r.now_ms.0, &r.store_op))
+            let (store, now) = (r.u32("store")?, r.arg("now_ms")?);
+            let op = forms::store_op(r.req("store_op")?)?;
+            let s = st
+                .stores
+                .get(&store)
+                .ok_or_else(|| unknown("store", store))?;
+            forms::write_store_reply(out, &s.apply(now, &op));
         }
         "store_drop" => {
-            let r: StoreRef = parse(text)?;
-            st.stores.remove(&r.store).ok_or_else(|| unknown("store", r.store))?;
-            put(out, &true)
+            let store = r.u32("store")?;
+            st.stores
+                .remove(&store)
+                .ok_or_else(|| unknown("store", store))?;
+            json::bool_(out, true);
         }
         "get_or_load" => {
-            let r: GetOrLoadReq = parse(text)?;
-            let p = policy(st, r.policy.get())?;
-            let now = r.now_ms.0;
-            let store = st.stores.get(&r.store).ok_or_else(|| unknown("store", r.store))?;
-            let mut f = GetOrLoad::new(r.request, p, r.seed.0);
+            let store = r.u32("store")?;
+            let req = forms::request(r.req("request")?)?;
+            let raw = r.req("policy")?;
+            let (seed, now) = (r.arg("seed")?, r.arg("now_ms")?);
+            let p = policy(st, raw)?;
+            let store = st
+                .stores
+                .get(&store)
+                .ok_or_else(|| unknown("store", store))?;
+            let mut f = GetOrLoad::new(req, p, seed);
             let first = f.start(now);
             let step = f.run_store_steps(now, first, |op| Ok(store.apply(now, op)));
             let stats = *f.stats();
@@ -468,47 +583,88 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
                     Some(h)
                 }
             };
-            put(out, &GetOrLoadReply { flow, step: &step, stats: &stats })
+            let mut o = O::new(out);
+            o.opt_u64("flow", flow.map(u64::from));
+            forms::write_step(o.key("step"), &step);
+            forms::write_stats(o.key("stats"), &stats);
+            o.end();
         }
         "set_op" => {
-            let r: SetOpReq = parse(text)?;
-            let p = policy(st, r.policy.get())?;
-            put(out, &flow::set_op(&r.write, &p, r.store_now.0, r.rand.0))
+            let w = forms::write(r.req("write")?)?;
+            let raw = r.req("policy")?;
+            let (store_now, rand) = (r.arg("store_now")?, r.arg("rand")?);
+            let p = policy(st, raw)?;
+            forms::write_store_op(out, &flow::set_op(&w, &p, store_now, rand));
         }
         "get_op" => {
-            let r: GetOpReq = parse(text)?;
-            put(out, &flow::get_op(&r.key, &r.gen_keys))
+            let key = r.string("key")?;
+            let gen_keys = r.strings_default("gen_keys")?;
+            forms::write_store_op(out, &flow::get_op(&key, &gen_keys));
         }
         "get_result" => {
-            let r: GetResultReq = parse(text)?;
-            let p = policy(st, r.policy.get())?;
+            let reply = forms::read_reply(&Obj::sub(r.req("reply")?, "`reply`")?)?;
+            let raw = r.req("policy")?;
+            let p = policy(st, raw)?;
             let mut stats = Stats::default();
-            let served = flow::get_result(&r.reply, &p, &mut stats);
-            put(out, &Got { served, stats })
+            let served = flow::get_result(&reply, &p, &mut stats);
+            got(out, served.as_ref(), &stats);
         }
         "get_on_store_error" => {
-            let r: GetOnStoreErrorReq = parse(text)?;
-            let p = policy(st, r.policy.get())?;
+            let raw = r.req("policy")?;
+            let message = r.string("message")?;
+            let p = policy(st, raw)?;
             let mut stats = Stats::default();
-            let failure = StoreFailure { message: r.message };
-            match flow::get_on_store_error(&p, failure, &mut stats) {
-                Ok(served) => put(out, &Got { served, stats }),
-                Err(e) => Err(Fail {
-                    code: "flow",
-                    message: e.to_string(),
-                    detail: Some(serde_json::to_value(&e).map_err(|e| Fail::new("internal", e.to_string()))?),
-                }),
+            match flow::get_on_store_error(&p, StoreFailure { message }, &mut stats) {
+                Ok(served) => got(out, served.as_ref(), &stats),
+                Err(e) => {
+                    // `{"error", "message"}`: declaration order is key order.
+                    let mut d = Vec::new();
+                    forms::write_flow_error(&mut d, &e);
+                    return Err(Fail::with("flow", e.to_string(), Some(d)));
+                }
             }
         }
         "invalidate_op" => {
-            let r: InvalidateReq = parse(text)?;
-            put(out, &flow::invalidate_op(&r.key, r.mode))
+            let key = r.string("key")?;
+            let mode = match r.get("mode")? {
+                None => InvalidateMode::default(),
+                Some(raw) => json::variant(raw, "mode", forms::INVALIDATE_MODES)?,
+            };
+            forms::write_store_op(out, &flow::invalidate_op(&key, mode));
         }
         "bump_op" => {
-            let r: BumpReq = parse(text)?;
-            put(out, &flow::bump_op(&r.gen_key, r.rand.0))
+            let gen_key = r.string("gen_key")?;
+            let rand = r.arg("rand")?;
+            forms::write_store_op(out, &flow::bump_op(&gen_key, rand));
         }
-        other => Err(Fail::new("unknown_op", format!("unknown op `{other}`"))),
+        other => return Err(Fail::new("unknown_op", format!("unknown op `{other}`"))),
+    }
+    Ok(())
+}
+
+fn got(out: &mut Vec<u8>, served: Option<&karlton_core::Served>, stats: &Stats) {
+    let mut o = O::new(out);
+    forms::write_opt_served(o.key("served"), served);
+    forms::write_stats(o.key("stats"), stats);
+    o.end();
+}
+
+fn decision(d: Decision) -> &'static str {
+    match d {
+        Decision::Fresh => "fresh",
+        Decision::RefreshEarly => "refresh_early",
+        Decision::Stale => "stale",
+        Decision::UsableOnError => "usable_on_error",
+        Decision::Gone => "gone",
+    }
+}
+
+fn fresh(f: Freshness) -> &'static str {
+    match f {
+        Freshness::Fresh => "fresh",
+        Freshness::Stale => "stale",
+        Freshness::UsableOnError => "usable_on_error",
+        Freshness::Gone => "gone",
     }
 }
 
@@ -523,49 +679,67 @@ fn policy(st: &mut State, text: &str) -> Result<Arc<Policy>, Fail> {
             return Ok(p.clone());
         }
     }
-    let p = Arc::new(Policy::from_json(text).map_err(Fail::policy)?);
+    let p = Arc::new(crate::policy::parse(text).map_err(Fail::policy)?);
     st.policy = Some((text.to_owned(), p.clone()));
     Ok(p)
 }
 
 /// The params text of a request: `params` (any JSON; `null` = none) or `params_json` (a string
 /// holding JSON text, checked by the key code, so invalid text is a `key` error).
-fn params_text<'a>(raw: Option<&'a RawValue>, text: Option<&'a str>) -> Result<Option<&'a str>, Fail> {
+fn params_text<'a>(r: &Obj<'a>) -> Result<Option<Cow<'a, str>>, Fail> {
+    let raw = r.opt("params")?;
+    let text = r.string_opt("params_json")?;
     match (raw, text) {
-        (Some(_), Some(_)) => Err(Fail::new("bad_request", "give at most one of `params` and `params_json`")),
-        (Some(r), None) => Ok(Some(r.get())),
-        (None, t) => Ok(t),
+        (Some(_), Some(_)) => Err(bad("give at most one of `params` and `params_json`")),
+        (Some(r), None) => Ok(Some(Cow::Borrowed(r))),
+        (None, t) => Ok(t.map(Cow::Owned)),
     }
 }
 
 /// Params hash and canonical form of JSON text, with the same checks, in the same order, as
 /// `Key::params_json`.
-fn params_hash(json: &str) -> Result<ParamsHash, Fail> {
+fn params_hash(json: &str) -> Result<(String, String), Fail> {
     let v: Value =
         serde_json::from_str(json).map_err(|e| Fail::key(KeyError::InvalidJson(e.to_string())))?;
     key::check_integer_literals(json).map_err(|e| Fail::key(KeyError::Params(e.to_string())))?;
     let hash = key::params_hash(&v).map_err(Fail::key)?;
     let canonical =
         key::canonicalize(&v).map_err(|e| Fail::key(KeyError::Params(e.to_string())))?;
-    Ok(ParamsHash { hash, canonical })
+    Ok((hash, canonical))
 }
 
-fn key_build(r: KeyBuild, out: &mut Vec<u8>) -> Res {
+fn key_build(r: &Obj<'_>, out: &mut Vec<u8>) -> Res {
     let kerr = Fail::key;
-    let params = params_text(r.params, r.params_json.as_deref())?;
-    let mut k = Key::new(&r.namespace).map_err(kerr)?.segments(&r.segments);
+    let namespace = r.string("namespace")?;
+    let segments = r.strings_default("segments")?;
+    let params = params_text(r)?;
+    let version = r.arg_opt("version")?;
+    let hash_tag = match r.get("hash_tag")? {
+        None => false,
+        Some(_) => r.bool("hash_tag")?,
+    };
+    let max_len = r.arg_opt("max_len")?;
+    let tags = r.strings_default("tags")?;
+    let mut k = Key::new(&namespace).map_err(kerr)?.segments(&segments);
     if let Some(p) = params {
-        k = k.params_json(p).map_err(kerr)?;
+        k = k.params_json(&p).map_err(kerr)?;
     }
-    if let Some(v) = r.version {
-        k = k.version(v.0);
+    if let Some(v) = version {
+        k = k.version(v);
     }
-    k = k.hash_tag(r.hash_tag);
-    if let Some(n) = r.max_len {
-        k = k.max_len(usize::try_from(n.0).unwrap_or(usize::MAX)).map_err(kerr)?;
+    k = k.hash_tag(hash_tag);
+    if let Some(n) = max_len {
+        k = k
+            .max_len(usize::try_from(n).unwrap_or(usize::MAX))
+            .map_err(kerr)?;
     }
-    let tag_keys: Vec<String> = r.tags.iter().map(|t| k.tag_key(t)).collect();
-    put(out, &KeyReply { key: k.build(), generation_key: k.generation_key(), tag_keys })
+    let tag_keys: Vec<String> = tags.iter().map(|t| k.tag_key(t)).collect();
+    O::new(out)
+        .str("key", &k.build())
+        .str("generation_key", &k.generation_key())
+        .strs("tag_keys", &tag_keys)
+        .end();
+    Ok(())
 }
 
 fn drive(
@@ -586,266 +760,4 @@ fn drive(
         Some(s) => fl.run_store_steps(now, step, |op| Ok(s.apply(now, op))),
         None => step,
     })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Message shapes
-
-/// A `u64` given as a JSON number or a decimal string.
-#[derive(Debug, Clone, Copy)]
-struct U64(u64);
-
-impl<'de> Deserialize<'de> for U64 {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<U64, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = U64;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a non-negative integer (number or decimal string)")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<U64, E> {
-                Ok(U64(v))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<U64, E> {
-                u64::try_from(v).map(U64).map_err(|_| E::custom("negative integer"))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<U64, E> {
-                // JSON from JavaScript may write a large integer as a float (1e21); accept
-                // only exact integers below 2^53.
-                if v >= 0.0 && v.fract() == 0.0 && v <= 9_007_199_254_740_992.0 {
-                    Ok(U64(v as u64))
-                } else {
-                    Err(E::custom("not a non-negative integer below 2^53"))
-                }
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<U64, E> {
-                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(E::custom("not a decimal integer string"));
-                }
-                v.parse().map(U64).map_err(|_| E::custom("integer string out of range"))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-#[derive(Serialize)]
-struct Version {
-    abi: u32,
-    core: &'static str,
-}
-
-#[derive(Deserialize)]
-struct KeyBuild<'a> {
-    namespace: String,
-    #[serde(default)]
-    segments: Vec<String>,
-    #[serde(default, borrow)]
-    params: Option<&'a RawValue>,
-    params_json: Option<String>,
-    version: Option<U64>,
-    #[serde(default)]
-    hash_tag: bool,
-    max_len: Option<U64>,
-    #[serde(default)]
-    tags: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct KeyReply {
-    key: String,
-    generation_key: String,
-    tag_keys: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct ParamsReq<'a> {
-    #[serde(default, borrow)]
-    params: Option<&'a RawValue>,
-    params_json: Option<String>,
-}
-
-#[derive(Serialize)]
-struct ParamsHash {
-    hash: String,
-    canonical: String,
-}
-
-#[derive(Deserialize)]
-struct PolicyReq<'a> {
-    #[serde(default, borrow)]
-    policy: Option<&'a RawValue>,
-    policy_json: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct FreshnessReq {
-    now_ms: U64,
-    soft_at: U64,
-    hard_at: U64,
-    stale_if_error_ms: Option<U64>,
-}
-
-#[derive(Deserialize)]
-struct XfetchReq {
-    now_ms: U64,
-    soft_at: U64,
-    load_ms: U64,
-    beta: f64,
-    rand: U64,
-}
-
-#[derive(Deserialize)]
-struct JitterReductionReq {
-    ttl_ms: U64,
-    jitter_ppm: U64,
-    rand: U64,
-}
-
-#[derive(Deserialize)]
-struct GetOpReq {
-    key: String,
-    #[serde(default)]
-    gen_keys: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct GetResultReq<'a> {
-    reply: ReadReply,
-    #[serde(borrow)]
-    policy: &'a RawValue,
-}
-
-#[derive(Deserialize)]
-struct GetOnStoreErrorReq<'a> {
-    #[serde(borrow)]
-    policy: &'a RawValue,
-    message: String,
-}
-
-#[derive(Serialize)]
-struct Got {
-    served: Option<karlton_core::Served>,
-    stats: Stats,
-}
-
-#[derive(Deserialize)]
-struct EntryEncode {
-    entry: Entry,
-}
-
-#[derive(Deserialize)]
-struct EntryDecode {
-    hex: String,
-}
-
-#[derive(Deserialize)]
-struct DecideReq<'a> {
-    now_ms: U64,
-    soft_at: U64,
-    hard_at: U64,
-    load_ms: Option<U64>,
-    #[serde(borrow)]
-    policy: &'a RawValue,
-    rand: U64,
-}
-
-#[derive(Deserialize)]
-struct JitterReq<'a> {
-    #[serde(borrow)]
-    policy: &'a RawValue,
-    rand: U64,
-}
-
-#[derive(Serialize)]
-struct Ttls {
-    jitter_ppm: u64,
-    soft_ttl_ms: u64,
-    hard_ttl_ms: u64,
-}
-
-#[derive(Deserialize)]
-struct FlowCreate<'a> {
-    request: Request,
-    #[serde(borrow)]
-    policy: &'a RawValue,
-    seed: U64,
-}
-
-#[derive(Deserialize)]
-struct FlowStart {
-    flow: u32,
-    now_ms: U64,
-    store: Option<u32>,
-}
-
-#[derive(Deserialize)]
-struct FlowHandle {
-    flow: u32,
-    now_ms: U64,
-    input: Input,
-    store: Option<u32>,
-}
-
-#[derive(Deserialize)]
-struct FlowRef {
-    flow: u32,
-}
-
-#[derive(Deserialize)]
-struct StoreCreate {
-    max_entries: Option<U64>,
-    max_bytes: Option<U64>,
-    shards: Option<U64>,
-}
-
-#[derive(Deserialize)]
-struct StoreApply {
-    store: u32,
-    now_ms: U64,
-    store_op: StoreOp,
-}
-
-#[derive(Deserialize)]
-struct StoreRef {
-    store: u32,
-}
-
-#[derive(Deserialize)]
-struct GetOrLoadReq<'a> {
-    store: u32,
-    request: Request,
-    #[serde(borrow)]
-    policy: &'a RawValue,
-    seed: U64,
-    now_ms: U64,
-}
-
-#[derive(Serialize)]
-struct GetOrLoadReply<'a> {
-    flow: Option<u32>,
-    step: &'a Step,
-    stats: &'a karlton_core::Stats,
-}
-
-#[derive(Deserialize)]
-struct SetOpReq<'a> {
-    write: Write,
-    #[serde(borrow)]
-    policy: &'a RawValue,
-    store_now: U64,
-    rand: U64,
-}
-
-#[derive(Deserialize)]
-struct InvalidateReq {
-    key: String,
-    #[serde(default)]
-    mode: InvalidateMode,
-}
-
-#[derive(Deserialize)]
-struct BumpReq {
-    gen_key: String,
-    rand: U64,
 }

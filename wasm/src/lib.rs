@@ -39,6 +39,16 @@
 //! number or as a decimal string (JavaScript numbers lose integers above 2^53).
 
 pub mod api;
+mod forms;
+mod json;
+mod policy;
+#[cfg(target_arch = "wasm32")]
+mod walloc;
+
+/// The module's allocator: small size-class free lists instead of std's dlmalloc.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOC: walloc::Walloc = walloc::Walloc::new();
 
 /// The ABI version this module implements (`karlton_abi_version`).
 pub const ABI_VERSION: u32 = 1;
@@ -87,7 +97,15 @@ pub extern "C" fn karlton_decide(
     stale_if_error_ms: u64,
     rand: u64,
 ) -> u32 {
-    api::decide_code(now_ms, soft_at, hard_at, load_ms, beta, stale_if_error_ms, rand)
+    api::decide_code(
+        now_ms,
+        soft_at,
+        hard_at,
+        load_ms,
+        beta,
+        stale_if_error_ms,
+        rand,
+    )
 }
 
 /// Jittered TTL (export `karlton_jitter`).

@@ -1,0 +1,601 @@
+//! karlton-core's serde forms, read and written by hand (see [`crate::json`]).
+//!
+//! Each reader accepts what the core type's serde derive accepts as a JSON object; each writer
+//! produces the bytes `serde_json::to_writer` produces. Every struct is destructured
+//! exhaustively, so a field added in the core fails to compile here instead of drifting; the
+//! differential tests and the conformance vectors check the bytes.
+
+use karlton_core::entry::Entry;
+use karlton_core::flow::{FlowError, Input, Loaded, Request, Served, Source, Step, Write};
+use karlton_core::store::{
+    InvalidateMode, LeaseMode, LeaseOutcome, ReadReply, RejectReason, StoreFailure, StoreOp,
+    StoreReply,
+};
+use karlton_core::{Policy, Stats};
+
+use crate::api::Fail;
+use crate::json::{self, O, Obj, bad};
+
+// ---------------------------------------------------------------------------------------------
+// Readers
+
+const LEASE_MODES: &[(&str, LeaseMode)] = &[
+    ("none", LeaseMode::None),
+    ("if_needed", LeaseMode::IfNeeded),
+    ("force", LeaseMode::Force),
+];
+pub(crate) const INVALIDATE_MODES: &[(&str, InvalidateMode)] = &[
+    ("delete", InvalidateMode::Delete),
+    ("mark_stale", InvalidateMode::MarkStale),
+];
+const REJECT_REASONS: &[(&str, RejectReason)] = &[
+    ("lease_lost", RejectReason::LeaseLost),
+    ("version_newer", RejectReason::VersionNewer),
+    ("generation_changed", RejectReason::GenerationChanged),
+];
+
+/// `Entry` (`deny_unknown_fields`, every member defaulted).
+pub(crate) fn entry(raw: &str) -> Result<Entry, Fail> {
+    let o = Obj::sub(raw, "`entry`")?;
+    o.deny_unknown(&[
+        "value_hex",
+        "codec",
+        "version",
+        "generations",
+        "soft_at",
+        "hard_at",
+        "load_ms",
+        "negative",
+        "tags",
+    ])?;
+    let d = Entry::default();
+    let has = |k: &str| o.get(k).map(|r| r.is_some());
+    let version = match o.opt("version")? {
+        None => {
+            o.get("version")?;
+            None
+        }
+        Some(r) => {
+            let s = json::string(r, "version")?;
+            let canonical = !s.is_empty()
+                && s.bytes().all(|c| c.is_ascii_digit())
+                && (s == "0" || !s.starts_with('0'));
+            if !canonical {
+                return Err(bad("version: expected a canonical decimal string"));
+            }
+            Some(
+                s.bytes()
+                    .try_fold(0u64, |a, b| {
+                        a.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+                    })
+                    .ok_or_else(|| bad("version: out of range for u64"))?,
+            )
+        }
+    };
+    Ok(Entry {
+        value: if has("value_hex")? {
+            o.hex("value_hex")?
+        } else {
+            d.value
+        },
+        codec: if has("codec")? {
+            o.u8("codec")?
+        } else {
+            d.codec
+        },
+        version,
+        generations: if has("generations")? {
+            o.u64s("generations")?
+        } else {
+            d.generations
+        },
+        soft_at: if has("soft_at")? {
+            o.u64("soft_at")?
+        } else {
+            d.soft_at
+        },
+        hard_at: if has("hard_at")? {
+            o.u64("hard_at")?
+        } else {
+            d.hard_at
+        },
+        load_ms: if has("load_ms")? {
+            o.u64("load_ms")?
+        } else {
+            d.load_ms
+        },
+        negative: if has("negative")? {
+            o.bool("negative")?
+        } else {
+            d.negative
+        },
+        tags: if has("tags")? {
+            o.strings("tags")?
+        } else {
+            d.tags
+        },
+    })
+}
+
+/// `Request`.
+pub(crate) fn request(raw: &str) -> Result<Request, Fail> {
+    let o = Obj::sub(raw, "`request`")?;
+    Ok(Request {
+        key: o.string("key")?,
+        gen_keys: o.strings_default("gen_keys")?,
+        tags: o.strings_default("tags")?,
+    })
+}
+
+/// `Write`.
+pub(crate) fn write(raw: &str) -> Result<Write, Fail> {
+    let o = Obj::sub(raw, "`write`")?;
+    Ok(Write {
+        key: o.string("key")?,
+        gen_keys: o.strings_default("gen_keys")?,
+        tags: o.strings_default("tags")?,
+        value: o.hex("value")?.into(),
+        codec: o.u8("codec")?,
+        version: o.u64_opt("version")?,
+    })
+}
+
+/// `ReadReply` (its `LeaseOutcome` flattened: tag `lease`).
+pub(crate) fn read_reply(o: &Obj<'_>) -> Result<ReadReply, Fail> {
+    let entry = match o.opt("entry")? {
+        None => {
+            o.req("entry")?;
+            None
+        }
+        Some(r) => {
+            let s = json::string(r, "entry")?;
+            Some(
+                karlton_core::store::hex::decode(&s)
+                    .ok_or_else(|| bad("invalid hex in `entry`"))?
+                    .into(),
+            )
+        }
+    };
+    let now_ms = o.u64("now_ms")?;
+    let marked_stale = o.bool("marked_stale")?;
+    let generations = o.u64s("generations")?;
+    let lease = match o.string("lease")?.as_str() {
+        "not_requested" => LeaseOutcome::NotRequested,
+        "granted" => LeaseOutcome::Granted {
+            token: o.u64("token")?,
+        },
+        "held" => LeaseOutcome::Held {
+            until_ms: o.u64("until_ms")?,
+        },
+        other => return Err(bad(format!("unknown variant `{other}` for `lease`"))),
+    };
+    Ok(ReadReply {
+        now_ms,
+        entry,
+        marked_stale,
+        generations,
+        lease,
+    })
+}
+
+/// `StoreReply` (internally tagged: `reply`).
+pub(crate) fn store_reply(raw: &str) -> Result<StoreReply, Fail> {
+    let o = Obj::sub(raw, "a store reply")?;
+    Ok(match o.string("reply")?.as_str() {
+        "read" => StoreReply::Read(read_reply(&o)?),
+        "stored" => StoreReply::Stored,
+        "rejected" => StoreReply::Rejected {
+            reason: o.variant("reason", REJECT_REASONS)?,
+        },
+        "invalidated" => StoreReply::Invalidated {
+            existed: o.bool("existed")?,
+        },
+        "lease" => StoreReply::Lease { ok: o.bool("ok")? },
+        "bumped" => StoreReply::Bumped {
+            generation: o.u64("generation")?,
+        },
+        other => return Err(bad(format!("unknown variant `{other}` for `reply`"))),
+    })
+}
+
+/// `StoreOp` (internally tagged: `op`).
+pub(crate) fn store_op(raw: &str) -> Result<StoreOp, Fail> {
+    let o = Obj::sub(raw, "`store_op`")?;
+    Ok(match o.string("op")?.as_str() {
+        "read" => StoreOp::Read {
+            key: o.string("key")?,
+            gen_keys: o.strings("gen_keys")?,
+            lease: o.variant("lease", LEASE_MODES)?,
+            lease_ttl_ms: o.u64("lease_ttl_ms")?,
+            token: o.u64("token")?,
+        },
+        "fill" => StoreOp::Fill {
+            key: o.string("key")?,
+            entry: o.hex("entry")?.into(),
+            soft_at: o.u64("soft_at")?,
+            hard_at: o.u64("hard_at")?,
+            expire_at: o.u64("expire_at")?,
+            version: o.u64_opt("version")?,
+            generations: o
+                .opt("generations")?
+                .map(|r| json::u64s(r, "generations"))
+                .transpose()?,
+            gen_keys: o.strings("gen_keys")?,
+            token: o.u64_opt("token")?,
+        },
+        "invalidate" => StoreOp::Invalidate {
+            key: o.string("key")?,
+            mode: o.variant("mode", INVALIDATE_MODES)?,
+        },
+        "release" => StoreOp::Release {
+            key: o.string("key")?,
+            token: o.u64("token")?,
+        },
+        "extend" => StoreOp::Extend {
+            key: o.string("key")?,
+            token: o.u64("token")?,
+            lease_ttl_ms: o.u64("lease_ttl_ms")?,
+        },
+        "bump" => StoreOp::Bump {
+            gen_key: o.string("gen_key")?,
+            value: o.u64("value")?,
+        },
+        other => return Err(bad(format!("unknown variant `{other}` for `op`"))),
+    })
+}
+
+/// `Input` (adjacently tagged: `input` + `data`).
+pub(crate) fn input(raw: &str) -> Result<Input, Fail> {
+    let o = Obj::sub(raw, "`input`")?;
+    let tag = o.string("input")?;
+    let data = || o.req("data");
+    Ok(match tag.as_str() {
+        "store" => Input::Store(store_reply(data()?)?),
+        "store_failed" => {
+            let d = Obj::sub(data()?, "`data`")?;
+            Input::StoreFailed(StoreFailure {
+                message: d.string("message")?,
+            })
+        }
+        "loaded" => {
+            let d = Obj::sub(data()?, "`data`")?;
+            Input::Loaded(Loaded {
+                value: d.hex("value")?.into(),
+                codec: d.u8("codec")?,
+                negative: d.bool("negative")?,
+                version: d.u64_opt("version")?,
+            })
+        }
+        "load_failed" => Input::LoadFailed(json::string(data()?, "data")?),
+        "timeout" | "continue" => {
+            if o.opt("data")?.is_some() {
+                return Err(bad("unit variant takes no `data`"));
+            }
+            if tag == "timeout" {
+                Input::Timeout
+            } else {
+                Input::Continue
+            }
+        }
+        other => return Err(bad(format!("unknown variant `{other}` for `input`"))),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writers
+
+pub(crate) fn write_entry(out: &mut Vec<u8>, e: &Entry) {
+    let Entry {
+        value,
+        codec,
+        version,
+        generations,
+        soft_at,
+        hard_at,
+        load_ms,
+        negative,
+        tags,
+    } = e;
+    let mut o = O::new(out);
+    o.hex("value_hex", value).u64("codec", u64::from(*codec));
+    match version {
+        Some(v) => {
+            let k = o.key("version");
+            k.push(b'"');
+            json::u64(k, *v);
+            k.push(b'"');
+        }
+        None => json::null(o.key("version")),
+    }
+    o.u64s("generations", generations)
+        .u64("soft_at", *soft_at)
+        .u64("hard_at", *hard_at)
+        .u64("load_ms", *load_ms)
+        .bool("negative", *negative)
+        .strs("tags", tags)
+        .end();
+}
+
+pub(crate) fn write_stats(out: &mut Vec<u8>, s: &Stats) {
+    let mut o = O::new(out);
+    for (k, v) in s.fields() {
+        o.u64(k, v);
+    }
+    o.end();
+}
+
+fn source(s: Source) -> &'static str {
+    match s {
+        Source::Fresh => "fresh",
+        Source::Stale => "stale",
+        Source::Loaded => "loaded",
+        Source::StaleOnError => "stale_on_error",
+        Source::StaleOnTimeout => "stale_on_timeout",
+    }
+}
+
+pub(crate) fn write_served(out: &mut Vec<u8>, s: &Served) {
+    let Served {
+        value,
+        codec,
+        negative,
+        version,
+        source: src,
+        cached,
+    } = s;
+    O::new(out)
+        .hex("value", value)
+        .u64("codec", u64::from(*codec))
+        .bool("negative", *negative)
+        .opt_u64("version", *version)
+        .str("source", source(*src))
+        .bool("cached", *cached)
+        .end();
+}
+
+pub(crate) fn write_opt_served(out: &mut Vec<u8>, s: Option<&Served>) {
+    match s {
+        Some(s) => write_served(out, s),
+        None => json::null(out),
+    }
+}
+
+/// `FlowError` (adjacently tagged: `error` + `message`).
+pub(crate) fn write_flow_error(out: &mut Vec<u8>, e: &FlowError) {
+    let mut o = O::new(out);
+    match e {
+        FlowError::Load(m) => o.str("error", "load").str("message", m),
+        FlowError::LoadTimeout(ms) => o.str("error", "load_timeout").u64("message", *ms),
+        FlowError::LockTimeout(ms) => o.str("error", "lock_timeout").u64("message", *ms),
+        FlowError::Store(m) => o.str("error", "store").str("message", m),
+        FlowError::Protocol(m) => o.str("error", "protocol").str("message", m),
+    }
+    .end();
+}
+
+fn lease_mode(m: LeaseMode) -> &'static str {
+    match m {
+        LeaseMode::None => "none",
+        LeaseMode::IfNeeded => "if_needed",
+        LeaseMode::Force => "force",
+    }
+}
+
+pub(crate) fn invalidate_mode(m: InvalidateMode) -> &'static str {
+    match m {
+        InvalidateMode::Delete => "delete",
+        InvalidateMode::MarkStale => "mark_stale",
+    }
+}
+
+/// `StoreOp` (internally tagged: `op`).
+pub(crate) fn write_store_op(out: &mut Vec<u8>, op: &StoreOp) {
+    let mut o = O::new(out);
+    match op {
+        StoreOp::Read {
+            key,
+            gen_keys,
+            lease,
+            lease_ttl_ms,
+            token,
+        } => {
+            o.str("op", "read")
+                .str("key", key)
+                .strs("gen_keys", gen_keys)
+                .str("lease", lease_mode(*lease))
+                .u64("lease_ttl_ms", *lease_ttl_ms)
+                .u64("token", *token);
+        }
+        StoreOp::Fill {
+            key,
+            entry,
+            soft_at,
+            hard_at,
+            expire_at,
+            version,
+            generations,
+            gen_keys,
+            token,
+        } => {
+            o.str("op", "fill")
+                .str("key", key)
+                .hex("entry", entry)
+                .u64("soft_at", *soft_at)
+                .u64("hard_at", *hard_at)
+                .u64("expire_at", *expire_at)
+                .opt_u64("version", *version);
+            match generations {
+                Some(g) => o.u64s("generations", g),
+                None => {
+                    json::null(o.key("generations"));
+                    &mut o
+                }
+            }
+            .strs("gen_keys", gen_keys)
+            .opt_u64("token", *token);
+        }
+        StoreOp::Invalidate { key, mode } => {
+            o.str("op", "invalidate")
+                .str("key", key)
+                .str("mode", invalidate_mode(*mode));
+        }
+        StoreOp::Release { key, token } => {
+            o.str("op", "release").str("key", key).u64("token", *token);
+        }
+        StoreOp::Extend {
+            key,
+            token,
+            lease_ttl_ms,
+        } => {
+            o.str("op", "extend")
+                .str("key", key)
+                .u64("token", *token)
+                .u64("lease_ttl_ms", *lease_ttl_ms);
+        }
+        StoreOp::Bump { gen_key, value } => {
+            o.str("op", "bump")
+                .str("gen_key", gen_key)
+                .u64("value", *value);
+        }
+    }
+    o.end();
+}
+
+fn reject_reason(r: RejectReason) -> &'static str {
+    match r {
+        RejectReason::LeaseLost => "lease_lost",
+        RejectReason::VersionNewer => "version_newer",
+        RejectReason::GenerationChanged => "generation_changed",
+    }
+}
+
+/// `StoreReply` (internally tagged: `reply`; a read's lease outcome flattened, tag `lease`).
+pub(crate) fn write_store_reply(out: &mut Vec<u8>, r: &StoreReply) {
+    let mut o = O::new(out);
+    match r {
+        StoreReply::Read(ReadReply {
+            now_ms,
+            entry,
+            marked_stale,
+            generations,
+            lease,
+        }) => {
+            o.str("reply", "read").u64("now_ms", *now_ms);
+            match entry {
+                Some(e) => o.hex("entry", e),
+                None => {
+                    json::null(o.key("entry"));
+                    &mut o
+                }
+            }
+            .bool("marked_stale", *marked_stale)
+            .u64s("generations", generations);
+            match lease {
+                LeaseOutcome::NotRequested => o.str("lease", "not_requested"),
+                LeaseOutcome::Granted { token } => o.str("lease", "granted").u64("token", *token),
+                LeaseOutcome::Held { until_ms } => {
+                    o.str("lease", "held").u64("until_ms", *until_ms)
+                }
+            };
+        }
+        StoreReply::Stored => {
+            o.str("reply", "stored");
+        }
+        StoreReply::Rejected { reason } => {
+            o.str("reply", "rejected")
+                .str("reason", reject_reason(*reason));
+        }
+        StoreReply::Invalidated { existed } => {
+            o.str("reply", "invalidated").bool("existed", *existed);
+        }
+        StoreReply::Lease { ok } => {
+            o.str("reply", "lease").bool("ok", *ok);
+        }
+        StoreReply::Bumped { generation } => {
+            o.str("reply", "bumped").u64("generation", *generation);
+        }
+    }
+    o.end();
+}
+
+/// `Step` (adjacently tagged: `step` + `data`).
+pub(crate) fn write_step(out: &mut Vec<u8>, s: &Step) {
+    let mut o = O::new(out);
+    match s {
+        Step::Store(op) => {
+            o.str("step", "store");
+            write_store_op(o.key("data"), op);
+        }
+        Step::Load { timeout_at } => {
+            o.str("step", "load");
+            O::new(o.key("data"))
+                .opt_u64("timeout_at", *timeout_at)
+                .end();
+        }
+        Step::Wait { until_ms } => {
+            o.str("step", "wait");
+            O::new(o.key("data")).u64("until_ms", *until_ms).end();
+        }
+        Step::Serve(served) => {
+            o.str("step", "serve");
+            write_served(o.key("data"), served);
+        }
+        Step::Done(r) => {
+            o.str("step", "done");
+            let mut d = O::new(o.key("data"));
+            match r {
+                Ok(served) => write_served(d.key("Ok"), served),
+                Err(e) => write_flow_error(d.key("Err"), e),
+            }
+            d.end();
+        }
+    }
+    o.end();
+}
+
+/// `Policy` (as its `PolicySpec`, hard TTL resolved).
+pub(crate) fn write_policy(out: &mut Vec<u8>, p: &Policy) {
+    let karlton_core::PolicySpec {
+        soft_ttl_ms,
+        hard_ttl_ms,
+        jitter,
+        early_refresh,
+        negative_ttl_ms,
+        stale_if_error_ms,
+        lease_ttl_ms,
+        lock_wait_ms,
+        lock_backoff_ms,
+        on_lock_timeout,
+        load_soft_timeout_ms,
+        load_hard_timeout_ms,
+        on_store_error,
+    } = p.spec();
+    let mut o = O::new(out);
+    o.u64("soft_ttl_ms", soft_ttl_ms)
+        .opt_u64("hard_ttl_ms", hard_ttl_ms);
+    json::f64(o.key("jitter"), jitter);
+    json::f64(o.key("early_refresh"), early_refresh);
+    o.u64("negative_ttl_ms", negative_ttl_ms)
+        .u64("stale_if_error_ms", stale_if_error_ms)
+        .u64("lease_ttl_ms", lease_ttl_ms)
+        .u64("lock_wait_ms", lock_wait_ms)
+        .u64s("lock_backoff_ms", &lock_backoff_ms)
+        .str(
+            "on_lock_timeout",
+            match on_lock_timeout {
+                karlton_core::OnLockTimeout::Load => "load",
+                karlton_core::OnLockTimeout::ServeStale => "serve_stale",
+                karlton_core::OnLockTimeout::Error => "error",
+            },
+        )
+        .opt_u64("load_soft_timeout_ms", load_soft_timeout_ms)
+        .opt_u64("load_hard_timeout_ms", load_hard_timeout_ms)
+        .str(
+            "on_store_error",
+            match on_store_error {
+                karlton_core::OnStoreError::Load => "load",
+                karlton_core::OnStoreError::Error => "error",
+            },
+        )
+        .end();
+}

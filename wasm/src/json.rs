@@ -1,0 +1,595 @@
+//! Hand-rolled JSON plumbing for the dispatcher, to keep the module small.
+//!
+//! Reading: a request (or a nested object) is split once into its members as raw JSON text
+//! ([`Obj`]), with serde_json doing the lexing; each member is then converted by hand. That is
+//! one serde instantiation (a map of raw values) instead of one derived `Deserialize` per
+//! request struct and per core type (and none of serde's buffering for tagged enums). The
+//! conversions accept exactly what the serde derives of the same shapes accept, member by
+//! member (missing, `null`, duplicate and unknown members included); only the wording of
+//! `bad_request` messages differs.
+//!
+//! Writing: replies are written straight into the output buffer, byte-identical to
+//! `serde_json::to_writer` of the same values (compact, same escapes, declaration order).
+
+use serde::de;
+use serde_json::Value;
+use std::borrow::Cow;
+
+use crate::api::Fail;
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+/// Members of a JSON object, in document order: (unescaped name, raw JSON text of the value).
+pub(crate) type Members<'a> = Vec<(Cow<'a, str>, &'a str)>;
+
+/// The members of a JSON object, in document order, each as raw JSON text.
+pub(crate) struct Obj<'a> {
+    fields: Members<'a>,
+}
+
+fn serde_fail(e: serde_json::Error) -> Fail {
+    let code = if e.is_data() { "bad_request" } else { "json" };
+    Fail::new(code, e.to_string())
+}
+
+pub(crate) fn bad(msg: impl Into<String>) -> Fail {
+    Fail::new("bad_request", msg)
+}
+
+fn invalid(what: &str, expected: &str) -> Fail {
+    bad(format!("invalid type for `{what}`: expected {expected}"))
+}
+
+fn ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// `b[i]` is the opening quote of a string in valid JSON: the index after its closing quote.
+fn skip_string(b: &[u8], mut i: usize) -> usize {
+    i += 1;
+    while b[i] != b'"' {
+        i += if b[i] == b'\\' { 2 } else { 1 };
+    }
+    i + 1
+}
+
+/// `b[i]` starts a value in valid JSON: the index after it.
+fn skip_value(b: &[u8], mut i: usize) -> usize {
+    match b[i] {
+        b'"' => skip_string(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            loop {
+                match b[i] {
+                    b'"' => {
+                        i = skip_string(b, i);
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return i + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        _ => {
+            while !matches!(
+                b.get(i),
+                None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+            ) {
+                i += 1;
+            }
+            i
+        }
+    }
+}
+
+/// Check that `text` is one JSON value (serde_json's syntax errors, including for members the
+/// op ignores) and split it into members if it is an object (`None` otherwise).
+pub(crate) fn split(text: &str) -> Result<Option<Members<'_>>, serde_json::Error> {
+    serde_json::from_str::<de::IgnoredAny>(text)?;
+    let b = text.as_bytes();
+    let mut i = ws(b, 0);
+    if b[i] != b'{' {
+        return Ok(None);
+    }
+    i = ws(b, i + 1);
+    let mut fields = Vec::new();
+    if b[i] == b'}' {
+        return Ok(Some(fields));
+    }
+    loop {
+        let ks = i;
+        i = skip_string(b, i);
+        let key = &text[ks + 1..i - 1];
+        let key = if key.contains('\\') {
+            // Escapes: let serde_json decode them.
+            match serde_json::from_str::<Value>(&text[ks..i])? {
+                Value::String(s) => Cow::Owned(s),
+                _ => Cow::Borrowed(key),
+            }
+        } else {
+            Cow::Borrowed(key)
+        };
+        i = ws(b, ws(b, i) + 1);
+        let vs = i;
+        i = skip_value(b, i);
+        fields.push((key, &text[vs..i]));
+        i = ws(b, i);
+        if b[i] != b',' {
+            return Ok(Some(fields));
+        }
+        i = ws(b, i + 1);
+    }
+}
+
+/// Parse JSON text that must be an object. `code` is the error code for "not an object".
+pub(crate) fn obj<'a>(text: &'a str, code: &'static str, what: &str) -> Result<Obj<'a>, Fail> {
+    match split(text).map_err(serde_fail)? {
+        Some(fields) => Ok(Obj { fields }),
+        None => Err(Fail::new(code, format!("{what} must be a JSON object"))),
+    }
+}
+
+impl<'a> Obj<'a> {
+    /// A nested object member.
+    pub(crate) fn sub(raw: &'a str, what: &str) -> Result<Obj<'a>, Fail> {
+        obj(raw, "bad_request", what)
+    }
+
+    /// The member `k`, if present (more than once is an error, as with serde's derives).
+    pub(crate) fn get(&self, k: &str) -> Result<Option<&'a str>, Fail> {
+        let mut it = self.fields.iter().filter(|(n, _)| n == k);
+        let first = it.next().map(|f| f.1);
+        if it.next().is_some() {
+            return Err(bad(format!("duplicate field `{k}`")));
+        }
+        Ok(first)
+    }
+
+    /// The member `k`, which must be present.
+    pub(crate) fn req(&self, k: &str) -> Result<&'a str, Fail> {
+        self.get(k)?
+            .ok_or_else(|| bad(format!("missing field `{k}`")))
+    }
+
+    /// The member `k` unless absent or `null`.
+    pub(crate) fn opt(&self, k: &str) -> Result<Option<&'a str>, Fail> {
+        Ok(self.get(k)?.filter(|r| *r != "null"))
+    }
+
+    /// Refuse members not in `known` (serde's `deny_unknown_fields`).
+    pub(crate) fn deny_unknown(&self, known: &[&str]) -> Result<(), Fail> {
+        match self.fields.iter().find(|(n, _)| !known.contains(&&**n)) {
+            Some((n, _)) => Err(bad(format!("unknown field `{n}`"))),
+            None => Ok(()),
+        }
+    }
+
+    // Typed members.
+
+    pub(crate) fn string(&self, k: &str) -> Result<String, Fail> {
+        string(self.req(k)?, k)
+    }
+    pub(crate) fn string_opt(&self, k: &str) -> Result<Option<String>, Fail> {
+        self.opt(k)?.map(|r| string(r, k)).transpose()
+    }
+    pub(crate) fn u64(&self, k: &str) -> Result<u64, Fail> {
+        u64_plain(self.req(k)?, k)
+    }
+    pub(crate) fn u64_opt(&self, k: &str) -> Result<Option<u64>, Fail> {
+        self.opt(k)?.map(|r| u64_plain(r, k)).transpose()
+    }
+    /// A `u64` argument: a number or a decimal string.
+    pub(crate) fn arg(&self, k: &str) -> Result<u64, Fail> {
+        u64_arg(self.req(k)?, k)
+    }
+    pub(crate) fn arg_opt(&self, k: &str) -> Result<Option<u64>, Fail> {
+        self.opt(k)?.map(|r| u64_arg(r, k)).transpose()
+    }
+    pub(crate) fn u32(&self, k: &str) -> Result<u32, Fail> {
+        u32_plain(self.req(k)?, k)
+    }
+    pub(crate) fn u32_opt(&self, k: &str) -> Result<Option<u32>, Fail> {
+        self.opt(k)?.map(|r| u32_plain(r, k)).transpose()
+    }
+    pub(crate) fn u8(&self, k: &str) -> Result<u8, Fail> {
+        let v = u64_plain(self.req(k)?, k)?;
+        u8::try_from(v).map_err(|_| bad(format!("invalid value for `{k}`: expected u8")))
+    }
+    pub(crate) fn bool(&self, k: &str) -> Result<bool, Fail> {
+        bool(self.req(k)?, k)
+    }
+    pub(crate) fn f64(&self, k: &str) -> Result<f64, Fail> {
+        match value(self.req(k)?)? {
+            Value::Number(n) => n.as_f64().ok_or_else(|| invalid(k, "f64")),
+            _ => Err(invalid(k, "f64")),
+        }
+    }
+    pub(crate) fn strings(&self, k: &str) -> Result<Vec<String>, Fail> {
+        strings(self.req(k)?, k)
+    }
+    /// `Vec<String>` with `#[serde(default)]`: absent is empty (`null` is not).
+    pub(crate) fn strings_default(&self, k: &str) -> Result<Vec<String>, Fail> {
+        self.get(k)?.map_or(Ok(Vec::new()), |r| strings(r, k))
+    }
+    pub(crate) fn u64s(&self, k: &str) -> Result<Vec<u64>, Fail> {
+        u64s(self.req(k)?, k)
+    }
+    /// Lowercase or uppercase hex (serde `with` helpers: a required member).
+    pub(crate) fn hex(&self, k: &str) -> Result<Vec<u8>, Fail> {
+        let s = self.string(k)?;
+        karlton_core::store::hex::decode(&s).ok_or_else(|| bad(format!("invalid hex in `{k}`")))
+    }
+    /// A string naming a unit variant (`rename_all = "snake_case"` enums).
+    pub(crate) fn variant<T: Copy>(&self, k: &str, names: &[(&str, T)]) -> Result<T, Fail> {
+        variant(self.req(k)?, k, names)
+    }
+}
+
+/// The value of raw JSON text (valid by construction; numbers out of range are errors).
+pub(crate) fn value(raw: &str) -> Result<Value, Fail> {
+    serde_json::from_str(raw).map_err(serde_fail)
+}
+
+pub(crate) fn string(raw: &str, k: &str) -> Result<String, Fail> {
+    match value(raw)? {
+        Value::String(s) => Ok(s),
+        _ => Err(invalid(k, "a string")),
+    }
+}
+
+fn bool(raw: &str, k: &str) -> Result<bool, Fail> {
+    match raw {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(k, "a boolean")),
+    }
+}
+
+fn num_u64(v: &Value, k: &str) -> Result<u64, Fail> {
+    match v {
+        Value::Number(n) => n
+            .as_u64()
+            .ok_or_else(|| bad(format!("invalid value for `{k}`: expected u64"))),
+        _ => Err(invalid(k, "u64")),
+    }
+}
+
+fn u64_plain(raw: &str, k: &str) -> Result<u64, Fail> {
+    num_u64(&value(raw)?, k)
+}
+
+fn u32_plain(raw: &str, k: &str) -> Result<u32, Fail> {
+    let v = u64_plain(raw, k)?;
+    u32::try_from(v).map_err(|_| bad(format!("invalid value for `{k}`: expected u32")))
+}
+
+/// A `u64` given as a JSON number or a decimal string.
+fn u64_arg(raw: &str, k: &str) -> Result<u64, Fail> {
+    let err = |why: &str| bad(format!("`{k}`: {why}"));
+    match value(raw)? {
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                Ok(u)
+            } else if n.is_i64() {
+                Err(err("negative integer"))
+            } else {
+                // JSON from JavaScript may write a large integer as a float (1e21); accept
+                // only exact integers below 2^53.
+                let v = n.as_f64().unwrap_or(f64::NAN);
+                if v >= 0.0 && v.fract() == 0.0 && v <= 9_007_199_254_740_992.0 {
+                    Ok(v as u64)
+                } else {
+                    Err(err("not a non-negative integer below 2^53"))
+                }
+            }
+        }
+        Value::String(s) => {
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(err("not a decimal integer string"));
+            }
+            // Digits only: the one failure is overflow.
+            s.bytes()
+                .try_fold(0u64, |acc, b| {
+                    acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+                })
+                .ok_or_else(|| err("integer string out of range"))
+        }
+        _ => Err(err(
+            "expected a non-negative integer (number or decimal string)",
+        )),
+    }
+}
+
+fn strings(raw: &str, k: &str) -> Result<Vec<String>, Fail> {
+    match value(raw)? {
+        Value::Array(a) => a
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                _ => Err(invalid(k, "a string")),
+            })
+            .collect(),
+        _ => Err(invalid(k, "an array of strings")),
+    }
+}
+
+pub(crate) fn u64s(raw: &str, k: &str) -> Result<Vec<u64>, Fail> {
+    match value(raw)? {
+        Value::Array(a) => a.iter().map(|v| num_u64(v, k)).collect(),
+        _ => Err(invalid(k, "an array of u64")),
+    }
+}
+
+/// The name of a unit variant as serde_json reads an externally tagged enum: `"name"` or
+/// `{"name": null}`; any other JSON is a `json` error ("expected value"), as serde_json's
+/// `deserialize_enum` reports it.
+pub(crate) fn variant_name(raw: &str) -> Result<String, Fail> {
+    let expected = || Fail::new("json", "expected value");
+    match raw.as_bytes().first() {
+        Some(b'"') => string(raw, "variant"),
+        Some(b'{') => match split(raw)
+            .map_err(serde_fail)?
+            .unwrap_or_default()
+            .as_slice()
+        {
+            [(name, v)] if *v == "null" => Ok(name.to_string()),
+            [(_, _)] => Err(bad("invalid type: expected unit variant")),
+            _ => Err(expected()),
+        },
+        _ => Err(expected()),
+    }
+}
+
+pub(crate) fn variant<T: Copy>(raw: &str, k: &str, names: &[(&str, T)]) -> Result<T, Fail> {
+    let s = variant_name(raw)?;
+    names
+        .iter()
+        .find(|(n, _)| *n == s)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| bad(format!("unknown variant `{s}` for `{k}`")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+/// A JSON string, escaped as serde_json does.
+pub(crate) fn str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let b = s.as_bytes();
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&b[start..i]);
+        if esc.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(c >> 4)]);
+            out.push(HEX[usize::from(c & 15)]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&b[start..]);
+    out.push(b'"');
+}
+
+/// An unsigned integer.
+pub(crate) fn u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+pub(crate) fn bool_(out: &mut Vec<u8>, v: bool) {
+    out.extend_from_slice(if v { b"true" } else { b"false" });
+}
+
+pub(crate) fn null(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"null");
+}
+
+pub(crate) fn opt_u64(out: &mut Vec<u8>, v: Option<u64>) {
+    match v {
+        Some(v) => u64(out, v),
+        None => null(out),
+    }
+}
+
+pub(crate) fn hex(out: &mut Vec<u8>, b: &[u8]) {
+    const D: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    for &x in b {
+        out.push(D[usize::from(x >> 4)]);
+        out.push(D[usize::from(x & 15)]);
+    }
+    out.push(b'"');
+}
+
+pub(crate) fn strs(out: &mut Vec<u8>, v: &[String]) {
+    out.push(b'[');
+    for (i, s) in v.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        str(out, s);
+    }
+    out.push(b']');
+}
+
+pub(crate) fn u64s_out(out: &mut Vec<u8>, v: &[u64]) {
+    out.push(b'[');
+    for (i, &x) in v.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        u64(out, x);
+    }
+    out.push(b']');
+}
+
+/// An f64 exactly as serde_json writes it (its `zmij` format: shortest round-trip digits,
+/// positional for decimal exponents -5..=15 with at least one fractional digit, else
+/// `d.ddde±x`; `null` for non-finite), from ryu-js's digits, which ties the same way.
+pub(crate) fn f64(out: &mut Vec<u8>, v: f64) {
+    if !v.is_finite() {
+        return null(out);
+    }
+    if v.is_sign_negative() {
+        out.push(b'-');
+    }
+    let Some((d, e)) = crate::policy::digits(v) else {
+        return out.extend_from_slice(b"0.0");
+    };
+    let n = d.len() as i32;
+    if (-5..=15).contains(&e) {
+        if n - 1 <= e {
+            out.extend_from_slice(&d);
+            out.extend(std::iter::repeat_n(b'0', (e + 1 - n) as usize));
+            out.extend_from_slice(b".0");
+        } else if e >= 0 {
+            out.extend_from_slice(&d[..(e + 1) as usize]);
+            out.push(b'.');
+            out.extend_from_slice(&d[(e + 1) as usize..]);
+        } else {
+            out.extend_from_slice(b"0.");
+            out.extend(std::iter::repeat_n(b'0', (-e - 1) as usize));
+            out.extend_from_slice(&d);
+        }
+    } else {
+        out.push(d[0]);
+        if n > 1 {
+            out.push(b'.');
+            out.extend_from_slice(&d[1..]);
+        }
+        out.push(b'e');
+        out.push(if e < 0 { b'-' } else { b'+' });
+        u64(out, u64::from(e.unsigned_abs()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn f64_is_serde_json() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut vals = vec![
+            0.0,
+            -0.0,
+            1.0,
+            0.1,
+            1e15,
+            1e16,
+            1e-5,
+            1e-6,
+            1.5e-7,
+            123456789.125,
+            1e21,
+            5e-324,
+            f64::MAX,
+            100.0,
+            0.9999999,
+        ];
+        for _ in 0..50_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            vals.push(f64::from_bits(x));
+            vals.push((x % 100_000_000) as f64 / 1_000_000.0);
+        }
+        for v in vals {
+            let mut out = Vec::new();
+            super::f64(&mut out, v);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(&v).unwrap(),
+                "{:#x}",
+                v.to_bits()
+            );
+        }
+    }
+}
+
+/// Object writer: `o.key("name")` writes the separator and the key; the caller writes the value.
+pub(crate) struct O<'a> {
+    pub(crate) out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> O<'a> {
+    pub(crate) fn new(out: &'a mut Vec<u8>) -> O<'a> {
+        out.push(b'{');
+        O { out, first: true }
+    }
+    pub(crate) fn key(&mut self, k: &str) -> &mut Vec<u8> {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        // Keys are plain identifiers: no escaping needed.
+        self.out.push(b'"');
+        self.out.extend_from_slice(k.as_bytes());
+        self.out.extend_from_slice(b"\":");
+        self.out
+    }
+    pub(crate) fn str(&mut self, k: &str, v: &str) -> &mut Self {
+        str(self.key(k), v);
+        self
+    }
+    pub(crate) fn u64(&mut self, k: &str, v: u64) -> &mut Self {
+        u64(self.key(k), v);
+        self
+    }
+    pub(crate) fn opt_u64(&mut self, k: &str, v: Option<u64>) -> &mut Self {
+        opt_u64(self.key(k), v);
+        self
+    }
+    pub(crate) fn bool(&mut self, k: &str, v: bool) -> &mut Self {
+        bool_(self.key(k), v);
+        self
+    }
+    pub(crate) fn strs(&mut self, k: &str, v: &[String]) -> &mut Self {
+        strs(self.key(k), v);
+        self
+    }
+    pub(crate) fn u64s(&mut self, k: &str, v: &[u64]) -> &mut Self {
+        u64s_out(self.key(k), v);
+        self
+    }
+    pub(crate) fn hex(&mut self, k: &str, v: &[u8]) -> &mut Self {
+        hex(self.key(k), v);
+        self
+    }
+    pub(crate) fn end(&mut self) {
+        self.out.push(b'}');
+    }
+}
