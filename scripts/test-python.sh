@@ -17,7 +17,8 @@ fi
 VPY="$PWD/.venv/bin/python"
 need=()
 for mod in maturin pytest redis mypy; do
-  "$VPY" -c "import $mod" 2>/dev/null || need+=("$mod")
+  # Checked from / : the repo root has a redis/ folder (the Rust crate) that would shadow redis-py.
+  (cd / && "$VPY" -c "import $mod") 2>/dev/null || need+=("$mod")
 done
 if [ ${#need[@]} -gt 0 ]; then
   echo "==> pip install ${need[*]}"
