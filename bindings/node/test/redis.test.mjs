@@ -71,7 +71,10 @@ test('redis: an entry written by another runtime (Rust core bytes) is read uncha
   if (jsonCase) {
     assert.deepEqual(internals.encodeEntry(jsonCase.expect.ok).toString('hex'), jsonCase.input.hex.toLowerCase());
   }
-  await c.hset(String(key), { e: bytes, s: String(entry.soft_at), h: String(entry.hard_at), x: String(entry.hard_at), g: '0' });
+  // The namespace counter as a writer creates it ("<value>:<epoch>", docs/redis.md); the entry
+  // stamps that incarnation.
+  await c.set(key.generationKey, '0:1');
+  await c.hset(String(key), { e: bytes, s: String(entry.soft_at), h: String(entry.hard_at), x: String(entry.hard_at), g: '0:1' });
   await c.pexpireat(String(key), entry.hard_at);
   const cache = new Cache({ store: new RedisStore(c) });
   assert.deepEqual(await cache.getOrLoad(key, async () => assert.fail('must be a hit')), value);
