@@ -202,29 +202,35 @@ impl<S: Store> Cache<S> {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Loaded, String>> + Send + 'static,
     {
-        let k = key.build();
+        let k = key.as_str();
         let policy = opts.policy.clone().unwrap_or_else(|| self.inner.policy.clone());
-        let gen_keys = Self::gen_keys(key, &opts.tags);
+        let tagged;
+        let gen_keys: &[String] = if opts.tags.is_empty() {
+            key.generation_keys()
+        } else {
+            tagged = Self::gen_keys(key, &opts.tags);
+            &tagged
+        };
         // A store failure seen by the fast read is handed to the flow's first read, so a
         // down store costs one timeout, not two.
         let mut failed_read: Option<StoreFailure> = None;
         if let Some(mem) = self.inner.store.memory() {
-            let hit = flow::fast_hit(mem, now_ms(), &k, &gen_keys, &policy, self.next_seed(), &self.inner.stats);
+            let hit = flow::fast_hit(mem, now_ms(), k, gen_keys, &policy, self.next_seed(), &self.inner.stats);
             if let Some(s) = hit {
                 return Ok(s);
             }
         } else if self.inner.store.has_fast_read()
             // A flow for this key is already running here: skip straight to joining it.
-            && !self.inner.inflight.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&k)
+            && !self.inner.inflight.lock().unwrap_or_else(|p| p.into_inner()).contains_key(k)
         {
-            let r = self.inner.store.fast_read(&k, &gen_keys, &policy, self.next_seed(), &self.inner.stats).await;
+            let r = self.inner.store.fast_read(k, gen_keys, &policy, self.next_seed(), &self.inner.stats).await;
             match r {
                 Ok(Some(s)) => return Ok(s),
                 Ok(None) => {}
                 Err(e) => failed_read = Some(e),
             }
         }
-        let req = Request { key: k, gen_keys, tags: opts.tags.clone() };
+        let req = Request { key: k.to_owned(), gen_keys: gen_keys.to_vec(), tags: opts.tags.clone() };
         let mut loader: Option<Box<dyn FnOnce() -> BoxLoad + Send>> =
             Some(Box::new(move || Box::pin(loader()) as BoxLoad));
         // Past the fast path: one flow per key per process (single-flight). Every other caller

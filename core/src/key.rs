@@ -106,6 +106,29 @@ pub struct Key {
     version: Option<u64>,
     hash_tag: bool,
     max_len: usize,
+    /// The rendered key and generation-counter key, computed on first use: a key built once and
+    /// used for many reads pays for escaping once. Every builder method starts afresh.
+    rendered: Rendered,
+}
+
+/// Cache of derived strings; invisible to equality, hashing and debug output (it is a pure
+/// function of the other fields).
+#[derive(Clone, Default)]
+struct Rendered(std::sync::OnceLock<(String, [String; 1])>);
+
+impl PartialEq for Rendered {
+    fn eq(&self, _: &Rendered) -> bool {
+        true
+    }
+}
+impl Eq for Rendered {}
+impl core::hash::Hash for Rendered {
+    fn hash<H: core::hash::Hasher>(&self, _: &mut H) {}
+}
+impl core::fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("..")
+    }
 }
 
 /// Length of the hash appended to over-long keys, in hex characters.
@@ -143,12 +166,14 @@ impl Key {
             version: None,
             hash_tag: false,
             max_len: Self::DEFAULT_MAX_LEN,
+            rendered: Rendered::default(),
         })
     }
 
     /// Appends one segment (any string, including the empty string).
     #[must_use]
     pub fn segment(mut self, s: &str) -> Key {
+        self.rendered = Rendered::default();
         self.segments.push(s.to_owned());
         self
     }
@@ -156,6 +181,7 @@ impl Key {
     /// Appends several segments in order.
     #[must_use]
     pub fn segments<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, it: I) -> Key {
+        self.rendered = Rendered::default();
         self.segments
             .extend(it.into_iter().map(|s| s.as_ref().to_owned()));
         self
@@ -163,6 +189,7 @@ impl Key {
 
     /// Sets the params hash from a JSON value (see [`params_hash`]); replaces an earlier one.
     pub fn params(mut self, p: &serde_json::Value) -> Result<Key, KeyError> {
+        self.rendered = Rendered::default();
         self.params_hash = Some(params_hash(p)?);
         Ok(self)
     }
@@ -182,6 +209,7 @@ impl Key {
     /// Sets the version suffix `:v<N>`; replaces an earlier one.
     #[must_use]
     pub fn version(mut self, v: u64) -> Key {
+        self.rendered = Rendered::default();
         self.version = Some(v);
         self
     }
@@ -190,6 +218,7 @@ impl Key {
     /// every key of the namespace (entries and counters) maps to one slot.
     #[must_use]
     pub fn hash_tag(mut self, on: bool) -> Key {
+        self.rendered = Rendered::default();
         self.hash_tag = on;
         self
     }
@@ -202,12 +231,35 @@ impl Key {
                 min: Self::MIN_MAX_LEN,
             });
         }
+        self.rendered = Rendered::default();
         self.max_len = n;
         Ok(self)
     }
 
     /// Renders the key string. Never fails; the result is at most `max_len` bytes.
     pub fn build(&self) -> String {
+        self.as_str().to_owned()
+    }
+
+    /// The rendered key, computed once per key value (see [`Key::build`]).
+    pub fn as_str(&self) -> &str {
+        &self.rendered().0
+    }
+
+    /// The generation-counter key as a one-element slice (the usual `gen_keys` of a read with
+    /// no tags), computed once per key value (see [`Key::generation_key`]).
+    pub fn generation_keys(&self) -> &[String] {
+        &self.rendered().1
+    }
+
+    fn rendered(&self) -> &(String, [String; 1]) {
+        self.rendered.0.get_or_init(|| {
+            let counter = fit(generation_key_full(&self.namespace, self.hash_tag), self.max_len);
+            (self.render(), [counter])
+        })
+    }
+
+    fn render(&self) -> String {
         let mut out = prefix(&self.namespace, self.hash_tag);
         for s in &self.segments {
             out.push(':');
@@ -232,10 +284,7 @@ impl Key {
     /// Key of this namespace's generation counter (`ns:!gen`), in the same hash-tag form as the
     /// entry keys.
     pub fn generation_key(&self) -> String {
-        fit(
-            generation_key_full(&self.namespace, self.hash_tag),
-            self.max_len,
-        )
+        self.generation_keys()[0].clone()
     }
 
     /// Key of `tag`'s generation counter in this namespace (`ns:!tag:<escaped tag>`), in the same
