@@ -455,7 +455,6 @@ async fn drive<S: Store>(
     mut flight: Option<(watch::Sender<Option<Flight>>, FlightGuard<S>)>,
 ) {
     let mut running: Option<BoxLoad> = None;
-    let answered_before = flow.served();
     let result = loop {
         step = match step {
             Step::Store(op) => {
@@ -514,7 +513,7 @@ async fn drive<S: Store>(
         // The leader's own caller gets its load even if the fill was refused (DESIGN §1).
         let _ = c.send(result);
     } else if let Err(e) = &result {
-        if answered_before || flow.served() {
+        if flow.served() {
             let cb = inner.on_background_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
             if let Some(cb) = cb {
                 cb(&flow.request().key, e);
