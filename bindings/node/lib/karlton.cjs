@@ -872,32 +872,12 @@ class Cache extends EventEmitter {
             flow.timeout();
             break;
           case SERVE: {
-            if (!answered) {
-              let v;
-              let ok = true;
-              try {
-                v = this.#decode(flow.value());
-              } catch (e) {
-                ok = false;
-                v = e;
-              }
-              answer(ok, v);
-            }
+            if (!answered) this.#answerWithValue(flow, answer);
             flow.resume();
             break;
           }
           case DONE_OK: {
-            if (!answered) {
-              let v;
-              let ok = true;
-              try {
-                v = this.#decode(flow.value());
-              } catch (e) {
-                ok = false;
-                v = e;
-              }
-              answer(ok, v);
-            }
+            if (!answered) this.#answerWithValue(flow, answer);
             return;
           }
           case DONE_ERR: {
@@ -916,6 +896,18 @@ class Cache extends EventEmitter {
       if (!answered) answer(false, e);
       else this.#backgroundError(e, flow.key);
     }
+  }
+
+  /** Answer the caller with the flow's value, decoded (a codec failure is the answer's error). */
+  #answerWithValue(flow, answer) {
+    let v;
+    try {
+      v = this.#decode(flow.value());
+    } catch (e) {
+      answer(false, e);
+      return;
+    }
+    answer(true, v);
   }
 
   /** Start the loader; the promise settles to {ok, value | error} and never rejects. */
