@@ -73,9 +73,17 @@ export interface MemoryStoreOptions {
   maxEntries?: number;
   /** Most bytes kept (keys + encoded entries + overhead). Default 256 MiB. */
   maxBytes?: number;
+  /**
+   * Keys shard placement and the eviction's admission coin (a u64). Default: OS randomness.
+   * The same seed and the same operations evict the same keys in every runtime.
+   */
+  seed?: bigint | number;
 }
 
-/** The embedded store: bounded, exact LRU per shard, the same semantics as Redis. */
+/**
+ * The embedded store: bounded by entries and bytes, W-TinyLFU eviction (a new key is kept
+ * only if it looks more popular than what it would push out), the same semantics as Redis.
+ */
 export declare class MemoryStore {
   constructor(options?: MemoryStoreOptions);
   readonly size: number;

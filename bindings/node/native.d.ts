@@ -96,9 +96,13 @@ export declare class NativeFlow {
   abandon(): void
 }
 
-/** The embedded store (bounded, LRU), shared by every cache built on it. */
+/** The embedded store (bounded, W-TinyLFU eviction), shared by every cache built on it. */
 export declare class NativeMemoryStore {
-  constructor(maxEntries: number, maxBytes: number)
+  /**
+   * `shards` defaults to the core's; `seed` (a u64 as a decimal string) keys placement and
+   * admission (the JS layer passes OS randomness; vectors pass theirs).
+   */
+  constructor(maxEntries: number, maxBytes: number, shards?: number | undefined | null, seed?: string | undefined | null)
   /** Slots held (entries, live leases, version floors). */
   get size(): number
   /** Bytes charged against `maxBytes`. */

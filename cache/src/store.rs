@@ -84,10 +84,21 @@ impl<S: Store> Store for Arc<S> {
     }
 }
 
-/// The embedded store (bounded, LRU) on the wall clock. Cheap to clone: clones share data.
-#[derive(Clone, Debug, Default)]
+/// The embedded store (bounded, W-TinyLFU eviction) on the wall clock. Cheap to clone: clones
+/// share data.
+#[derive(Clone, Debug)]
 pub struct MemoryStore {
     inner: Arc<karlton_core::MemoryStore>,
+}
+
+impl Default for MemoryStore {
+    /// The default limits, with a seed from the OS (std's `RandomState` keys are OS random):
+    /// shard placement and the admission coin cannot be predicted from key names.
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        let seed = std::collections::hash_map::RandomState::new().hash_one(0x6b61_726c_746f_6eu64);
+        MemoryStore::new(MemoryStoreConfig { seed, ..MemoryStoreConfig::default() })
+    }
 }
 
 impl MemoryStore {

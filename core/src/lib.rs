@@ -14,12 +14,14 @@
 //! | [`freshness`] | fresh / stale / usable-on-error / gone, XFetch, jitter |
 //! | [`store`] | the store protocol: [`StoreOp`] in, [`StoreReply`] out |
 //! | [`memory`] | [`MemoryStore`], the embedded reference store |
+//! | [`evict`] | adaptive W-TinyLFU admission and eviction (used by the memory store) |
 //! | [`redis`] | the store protocol as Redis Lua scripts (data), with op encoding and reply decoding |
 //! | [`flow`] | [`GetOrLoad`] (the read path as a state machine) and the write ops |
 //! | [`stats`] | counters every runtime exposes |
 #![forbid(unsafe_code)]
 
 pub mod entry;
+pub mod evict;
 pub mod flow;
 pub mod freshness;
 mod jcs;

@@ -1,30 +1,39 @@
 //! The embedded memory store: the reference implementation of the store protocol.
 //!
 //! It is a product feature (the default store that needs nothing), not a mock: bounded by
-//! entry count and bytes, with exact LRU eviction per shard, and the same semantics the Redis
-//! scripts implement. It holds no clock: every op takes `now_ms` from the driver.
+//! entry count and bytes, with the same semantics the Redis scripts implement. It holds no
+//! clock: every op takes `now_ms` from the driver.
 //!
-//! Why exact LRU in shards: a doubly linked list threaded through a slab gives O(1) touch and
-//! evict with no per-hit allocation; sharding (by key hash) keeps two threads hitting different
-//! keys off each other's lock. Within a shard the order is exact; across shards each shard
-//! holds `1/N` of the budget, which is what Caffeine and moka also do at this size.
+//! What it keeps when full is decided by [`crate::evict::WTinyLfu`] (adaptive W-TinyLFU, as in
+//! Caffeine), one per shard: a new key enters a small window, and leaves it for the main region
+//! only if it looks more popular than what it would push out, so scans and loops slightly
+//! larger than the store do not flush it (docs/eviction.md has the measurements). Every slot
+//! weighs `max(1, ⌈bytes · max_entries / max_bytes⌉)` units against `max_entries` units, so one
+//! bound holds both limits. Sharding (by a stable key hash) keeps two threads hitting different
+//! keys off each other's lock; each shard holds `1/N` of the budget, and small stores use fewer
+//! shards (at least [`MIN_ENTRIES_PER_SHARD`] each) so each shard's frequency estimate has room.
+//! The same ops in the same order with the same seed evict the same keys in every runtime.
 
 use crate::store::{
     Bytes, InvalidateMode, LeaseMode, LeaseOutcome, ReadReply, RejectReason, StoreOp, StoreReply,
     Token,
 };
+use crate::evict::{Cause, EvictionCounts, WTinyLfu, key_hash};
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::hash::{BuildHasherDefault, DefaultHasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
-/// Fixed-key SipHash: deterministic (no OS randomness in the core), DoS-resistant enough for
-/// keys that went through [`crate::key::Key`].
+/// Fixed-key SipHash for the maps (not observable: shard placement and eviction use the
+/// stable [`key_hash`]).
 type Hasher = BuildHasherDefault<DefaultHasher>;
 
-const NIL: usize = usize::MAX;
 /// Bookkeeping bytes charged per entry on top of key and value.
 const OVERHEAD: usize = 96;
+
+/// Smallest entry budget a shard is given: a store with `max_entries` below
+/// `shards × MIN_ENTRIES_PER_SHARD` uses fewer shards.
+pub const MIN_ENTRIES_PER_SHARD: usize = 4096;
 
 /// Size limits of a [`MemoryStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,13 +42,29 @@ pub struct MemoryStoreConfig {
     pub max_entries: usize,
     /// Most bytes kept (keys + encoded entries + a fixed overhead each).
     pub max_bytes: usize,
-    /// Number of independently locked shards (rounded up to a power of two).
+    /// Most independently locked shards (rounded up to a power of two; fewer when
+    /// `max_entries` is small, see [`MIN_ENTRIES_PER_SHARD`]).
     pub shards: usize,
+    /// Keys the placement hash and draws the admission coin. Any value is valid; hosts may pass
+    /// OS randomness so shard and sketch slots cannot be predicted from key names. The same
+    /// seed and the same ops give the same evictions everywhere.
+    pub seed: u64,
 }
 
 impl Default for MemoryStoreConfig {
     fn default() -> Self {
-        MemoryStoreConfig { max_entries: 100_000, max_bytes: 256 << 20, shards: 16 }
+        MemoryStoreConfig { max_entries: 100_000, max_bytes: 256 << 20, shards: 16, seed: 0 }
+    }
+}
+
+impl MemoryStoreConfig {
+    /// The number of shards actually used: `shards` rounded up to a power of two (1–1024),
+    /// lowered to a power of two that leaves each shard at least [`MIN_ENTRIES_PER_SHARD`].
+    pub fn effective_shards(&self) -> usize {
+        let asked = self.shards.clamp(1, 1024).next_power_of_two();
+        let room = (self.max_entries / MIN_ENTRIES_PER_SHARD).max(1);
+        let room = 1usize << (usize::BITS - 1 - room.leading_zeros());
+        asked.min(room)
     }
 }
 
@@ -83,50 +108,49 @@ impl Slot {
 struct Node {
     key: String,
     slot: Slot,
-    prev: usize,
-    next: usize,
 }
 
-#[derive(Default)]
 struct Shard {
     map: HashMap<String, usize, Hasher>,
     nodes: Vec<Node>,
     free: Vec<usize>,
-    /// Most recently used.
-    head: usize,
-    /// Least recently used.
-    tail: usize,
     bytes: usize,
+    /// This shard's budget, for weighing slots in policy units.
+    max_entries: usize,
+    max_bytes: usize,
+    policy: WTinyLfu,
+    /// Scratch for the ids an eviction hands back (kept to avoid an allocation per fill).
+    out: Vec<(usize, Cause)>,
 }
 
 impl Shard {
-    fn new() -> Shard {
-        Shard { head: NIL, tail: NIL, ..Default::default() }
-    }
-    fn unlink(&mut self, i: usize) {
-        let (p, n) = (self.nodes[i].prev, self.nodes[i].next);
-        if p != NIL { self.nodes[p].next = n } else { self.head = n }
-        if n != NIL { self.nodes[n].prev = p } else { self.tail = p }
-    }
-    fn push_front(&mut self, i: usize) {
-        self.nodes[i].prev = NIL;
-        self.nodes[i].next = self.head;
-        if self.head != NIL {
-            self.nodes[self.head].prev = i;
+    fn new(max_entries: usize, max_bytes: usize, seed: u64) -> Shard {
+        Shard {
+            map: HashMap::default(),
+            nodes: Vec::new(),
+            free: Vec::new(),
+            bytes: 0,
+            max_entries,
+            max_bytes,
+            policy: WTinyLfu::new(max_entries as u64, seed),
+            out: Vec::new(),
         }
-        self.head = i;
-        if self.tail == NIL {
-            self.tail = i;
-        }
+    }
+    /// Policy units for a slot costing `cost` bytes: a share of the entry budget at least as
+    /// large as its share of the byte budget.
+    fn weight(&self, cost: usize) -> u32 {
+        let w = (cost as u128 * self.max_entries as u128).div_ceil(self.max_bytes as u128);
+        w.clamp(1, u32::MAX as u128) as u32
     }
     fn touch(&mut self, i: usize) {
-        if self.head != i {
-            self.unlink(i);
-            self.push_front(i);
-        }
+        self.policy.access(i);
     }
     fn remove(&mut self, i: usize) {
-        self.unlink(i);
+        self.policy.remove(i);
+        self.free_node(i);
+    }
+    /// Drop a node's data (the policy has already forgotten it).
+    fn free_node(&mut self, i: usize) {
         let key = std::mem::take(&mut self.nodes[i].key);
         self.bytes -= self.nodes[i].slot.cost(&key);
         self.nodes[i].slot = Slot::empty();
@@ -142,9 +166,10 @@ impl Shard {
         }
         Some(i)
     }
-    fn insert(&mut self, key: &str, slot: Slot) -> usize {
-        let node = Node { key: key.to_string(), slot, prev: NIL, next: NIL };
-        self.bytes += node.slot.cost(key);
+    fn insert(&mut self, key: &str, hash: u64, slot: Slot) -> usize {
+        let cost = slot.cost(key);
+        let node = Node { key: key.to_string(), slot };
+        self.bytes += cost;
         let i = match self.free.pop() {
             Some(i) => {
                 self.nodes[i] = node;
@@ -156,30 +181,37 @@ impl Shard {
             }
         };
         self.map.insert(key.to_string(), i);
-        self.push_front(i);
+        let w = self.weight(cost);
+        self.policy.insert(i, hash, w);
         i
     }
-    fn set_slot(&mut self, i: usize, slot: Slot) {
+    /// Replace a slot's state. `accessed`: a write that counts as a use (a fill) moves the slot
+    /// up; an invalidation only reweighs it.
+    fn set_slot(&mut self, i: usize, slot: Slot, accessed: bool) {
         let key = std::mem::take(&mut self.nodes[i].key);
         self.bytes -= self.nodes[i].slot.cost(&key);
-        self.bytes += slot.cost(&key);
+        let cost = slot.cost(&key);
+        self.bytes += cost;
         self.nodes[i].slot = slot;
         self.nodes[i].key = key;
+        let w = self.weight(cost);
+        if accessed { self.policy.update(i, w) } else { self.policy.reweigh(i, w) }
     }
-    /// Evict from the LRU end until within budget, never the node `keep`.
-    fn evict(&mut self, max_entries: usize, max_bytes: usize, keep: usize) -> u64 {
+    /// Evict until within budget, never the node `keep` (unless it alone outweighs the shard).
+    /// Returns how many slots went for space (dead slots dropped on the way are not counted).
+    fn evict(&mut self, keep: usize, now: u64) -> u64 {
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        let nodes = &self.nodes;
+        self.policy.evict(Some(keep), |id| nodes[id].slot.dead(now), &mut out);
         let mut n = 0;
-        while self.map.len() > max_entries || self.bytes > max_bytes {
-            let mut victim = self.tail;
-            if victim == keep {
-                victim = self.nodes[victim].prev;
+        for &(id, cause) in &out {
+            self.free_node(id);
+            if cause != Cause::Expired {
+                n += 1;
             }
-            if victim == NIL {
-                break;
-            }
-            self.remove(victim);
-            n += 1;
         }
+        self.out = out;
         n
     }
 }
@@ -209,8 +241,7 @@ pub struct SlotInfo {
 pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
     gens: RwLock<HashMap<String, u64, Hasher>>,
-    max_entries: usize,
-    max_bytes: usize,
+    seed: u64,
     evictions: AtomicU64,
 }
 
@@ -229,22 +260,26 @@ impl std::fmt::Debug for MemoryStore {
 impl MemoryStore {
     /// A store with these limits.
     pub fn new(config: MemoryStoreConfig) -> MemoryStore {
-        let n = config.shards.clamp(1, 1024).next_power_of_two();
+        let n = config.effective_shards();
+        let (e, b) = (config.max_entries.div_ceil(n).max(1), config.max_bytes.div_ceil(n).max(1));
         MemoryStore {
-            shards: (0..n).map(|_| Mutex::new(Shard::new())).collect(),
+            shards: (0..n)
+                .map(|i| Mutex::new(Shard::new(e, b, config.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))))
+                .collect(),
             gens: RwLock::new(HashMap::default()),
-            max_entries: config.max_entries.div_ceil(n).max(1),
-            max_bytes: config.max_bytes.div_ceil(n).max(1),
+            seed: config.seed,
             evictions: AtomicU64::new(0),
         }
     }
 
-    fn shard(&self, key: &str) -> std::sync::MutexGuard<'_, Shard> {
-        let h = Hasher::default().hash_one(key);
-        let i = (h as usize) & (self.shards.len() - 1);
+    /// The shard holding `key`, locked, and the key's stable hash.
+    fn shard(&self, key: &str) -> (std::sync::MutexGuard<'_, Shard>, u64) {
+        let h = key_hash(self.seed, key);
+        // High bits pick the shard; the sketch uses the hash as a whole.
+        let i = (h >> 40) as usize & (self.shards.len() - 1);
         // A panic while holding a shard lock cannot leave a slot half-written (every mutation
         // is a whole-value assignment), so a poisoned lock is safe to keep using.
-        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+        (self.shards[i].lock().unwrap_or_else(|p| p.into_inner()), h)
     }
 
     fn generations(&self, gen_keys: &[String]) -> Vec<u64> {
@@ -258,6 +293,39 @@ impl MemoryStore {
     /// Entries evicted for space so far.
     pub fn evictions(&self) -> u64 {
         self.evictions.load(Ordering::Relaxed)
+    }
+
+    /// Removals by eviction so far, by cause, summed over shards.
+    pub fn eviction_counts(&self) -> EvictionCounts {
+        let mut t = EvictionCounts::default();
+        for s in self.shards.iter() {
+            let c = s.lock().unwrap_or_else(|p| p.into_inner()).policy.counts();
+            t.evicted += c.evicted;
+            t.rejected += c.rejected;
+            t.oversized += c.oversized;
+            t.expired += c.expired;
+        }
+        t
+    }
+
+    /// Shards in use (see [`MemoryStoreConfig::effective_shards`]).
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Bytes of bookkeeping held besides keys and entries: slab nodes, map slots, policy links
+    /// and frequency sketches (an estimate from capacities, for the per-entry overhead figure).
+    pub fn overhead_bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                let s = s.lock().unwrap_or_else(|p| p.into_inner());
+                s.nodes.capacity() * std::mem::size_of::<Node>()
+                    + s.map.capacity() * (std::mem::size_of::<(String, usize)>() + 1)
+                    + s.free.capacity() * std::mem::size_of::<usize>()
+                    + s.policy.heap_bytes()
+            })
+            .sum()
     }
 
     /// Slots held (entries, live leases and version floors).
@@ -281,7 +349,7 @@ impl MemoryStore {
     pub fn peek_valid(&self, now_ms: u64, key: &str, gen_keys: &[String]) -> Option<(Bytes, bool)> {
         // Lock order everywhere: generations, then a shard (never the other way round).
         let gens = (!gen_keys.is_empty()).then(|| self.gens.read().unwrap_or_else(|p| p.into_inner()));
-        let mut sh = self.shard(key);
+        let (mut sh, _) = self.shard(key);
         let i = sh.find(key, now_ms)?;
         sh.touch(i);
         let s = &sh.nodes[i].slot;
@@ -301,7 +369,7 @@ impl MemoryStore {
 
     /// What the store holds for `key` at `now_ms` (no LRU touch).
     pub fn inspect(&self, now_ms: u64, key: &str) -> Option<SlotInfo> {
-        let mut sh = self.shard(key);
+        let (mut sh, _) = self.shard(key);
         let i = sh.find(key, now_ms)?;
         let s = &sh.nodes[i].slot;
         Some(SlotInfo {
@@ -339,7 +407,7 @@ impl MemoryStore {
                         return StoreReply::Rejected { reason: RejectReason::GenerationChanged };
                     }
                 }
-                let mut sh = self.shard(key);
+                let (mut sh, hash) = self.shard(key);
                 let found = sh.find(key, now_ms);
                 let old = found.map(|i| &sh.nodes[i].slot);
                 if let Some(t) = token {
@@ -371,20 +439,19 @@ impl MemoryStore {
                 };
                 let i = match found {
                     Some(i) => {
-                        sh.set_slot(i, slot);
-                        sh.touch(i);
+                        sh.set_slot(i, slot, true);
                         i
                     }
-                    None => sh.insert(key, slot),
+                    None => sh.insert(key, hash, slot),
                 };
-                let ev = sh.evict(self.max_entries, self.max_bytes, i);
+                let ev = sh.evict(i, now_ms);
                 if ev > 0 {
                     self.evictions.fetch_add(ev, Ordering::Relaxed);
                 }
                 StoreReply::Stored
             }
             StoreOp::Invalidate { key, mode } => {
-                let mut sh = self.shard(key);
+                let (mut sh, _) = self.shard(key);
                 let Some(i) = sh.find(key, now_ms) else {
                     return StoreReply::Invalidated { existed: false };
                 };
@@ -401,12 +468,12 @@ impl MemoryStore {
                 if slot.entry.is_none() && slot.version.is_none() {
                     sh.remove(i);
                 } else {
-                    sh.set_slot(i, slot);
+                    sh.set_slot(i, slot, false);
                 }
                 StoreReply::Invalidated { existed }
             }
             StoreOp::Release { key, token } => {
-                let mut sh = self.shard(key);
+                let (mut sh, _) = self.shard(key);
                 let Some(i) = sh.find(key, now_ms) else { return StoreReply::Lease { ok: false } };
                 let slot = &mut sh.nodes[i].slot;
                 let ok = slot.live_lease(now_ms).map(|l| l.0) == Some(*token);
@@ -419,7 +486,7 @@ impl MemoryStore {
                 StoreReply::Lease { ok }
             }
             StoreOp::Extend { key, token, lease_ttl_ms } => {
-                let mut sh = self.shard(key);
+                let (mut sh, _) = self.shard(key);
                 let Some(i) = sh.find(key, now_ms) else { return StoreReply::Lease { ok: false } };
                 let slot = &mut sh.nodes[i].slot;
                 // Only a live lease can be extended: an expired one may already be someone else's.
@@ -450,7 +517,7 @@ impl MemoryStore {
         token: Token,
     ) -> ReadReply {
         let generations = self.generations(gen_keys);
-        let mut sh = self.shard(key);
+        let (mut sh, hash) = self.shard(key);
         let found = sh.find(key, now);
         let (entry, marked_stale, needs_load, held) = match found {
             Some(i) => {
@@ -479,8 +546,8 @@ impl MemoryStore {
                 None => {
                     let mut slot = Slot::empty();
                     slot.lease = Some((token, until));
-                    let i = sh.insert(key, slot);
-                    let ev = sh.evict(self.max_entries, self.max_bytes, i);
+                    let i = sh.insert(key, hash, slot);
+                    let ev = sh.evict(i, now);
                     if ev > 0 {
                         self.evictions.fetch_add(ev, Ordering::Relaxed);
                     }

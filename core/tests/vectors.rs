@@ -20,6 +20,7 @@ const FLOORS: &[(&str, usize)] = &[
     ("flows.json", 65),
     ("store.json", 40),
     ("writes.json", 20),
+    ("eviction.json", 15),
 ];
 
 /// Total floor across files.

@@ -25,7 +25,8 @@
 //! | `flow_handle` | `flow`, `now_ms`, `input` (Input JSON), `store?` | Step JSON |
 //! | `flow_stats` | `flow` | Stats JSON |
 //! | `flow_drop` | `flow` | Stats JSON (the flow's final counts) |
-//! | `store_create` | `max_entries?`, `max_bytes?`, `shards?` u64 | store handle (number) |
+//! | `store_create` | `max_entries?`, `max_bytes?`, `shards?`, `seed?` u64 | store handle (number) |
+//! | `store_stats` | `store` | `{"slots", "bytes", "evictions"}` |
 //! | `store_apply` | `store`, `now_ms`, `store_op` (StoreOp JSON) | StoreReply JSON |
 //! | `store_drop` | `store` | `true` |
 //! | `get_or_load` | `store`, `request`, `policy`, `seed`, `now_ms` | `{"flow": handle or null, "step": Step, "stats": Stats}` |
@@ -540,6 +541,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
                 max_entries: size("max_entries", d.max_entries)?,
                 max_bytes: size("max_bytes", d.max_bytes)?,
                 shards: size("shards", d.shards)?.min(1024),
+                seed: r.arg_opt("seed")?.unwrap_or(d.seed),
             };
             let h = st.handle()?;
             st.stores.insert(h, MemoryStore::new(cfg));
@@ -553,6 +555,15 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
                 .get(&store)
                 .ok_or_else(|| unknown("store", store))?;
             forms::write_store_reply(out, &s.apply(now, &op));
+        }
+        "store_stats" => {
+            let store = r.u32("store")?;
+            let s = st.stores.get(&store).ok_or_else(|| unknown("store", store))?;
+            let mut o = O::new(out);
+            o.u64("slots", s.len() as u64);
+            o.u64("bytes", s.bytes() as u64);
+            o.u64("evictions", s.evictions());
+            o.end();
         }
         "store_drop" => {
             let store = r.u32("store")?;

@@ -344,11 +344,18 @@ function toPolicy(name, p) {
 class MemoryStore {
   constructor(options = {}) {
     if (!isPlainObject(options)) throw typeError('options', 'an object', options);
-    const { maxEntries = 100_000, maxBytes = 256 * 1024 * 1024, ...rest } = options;
-    for (const k of Object.keys(rest)) throw new TypeError(`karlton: unknown MemoryStore option \`${k}\` (known: maxEntries, maxBytes)`);
+    const { maxEntries = 100_000, maxBytes = 256 * 1024 * 1024, seed, ...rest } = options;
+    for (const k of Object.keys(rest)) throw new TypeError(`karlton: unknown MemoryStore option \`${k}\` (known: maxEntries, maxBytes, seed)`);
     if (!Number.isSafeInteger(maxEntries) || maxEntries < 1) throw typeError('maxEntries', 'a positive integer', maxEntries);
     if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) throw typeError('maxBytes', 'a positive integer', maxBytes);
-    this[kNative] = new native.NativeMemoryStore(maxEntries, maxBytes);
+    // The seed keys shard placement and eviction's admission coin: from the OS by default, so
+    // an attacker cannot aim keys at one sketch slot; pass one to replay evictions exactly.
+    let s;
+    if (seed === undefined) s = require('node:crypto').randomBytes(8).readBigUInt64LE(0).toString();
+    else if (typeof seed === 'bigint' && seed >= 0n && seed < 1n << 64n) s = seed.toString();
+    else if (Number.isSafeInteger(seed) && seed >= 0) s = String(seed);
+    else throw typeError('seed', 'a u64 (bigint or non-negative safe integer)', seed);
+    this[kNative] = new native.NativeMemoryStore(maxEntries, maxBytes, undefined, s);
   }
 
   /** Slots held (entries, live leases and version floors). */

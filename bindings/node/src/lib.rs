@@ -279,7 +279,7 @@ impl NativePolicy {
     }
 }
 
-/// The embedded store (bounded, LRU), shared by every cache built on it.
+/// The embedded store (bounded, W-TinyLFU eviction), shared by every cache built on it.
 #[napi]
 pub struct NativeMemoryStore {
     inner: Arc<MemoryStore>,
@@ -287,14 +287,22 @@ pub struct NativeMemoryStore {
 
 #[napi]
 impl NativeMemoryStore {
+    /// `shards` defaults to the core's; `seed` (a u64 as a decimal string) keys placement and
+    /// admission (the JS layer passes OS randomness; vectors pass theirs).
     #[napi(constructor)]
-    pub fn new(max_entries: f64, max_bytes: f64) -> NativeMemoryStore {
+    pub fn new(max_entries: f64, max_bytes: f64, shards: Option<f64>, seed: Option<String>) -> Result<NativeMemoryStore> {
+        let d = MemoryStoreConfig::default();
+        let seed = match seed {
+            None => d.seed,
+            Some(s) => s.parse::<u64>().map_err(|_| Error::new(Status::InvalidArg, format!("seed: not a u64: {s:?}")))?,
+        };
         let config = MemoryStoreConfig {
             max_entries: max_entries as usize,
             max_bytes: max_bytes as usize,
-            ..MemoryStoreConfig::default()
+            shards: shards.map_or(d.shards, |n| n as usize),
+            seed,
         };
-        NativeMemoryStore { inner: Arc::new(MemoryStore::new(config)) }
+        Ok(NativeMemoryStore { inner: Arc::new(MemoryStore::new(config)) })
     }
 
     /// Slots held (entries, live leases, version floors).

@@ -164,6 +164,12 @@ const evaluators = {
     const store = new native.NativeMemoryStore(1e6, 1e9);
     return { replies: i.ops.map((o) => parseExact(store.applyJson(o.now, stringifyExact(o.op)))) };
   },
+  eviction(i) {
+    const c = i.config;
+    const store = new native.NativeMemoryStore(c.max_entries, c.max_bytes, c.shards, String(c.seed));
+    const replies = i.ops.map((o) => parseExact(store.applyJson(o.now, stringifyExact(o.op))));
+    return { replies, evictions: store.evictions, slots: store.size, bytes: store.bytes };
+  },
 };
 
 /** Compare, with the README's rule for errors: a runtime whose errors carry only a message

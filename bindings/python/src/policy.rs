@@ -49,9 +49,28 @@ fn positive(v: &Bound<'_, PyAny>, what: &str) -> PyResult<usize> {
 #[pymethods]
 impl PyMemoryStore {
     #[new]
-    #[pyo3(signature = (max_entries = None, max_bytes = None))]
-    fn new(max_entries: Option<&Bound<'_, PyAny>>, max_bytes: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+    #[pyo3(signature = (max_entries = None, max_bytes = None, *, seed = None))]
+    fn new(
+        py: Python<'_>,
+        max_entries: Option<&Bound<'_, PyAny>>,
+        max_bytes: Option<&Bound<'_, PyAny>>,
+        seed: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
         let mut cfg = MemoryStoreConfig::default();
+        // The seed keys shard placement and eviction's admission coin: from the OS by default
+        // (so keys cannot be aimed at one sketch slot); given, it replays evictions exactly.
+        cfg.seed = match seed.filter(|s| !s.is_none()) {
+            Some(s) if s.is_instance_of::<PyBool>() || !s.is_instance_of::<PyInt>() => {
+                return Err(PyTypeError::new_err(format!("MemoryStore(): seed must be an int, not {}", s.get_type().name()?)));
+            }
+            Some(s) => s
+                .extract::<u64>()
+                .map_err(|_| PyValueError::new_err(format!("MemoryStore(): seed must be in [0, 2**64), got {s}")))?,
+            None => {
+                let b: Vec<u8> = py.import("os")?.call_method1("urandom", (8,))?.extract()?;
+                u64::from_le_bytes(b.try_into().map_err(|_| PyValueError::new_err("os.urandom(8) returned the wrong length"))?)
+            }
+        };
         if let Some(m) = max_entries.filter(|m| !m.is_none()) {
             cfg.max_entries = positive(m, "max_entries")?;
         }

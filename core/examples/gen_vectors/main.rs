@@ -14,6 +14,7 @@
 #[path = "../../tests/vectors/eval.rs"]
 mod eval;
 
+mod gen_eviction;
 mod gen_flows;
 mod gen_simple;
 
@@ -111,6 +112,7 @@ fn main() {
         ("store.json", gen_simple::store()),
         ("writes.json", gen_simple::writes()),
         ("flows.json", gen_flows::flows()),
+        ("eviction.json", gen_eviction::eviction()),
     ];
     let mut stale = Vec::new();
     let mut total = 0;

@@ -52,6 +52,7 @@ pub fn eval(kind: &str, input: &Value) -> Value {
         "entry" => eval_entry(input),
         "flows" => eval_flows(input),
         "store" => eval_store(input),
+        "eviction" => eval_eviction(input),
         "writes" => eval_writes(input),
         other => panic!("unknown vector kind {other:?}"),
     }
@@ -297,6 +298,31 @@ pub fn stats_json(s: &Stats) -> Value {
         }
     }
     Value::Object(m)
+}
+
+// ------------------------------------------------------------------------------------------------
+// eviction: store ops against a small memory store with the given limits and seed
+
+fn eval_eviction(input: &Value) -> Value {
+    let c = &input["config"];
+    let cfg = karlton_core::MemoryStoreConfig {
+        max_entries: u64_of(&c["max_entries"]) as usize,
+        max_bytes: u64_of(&c["max_bytes"]) as usize,
+        shards: u64_of(&c["shards"]) as usize,
+        seed: u64_of(&c["seed"]),
+    };
+    let store = MemoryStore::new(cfg);
+    let replies: Vec<Value> = input["ops"]
+        .as_array()
+        .expect("ops")
+        .iter()
+        .map(|s| {
+            let op: StoreOp = serde_json::from_value(s["op"].clone())
+                .unwrap_or_else(|e| panic!("bad op {}: {e}", s["op"]));
+            serde_json::to_value(store.apply(u64_of(&s["now"]), &op)).unwrap()
+        })
+        .collect();
+    json!({ "replies": replies, "evictions": store.evictions(), "slots": store.len(), "bytes": store.bytes() })
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -125,6 +125,15 @@ function store(k, i) {
   return { replies };
 }
 
+function eviction(k, i) {
+  const c = i.config;
+  const s = callBig(k, { op: "store_create", max_entries: c.max_entries, max_bytes: c.max_bytes, shards: c.shards, seed: c.seed });
+  const replies = i.ops.map((o) => callBig(k, { op: "store_apply", store: s, now_ms: o.now, store_op: o.op }));
+  const st = callBig(k, { op: "store_stats", store: s });
+  callBig(k, { op: "store_drop", store: s });
+  return { replies, evictions: st.evictions, slots: st.slots, bytes: st.bytes };
+}
+
 function writes(k, i) {
   switch (i.op) {
     case "get_op": return via(k, { op: "get_op", key: i.key, gen_keys: i.gen_keys });
@@ -148,6 +157,7 @@ export function evalCase(k, kind, input) {
     case "flows": return flows(k, input);
     case "store": return store(k, input);
     case "writes": return writes(k, input);
+    case "eviction": return eviction(k, input);
   }
   throw new Error(`unknown vector kind ${kind}`);
 }

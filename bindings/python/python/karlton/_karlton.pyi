@@ -41,9 +41,15 @@ class Key:
 
 @final
 class MemoryStore:
-    """The embedded store: bounded by entries and bytes, LRU, thread-safe."""
+    """The embedded store: bounded by entries and bytes, W-TinyLFU eviction, thread-safe.
 
-    def __new__(cls, max_entries: int | None = None, max_bytes: int | None = None) -> MemoryStore: ...
+    ``seed`` keys shard placement and the admission coin (default: ``os.urandom``); the same
+    seed and the same operations evict the same keys in every runtime.
+    """
+
+    def __new__(
+        cls, max_entries: int | None = None, max_bytes: int | None = None, *, seed: int | None = None
+    ) -> MemoryStore: ...
     @property
     def max_entries(self) -> int: ...
     @property
