@@ -14,7 +14,7 @@ cd bindings/node
 echo "==> npm install (bindings/node, committed package-lock.json)"
 # `npm ci` refuses this lockfile (optional platform packages of a @napi-rs/cli dependency that
 # the registry does not serve); `npm install` honours the lockfile and works.
-npm install --no-audit --no-fund --loglevel=error
+npm install --no-save --no-audit --no-fund --loglevel=error
 echo "==> npm run build"
 npm run build
 status=0
@@ -22,6 +22,6 @@ echo "==> npm test"
 npm test || status=1
 echo "==> examples/node"
 cd ../../examples/node
-npm install --no-audit --no-fund --loglevel=error
+npm install --no-save --no-audit --no-fund --loglevel=error
 npm test || status=1
 exit $status

@@ -262,7 +262,7 @@ pub fn eviction() -> File {
                 t.get(k);
             }
         }
-        t.emit(&mut f, "warm_candidates_and_the_admission_coin", "warm candidates (estimate ≥ 6) that lose are admitted 1 time in 128, drawn from the store's seed");
+        t.emit(&mut f, "warm_candidates_and_the_admission_coin", "warm candidates losing to victims that are not saturated are never admitted: the seeded coin (1 in 128) is flipped only against a saturated victim");
     }
     {
         let mut t = Trace::new(16, 1 << 20, 0);
