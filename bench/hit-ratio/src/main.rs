@@ -1,227 +1,97 @@
-//! Hit ratio of karlton's memory store (adaptive W-TinyLFU) against moka (W-TinyLFU, Rust port
-//! of Caffeine's design) and plain LRU, on the same seeded traces, in one run.
+//! Hit ratio of karlton's memory store (adaptive W-TinyLFU) against moka 0.12 (TinyLFU, the
+//! Rust cache modelled on Caffeine) and plain LRU, on the same seeded traces, in one run.
 //!
 //! ```text
 //! ./scripts/hit-ratio.sh                 # every trace, capacities 1k/10k/100k, 1.5 M requests
+//! ./scripts/hit-ratio.sh --quick         # 200 k requests per trace
 //! ./scripts/hit-ratio.sh --requests 500000 --capacities 1000,10000 --trace zipf-0.99
 //! ```
 //!
 //! karlton is driven as its Cache drives the store: `peek_valid` (the fresh-hit fast path), and
 //! on a miss `read` with a lease then `fill` with that token. moka is used as a user would:
 //! `get`, then `insert` on a miss; `moka-synced` also runs `run_pending_tasks()` after each
-//! insert (its buffers drained: its best case).
+//! insert (its buffers drained: its best case). See README.md for the traces.
 
-use karlton_core::store::{Bytes, LeaseMode, LeaseOutcome, StoreOp, StoreReply};
-use karlton_core::{MemoryStore, MemoryStoreConfig};
-use std::num::NonZeroUsize;
+mod caches;
+mod traces;
+
+use caches::{Karlton, Lru, Moka, Sim};
 use std::time::Instant;
+use traces::{Req, TRACES, ZipfCache};
 
-/// SplitMix64: the traces' only randomness (seeded, so every run sees the same requests).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
+const USAGE: &str = "usage: karlton-hit-ratio [--requests N | --quick] [--capacities 1000,10000,...] [--trace NAME] [--no-synced]
+  --requests N        requests per trace (default 1500000)
+  --quick             200000 requests per trace
+  --capacities LIST   comma-separated entry bounds (default 1000,10000,100000)
+  --trace NAME        run one trace: zipf-0.8 zipf-0.99 zipf-1.2 zipf-scan loop-1.2x loop-2x shifting ycsb-d
+  --no-synced         skip moka-synced (the slowest column)";
+
+/// Parsed command line.
+struct Args {
+    requests: usize,
+    capacities: Vec<usize>,
+    trace: Option<String>,
+    synced: bool,
 }
 
-/// Zipf over ranks 0..n by inverse CDF (precomputed, binary search).
-struct Zipf(Vec<f64>);
-impl Zipf {
-    fn new(n: usize, s: f64) -> Zipf {
-        let mut cdf = Vec::with_capacity(n);
-        let mut acc = 0.0;
-        for r in 1..=n {
-            acc += 1.0 / (r as f64).powf(s);
-            cdf.push(acc);
-        }
-        for c in &mut cdf {
-            *c /= acc;
-        }
-        Zipf(cdf)
-    }
-    fn sample(&self, rng: &mut Rng) -> u64 {
-        let u = rng.unit();
-        self.0.partition_point(|&c| c < u) as u64
-    }
+fn fail(msg: &str) -> ! {
+    eprintln!("karlton-hit-ratio: {msg}\n{USAGE}");
+    std::process::exit(2)
 }
 
-/// Ranks are scrambled into key ids so popularity is not correlated with the id.
-fn scramble(rank: u64, salt: u64) -> u64 {
-    (rank ^ salt).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 8
-}
-
-/// One request: a read of `key` (counted), or a write of a new key (not counted).
-#[derive(Clone, Copy)]
-enum Req {
-    Read(u64),
-    Write(u64),
-}
-
-const KEYS: usize = 1_000_000;
-
-/// The traces. Each models a known access pattern:
-/// - `zipf-S`: independent requests, Zipf(S) popularity over 1 M keys (web/object caches);
-/// - `zipf-scan`: Zipf 0.99 plus, every 100 k requests, a scan of 50 k never-seen keys (a batch
-///   job or crawler walking the keyspace);
-/// - `loop-1.2x`, `loop-2x`: a loop over 1.2× / 2× the capacity (a periodic job; LRU's worst case);
-/// - `shifting`: Zipf 0.99 whose hot set moves to fresh key ids every 250 k requests;
-/// - `ycsb-d`: YCSB workload D ("read latest", Cooper et al., SoCC 2010; CoreWorkload
-///   `requestdistribution=latest`): 95 % reads, 5 % inserts of new records; a read picks the
-///   record `newest − Zipf(0.99)`, so recent inserts are the hottest. Inserts are cache writes.
-fn trace(name: &str, cap: usize, n: usize, zipfs: &mut Vec<(u64, Zipf)>) -> Vec<Req> {
-    let mut zipf = |s: f64| -> usize {
-        let k = s.to_bits();
-        if let Some(i) = zipfs.iter().position(|(b, _)| *b == k) {
-            return i;
-        }
-        zipfs.push((k, Zipf::new(KEYS, s)));
-        zipfs.len() - 1
+fn parse_args() -> Args {
+    let mut a = Args {
+        requests: 1_500_000,
+        capacities: vec![1_000, 10_000, 100_000],
+        trace: None,
+        synced: true,
     };
-    let mut rng = Rng(0x6b61_726c_746f_6e00 ^ name.len() as u64);
-    let mut out = Vec::with_capacity(n);
-    match name {
-        "zipf-0.8" | "zipf-0.99" | "zipf-1.2" => {
-            let z = zipf(name[5..].parse().unwrap());
-            for _ in 0..n {
-                out.push(Req::Read(scramble(zipfs[z].1.sample(&mut rng), 0)));
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .unwrap_or_else(|| fail(&format!("{flag} needs a value")))
+        };
+        match flag.as_str() {
+            "--requests" => {
+                a.requests = value()
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .unwrap_or_else(|| fail("--requests: a positive integer"))
             }
-        }
-        "zipf-scan" => {
-            let z = zipf(0.99);
-            let mut cold = 1u64 << 50;
-            while out.len() < n {
-                if out.len() % 100_000 == 0 && !out.is_empty() {
-                    for _ in 0..50_000 {
-                        cold += 1;
-                        out.push(Req::Read(cold));
-                    }
+            "--quick" => a.requests = 200_000,
+            "--capacities" => {
+                a.capacities = value()
+                    .split(',')
+                    .map(|c| {
+                        c.trim()
+                            .parse()
+                            .ok()
+                            .filter(|&n| n > 0)
+                            .unwrap_or_else(|| fail("--capacities: positive integers"))
+                    })
+                    .collect()
+            }
+            "--trace" => {
+                let t = value();
+                if !TRACES.contains(&t.as_str()) {
+                    fail(&format!("unknown trace {t}"));
                 }
-                out.push(Req::Read(scramble(zipfs[z].1.sample(&mut rng), 0)));
+                a.trace = Some(t);
             }
-            out.truncate(n);
-        }
-        "loop-1.2x" | "loop-2x" => {
-            let len = if name == "loop-2x" { cap * 2 } else { cap * 12 / 10 } as u64;
-            for i in 0..n as u64 {
-                out.push(Req::Read(scramble(i % len, 7)));
+            "--no-synced" => a.synced = false,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0)
             }
+            other => fail(&format!("unknown argument {other}")),
         }
-        "shifting" => {
-            let z = zipf(0.99);
-            for i in 0..n {
-                let salt = (i / 250_000) as u64 * 0x1234_5678_9abc;
-                out.push(Req::Read(scramble(zipfs[z].1.sample(&mut rng), salt)));
-            }
-        }
-        "ycsb-d" => {
-            let z = zipf(0.99);
-            let mut newest = KEYS as u64;
-            for _ in 0..n {
-                if rng.unit() < 0.05 {
-                    newest += 1;
-                    out.push(Req::Write(scramble(newest, 3)));
-                } else {
-                    let back = zipfs[z].1.sample(&mut rng).min(newest);
-                    out.push(Req::Read(scramble(newest - back, 3)));
-                }
-            }
-        }
-        other => panic!("unknown trace {other}"),
     }
-    out
+    a
 }
 
-const TRACES: &[&str] = &["zipf-0.8", "zipf-0.99", "zipf-1.2", "zipf-scan", "loop-1.2x", "loop-2x", "shifting", "ycsb-d"];
-
-trait Sim {
-    /// A read: true on a hit (a miss loads and stores the value).
-    fn read(&mut self, key: u64) -> bool;
-    fn write(&mut self, key: u64);
-}
-
-struct Karlton {
-    store: MemoryStore,
-    now: u64,
-    token: u64,
-    value: Bytes,
-}
-impl Karlton {
-    fn new(cap: usize) -> Karlton {
-        let store = MemoryStore::new(MemoryStoreConfig { max_entries: cap, max_bytes: 1 << 40, seed: 1, ..MemoryStoreConfig::default() });
-        Karlton { store, now: 1_000, token: 0, value: vec![b'v'; 16].into() }
-    }
-    fn fill(&mut self, key: String, token: Option<u64>) {
-        let far = u64::MAX / 4;
-        let op = StoreOp::Fill { key, entry: self.value.clone(), soft_at: far, hard_at: far, expire_at: far, version: None, generations: None, gen_keys: vec![], token };
-        self.store.apply(self.now, &op);
-    }
-}
-impl Sim for Karlton {
-    fn read(&mut self, key: u64) -> bool {
-        self.now += 1;
-        let k = format!("bench:{key}");
-        if self.store.peek_valid(self.now, &k, &[]).is_some() {
-            return true;
-        }
-        self.token += 1;
-        let t = self.token;
-        let op = StoreOp::Read { key: k.clone(), gen_keys: vec![], lease: LeaseMode::IfNeeded, lease_ttl_ms: 60_000, token: t };
-        if let StoreReply::Read(r) = self.store.apply(self.now, &op)
-            && r.lease == (LeaseOutcome::Granted { token: t })
-        {
-            self.fill(k, Some(t));
-        }
-        false
-    }
-    fn write(&mut self, key: u64) {
-        self.now += 1;
-        self.fill(format!("bench:{key}"), None);
-    }
-}
-
-struct Moka(moka::sync::Cache<String, u64>, bool);
-impl Sim for Moka {
-    fn read(&mut self, key: u64) -> bool {
-        let k = format!("bench:{key}");
-        if self.0.get(&k).is_some() {
-            return true;
-        }
-        self.0.insert(k, key);
-        if self.1 {
-            self.0.run_pending_tasks();
-        }
-        false
-    }
-    fn write(&mut self, key: u64) {
-        self.0.insert(format!("bench:{key}"), key);
-        if self.1 {
-            self.0.run_pending_tasks();
-        }
-    }
-}
-
-struct Lru(lru::LruCache<String, u64>);
-impl Sim for Lru {
-    fn read(&mut self, key: u64) -> bool {
-        let k = format!("bench:{key}");
-        if self.0.get(&k).is_some() {
-            return true;
-        }
-        self.0.put(k, key);
-        false
-    }
-    fn write(&mut self, key: u64) {
-        self.0.put(format!("bench:{key}"), key);
-    }
-}
-
+/// Hit ratio (% of reads) and wall seconds of one cache over one trace.
 fn run(sim: &mut dyn Sim, reqs: &[Req]) -> (f64, f64) {
     let t = Instant::now();
     let (mut hits, mut reads) = (0u64, 0u64);
@@ -234,42 +104,113 @@ fn run(sim: &mut dyn Sim, reqs: &[Req]) -> (f64, f64) {
             Req::Write(k) => sim.write(k),
         }
     }
-    (100.0 * hits as f64 / reads.max(1) as f64, t.elapsed().as_secs_f64())
+    (
+        100.0 * hits as f64 / reads.max(1) as f64,
+        t.elapsed().as_secs_f64(),
+    )
+}
+
+/// One trace × capacity result.
+struct Row {
+    trace: &'static str,
+    cap: usize,
+    /// karlton, moka, moka-synced (NaN if skipped), lru: hit ratio %.
+    ratio: [f64; 4],
+    /// The same order: wall seconds.
+    secs: [f64; 4],
+    anomalies: u64,
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
-    let mut n: usize = arg("--requests").map_or(1_500_000, |s| s.parse().expect("--requests N"));
-    if args.iter().any(|a| a == "--quick") {
-        n = 200_000;
-    }
-    let caps: Vec<usize> = arg("--capacities").map_or(vec![1_000, 10_000, 100_000], |s| s.split(',').map(|c| c.parse().expect("--capacities")).collect());
-    let only = arg("--trace");
-    let skip_synced = args.iter().any(|a| a == "--no-synced");
-    println!("# hit ratio, {n} requests per trace (reads only; ycsb-d writes are not counted)\n");
-    println!("| trace | capacity | karlton | moka | moka-synced | lru | karlton − moka | karlton − moka-synced |");
+    let args = parse_args();
+    let started = Instant::now();
+    let n = args.requests;
+    println!(
+        "# hit ratio, {n} requests per trace (% of reads; ycsb-d inserts are writes, not counted), trace seed {:#x}, karlton seed {}",
+        traces::SEED,
+        caches::KARLTON_SEED
+    );
+    let shards: Vec<String> = args
+        .capacities
+        .iter()
+        .map(|&c| format!("{c} → {}", caches::config(c).effective_shards()))
+        .collect();
+    println!("karlton shards per capacity: {}\n", shards.join(", "));
+    println!(
+        "| trace | capacity | karlton | moka | moka-synced | lru | karlton − moka | karlton − moka-synced |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    let mut zipfs = Vec::new();
-    let mut worst = (f64::MAX, String::new());
-    let mut times = Vec::new();
-    for &name in TRACES.iter().filter(|t| only.as_deref().is_none_or(|o| o == **t)) {
-        for &cap in &caps {
-            let reqs = trace(name, cap, n, &mut zipfs);
-            let (k, tk) = run(&mut Karlton::new(cap), &reqs);
-            let (m, tm) = run(&mut Moka(moka::sync::Cache::new(cap as u64), false), &reqs);
-            let (ms, tms) = if skip_synced { (f64::NAN, 0.0) } else { run(&mut Moka(moka::sync::Cache::new(cap as u64), true), &reqs) };
-            let (l, tl) = run(&mut Lru(lru::LruCache::new(NonZeroUsize::new(cap).unwrap())), &reqs);
-            println!("| {name} | {cap} | {k:.2} % | {m:.2} % | {ms:.2} % | {l:.2} % | {:+.2} | {:+.2} |", k - m, k - ms);
-            if k - m < worst.0 {
-                worst = (k - m, format!("{name}, {cap}"));
-            }
-            times.push(format!("{name}/{cap}: karlton {tk:.2} s, moka {tm:.2} s, moka-synced {tms:.2} s, lru {tl:.2} s"));
+    let mut zipfs = ZipfCache::default();
+    let mut rows = Vec::new();
+    for &name in TRACES
+        .iter()
+        .filter(|t| args.trace.as_deref().is_none_or(|o| o == **t))
+    {
+        let mut shared = None;
+        for &cap in &args.capacities {
+            let generated;
+            let reqs: &[Req] = if traces::depends_on_capacity(name) {
+                generated = traces::trace(name, cap, n, &mut zipfs);
+                &generated
+            } else {
+                shared.get_or_insert_with(|| traces::trace(name, cap, n, &mut zipfs))
+            };
+            let mut karlton = Karlton::new(cap);
+            let (k, tk) = run(&mut karlton, reqs);
+            let (m, tm) = run(&mut Moka::new(cap, false), reqs);
+            let (ms, tms) = if args.synced {
+                run(&mut Moka::new(cap, true), reqs)
+            } else {
+                (f64::NAN, f64::NAN)
+            };
+            let (l, tl) = run(&mut Lru::new(cap), reqs);
+            println!(
+                "| {name} | {cap} | {k:.2} % | {m:.2} % | {ms:.2} % | {l:.2} % | {:+.2} | {:+.2} |",
+                k - m,
+                k - ms
+            );
+            rows.push(Row {
+                trace: name,
+                cap,
+                ratio: [k, m, ms, l],
+                secs: [tk, tm, tms, tl],
+                anomalies: karlton.anomalies(),
+            });
         }
     }
-    println!("\nworst karlton − moka: {:+.2} points ({})", worst.0, worst.1);
-    println!("\nwall time per cache (secondary; the machine is shared):");
-    for t in times {
-        println!("  {t}");
+
+    println!(
+        "\nwall time per cache, seconds (secondary: the machine may be shared; includes formatting each key)\n"
+    );
+    println!("| trace | capacity | karlton | moka | moka-synced | lru |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        let [a, b, c, d] = r.secs;
+        println!(
+            "| {} | {} | {a:.2} | {b:.2} | {c:.2} | {d:.2} |",
+            r.trace, r.cap
+        );
+    }
+    for r in rows.iter().filter(|r| r.anomalies > 0) {
+        println!(
+            "note: karlton {}/{}: {} leases not granted or fills refused",
+            r.trace, r.cap, r.anomalies
+        );
+    }
+    println!(
+        "\ntotal wall time: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    match rows
+        .iter()
+        .min_by(|a, b| (a.ratio[0] - a.ratio[1]).total_cmp(&(b.ratio[0] - b.ratio[1])))
+    {
+        Some(w) => println!(
+            "worst karlton−moka: {:+.2} points ({}, {})",
+            w.ratio[0] - w.ratio[1],
+            w.trace,
+            w.cap
+        ),
+        None => println!("worst karlton−moka: no rows"),
     }
 }
