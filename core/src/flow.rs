@@ -221,6 +221,8 @@ pub struct GetOrLoad {
     rejected: Option<crate::store::RejectReason>,
     attempt: u32,
     load_started: u64,
+    /// A value the host could not decode: an entry holding it reads as a miss.
+    distrusted: Option<Bytes>,
 }
 
 impl GetOrLoad {
@@ -242,12 +244,25 @@ impl GetOrLoad {
             rejected: None,
             attempt: 0,
             load_started: 0,
+            distrusted: None,
         }
     }
 
     /// Counters for this call so far (add them to the driver's totals at the end).
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// The policy this flow runs under.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Treat a cached entry whose value bytes equal `value` as a miss (its value did not
+    /// decode in the host): the flow takes the lease, loads and overwrites it. Call before
+    /// [`GetOrLoad::start`].
+    pub fn distrust(&mut self, value: Bytes) {
+        self.distrusted = Some(value);
     }
 
     /// The request.
@@ -441,6 +456,8 @@ impl GetOrLoad {
         self.generations = r.generations;
         let store_now = r.now_ms;
         let mut entry = match r.entry.as_deref().map(Entry::decode) {
+            // Counted by whoever reported it (the coordinator), once.
+            Some(Ok(e)) if self.distrusted.as_deref() == Some(&e.value[..]) => None,
             Some(Ok(e)) => Some(e),
             Some(Err(_)) => {
                 // Counted once per call (a forced re-read sees the same bytes).
@@ -706,17 +723,17 @@ fn state_name(s: &State) -> &'static str {
 }
 
 /// The fresh-hit fast path for the in-process memory store: if `key` holds a valid, fresh
-/// entry (not marked stale, not due for an XFetch early refresh), the value — counted in
-/// `stats` — with no op built and one allocation. `None` means "run [`GetOrLoad`]": this
-/// decides nothing the flow would decide differently, it only skips the machinery.
-pub fn fast_hit(
+/// entry (not marked stale, not due for an XFetch early refresh), the value, with no op built
+/// and one allocation. `None` means "run [`GetOrLoad`]": this decides nothing the flow would
+/// decide differently, it only skips the machinery. Counting is the caller's (the
+/// coordinator's [`crate::coordinator::Counters::memory_hit`]).
+pub fn memory_fresh_hit(
     store: &crate::memory::MemoryStore,
     now: u64,
     key: &str,
     gen_keys: &[String],
     policy: &Policy,
     rand: u64,
-    stats: &crate::stats::AtomicStats,
 ) -> Option<Served> {
     let (bytes, marked) = store.peek_valid(now, key, gen_keys)?;
     if marked {
@@ -728,13 +745,6 @@ pub fn fast_hit(
     {
         return None;
     }
-    let mut s = Stats::default();
-    if h.negative {
-        s.negative_hits = 1;
-    } else {
-        s.hits_fresh = 1;
-    }
-    stats.add(&s);
     Some(Served {
         value: value.into(),
         codec: h.codec,
@@ -743,6 +753,27 @@ pub fn fast_hit(
         source: Source::Fresh,
         cached: true,
     })
+}
+
+/// [`memory_fresh_hit`], counted into `stats`.
+pub fn fast_hit(
+    store: &crate::memory::MemoryStore,
+    now: u64,
+    key: &str,
+    gen_keys: &[String],
+    policy: &Policy,
+    rand: u64,
+    stats: &crate::stats::AtomicStats,
+) -> Option<Served> {
+    let s = memory_fresh_hit(store, now, key, gen_keys, policy, rand)?;
+    let mut c = Stats::default();
+    if s.negative {
+        c.negative_hits = 1;
+    } else {
+        c.hits_fresh = 1;
+    }
+    stats.add(&c);
+    Some(s)
 }
 
 /// The op for a plain `get` (no lease).

@@ -16,10 +16,12 @@
 //! | [`memory`] | [`MemoryStore`], the embedded reference store |
 //! | [`evict`] | adaptive W-TinyLFU admission and eviction (used by the memory store) |
 //! | [`redis`] | the store protocol as Redis Lua scripts (data), with op encoding and reply decoding |
+//! | [`coordinator`] | [`Coordinator`]: the per-process machine above the flows (single-flight, joiners, C5, fast paths, stats) |
 //! | [`flow`] | [`GetOrLoad`] (the read path as a state machine) and the write ops |
 //! | [`stats`] | counters every runtime exposes |
 #![forbid(unsafe_code)]
 
+pub mod coordinator;
 pub mod entry;
 pub mod evict;
 pub mod flow;
@@ -33,6 +35,7 @@ pub mod redis;
 pub mod stats;
 pub mod store;
 
+pub use coordinator::{Action, CallId, Coordinator, Counters, Event, FlightId, Op, Reply, Ticket};
 pub use entry::Entry;
 pub use flow::{FlowError, GetOrLoad, Input, Loaded, Request, Served, Source, Step, Write};
 pub use freshness::{Decision, Freshness, decide, decide_raw, freshness};
@@ -40,4 +43,6 @@ pub use key::Key;
 pub use memory::{MemoryStore, MemoryStoreConfig};
 pub use policy::{OnLockTimeout, OnStoreError, Policy, PolicyError, PolicySpec};
 pub use stats::{AtomicStats, Stats};
-pub use store::{InvalidateMode, LeaseMode, LeaseOutcome, ReadReply, StoreFailure, StoreOp, StoreReply, Token};
+pub use store::{
+    InvalidateMode, LeaseMode, LeaseOutcome, ReadReply, StoreFailure, StoreOp, StoreReply, Token,
+};

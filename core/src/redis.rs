@@ -376,6 +376,23 @@ pub fn fast_read_result(
     rand: u64,
     stats: &crate::stats::AtomicStats,
 ) -> Option<crate::Served> {
+    let s = fast_read_hit(replies, policy, rand)?;
+    let mut c = crate::Stats::default();
+    if s.negative {
+        c.negative_hits = 1;
+    } else {
+        c.hits_fresh = 1;
+    }
+    stats.add(&c);
+    Some(s)
+}
+
+/// [`fast_read_result`] without counting (the coordinator counts).
+pub fn fast_read_hit(
+    replies: &[RedisValue],
+    policy: &crate::Policy,
+    rand: u64,
+) -> Option<crate::Served> {
     let [time, hm, rest @ ..] = replies else { return None };
     let RedisValue::Array(t) = time else { return None };
     let secs: u64 = std::str::from_utf8(bulk_str(t.first()?)?).ok()?.parse().ok()?;
@@ -415,13 +432,6 @@ pub fn fast_read_result(
     {
         return None;
     }
-    let mut s = crate::Stats::default();
-    if h.negative {
-        s.negative_hits = 1;
-    } else {
-        s.hits_fresh = 1;
-    }
-    stats.add(&s);
     Some(crate::Served {
         value: value.into(),
         codec: h.codec,

@@ -59,6 +59,8 @@ stats! {
     stale_if_error,
     /// XFetch early refreshes started.
     early_refreshes,
+    /// Callers answered by another caller's flight in this process (single-flight joiners).
+    coalesced,
     /// Entries the store evicted for space (memory store; filled in by the driver).
     evictions,
 }

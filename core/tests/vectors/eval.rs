@@ -54,6 +54,7 @@ pub fn eval(kind: &str, input: &Value) -> Value {
         "store" => eval_store(input),
         "eviction" => eval_eviction(input),
         "writes" => eval_writes(input),
+        "coordinator" => eval_coordinator(input),
         other => panic!("unknown vector kind {other:?}"),
     }
 }
@@ -385,4 +386,149 @@ fn eval_writes(input: &Value) -> Value {
 
 fn flow_error(e: &FlowError) -> Value {
     serde_json::to_value(e).unwrap()
+}
+
+// ------------------------------------------------------------------------------------------------
+// coordinator: scripted interleavings of several calls in one process
+
+/// Replays a coordinator script. Calls are named by the script (`"a"`, `"b"`); flights are named
+/// after the call that leads them (`"a"`, then `"a#2"` if `a` leads again). Every output is the
+/// serde JSON of the core type with ids replaced by those names.
+pub fn eval_coordinator(input: &Value) -> Value {
+    use karlton_core::coordinator::{CallId, Coordinator, FlightId, Op, Ticket};
+    use karlton_core::redis::RedisValue;
+    use std::collections::HashMap;
+
+    struct Names {
+        calls: HashMap<String, CallId>,
+        call_names: HashMap<CallId, String>,
+        flights: HashMap<FlightId, String>,
+    }
+    impl Names {
+        fn call(&self, label: &str) -> CallId {
+            // An unknown label is a call id no coordinator ever handed out.
+            self.calls.get(label).copied().unwrap_or(CallId(u64::MAX))
+        }
+        fn bind(&mut self, label: &str, id: CallId) {
+            self.calls.insert(label.to_owned(), id);
+            self.call_names.insert(id, label.to_owned());
+        }
+        fn flight_led_by(&mut self, label: &str, f: FlightId) -> String {
+            let used = self
+                .flights
+                .values()
+                .filter(|n| *n == label || n.starts_with(&format!("{label}#")))
+                .count();
+            let name = if used == 0 {
+                label.to_owned()
+            } else {
+                format!("{label}#{}", used + 1)
+            };
+            self.flights.insert(f, name.clone());
+            name
+        }
+        fn flight(&self, f: u64) -> Value {
+            self.flights
+                .get(&FlightId(f))
+                .map_or(json!(f), |n| json!(n))
+        }
+        /// Ticket JSON with names; binds `label` to a new lead/join call id.
+        fn ticket(&mut self, label: &str, t: &Ticket) -> Value {
+            let mut v = serde_json::to_value(t).unwrap();
+            match t {
+                Ticket::Answer { .. } => {}
+                Ticket::Lead { call, .. } => {
+                    self.bind(label, *call);
+                    // The flight id of a lead is its call id (see Coordinator::lead).
+                    self.flight_led_by(label, FlightId(call.0));
+                    v["call"] = json!(label);
+                }
+                Ticket::Join { call, flight } => {
+                    self.bind(label, *call);
+                    v["call"] = json!(label);
+                    v["flight"] = self.flight(flight.0);
+                }
+            }
+            v
+        }
+        fn event(&self, e: &karlton_core::coordinator::Event) -> Value {
+            let mut v = serde_json::to_value(e).unwrap();
+            if let Some(f) = v.get("flight").and_then(Value::as_u64) {
+                v["flight"] = self.flight(f);
+            }
+            v
+        }
+    }
+
+    let policy = Arc::new(policy_of(&input["policy"]));
+    let fast = input["fast_read"].as_bool().unwrap_or(false);
+    let mut c = Coordinator::new(u64_of(&input["seed"]), fast);
+    let mut names = Names {
+        calls: HashMap::new(),
+        call_names: HashMap::new(),
+        flights: HashMap::new(),
+    };
+    let mut outputs = Vec::new();
+    for s in input["steps"].as_array().expect("steps") {
+        let now = u64_of(&s["now"]);
+        let label = str_of(s, "call");
+        let request = || Request {
+            key: str_of(s, "key").to_owned(),
+            gen_keys: serde_json::from_value(s.get("gen_keys").cloned().unwrap_or(json!([])))
+                .expect("gen_keys"),
+            tags: serde_json::from_value(s.get("tags").cloned().unwrap_or(json!([])))
+                .expect("tags"),
+        };
+        let out = match str_of(s, "do") {
+            "get_or_load" => {
+                let t = c.get_or_load(now, request(), policy.clone());
+                names.ticket(label, &t)
+            }
+            "replacing" => {
+                let bad = karlton_core::store::hex::decode(str_of(s, "bad")).expect("bad: hex");
+                let t = c.get_or_load_replacing(now, request(), policy.clone(), bad.into());
+                names.ticket(label, &t)
+            }
+            "joined" => {
+                let t = c.joined(now, names.call(label));
+                names.ticket(label, &t)
+            }
+            "feed" => {
+                let inp: Input = serde_json::from_value(s["input"].clone())
+                    .unwrap_or_else(|e| panic!("bad input {}: {e}", s["input"]));
+                serde_json::to_value(c.handle(now, names.call(label), inp)).unwrap()
+            }
+            "fast_read" => {
+                let r = match s.get("error") {
+                    Some(e) => Err(StoreFailure {
+                        message: e.as_str().expect("error").to_owned(),
+                    }),
+                    None => Ok(
+                        serde_json::from_value::<Vec<RedisValue>>(s["replies"].clone())
+                            .expect("replies"),
+                    ),
+                };
+                serde_json::to_value(c.handle_fast_read(now, names.call(label), r)).unwrap()
+            }
+            "cancel" => serde_json::to_value(c.cancel(names.call(label))).unwrap(),
+            "op" => {
+                let op: Op = serde_json::from_value(s["op"].clone()).expect("op");
+                let (id, action) = c.op(now, op, policy.clone());
+                names.bind(label, id);
+                serde_json::to_value(action).unwrap()
+            }
+            other => panic!("unknown coordinator step {other:?}"),
+        };
+        let mut events = Vec::new();
+        while let Some(e) = c.poll_event() {
+            events.push(names.event(&e));
+        }
+        outputs.push(if events.is_empty() {
+            json!({ "out": out })
+        } else {
+            json!({ "out": out, "events": events })
+        });
+    }
+    let (calls, flights) = c.pending();
+    json!({ "outputs": outputs, "stats": stats_json(&c.stats()), "pending": [calls, flights] })
 }
