@@ -21,10 +21,11 @@ const FLOORS: &[(&str, usize)] = &[
     ("store.json", 40),
     ("writes.json", 20),
     ("eviction.json", 15),
+    ("coordinator.json", 60),
 ];
 
 /// Total floor across files.
-const TOTAL_FLOOR: usize = 500;
+const TOTAL_FLOOR: usize = 600;
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors")

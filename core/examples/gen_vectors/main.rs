@@ -14,6 +14,7 @@
 #[path = "../../tests/vectors/eval.rs"]
 mod eval;
 
+mod gen_coordinator;
 mod gen_eviction;
 mod gen_flows;
 mod gen_simple;
@@ -113,6 +114,7 @@ fn main() {
         ("writes.json", gen_simple::writes()),
         ("flows.json", gen_flows::flows()),
         ("eviction.json", gen_eviction::eviction()),
+        ("coordinator.json", gen_coordinator::coordinator()),
     ];
     let mut stale = Vec::new();
     let mut total = 0;

@@ -24,7 +24,9 @@ test("conformance vectors through the module", { skip: vectorFiles.length === 0 
   let total = 0;
   for (const file of vectorFiles) {
     const doc = parseBig(readFileSync(join(vectorDir, file), "utf8"));
-    await t.test(file, async () => {
+    // Kinds the module cannot run yet: skipped by name, with the reason (wasmtime does the same).
+    const notInAbi = { coordinator: "the per-process coordinator is not in the wasm ABI yet (issue 10)" };
+    await t.test(file, { skip: notInAbi[doc.kind] ?? false }, async () => {
       const k = await fresh();
       const failures = [];
       for (const c of doc.cases) {

@@ -1,0 +1,881 @@
+//! coordinator.json: several calls in one process, interleaved by a script. Each case is
+//! recorded by driving the real [`Coordinator`] against a memory store at virtual time (other
+//! processes act on the store directly); the recorded inputs are concrete, so a runner needs no
+//! store. The generator asserts what each scenario is about (who leads, who joins, what every
+//! caller got, the counters) on the live run before the file is written.
+
+use crate::File;
+use crate::eval::stats_json;
+use karlton_core::coordinator::{Action, Answer, CallId, Coordinator, Reply, Ticket};
+use karlton_core::entry::codec;
+use karlton_core::flow::{Input, Loaded, Write};
+use karlton_core::redis::RedisValue;
+use karlton_core::store::{LeaseMode, StoreFailure, StoreOp};
+use karlton_core::{Entry, MemoryStore, Policy, Source};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Local clock start (epoch ms, < 2^53).
+const T0: u64 = 1_700_000_000_000;
+const NS: &str = "g:ns";
+const TAG: &str = "g:tag:team";
+
+fn base_policy() -> Value {
+    json!({
+        "soft_ttl_ms": 1000, "hard_ttl_ms": 3000, "lease_ttl_ms": 500, "lock_wait_ms": 100,
+        "lock_backoff_ms": [10, 20, 40], "jitter": 0.0
+    })
+}
+
+fn pol(over: Value) -> Value {
+    let mut p = base_policy();
+    for (k, v) in over.as_object().unwrap() {
+        p[k] = v.clone();
+    }
+    p
+}
+
+fn enc(v: &str) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap()
+}
+
+fn loaded(v: &str) -> Input {
+    Input::Loaded(Loaded { value: enc(v).into(), codec: codec::JSON, negative: false, version: None })
+}
+
+fn write(key: &str, v: &str, version: Option<u64>) -> Write {
+    Write {
+        key: key.into(),
+        gen_keys: vec![NS.into()],
+        tags: vec![],
+        value: enc(v).into(),
+        codec: codec::JSON,
+        version,
+    }
+}
+
+/// A scripted process: one coordinator, one store shared with "other processes".
+struct Script {
+    c: Coordinator,
+    store: MemoryStore,
+    policy: Arc<Policy>,
+    policy_json: Value,
+    seed: u64,
+    fast: bool,
+    steps: Vec<Value>,
+    ids: HashMap<String, CallId>,
+    /// The pending action of each leading or one-op call.
+    act: HashMap<String, Action>,
+    /// What each caller was answered (the first answer: a `Serve` counts).
+    got: HashMap<String, Answer>,
+    tickets: HashMap<String, &'static str>,
+    events: Vec<Value>,
+}
+
+impl Script {
+    fn new(policy: Value, fast: bool) -> Script {
+        let seed = 0x5EED_0000 + fast as u64;
+        Script {
+            c: Coordinator::new(seed, fast),
+            store: MemoryStore::new(Default::default()),
+            policy: Arc::new(Policy::from_json(&policy.to_string()).unwrap()),
+            policy_json: policy,
+            seed,
+            fast,
+            steps: Vec::new(),
+            ids: HashMap::new(),
+            act: HashMap::new(),
+            got: HashMap::new(),
+            tickets: HashMap::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, step: Value) {
+        self.steps.push(step);
+        while let Some(e) = self.c.poll_event() {
+            self.events.push(serde_json::to_value(e).unwrap());
+        }
+    }
+
+    fn id(&self, label: &str) -> CallId {
+        self.ids.get(label).copied().unwrap_or(CallId(u64::MAX))
+    }
+
+    fn ticket(&mut self, label: &str, t: Ticket) {
+        match t {
+            Ticket::Answer { answer } => {
+                self.tickets.insert(label.into(), "answer");
+                self.got.entry(label.into()).or_insert(answer);
+                self.act.remove(label);
+            }
+            Ticket::Lead { call, action } => {
+                self.tickets.insert(label.into(), "lead");
+                self.ids.insert(label.into(), call);
+                self.action(label, action);
+            }
+            Ticket::Join { call, .. } => {
+                self.tickets.insert(label.into(), "join");
+                self.ids.insert(label.into(), call);
+            }
+        }
+    }
+
+    fn action(&mut self, label: &str, a: Action) {
+        match a {
+            Action::Answer(r) => {
+                self.got.entry(label.into()).or_insert(r);
+                self.act.remove(label);
+            }
+            Action::Serve(s) => {
+                self.got.entry(label.into()).or_insert(Ok(Reply::Value(s.clone())));
+                self.act.insert(label.into(), Action::Serve(s));
+            }
+            Action::Finished => {
+                self.act.remove(label);
+            }
+            other => {
+                self.act.insert(label.into(), other);
+            }
+        }
+    }
+
+    /// A new `get_or_load` by `label`, then its store ops.
+    fn call(&mut self, now: u64, label: &str, key: &str, gen_keys: &[&str]) -> &'static str {
+        let req = karlton_core::Request {
+            key: key.into(),
+            gen_keys: gen_keys.iter().map(|s| s.to_string()).collect(),
+            tags: vec![],
+        };
+        let t = self.c.get_or_load(T0 + now, req, self.policy.clone());
+        self.ticket(label, t);
+        self.record(json!({ "now": T0 + now, "call": label, "do": "get_or_load", "key": key, "gen_keys": gen_keys }));
+        self.run(now, label);
+        self.tickets[label]
+    }
+
+    fn replacing(&mut self, now: u64, label: &str, key: &str, bad: &[u8]) {
+        let req = karlton_core::Request { key: key.into(), gen_keys: vec![NS.into()], tags: vec![] };
+        let t = self.c.get_or_load_replacing(T0 + now, req, self.policy.clone(), bad.to_vec().into());
+        self.ticket(label, t);
+        let bad = karlton_core::store::hex::encode(bad);
+        self.record(json!({ "now": T0 + now, "call": label, "do": "replacing", "key": key, "gen_keys": [NS], "bad": bad }));
+        self.run(now, label);
+    }
+
+    /// Run `label`'s store ops against the store until it asks for something else.
+    fn run(&mut self, now: u64, label: &str) {
+        while let Some(Action::Store(op)) = self.act.get(label).cloned() {
+            let reply = self.store.apply(T0 + now, &op);
+            self.feed(now, label, Input::Store(reply));
+        }
+    }
+
+    fn feed(&mut self, now: u64, label: &str, input: Input) {
+        let a = self.c.handle(T0 + now, self.id(label), input.clone());
+        self.action(label, a);
+        self.record(json!({ "now": T0 + now, "call": label, "do": "feed", "input": input }));
+    }
+
+    /// The loader of `label` returns `v`; then its store ops run.
+    fn load(&mut self, now: u64, label: &str, v: &str) {
+        self.feed(now, label, loaded(v));
+        self.run(now, label);
+    }
+
+    /// A woken joiner asks; if it leads now, its store ops run.
+    fn joined(&mut self, now: u64, label: &str) -> &'static str {
+        let t = self.c.joined(T0 + now, self.id(label));
+        self.ticket(label, t);
+        self.record(json!({ "now": T0 + now, "call": label, "do": "joined" }));
+        self.run(now, label);
+        self.tickets[label]
+    }
+
+    /// Drive `label` to its end from `now`: sleep through waits (feeding the timeout at the
+    /// deadline), load `v` when asked, run store ops. Returns the time it ended.
+    fn drive(&mut self, mut now: u64, label: &str, v: &str) -> u64 {
+        loop {
+            match self.act.get(label).cloned() {
+                Some(Action::Wait { until_ms }) => {
+                    now = now.max(until_ms - T0);
+                    self.feed(now, label, Input::Timeout);
+                    self.run(now, label);
+                }
+                Some(Action::StartLoad { .. }) | Some(Action::AwaitLoad { .. }) => self.load(now, label, v),
+                Some(Action::Serve(_)) => {
+                    self.feed(now, label, Input::Continue);
+                    self.run(now, label);
+                }
+                Some(Action::Store(_)) => self.run(now, label),
+                _ => return now,
+            }
+        }
+    }
+
+    /// As [`Script::joined`], but the call's store ops stay out (others can join meanwhile).
+    fn joined_hold(&mut self, now: u64, label: &str) -> &'static str {
+        let t = self.c.joined(T0 + now, self.id(label));
+        self.ticket(label, t);
+        self.record(json!({ "now": T0 + now, "call": label, "do": "joined" }));
+        self.tickets[label]
+    }
+
+    fn op(&mut self, now: u64, label: &str, op: Value) {
+        self.op_hold(now, label, op);
+        self.run(now, label);
+    }
+
+    /// A one-op call whose store op is left to the script.
+    fn op_hold(&mut self, now: u64, label: &str, op: Value) {
+        let parsed = serde_json::from_value(op.clone()).unwrap();
+        let (id, a) = self.c.op(T0 + now, parsed, self.policy.clone());
+        self.ids.insert(label.into(), id);
+        self.action(label, a);
+        self.record(json!({ "now": T0 + now, "call": label, "do": "op", "op": op }));
+    }
+
+    fn cancel(&mut self, now: u64, label: &str) -> Option<StoreOp> {
+        let r = self.c.cancel(self.id(label));
+        self.act.remove(label);
+        self.record(json!({ "now": T0 + now, "call": label, "do": "cancel" }));
+        if let Some(op) = &r {
+            self.store.apply(T0 + now, op);
+        }
+        r
+    }
+
+    fn fast_read(&mut self, now: u64, label: &str, r: Result<Vec<RedisValue>, &str>) {
+        let step = match &r {
+            Ok(v) => json!({ "now": T0 + now, "call": label, "do": "fast_read", "replies": v }),
+            Err(e) => json!({ "now": T0 + now, "call": label, "do": "fast_read", "error": e }),
+        };
+        let r = r.map_err(|e| StoreFailure { message: e.into() });
+        let a = self.c.handle_fast_read(T0 + now, self.id(label), r);
+        self.action(label, a);
+        self.record(step);
+        self.run(now, label);
+    }
+
+    /// Another process acts on the shared store (not recorded: this process sees its effects).
+    fn other(&self, now: u64, op: &StoreOp) {
+        self.store.apply(T0 + now, op);
+    }
+
+    fn other_set(&self, now: u64, key: &str, v: &str, version: Option<u64>) {
+        let op = karlton_core::flow::set_op(&write(key, v, version), &self.policy, T0 + now, 9);
+        self.other(now, &op);
+    }
+
+    /// Another process takes the lease on `key`.
+    fn other_lease(&self, now: u64, key: &str) {
+        self.other(
+            now,
+            &StoreOp::Read {
+                key: key.into(),
+                gen_keys: vec![NS.into()],
+                lease: LeaseMode::IfNeeded,
+                lease_ttl_ms: 500,
+                token: 77,
+            },
+        );
+    }
+
+    fn value(&self, label: &str) -> Option<String> {
+        match self.got.get(label)? {
+            Ok(Reply::Value(s)) => Some(serde_json::from_slice(&s.value).unwrap_or_else(|_| {
+                format!("<bytes {}>", karlton_core::store::hex::encode(&s.value))
+            })),
+            _ => None,
+        }
+    }
+
+    fn source(&self, label: &str) -> Option<Source> {
+        match self.got.get(label)? {
+            Ok(Reply::Value(s)) => Some(s.source),
+            _ => None,
+        }
+    }
+
+    fn is(&self, label: &str, v: &str) {
+        assert_eq!(self.value(label).as_deref(), Some(v), "{label}: {:?}", self.got.get(label));
+    }
+
+    fn err(&self, label: &str) -> String {
+        match self.got.get(label) {
+            Some(Err(e)) => format!("{e:?}"),
+            other => panic!("{label}: expected an error, got {other:?}"),
+        }
+    }
+
+    fn stat(&self, name: &str) -> u64 {
+        self.c.stats().fields().into_iter().find(|(k, _)| *k == name).map_or(0, |(_, v)| v)
+    }
+
+    fn event_kinds(&self) -> Vec<String> {
+        self.events.iter().map(|e| e["event"].as_str().unwrap().to_owned()).collect()
+    }
+
+    /// Emit the case; the replay must agree with the live run. `idle`: nothing left pending.
+    fn emit(self, f: &mut File, name: &str, why: &str, idle: bool) {
+        let input = json!({
+            "policy": self.policy_json, "seed": self.seed, "fast_read": self.fast, "steps": self.steps
+        });
+        let expect = f.add(name, why, input);
+        assert_eq!(expect["stats"], stats_json(&self.c.stats()), "{name}: replay disagrees");
+        if idle {
+            assert_eq!(expect["pending"], json!([0, 0]), "{name}: calls left pending");
+        }
+    }
+}
+
+/// Fast-read replies as Redis would send them for an entry (or nothing) under `key`, with no
+/// generation keys.
+fn fast_replies(now: u64, entry: Option<&Entry>) -> Vec<RedisValue> {
+    let t = T0 + now;
+    let time = RedisValue::Array(vec![
+        RedisValue::Bulk((t / 1000).to_string().into_bytes()),
+        RedisValue::Bulk(((t % 1000) * 1000).to_string().into_bytes()),
+    ]);
+    let hm = match entry {
+        Some(e) => RedisValue::Array(vec![RedisValue::Bulk(e.encode()), RedisValue::Bulk(vec![]), RedisValue::Nil]),
+        None => RedisValue::Array(vec![RedisValue::Nil, RedisValue::Nil, RedisValue::Nil]),
+    };
+    vec![time, hm]
+}
+
+fn entry(v: &str, negative: bool, soft_at: u64) -> Entry {
+    Entry {
+        value: if negative { vec![] } else { enc(v) },
+        codec: codec::JSON,
+        version: None,
+        generations: vec![],
+        soft_at: T0 + soft_at,
+        hard_at: T0 + soft_at + 2000,
+        load_ms: 5,
+        negative,
+        tags: vec![],
+    }
+}
+
+pub fn coordinator() -> File {
+    let mut f = File::new(
+        "coordinator",
+        "Several calls in one process, interleaved by a script: input {policy, seed, fast_read, \
+         steps: [{now, call, do: get_or_load|replacing|joined|feed|fast_read|cancel|op, ...}]}; \
+         expect {outputs: [{out, events?}] per step with call and flight ids named by the script, \
+         stats (non-zero counters), pending: [calls, flights]}. See eval_coordinator.",
+    );
+    stampedes(&mut f);
+    c5(&mut f);
+    refused(&mut f);
+    cancels(&mut f);
+    replacing(&mut f);
+    stale(&mut f);
+    fast_reads(&mut f);
+    ops(&mut f);
+    waits_and_failures(&mut f);
+    protocol(&mut f);
+    keys_and_skew(&mut f);
+    f
+}
+
+fn stampedes(f: &mut File) {
+    for fast in [false, true] {
+        for n in [1usize, 3, 20] {
+            let mut s = Script::new(base_policy(), fast);
+            assert_eq!(s.call(0, "a", "k", &[NS]), "lead");
+            if fast {
+                // Joiners arrive while the leader's fast read is out.
+                for i in 0..n {
+                    assert_eq!(s.call(1, &format!("j{i}"), "k", &[NS]), "join");
+                }
+                s.fast_read(2, "a", Ok(fast_replies(2, None)));
+            } else {
+                for i in 0..n {
+                    assert_eq!(s.call(1, &format!("j{i}"), "k", &[NS]), "join");
+                }
+            }
+            assert!(matches!(s.act["a"], Action::StartLoad { .. }));
+            s.load(10, "a", "v");
+            assert_eq!(s.event_kinds(), vec!["wake"]);
+            for i in 0..n {
+                s.joined(11, &format!("j{i}"));
+                s.is(&format!("j{i}"), "v");
+            }
+            s.is("a", "v");
+            let n = n as u64;
+            assert_eq!((s.stat("loads"), s.stat("misses"), s.stat("coalesced"), s.stat("lease_waits")), (1, n + 1, n, 0));
+            let name = format!("stampede: {n} joiner{}{}", if n == 1 { "" } else { "s" }, if fast { ", fast read" } else { "" });
+            s.emit(f, &name, "C3 in one process: one leader drives the store and the loader; joiners touch neither and count coalesced + what they got (misses for a load)", true);
+        }
+    }
+}
+
+fn c5(f: &mut File) {
+    let writes: [(&str, Value, &[&str]); 5] = [
+        ("invalidate", json!({"op": "invalidate", "key": "k", "mode": "delete"}), &[NS]),
+        ("invalidate mark_stale", json!({"op": "invalidate", "key": "k", "mode": "mark_stale"}), &[NS]),
+        ("set", json!({"op": "set", "write": {"key": "k", "gen_keys": [NS], "tags": [], "value": karlton_core::store::hex::encode(&enc("new")), "codec": 1, "version": null}}), &[NS]),
+        ("bump namespace", json!({"op": "bump", "gen_key": NS}), &[NS]),
+        ("bump tag", json!({"op": "bump", "gen_key": TAG}), &[NS, TAG]),
+    ];
+    for (what, op, gens) in writes {
+        for joiner_before in [false, true] {
+            let mut s = Script::new(base_policy(), false);
+            s.call(0, "a", "k", gens);
+            if joiner_before {
+                assert_eq!(s.call(1, "j", "k", gens), "join");
+            }
+            // The source changes to "new"; the write returns while a's loader holds "old".
+            s.op(2, "w", op.clone());
+            assert!(s.got["w"].is_ok(), "{what}: {:?}", s.got["w"]);
+            let b = s.call(3, "b", "k", gens);
+            assert_eq!(b, "lead", "{what}: b must not join a's flight");
+            if what == "set" {
+                // The write-through value is already there: b's own read answered it.
+                s.is("b", "new");
+            }
+            s.load(4, "a", "old");
+            s.is("a", "old"); // a's own call began before the write
+            if joiner_before {
+                let t = s.joined(4, "j");
+                assert_ne!(t, "answer", "{what}: the joiner from before must run again, not take a's value");
+            }
+            let mut t = s.drive(5, "b", "new");
+            if joiner_before {
+                if s.tickets["j"] == "join" {
+                    // It joined b's flight, which has finished now.
+                    t += 1;
+                    s.joined(t, "j");
+                }
+                t = s.drive(t, "j", "new");
+            }
+            s.call(t + 1, "c", "k", gens);
+            s.drive(t + 1, "c", "new");
+            for l in ["b", "c"].into_iter().chain(joiner_before.then_some("j")) {
+                s.is(l, "new");
+            }
+            let name = format!("C5 {what}{}", if joiner_before { ", joiner from before" } else { "" });
+            s.emit(f, &name, "a call that begins after a write returned never gets a value loaded before it: the write detaches the flight; its joiners run again; only the leader's own caller gets its load", true);
+        }
+    }
+}
+
+fn refused(f: &mut File) {
+    for n in [1usize, 3] {
+        let mut s = Script::new(base_policy(), false);
+        s.call(0, "a", "k", &[NS]);
+        for i in 0..n {
+            s.call(1, &format!("j{i}"), "k", &[NS]);
+        }
+        s.other_set(2, "k", "theirs", None); // another process writes through
+        s.load(3, "a", "mine");
+        s.is("a", "mine");
+        // All joiners wake; the first leads again, the others join it before its read is back.
+        assert_eq!(s.joined_hold(4, "j0"), "lead");
+        for i in 1..n {
+            assert_eq!(s.joined_hold(4, &format!("j{i}")), "join");
+        }
+        s.run(4, "j0");
+        for i in 1..n {
+            assert_eq!(s.joined(5, &format!("j{i}")), "answer");
+        }
+        for i in 0..n {
+            s.is(&format!("j{i}"), "theirs");
+        }
+        assert_eq!((s.stat("fills_rejected"), s.stat("coalesced")), (1, n as u64 - 1));
+        s.emit(f, &format!("refused fill: {n} joiners run again"), "a fill the store refused is not shared: the first joiner leads again and finds the other process's entry; later ones join it", true);
+    }
+    let mut s = Script::new(base_policy(), false);
+    s.call(0, "a", "k", &[NS]);
+    s.call(1, "j", "k", &[NS]);
+    s.other_set(2, "k", "v5", Some(5));
+    s.feed(3, "a", Input::Loaded(Loaded { value: enc("v3").into(), codec: 1, negative: false, version: Some(3) }));
+    s.run(3, "a");
+    s.joined(4, "j");
+    s.is("j", "v5");
+    s.emit(f, "refused fill: older version", "the store keeps version 5 over a's version 3: the joiner runs again and gets version 5", true);
+}
+
+fn cancels(f: &mut File) {
+    for n in [0usize, 2] {
+        let mut s = Script::new(base_policy(), false);
+        s.call(0, "a", "k", &[NS]);
+        for i in 0..n {
+            s.call(1, &format!("j{i}"), "k", &[NS]);
+        }
+        assert!(matches!(s.cancel(2, "a"), Some(StoreOp::Release { .. })));
+        for i in 0..n {
+            let l = format!("j{i}");
+            let t = s.joined(3, &l);
+            assert_eq!(t, if i == 0 { "lead" } else { "join" });
+        }
+        if n > 0 {
+            assert!(matches!(s.act["j0"], Action::StartLoad { .. }), "the released lease is free at once (L3)");
+            s.load(4, "j0", "v");
+            s.joined(5, "j1");
+            s.is("j1", "v");
+        }
+        s.emit(f, &format!("cancelled leader, {n} joiners"), "a leader whose caller went away releases its lease and its joiners run again: the first takes the lease at once", true);
+    }
+    let mut s = Script::new(base_policy(), false);
+    s.call(0, "a", "k", &[NS]);
+    s.call(1, "j", "k", &[NS]);
+    assert_eq!(s.cancel(2, "j"), None);
+    s.load(3, "a", "v");
+    assert!(s.events.is_empty(), "no joiner left to wake");
+    s.emit(f, "cancelled joiner", "a joiner that goes away leaves its flight; the flight ends without a wake-up", true);
+
+    let mut s = Script::new(base_policy(), false);
+    assert_eq!(s.cancel(0, "nobody"), None);
+    s.emit(f, "cancel unknown call", "cancelling a call the coordinator does not know is a no-op", true);
+
+    let mut s = Script::new(base_policy(), true);
+    s.call(0, "a", "k", &[NS]);
+    assert_eq!(s.cancel(1, "a"), None, "no lease taken yet: nothing to release");
+    s.emit(f, "cancel during fast read", "a leader cancelled before its first store op holds no lease", true);
+
+    // A one-op get cancelled before its read ran.
+    let mut s2 = Script::new(base_policy(), false);
+    s2.op_hold(0, "g", json!({"op": "get", "key": "k"}));
+    assert_eq!(s2.cancel(0, "g"), None);
+    s2.emit(f, "cancel one-op call", "a one-op call holds no lease: cancelling it returns nothing and leaves nothing pending", true);
+}
+
+fn replacing(f: &mut File) {
+    let bad = b"\xffnot json";
+    let bad_write = |s: &Script| {
+        let mut w = write("k", "", None);
+        w.value = bad.to_vec().into();
+        s.other(0, &karlton_core::flow::set_op(&w, &s.policy, T0, 9));
+    };
+    let mut s = Script::new(base_policy(), false);
+    bad_write(&s);
+    s.call(1, "a", "k", &[NS]);
+    assert_eq!(s.value("a").unwrap(), format!("<bytes {}>", karlton_core::store::hex::encode(bad)));
+    s.replacing(2, "a2", "k", bad);
+    assert!(matches!(s.act["a2"], Action::StartLoad { .. }));
+    s.load(3, "a2", "good");
+    s.call(4, "b", "k", &[NS]);
+    s.is("b", "good");
+    assert_eq!((s.stat("corrupt_entries"), s.stat("loads")), (1, 1));
+    s.emit(f, "undecodable value is replaced", "the host could not decode the served value: counted corrupt, the retry treats that entry as a miss, loads and replaces it", true);
+
+    let mut s = Script::new(base_policy(), false);
+    bad_write(&s);
+    s.call(1, "a", "k", &[NS]);
+    s.replacing(2, "a2", "k", bad);
+    assert_eq!(s.call(2, "j", "k", &[NS]), "join", "callers after the report join the replacing flight");
+    s.load(3, "a2", "good");
+    s.joined(3, "j");
+    s.is("j", "good");
+    s.emit(f, "undecodable value: joiners of the replacement", "callers arriving while the replacement loads join it and get the new value", true);
+
+    let mut s = Script::new(base_policy(), false);
+    bad_write(&s);
+    s.call(1, "a", "k", &[NS]);
+    s.other_set(2, "k", "fixed", None);
+    s.replacing(3, "a2", "k", bad);
+    s.is("a2", "fixed");
+    assert_eq!(s.stat("loads"), 0);
+    s.emit(f, "undecodable value already replaced", "only the exact bytes reported are distrusted: another process's newer entry is served", true);
+}
+
+fn stale(f: &mut File) {
+    let swr = pol(json!({"soft_ttl_ms": 100, "hard_ttl_ms": 3000}));
+    for bg_ok in [true, false] {
+        let mut s = Script::new(swr.clone(), false);
+        s.other_set(0, "k", "old", None);
+        s.call(200, "a", "k", &[NS]);
+        assert!(matches!(s.act["a"], Action::Serve(_)));
+        assert_eq!(s.source("a"), Some(Source::Stale));
+        s.call(200, "j", "k", &[NS]);
+        assert_eq!(s.tickets["j"], "lead", "the flight ended at the serve: a later caller leads");
+        assert_eq!(s.source("j"), Some(Source::Stale), "and is served stale while a refreshes");
+        s.feed(201, "j", Input::Continue);
+        s.run(201, "j");
+        s.feed(201, "a", Input::Continue);
+        s.run(201, "a");
+        if bg_ok {
+            s.load(250, "a", "new");
+            assert!(s.act.get("a").is_none());
+        } else {
+            s.feed(250, "a", Input::LoadFailed("db down".into()));
+            s.run(250, "a");
+            assert_eq!(s.event_kinds(), vec!["background_error"]);
+        }
+        // j's background part saw a's lease and waits; end it by its wait deadline.
+        while let Some(Action::Wait { until_ms }) = s.act.get("j").cloned() {
+            s.feed(until_ms - T0, "j", Input::Timeout);
+            s.run(until_ms - T0, "j");
+        }
+        let name = if bg_ok { "stale serve, background refresh" } else { "stale serve, background refresh fails" };
+        s.emit(f, name, "stale-while-revalidate: the caller is served at once and the refresh goes on; a failed refresh is an event, not an answer", true);
+    }
+    // A joiner that arrives while the leader's fast read is out shares the stale serve.
+    let mut s = Script::new(swr, true);
+    s.other_set(0, "k", "old", None);
+    s.call(200, "a", "k", &[NS]);
+    assert_eq!(s.call(200, "j", "k", &[NS]), "join");
+    let mut e = entry("old", false, 100);
+    e.hard_at = T0 + 3000;
+    s.fast_read(201, "a", Ok(fast_replies(201, Some(&e))));
+    assert!(s.got.contains_key("a") || matches!(s.act.get("a"), Some(Action::Serve(_))), "{:?}", s.act.get("a"));
+    s.joined(202, "j");
+    assert_eq!(s.source("j"), Some(Source::Stale), "the joiner shares the stale serve");
+    s.drive(203, "a", "new");
+    s.emit(f, "stale serve shared with a joiner", "the fast read does not decide a stale entry: the flow reads it, serves it stale to the leader and its joiners, and refreshes once", true);
+}
+
+fn fast_reads(f: &mut File) {
+    let fresh = entry("hot", false, 1000);
+    for (name, replies, hit) in [
+        ("fast read: fresh hit", fast_replies(0, Some(&fresh)), Some("hot")),
+        ("fast read: negative hit", fast_replies(0, Some(&entry("", true, 1000))), None),
+        ("fast read: miss", fast_replies(0, None), None),
+        ("fast read: garbage replies", vec![RedisValue::Int(3)], None),
+    ] {
+        let mut s = Script::new(base_policy(), true);
+        s.call(0, "a", "k", &[]);
+        s.call(0, "j", "k", &[]);
+        s.fast_read(1, "a", Ok(replies));
+        let negative = name.contains("negative");
+        if let Some(v) = hit {
+            s.is("a", v);
+        } else if negative {
+            assert_eq!(s.stat("negative_hits"), 1);
+        } else {
+            assert!(matches!(s.act["a"], Action::StartLoad { .. }), "{name}: {:?}", s.act.get("a"));
+            s.load(2, "a", "v");
+        }
+        s.joined(3, "j");
+        s.emit(f, name, "the fast read is the flight's first step: a fresh hit answers leader and joiners, anything else hands over to the flow", true);
+    }
+    let mut s = Script::new(base_policy(), true);
+    s.call(0, "a", "k", &[]);
+    s.fast_read(1, "a", Err("connection refused"));
+    s.drive(2, "a", "v");
+    s.is("a", "v");
+    assert_eq!(s.stat("store_errors"), 1, "one failure, not two");
+    s.emit(f, "fast read: store error", "a failed fast read is handed to the flow as its read's failure: a down store costs one failure", true);
+
+    for (name, replies) in [
+        ("get: fast hit", Ok(fast_replies(0, Some(&fresh)))),
+        ("get: fast miss reads through the script", Ok(fast_replies(0, None))),
+        ("get: fast read error", Err("timeout")),
+    ] {
+        let mut s = Script::new(base_policy(), true);
+        s.op(0, "g", json!({"op": "get", "key": "k"}));
+        s.fast_read(1, "g", replies);
+        assert!(s.got.contains_key("g"), "{name}: answered");
+        s.emit(f, name, "a one-op get on a store with a fast read", true);
+    }
+}
+
+fn ops(f: &mut File) {
+    let set = |v: &str, version: Value| {
+        json!({"op": "set", "write": {"key": "k", "gen_keys": [NS], "tags": [], "value": karlton_core::store::hex::encode(&enc(v)), "codec": 1, "version": version}})
+    };
+    let mut s = Script::new(base_policy(), false);
+    s.op(0, "w", set("v", json!(null)));
+    assert_eq!(s.got["w"], Ok(Reply::Stored(true)));
+    s.op(1, "g", json!({"op": "get", "key": "k", "gen_keys": [NS]}));
+    s.is("g", "v");
+    s.emit(f, "set then get", "write-through stores; a get reads it back as a fresh hit", true);
+
+    let mut s = Script::new(base_policy(), false);
+    s.op(0, "w1", set("v9", json!(9)));
+    s.op(1, "w2", set("v3", json!(3)));
+    assert_eq!(s.got["w2"], Ok(Reply::Stored(false)));
+    assert_eq!(s.stat("fills_rejected"), 1);
+    s.emit(f, "set refused by version", "a set never lowers a version: refused and counted", true);
+
+    for present in [true, false] {
+        let mut s = Script::new(base_policy(), false);
+        if present {
+            s.other_set(0, "k", "v", None);
+        }
+        s.op(1, "i", json!({"op": "invalidate", "key": "k", "mode": "delete"}));
+        assert_eq!(s.got["i"], Ok(Reply::Invalidated(present)));
+        s.emit(f, &format!("invalidate, entry {}", if present { "present" } else { "absent" }), "invalidate answers whether an entry was there", true);
+    }
+
+    let mut s = Script::new(base_policy(), false);
+    s.other_set(0, "k", "v", None);
+    s.op(1, "b", json!({"op": "bump", "gen_key": NS}));
+    assert!(matches!(s.got["b"], Ok(Reply::Bumped(_))));
+    s.op(2, "g", json!({"op": "get", "key": "k", "gen_keys": [NS]}));
+    assert_eq!(s.got["g"], Ok(Reply::Missing));
+    s.emit(f, "bump orphans the entry", "after a bump the entry's stamped generation is old: a get misses", true);
+
+    let mut s = Script::new(pol(json!({"soft_ttl_ms": 100})), false);
+    s.other_set(0, "k", "v", None);
+    s.op(500, "g", json!({"op": "get", "key": "k", "gen_keys": [NS]}));
+    assert_eq!(s.source("g"), Some(Source::Stale));
+    s.op(500, "m", json!({"op": "get", "key": "nope", "gen_keys": [NS]}));
+    assert_eq!(s.got["m"], Ok(Reply::Missing));
+    s.emit(f, "get stale and get miss", "a get serves a stale value as stale and a missing one as missing; it never loads", true);
+
+    for (what, op) in [
+        ("set", set("v", json!(null))),
+        ("invalidate", json!({"op": "invalidate", "key": "k", "mode": "delete"})),
+        ("bump", json!({"op": "bump", "gen_key": NS})),
+        ("get", json!({"op": "get", "key": "k"})),
+    ] {
+        let mut s = Script::new(base_policy(), false);
+        s.op_hold(0, "o", op);
+        s.feed(0, "o", Input::StoreFailed(StoreFailure { message: "down".into() }));
+        assert!(s.got.contains_key("o"));
+        assert_eq!(s.stat("store_errors"), 1, "{what}");
+        s.emit(f, &format!("{what}: store error"), "a one-op call whose store call failed answers an error (or a miss for get, by policy) and counts store_errors", true);
+    }
+}
+
+fn waits_and_failures(f: &mut File) {
+    // Another process holds the lease and fills: the leader waits, then reads its value.
+    let mut s = Script::new(base_policy(), false);
+    s.other_lease(0, "k");
+    s.call(0, "a", "k", &[NS]);
+    s.call(1, "j", "k", &[NS]);
+    let Some(Action::Wait { until_ms }) = s.act.get("a").cloned() else { panic!("a waits") };
+    s.other_set(5, "k", "theirs", None);
+    s.feed(until_ms - T0, "a", Input::Timeout);
+    s.run(until_ms - T0, "a");
+    s.is("a", "theirs");
+    s.joined(until_ms - T0, "j");
+    s.is("j", "theirs");
+    assert_eq!((s.stat("lease_waits"), s.stat("coalesced"), s.stat("hits_fresh")), (1, 1, 2));
+    s.emit(f, "lease held elsewhere: leader waits, joiner shares", "only the leader waits on the store lease (one lease_wait); its joiner shares what it got", true);
+
+    for on_timeout in ["error", "load"] {
+        let mut s = Script::new(pol(json!({ "on_lock_timeout": on_timeout })), false);
+        s.other_lease(0, "k");
+        s.call(0, "a", "k", &[NS]);
+        s.call(1, "j", "k", &[NS]);
+        let end = s.drive(0, "a", "mine");
+        s.joined(end, "j");
+        if on_timeout == "error" {
+            assert!(s.err("a").contains("LockTimeout"), "{}", s.err("a"));
+            assert_eq!(s.err("a"), s.err("j"));
+        } else {
+            s.is("a", "mine");
+            s.is("j", "mine");
+        }
+        s.emit(f, &format!("lock wait times out ({on_timeout}), joiner shares"), "the leader alone waits out lock_wait; what on_lock_timeout gives it (an error or its own load) is its joiners' answer too", true);
+    }
+
+    let mut s = Script::new(base_policy(), false);
+    s.call(0, "a", "k", &[NS]);
+    s.call(1, "j", "k", &[NS]);
+    s.feed(2, "a", Input::LoadFailed("db down".into()));
+    s.run(2, "a");
+    s.joined(2, "j");
+    assert!(s.err("j").contains("db down"));
+    s.emit(f, "loader fails, joiner shares the error", "a loader error is shared with joiners (counted as misses), not retried per joiner", true);
+
+    let mut s = Script::new(pol(json!({"soft_ttl_ms": 100, "hard_ttl_ms": 200, "stale_if_error_ms": 5000})), false);
+    s.other_set(0, "k", "old", None);
+    s.call(300, "a", "k", &[NS]);
+    s.call(300, "j", "k", &[NS]);
+    s.feed(301, "a", Input::LoadFailed("db down".into()));
+    s.run(301, "a");
+    s.joined(301, "j");
+    assert_eq!(s.source("j"), Some(Source::StaleOnError));
+    assert_eq!(s.stat("stale_if_error"), 2);
+    s.emit(f, "stale-if-error shared", "past hard expiry a failed load serves the kept stale value; the joiner gets it too and counts stale_if_error", true);
+
+    let mut s = Script::new(pol(json!({"soft_ttl_ms": 100, "hard_ttl_ms": 200, "stale_if_error_ms": 5000, "load_soft_timeout_ms": 50})), false);
+    s.other_set(0, "k", "old", None);
+    s.call(300, "a", "k", &[NS]);
+    s.call(300, "j", "k", &[NS]);
+    let Some(Action::StartLoad { timeout_at: Some(t) }) = s.act.get("a").cloned() else { panic!("{:?}", s.act.get("a")) };
+    s.feed(t - T0, "a", Input::Timeout);
+    s.joined(t - T0, "j");
+    assert_eq!(s.source("j"), Some(Source::StaleOnTimeout));
+    // The load goes on in the background and fills.
+    s.feed(t - T0, "a", Input::Continue);
+    s.run(t - T0, "a");
+    if matches!(s.act.get("a"), Some(Action::AwaitLoad { .. })) {
+        s.load(t - T0 + 10, "a", "new");
+    }
+    s.emit(f, "soft load timeout serves stale to leader and joiner", "a slow load past load_soft_timeout serves the stale value to every waiting caller and keeps loading", true);
+}
+
+fn protocol(f: &mut File) {
+    let mut s = Script::new(base_policy(), false);
+    s.feed(0, "ghost", Input::Timeout);
+    assert!(s.err("ghost").contains("Protocol"));
+    s.emit(f, "protocol: feed to an unknown call", "an input for a call the coordinator never handed out is a protocol error", true);
+
+    let mut s = Script::new(base_policy(), false);
+    s.call(0, "a", "k", &[NS]);
+    s.call(1, "j", "k", &[NS]);
+    s.fast_read(1, "a", Ok(vec![]));
+    assert!(s.err("a").contains("Protocol"));
+    assert_eq!(s.joined(2, "j"), "lead", "the misused flight does not strand its joiner");
+    s.cancel(2, "j");
+    s.emit(f, "protocol: fast read replies to a store without one", "a protocol error ends the call and its joiners run again", true);
+
+    let mut s = Script::new(base_policy(), false);
+    s.call(0, "a", "k", &[NS]);
+    s.joined(1, "a");
+    assert!(s.err("a").contains("Protocol"));
+    s.cancel(1, "a");
+    s.emit(f, "protocol: joined on a leader", "asking a leader's call id for a joiner's answer is a protocol error", true);
+
+    let mut s = Script::new(base_policy(), false);
+    s.other_lease(0, "k");
+    s.call(0, "a", "k", &[NS]);
+    assert!(matches!(s.act["a"], Action::Wait { .. }));
+    s.feed(1, "a", Input::Continue);
+    assert!(s.err("a").contains("Protocol"));
+    s.emit(f, "protocol: continue while waiting", "Continue is only for a call that was served (or whose load passed its soft timeout): in a lease wait it is a protocol error that ends the call", true);
+
+    let mut s = Script::new(base_policy(), false);
+    s.op(0, "i", json!({"op": "invalidate", "key": "k", "mode": "delete"}));
+    s.got.remove("i");
+    s.feed(1, "i", Input::Timeout);
+    assert!(s.err("i").contains("Protocol"));
+    s.emit(f, "protocol: feed to a finished op", "a call that answered is gone: more input is a protocol error", true);
+}
+
+fn keys_and_skew(f: &mut File) {
+    let mut s = Script::new(base_policy(), false);
+    s.call(0, "a", "k1", &[NS]);
+    s.call(0, "b", "k2", &[NS]);
+    assert_eq!(s.tickets["b"], "lead", "another key is another flight");
+    s.call(1, "j1", "k1", &[NS]);
+    s.call(1, "j2", "k2", &[NS]);
+    s.load(2, "b", "two");
+    s.joined(2, "j2");
+    s.load(3, "a", "one");
+    s.joined(3, "j1");
+    s.is("j1", "one");
+    s.is("j2", "two");
+    s.emit(f, "two keys, two flights", "flights are per key: each joiner gets its own key's value", true);
+
+    let mut s = Script::new(base_policy(), false);
+    s.call(0, "a", "k", &[NS]);
+    s.load(1, "a", "v");
+    assert_eq!(s.call(2, "b", "k", &[NS]), "lead", "after the flight ended a caller starts its own; its read finds the fill");
+    assert_eq!(s.stat("loads"), 1);
+    s.is("b", "v");
+    s.emit(f, "a caller after the flight ended reads", "a finished flight takes no joiners; the next caller's read finds the fill", true);
+
+    // The store clock runs 5 s ahead: a read teaches the skew; a set stamps store time.
+    let mut s = Script::new(base_policy(), false);
+    s.steps.push(json!({ "now": T0, "call": "a", "do": "get_or_load", "key": "k", "gen_keys": [NS] }));
+    let t = s.c.get_or_load(T0, karlton_core::Request { key: "k".into(), gen_keys: vec![NS.into()], tags: vec![] }, s.policy.clone());
+    s.ticket("a", t);
+    let Some(Action::Store(op)) = s.act.get("a").cloned() else { panic!() };
+    let reply = s.store.apply(T0 + 5000, &op);
+    s.feed(0, "a", Input::Store(reply));
+    s.load(1, "a", "v");
+    s.op_hold(2, "w", json!({"op": "set", "write": {"key": "k2", "gen_keys": [], "tags": [], "value": "22", "codec": 1, "version": null}}));
+    let Some(Action::Store(StoreOp::Fill { soft_at, .. })) = s.act.get("w").cloned() else { panic!("{:?}", s.act.get("w")) };
+    assert_eq!(soft_at, T0 + 2 + 5000 + 1000, "soft_ttl counted from the store's clock");
+    s.run(2, "w");
+    s.emit(f, "skew learned from a read stamps a set", "set computes soft/hard expiry on the store clock learned from the last read (store − local = 5000 ms)", true);
+}
