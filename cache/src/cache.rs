@@ -1,21 +1,28 @@
-//! [`Cache`]: drives `karlton_core` flows over a [`Store`].
+//! [`Cache`]: a drive loop over the core's [`Coordinator`] and a [`Store`].
+//!
+//! Every decision — who leads a key and who joins, what a joiner gets, C5 after a write, the
+//! fast-path order, background refresh, stats — is the coordinator's. This file keeps what a
+//! host must: tokio IO (store calls, the loader as a task, sleeps), a map from flight to the
+//! waking primitive of its joiners, and the translation to typed values.
 
 use crate::store::{Store, now_ms};
+use karlton_core::coordinator::Answer;
 use karlton_core::entry::codec;
-use karlton_core::flow::{self, Write};
+use karlton_core::flow::Write;
 use karlton_core::key::KeyError;
 use karlton_core::{
-    AtomicStats, FlowError, GetOrLoad, Input, InvalidateMode, Key, Loaded, Policy, PolicyError,
-    Request, Served, Stats, Step, StoreFailure, StoreOp, StoreReply,
+    Action, CallId, Coordinator, Counters, Event, FlightId, FlowError, Input, InvalidateMode, Key,
+    Loaded, Op, Policy, PolicyError, Reply, Request, Served, Source, Stats, StoreFailure, StoreOp,
+    StoreReply, Ticket,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use tokio::sync::{oneshot, watch};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// What can go wrong in a cache call.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -43,29 +50,110 @@ pub struct Options {
     pub policy: Option<Arc<Policy>>,
 }
 
-type Outcome = Result<Served, FlowError>;
-
-/// What a single-flight leader tells the callers that joined it.
-#[derive(Clone)]
-enum Flight {
-    /// The shared answer.
-    Value(Outcome),
-    /// The leader's fill was refused (invalidated, bumped or superseded while it loaded): its
-    /// value may be older than what a joiner is entitled to, so joiners run their own flow.
-    Retry,
-}
 type BoxLoad = Pin<Box<dyn Future<Output = Result<Loaded, String>> + Send>>;
+type Loader = Box<dyn FnOnce() -> BoxLoad + Send>;
+type OnError = Arc<dyn Fn(&str, &FlowError) + Send + Sync>;
+
+/// The coordinator and, per flight with joiners, the channel that wakes them.
+struct State {
+    coord: Coordinator,
+    wakers: HashMap<FlightId, watch::Sender<bool>>,
+}
 
 struct Inner<S> {
     store: S,
     policy: Arc<Policy>,
-    stats: AtomicStats,
-    /// In-process single-flight: one driver per key; others wait on its result.
-    inflight: Mutex<HashMap<String, watch::Receiver<Option<Flight>>>>,
-    seed: AtomicU64,
-    /// store clock − local clock, learned from reads (for writes that do not read first).
-    skew: AtomicI64,
-    on_background_error: Mutex<Option<Arc<dyn Fn(&str, &FlowError) + Send + Sync>>>,
+    /// The coordinator's lock-free half: counters, seeds, the memory fresh hit.
+    counters: Arc<Counters>,
+    /// Held only while the coordinator decides — never across IO.
+    state: Mutex<State>,
+    on_background_error: Mutex<Option<OnError>>,
+}
+
+impl<S: Store> Inner<S> {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Let the coordinator decide, then act on its events (the order its contract fixes):
+    /// wakes happen under the lock, background errors are reported after it.
+    fn decide<R>(&self, f: impl FnOnce(&mut Coordinator) -> R) -> R {
+        let mut errors = Vec::new();
+        let r = {
+            let mut st = self.lock();
+            let r = f(&mut st.coord);
+            drain(&mut st, &mut errors);
+            r
+        };
+        self.report(errors);
+        r
+    }
+
+    /// [`Inner::decide`] for a ticket: a joiner's wake-up receiver is made under the same lock,
+    /// so a wake that follows as soon as the lock is released is not lost.
+    fn ticket(&self, f: impl FnOnce(&mut Coordinator) -> Ticket) -> (Ticket, Option<watch::Receiver<bool>>) {
+        let mut errors = Vec::new();
+        let r = {
+            let mut st = self.lock();
+            let t = f(&mut st.coord);
+            drain(&mut st, &mut errors);
+            let rx = match &t {
+                Ticket::Join { flight, .. } => {
+                    Some(st.wakers.entry(*flight).or_insert_with(|| watch::channel(false).0).subscribe())
+                }
+                _ => None,
+            };
+            (t, rx)
+        };
+        self.report(errors);
+        r
+    }
+
+    fn report(&self, errors: Vec<(String, FlowError)>) {
+        if errors.is_empty() {
+            return;
+        }
+        let cb = self.on_background_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(cb) = cb {
+            for (k, e) in &errors {
+                cb(k, e);
+            }
+        }
+    }
+
+    async fn exec(&self, op: StoreOp) -> Result<StoreReply, StoreFailure> {
+        match self.store.execute_now(&op) {
+            Some(r) => r,
+            None => self.store.execute(op).await,
+        }
+    }
+
+    /// A call went away: tell the coordinator; return the lease it held, if any.
+    fn cancel(self: &Arc<Self>, call: CallId) {
+        let Some(op) = self.decide(|c| c.cancel(call)) else { return };
+        if self.store.execute_now(&op).is_some() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let inner = self.clone();
+            rt.spawn(async move {
+                let _ = inner.store.execute(op).await;
+            });
+        }
+    }
+}
+
+fn drain(st: &mut State, errors: &mut Vec<(String, FlowError)>) {
+    while let Some(e) = st.coord.poll_event() {
+        match e {
+            Event::Wake { flight } => {
+                if let Some(tx) = st.wakers.remove(&flight) {
+                    let _ = tx.send(true);
+                }
+            }
+            Event::BackgroundError { key, error } => errors.push((key, error)),
+        }
+    }
 }
 
 /// An async cache over a store. Clone it freely: clones share everything.
@@ -79,45 +167,26 @@ impl<S: Store> Clone for Cache<S> {
     }
 }
 
-/// Removes this driver's single-flight entry when the driver ends, however it ends — but only
-/// if the entry is still its own (a newer leader may have replaced it).
-struct FlightGuard<S: Store> {
-    inner: Arc<Inner<S>>,
-    key: String,
-    own: watch::Receiver<Option<Flight>>,
-    armed: bool,
-}
-
-impl<S: Store> FlightGuard<S> {
-    fn disarm(&mut self) {
-        if self.armed {
-            self.armed = false;
-            let mut map = self.inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
-            if map.get(&self.key).is_some_and(|rx| rx.same_channel(&self.own)) {
-                map.remove(&self.key);
-            }
-        }
-    }
-}
-
-impl<S: Store> Drop for FlightGuard<S> {
-    fn drop(&mut self) {
-        self.disarm();
-    }
+/// A seed from the operating system's random source (never the clock or an address: caches
+/// started together, or forked, must not draw the same jitter and lease tokens).
+fn os_seed() -> u64 {
+    getrandom::u64().unwrap_or_else(|_| {
+        // No OS randomness at all (an exotic target): std's per-process random hash keys.
+        use std::hash::BuildHasher;
+        std::collections::hash_map::RandomState::new().hash_one(now_ms())
+    })
 }
 
 impl<S: Store> Cache<S> {
     /// A cache over `store` with a default `policy`.
     pub fn new(store: S, policy: Policy) -> Cache<S> {
-        let seed = now_ms() ^ (&policy as *const Policy as u64).rotate_left(32);
+        let coord = Coordinator::new(os_seed(), store.has_fast_read());
         Cache {
             inner: Arc::new(Inner {
                 store,
                 policy: Arc::new(policy),
-                stats: AtomicStats::default(),
-                inflight: Mutex::new(HashMap::new()),
-                seed: AtomicU64::new(seed),
-                skew: AtomicI64::new(0),
+                counters: coord.counters().clone(),
+                state: Mutex::new(State { coord, wakers: HashMap::new() }),
                 on_background_error: Mutex::new(None),
             }),
         }
@@ -139,15 +208,17 @@ impl<S: Store> Cache<S> {
         *self.inner.on_background_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(f));
     }
 
-    /// A snapshot of the counters.
+    /// A snapshot of the counters (the coordinator's table; `evictions` from the store).
     pub fn stats(&self) -> Stats {
-        let mut s = self.inner.stats.snapshot();
+        let mut s = self.inner.counters.snapshot();
         s.evictions = self.inner.store.evictions();
         s
     }
 
-    fn next_seed(&self) -> u64 {
-        self.inner.seed.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+    /// Calls and flights the coordinator holds now (both 0 when the cache is idle; a leak
+    /// shows here).
+    pub fn pending(&self) -> (usize, usize) {
+        self.inner.lock().coord.pending()
     }
 
     fn gen_keys(key: &Key, tags: &[String]) -> Vec<String> {
@@ -158,7 +229,8 @@ impl<S: Store> Cache<S> {
     }
 
     /// Typed read-through: the cached value, or `loader`'s (JSON-encoded, cached for the policy's
-    /// TTLs). `Ok(None)` from the loader is a "not found", cached for `negative_ttl_ms`.
+    /// TTLs). `Ok(None)` from the loader is a "not found", cached for `negative_ttl_ms`. A cached
+    /// value that does not decode as `T` is a corrupt entry: counted, and replaced by a load.
     pub async fn get_or_load<T, F, Fut, E>(&self, key: &Key, loader: F) -> Result<Option<T>, Error>
     where
         T: Serialize + DeserializeOwned + Send + 'static,
@@ -191,19 +263,50 @@ impl<S: Store> Cache<S> {
                 Err(e) => Err(e.to_string()),
             }
         };
-        let served = self.get_or_load_raw(key, opts, load).await?;
-        decode_json(&served)
+        self.read_through(key, opts, load, decode_json).await
     }
 
     /// Byte-level read-through: the loader returns encoded bytes; the result says where the
-    /// value came from. Bindings and custom codecs use this.
+    /// value came from. Bindings and custom codecs use this (and [`Cache::get_or_load_decoded`]
+    /// to have undecodable entries replaced).
     pub async fn get_or_load_raw<F, Fut>(&self, key: &Key, opts: &Options, loader: F) -> Result<Served, Error>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Loaded, String>> + Send + 'static,
     {
-        let k = key.as_str();
-        let policy = opts.policy.clone().unwrap_or_else(|| self.inner.policy.clone());
+        self.read_through(key, opts, loader, |s| Ok(s.clone())).await
+    }
+
+    /// Read-through with a custom decoder: a cached value `decode` refuses with
+    /// [`Error::Codec`] is reported to the coordinator as a corrupt entry, and the call runs
+    /// again treating it as a miss (the loader runs; its fill replaces the bytes).
+    pub async fn get_or_load_decoded<T, F, Fut>(
+        &self,
+        key: &Key,
+        opts: &Options,
+        loader: F,
+        decode: impl Fn(&Served) -> Result<T, Error>,
+    ) -> Result<T, Error>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Loaded, String>> + Send + 'static,
+    {
+        self.read_through(key, opts, loader, decode).await
+    }
+
+    async fn read_through<T, F, Fut>(
+        &self,
+        key: &Key,
+        opts: &Options,
+        loader: F,
+        decode: impl Fn(&Served) -> Result<T, Error>,
+    ) -> Result<T, Error>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Loaded, String>> + Send + 'static,
+    {
+        let inner = &self.inner;
+        let policy = opts.policy.clone().unwrap_or_else(|| inner.policy.clone());
         let tagged;
         let gen_keys: &[String] = if opts.tags.is_empty() {
             key.generation_keys()
@@ -211,81 +314,65 @@ impl<S: Store> Cache<S> {
             tagged = Self::gen_keys(key, &opts.tags);
             &tagged
         };
-        // A store failure seen by the fast read is handed to the flow's first read, so a
-        // down store costs one timeout, not two.
-        let mut failed_read: Option<StoreFailure> = None;
-        if let Some(mem) = self.inner.store.memory() {
-            let hit = flow::fast_hit(mem, now_ms(), k, gen_keys, &policy, self.next_seed(), &self.inner.stats);
-            if let Some(s) = hit {
-                return Ok(s);
-            }
-        } else if self.inner.store.has_fast_read()
-            // A flow for this key is already running here: skip straight to joining it.
-            && !self.inner.inflight.lock().unwrap_or_else(|p| p.into_inner()).contains_key(k)
-        {
-            let r = self.inner.store.fast_read(k, gen_keys, &policy, self.next_seed(), &self.inner.stats).await;
-            match r {
-                Ok(Some(s)) => return Ok(s),
-                Ok(None) => {}
-                Err(e) => failed_read = Some(e),
+        let k = key.as_str();
+        // The memory store's fresh hit: no lock, no allocation beyond the value.
+        let mut bad = None;
+        if let Some(mem) = inner.store.memory() {
+            if let Some(s) = inner.counters.memory_hit(mem, now_ms(), k, gen_keys, &policy) {
+                match decode(&s) {
+                    Err(Error::Codec(_)) => bad = Some(s.value),
+                    r => return r,
+                }
             }
         }
         let req = Request { key: k.to_owned(), gen_keys: gen_keys.to_vec(), tags: opts.tags.clone() };
-        let mut loader: Option<Box<dyn FnOnce() -> BoxLoad + Send>> =
-            Some(Box::new(move || Box::pin(loader()) as BoxLoad));
-        // Past the fast path: one flow per key per process (single-flight). Every other caller
-        // for the key joins it without touching the store, so a stampede costs the store a
-        // small constant per process, not per caller.
+        let mut loader: Option<Loader> = Some(Box::new(move || Box::pin(loader()) as BoxLoad));
+        let (mut ticket, mut rx) = match bad.take() {
+            None => inner.ticket(|c| c.get_or_load(now_ms(), req.clone(), policy.clone())),
+            Some(b) => inner.ticket(|c| c.get_or_load_replacing(now_ms(), req.clone(), policy.clone(), b)),
+        };
         loop {
-            let joined = {
-                let mut map = self.inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
-                match map.get(&req.key) {
-                    Some(rx) => Ok(rx.clone()),
-                    None => {
-                        let (tx, rx) = watch::channel(None);
-                        map.insert(req.key.clone(), rx.clone());
-                        Err((tx, rx))
+            let answer = match ticket {
+                Ticket::Answer { answer } => answer,
+                Ticket::Join { call, .. } => {
+                    let guard = CallGuard { inner: inner.clone(), call: Some(call) };
+                    if let Some(mut r) = rx.take() {
+                        // Err only if the flight's channel went away unsent: ask again.
+                        let _ = r.wait_for(|woken| *woken).await;
                     }
+                    guard.disarm();
+                    (ticket, rx) = inner.ticket(|c| c.joined(now_ms(), call));
+                    continue;
                 }
+                Ticket::Lead { call, action } => Lead::new(inner.clone(), call, loader.take()).run(action).await,
             };
-            match joined {
-                Ok(mut rx) => {
-                    let shared = rx.wait_for(|v| v.is_some()).await.map(|v| v.clone());
-                    match shared {
-                        Ok(Some(Flight::Value(v))) => {
-                            self.inner.stats.add(&joined_stats(&v));
-                            return v.map_err(Error::from);
-                        }
-                        // The leader's fill was refused (its value may predate an invalidation
-                        // this caller must see), or the leader vanished: run again.
-                        _ => continue,
-                    }
+            let served = match answer {
+                Ok(Reply::Value(s)) => s,
+                Ok(other) => return Err(FlowError::Protocol(format!("get_or_load answered {other:?}")).into()),
+                Err(e) => return Err(e.into()),
+            };
+            match decode(&served) {
+                // A cached value this reader cannot decode: corrupt, replace it by a load.
+                Err(Error::Codec(_)) if served.source != Source::Loaded && loader.is_some() => {
+                    (ticket, rx) = inner
+                        .ticket(|c| c.get_or_load_replacing(now_ms(), req.clone(), policy.clone(), served.value));
                 }
-                Err((tx, own)) => {
-                    let guard = FlightGuard { inner: self.inner.clone(), key: req.key.clone(), own, armed: true };
-                    let mut flow = GetOrLoad::new(req, policy, self.next_seed());
-                    let now = now_ms();
-                    let mut first = flow.start(now);
-                    if let Some(e) = failed_read.take() {
-                        first = flow.handle(now, Input::StoreFailed(e));
-                    }
-                    let (caller_tx, caller_rx) = oneshot::channel();
-                    let l = loader.take().expect("loader used once");
-                    // Spawned, so a cancelled caller cannot strand the callers that joined.
-                    tokio::spawn(drive(self.inner.clone(), flow, first, Some(l), Some(caller_tx), Some((tx, guard))));
-                    return match caller_rx.await {
-                        Ok(r) => r.map_err(Error::from),
-                        Err(_) => Err(Error::Flow(FlowError::Protocol("driver ended without a result".into()))),
-                    };
-                }
+                r => return r,
             }
         }
     }
 
-    /// The cached value if fresh or stale (never past hard expiry); no load.
+    /// The cached value if fresh or stale (never past hard expiry); no load. A value that does
+    /// not decode as `T` is counted as a corrupt entry and read as missing.
     pub async fn get<T: DeserializeOwned>(&self, key: &Key) -> Result<Option<T>, Error> {
         match self.get_raw(key, &[]).await? {
-            Some(s) => decode_json(&s),
+            Some(s) => match decode_json(&s) {
+                Err(Error::Codec(_)) => {
+                    self.inner.counters.report_undecodable();
+                    Ok(None)
+                }
+                r => r,
+            },
             None => Ok(None),
         }
     }
@@ -293,32 +380,17 @@ impl<S: Store> Cache<S> {
     /// Byte-level [`Cache::get`].
     pub async fn get_raw(&self, key: &Key, tags: &[String]) -> Result<Option<Served>, Error> {
         let (k, gen_keys) = (key.build(), Self::gen_keys(key, tags));
+        let policy = self.inner.policy.clone();
         if let Some(mem) = self.inner.store.memory() {
-            if let Some(s) = flow::fast_hit(mem, now_ms(), &k, &gen_keys, &self.inner.policy, self.next_seed(), &self.inner.stats) {
+            if let Some(s) = self.inner.counters.memory_hit(mem, now_ms(), &k, &gen_keys, &policy) {
                 return Ok(Some(s));
             }
-        } else if self.inner.store.has_fast_read() {
-            let r = self.inner.store.fast_read(&k, &gen_keys, &self.inner.policy, self.next_seed(), &self.inner.stats).await;
-            match r {
-                Ok(Some(s)) => return Ok(Some(s)),
-                Ok(None) => {}
-                Err(e) => {
-                    let mut stats = Stats::default();
-                    let r = flow::get_on_store_error(&self.inner.policy, e, &mut stats).map_err(Error::from);
-                    self.inner.stats.add(&stats);
-                    return r;
-                }
-            }
         }
-        let op = flow::get_op(&k, &gen_keys);
-        let mut stats = Stats::default();
-        let r = match self.exec(op).await {
-            Ok(StoreReply::Read(r)) => Ok(flow::get_result(&r, &self.inner.policy, &mut stats)),
-            Ok(other) => Err(FlowError::Protocol(format!("read got {other:?}")).into()),
-            Err(e) => flow::get_on_store_error(&self.inner.policy, e, &mut stats).map_err(Error::from),
-        };
-        self.inner.stats.add(&stats);
-        r
+        match self.op(Op::Get { key: k, gen_keys }, policy).await? {
+            Reply::Value(s) => Ok(Some(s)),
+            Reply::Missing => Ok(None),
+            other => Err(FlowError::Protocol(format!("get answered {other:?}")).into()),
+        }
     }
 
     /// Write-through: store `value` now (JSON). Revokes outstanding leases, so a reader still
@@ -344,93 +416,215 @@ impl<S: Store> Cache<S> {
 
     /// Byte-level [`Cache::set`].
     pub async fn set_raw(&self, w: &Write, policy: Option<&Policy>) -> Result<bool, Error> {
-        let store_now = now_ms().saturating_add_signed(self.inner.skew.load(Ordering::Relaxed));
-        let op = flow::set_op(w, policy.unwrap_or(&self.inner.policy), store_now, self.next_seed());
-        match self.exec(op).await {
-            Ok(StoreReply::Stored) => Ok(true),
-            Ok(StoreReply::Rejected { .. }) => {
-                self.inner.stats.add(&Stats { fills_rejected: 1, ..Default::default() });
-                Ok(false)
-            }
-            Ok(other) => Err(FlowError::Protocol(format!("fill got {other:?}")).into()),
-            Err(e) => Err(self.store_error(e)),
+        let policy = policy.map_or_else(|| self.inner.policy.clone(), |p| Arc::new(p.clone()));
+        match self.op(Op::Set { write: w.clone() }, policy).await? {
+            Reply::Stored(b) => Ok(b),
+            other => Err(FlowError::Protocol(format!("set answered {other:?}")).into()),
         }
     }
 
     /// Delete the entry and revoke its lease: the next reader loads, and a load already in
-    /// flight cannot fill (C2). Returns whether an entry was there.
+    /// flight cannot fill (C2); no call that begins after this returns gets a value loaded
+    /// before it (C5). Returns whether an entry was there.
     pub async fn invalidate(&self, key: &Key) -> Result<bool, Error> {
         self.invalidate_with(key, InvalidateMode::Delete).await
     }
 
     /// [`Cache::invalidate`] choosing delete or mark-stale.
     pub async fn invalidate_with(&self, key: &Key, mode: InvalidateMode) -> Result<bool, Error> {
-        match self.exec(flow::invalidate_op(&key.build(), mode)).await {
-            Ok(StoreReply::Invalidated { existed }) => Ok(existed),
-            Ok(other) => Err(FlowError::Protocol(format!("invalidate got {other:?}")).into()),
-            Err(e) => Err(self.store_error(e)),
+        match self.op(Op::Invalidate { key: key.build(), mode }, self.inner.policy.clone()).await? {
+            Reply::Invalidated(b) => Ok(b),
+            other => Err(FlowError::Protocol(format!("invalidate answered {other:?}")).into()),
         }
     }
 
     /// Orphan every entry of `key`'s namespace (T1): one counter moves; no scan.
     pub async fn bump(&self, key: &Key) -> Result<u64, Error> {
-        self.bump_key(&key.generation_key()).await
+        self.bump_key(key.generation_key()).await
     }
 
     /// Orphan every entry filled with `tag` in `key`'s namespace (T1).
     pub async fn invalidate_tag(&self, key: &Key, tag: &str) -> Result<u64, Error> {
-        self.bump_key(&key.tag_key(tag)).await
+        self.bump_key(key.tag_key(tag)).await
     }
 
-    async fn bump_key(&self, gen_key: &str) -> Result<u64, Error> {
-        match self.exec(flow::bump_op(gen_key, self.next_seed())).await {
-            Ok(StoreReply::Bumped { generation }) => Ok(generation),
-            Ok(other) => Err(FlowError::Protocol(format!("bump got {other:?}")).into()),
-            Err(e) => Err(self.store_error(e)),
+    async fn bump_key(&self, gen_key: String) -> Result<u64, Error> {
+        match self.op(Op::Bump { gen_key }, self.inner.policy.clone()).await? {
+            Reply::Bumped(g) => Ok(g),
+            other => Err(FlowError::Protocol(format!("bump answered {other:?}")).into()),
         }
     }
 
-    async fn exec(&self, op: StoreOp) -> Result<StoreReply, StoreFailure> {
-        let r = match self.inner.store.execute_now(&op) {
-            Some(r) => r,
-            None => self.inner.store.execute(op).await,
+    /// Drive a one-op call: one store reply (two for a `get` on a store with a fast read).
+    async fn op(&self, op: Op, policy: Arc<Policy>) -> Result<Reply, Error> {
+        let inner = &self.inner;
+        let (call, mut action) = inner.decide(|c| c.op(now_ms(), op, policy));
+        let guard = CallGuard { inner: inner.clone(), call: Some(call) };
+        let answer = loop {
+            action = match action {
+                Action::Store(op) => {
+                    let input = into_input(inner.exec(op).await);
+                    inner.decide(|c| c.handle(now_ms(), call, input))
+                }
+                Action::FastRead { key, gen_keys } => {
+                    let r = inner.store.fast_read(&key, &gen_keys).await;
+                    inner.decide(|c| c.handle_fast_read(now_ms(), call, r))
+                }
+                Action::Answer(a) => break a,
+                other => break Err(FlowError::Protocol(format!("one-op call got {other:?}"))),
+            };
         };
-        learn_skew(&self.inner.skew, &r);
-        r
-    }
-
-    fn store_error(&self, e: StoreFailure) -> Error {
-        self.inner.stats.add(&Stats { store_errors: 1, ..Default::default() });
-        Error::Flow(FlowError::Store(e.message))
+        guard.disarm();
+        answer.map_err(Error::from)
     }
 }
 
-/// What a caller that joined another caller's flow counts: the same kind of answer.
-fn joined_stats(v: &Outcome) -> Stats {
-    let mut s = Stats::default();
-    match v {
-        Ok(x) if x.negative && x.cached => s.negative_hits = 1,
-        Ok(x) => match x.source {
-            karlton_core::Source::Fresh => s.hits_fresh = 1,
-            karlton_core::Source::Stale => s.hits_stale = 1,
-            karlton_core::Source::Loaded => s.misses = 1,
-            karlton_core::Source::StaleOnError | karlton_core::Source::StaleOnTimeout => s.stale_if_error = 1,
-        },
-        Err(_) => s.misses = 1,
+/// Tells the coordinator a call went away if its future is dropped before it ends.
+struct CallGuard<S: Store> {
+    inner: Arc<Inner<S>>,
+    call: Option<CallId>,
+}
+
+impl<S: Store> CallGuard<S> {
+    fn disarm(mut self) {
+        self.call = None;
     }
-    s
+}
+
+impl<S: Store> Drop for CallGuard<S> {
+    fn drop(&mut self) {
+        if let Some(call) = self.call.take() {
+            self.inner.cancel(call);
+        }
+    }
+}
+
+/// A leading call: runs the coordinator's actions. Dropped before its call ended (the caller's
+/// future was dropped), it cancels the call — joiners run again, the lease is released — and
+/// aborts the loader task.
+struct Lead<S: Store> {
+    inner: Arc<Inner<S>>,
+    call: CallId,
+    loader: Option<Loader>,
+    running: Option<JoinHandle<Result<Loaded, String>>>,
+    live: bool,
+}
+
+enum Driven {
+    Answer(Answer),
+    Serve(Served),
+}
+
+impl<S: Store> Lead<S> {
+    fn new(inner: Arc<Inner<S>>, call: CallId, loader: Option<Loader>) -> Lead<S> {
+        Lead { inner, call, loader, running: None, live: true }
+    }
+
+    /// Drive to the caller's answer; a stale serve answers now and goes on in a task.
+    async fn run(mut self, action: Action) -> Answer {
+        match self.drive(action).await {
+            Driven::Answer(a) => a,
+            Driven::Serve(v) => {
+                tokio::spawn(async move {
+                    let call = self.call;
+                    let next = self.inner.decide(|c| c.handle(now_ms(), call, Input::Continue));
+                    // Its end (and any error, as an event) is the coordinator's to report.
+                    let _ = self.drive(next).await;
+                });
+                Ok(Reply::Value(v))
+            }
+        }
+    }
+
+    async fn drive(&mut self, mut action: Action) -> Driven {
+        let call = self.call;
+        loop {
+            let input = match action {
+                Action::Store(op) => into_input(self.inner.exec(op).await),
+                Action::FastRead { key, gen_keys } => {
+                    let r = self.inner.store.fast_read(&key, &gen_keys).await;
+                    action = self.inner.decide(|c| c.handle_fast_read(now_ms(), call, r));
+                    continue;
+                }
+                Action::StartLoad { timeout_at } => {
+                    match self.loader.take() {
+                        // A task, so a panicking loader is a failed load, not a stranded key.
+                        Some(l) => self.running = Some(tokio::spawn(l())),
+                        None => {
+                            action = self.inner.decide(|c| {
+                                c.handle(now_ms(), call, Input::LoadFailed("the loader was already used".into()))
+                            });
+                            continue;
+                        }
+                    }
+                    self.await_load(timeout_at).await
+                }
+                Action::AwaitLoad { timeout_at } => self.await_load(timeout_at).await,
+                Action::Wait { until_ms } => {
+                    tokio::time::sleep(std::time::Duration::from_millis(until_ms.saturating_sub(now_ms()))).await;
+                    Input::Timeout
+                }
+                Action::Serve(v) => return Driven::Serve(v),
+                Action::Answer(a) => {
+                    self.live = false;
+                    return Driven::Answer(a);
+                }
+                Action::Finished => {
+                    self.live = false;
+                    return Driven::Answer(Err(FlowError::Protocol("finished without an answer".into())));
+                }
+            };
+            action = self.inner.decide(|c| c.handle(now_ms(), call, input));
+        }
+    }
+
+    async fn await_load(&mut self, timeout_at: Option<u64>) -> Input {
+        let Some(task) = self.running.as_mut() else {
+            return Input::LoadFailed("no loader running".into());
+        };
+        let r = match timeout_at {
+            None => task.await,
+            Some(t) => {
+                let wait = std::time::Duration::from_millis(t.saturating_sub(now_ms()));
+                match tokio::time::timeout(wait, task).await {
+                    Ok(r) => r,
+                    Err(_) => return Input::Timeout,
+                }
+            }
+        };
+        self.running = None;
+        match r {
+            Ok(Ok(l)) => Input::Loaded(l),
+            Ok(Err(e)) => Input::LoadFailed(e),
+            Err(e) if e.is_panic() => Input::LoadFailed(format!("loader panicked: {}", panic_message(e))),
+            Err(e) => Input::LoadFailed(format!("loader task ended: {e}")),
+        }
+    }
+}
+
+impl<S: Store> Drop for Lead<S> {
+    fn drop(&mut self) {
+        if let Some(t) = self.running.take() {
+            t.abort();
+        }
+        if self.live {
+            self.inner.cancel(self.call);
+        }
+    }
+}
+
+fn panic_message(e: tokio::task::JoinError) -> String {
+    let p = e.into_panic();
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string payload".into())
 }
 
 fn into_input(r: Result<StoreReply, StoreFailure>) -> Input {
     match r {
         Ok(r) => Input::Store(r),
         Err(e) => Input::StoreFailed(e),
-    }
-}
-
-fn learn_skew(skew: &AtomicI64, r: &Result<StoreReply, StoreFailure>) {
-    if let Ok(StoreReply::Read(r)) = r {
-        skew.store(r.now_ms as i64 - now_ms() as i64, Ordering::Relaxed);
     }
 }
 
@@ -442,89 +636,4 @@ fn decode_json<T: DeserializeOwned>(s: &Served) -> Result<Option<T>, Error> {
         return Err(Error::Codec(format!("entry has codec {}, expected JSON", s.codec)));
     }
     serde_json::from_slice(&s.value).map(Some).map_err(|e| Error::Codec(e.to_string()))
-}
-
-/// Drive a flow to the end. Sends the first answer (Serve or Done) to `flight` and removes the
-/// single-flight entry at that moment; any rest (background fill) continues after.
-async fn drive<S: Store>(
-    inner: Arc<Inner<S>>,
-    mut flow: GetOrLoad,
-    mut step: Step,
-    mut loader: Option<Box<dyn FnOnce() -> BoxLoad + Send>>,
-    mut caller: Option<oneshot::Sender<Outcome>>,
-    mut flight: Option<(watch::Sender<Option<Flight>>, FlightGuard<S>)>,
-) {
-    let mut running: Option<BoxLoad> = None;
-    let result = loop {
-        step = match step {
-            Step::Store(op) => {
-                let r = inner.store.execute(op).await;
-                learn_skew(&inner.skew, &r);
-                flow.handle(now_ms(), into_input(r))
-            }
-            Step::Load { timeout_at } => {
-                if running.is_none() {
-                    match loader.take() {
-                        Some(l) => running = Some(l()),
-                        None => break Err(FlowError::Protocol("loader requested twice".into())),
-                    }
-                }
-                let fut = running.as_mut().expect("set above");
-                let input = match timeout_at {
-                    None => load_input(fut.await),
-                    Some(t) => {
-                        let wait = std::time::Duration::from_millis(t.saturating_sub(now_ms()));
-                        match tokio::time::timeout(wait, fut).await {
-                            Ok(r) => load_input(r),
-                            Err(_) => Input::Timeout,
-                        }
-                    }
-                };
-                if !matches!(input, Input::Timeout) {
-                    running = None;
-                }
-                flow.handle(now_ms(), input)
-            }
-            Step::Wait { until_ms } => {
-                let wait = until_ms.saturating_sub(now_ms());
-                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-                flow.handle(now_ms(), Input::Timeout)
-            }
-            Step::Serve(v) => {
-                if let Some((tx, mut guard)) = flight.take() {
-                    guard.disarm();
-                    let _ = tx.send(Some(Flight::Value(Ok(v.clone()))));
-                }
-                if let Some(c) = caller.take() {
-                    let _ = c.send(Ok(v));
-                }
-                flow.handle(now_ms(), Input::Continue)
-            }
-            Step::Done(r) => break r,
-        };
-    };
-    inner.stats.add(flow.stats());
-    if let Some((tx, mut guard)) = flight.take() {
-        guard.disarm();
-        let shared = if flow.fill_rejected().is_some() { Flight::Retry } else { Flight::Value(result.clone()) };
-        let _ = tx.send(Some(shared));
-    }
-    if let Some(c) = caller.take() {
-        // The leader's own caller gets its load even if the fill was refused (DESIGN §1).
-        let _ = c.send(result);
-    } else if let Err(e) = &result {
-        if flow.served() {
-            let cb = inner.on_background_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            if let Some(cb) = cb {
-                cb(&flow.request().key, e);
-            }
-        }
-    }
-}
-
-fn load_input(r: Result<Loaded, String>) -> Input {
-    match r {
-        Ok(l) => Input::Loaded(l),
-        Err(e) => Input::LoadFailed(e),
-    }
 }

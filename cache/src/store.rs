@@ -1,6 +1,7 @@
 //! The driver side of the store protocol: the [`Store`] trait and the embedded memory store.
 
 use karlton_core::memory::{MemoryStoreConfig, SlotInfo};
+use karlton_core::redis::RedisValue;
 use karlton_core::{StoreFailure, StoreOp, StoreReply};
 use std::future::Future;
 use std::sync::Arc;
@@ -30,27 +31,27 @@ pub trait Store: Send + Sync + 'static {
         0
     }
 
-    /// Whether [`Store::fast_read`] does anything (the cache skips it otherwise).
+    /// Whether the store has a one-round-trip fast read ([`Store::fast_read`]); the
+    /// coordinator then makes it the first step of a flight (`Action::FastRead`).
     fn has_fast_read(&self) -> bool {
         false
     }
 
-    /// A one-round-trip fresh-hit read, if the store has one (Redis: a pipeline of plain
-    /// commands, decided by `karlton_core::redis::fast_read_result`). `Ok(None)`: not a clean
-    /// fresh hit — run the flow. `Err`: the store failed (the flow is told, not retried).
+    /// Run the fast read of `key` (Redis: `karlton_core::redis::fast_read_commands` as one
+    /// pipeline) and return the raw replies in command order, for the coordinator to decide
+    /// (`Coordinator::handle_fast_read`). A server-side error reply (garbage of the wrong type
+    /// under the key) is `Ok(vec![])`: not a hit, the read script deals with it. `Err`: the
+    /// store failed (the flow is told, not retried).
     fn fast_read(
         &self,
         _key: &str,
         _gen_keys: &[String],
-        _policy: &karlton_core::Policy,
-        _rand: u64,
-        _stats: &karlton_core::AtomicStats,
-    ) -> impl Future<Output = Result<Option<karlton_core::Served>, StoreFailure>> + Send {
-        std::future::ready(Ok(None))
+    ) -> impl Future<Output = Result<Vec<RedisValue>, StoreFailure>> + Send {
+        std::future::ready(Ok(Vec::new()))
     }
 
     /// The in-process memory store behind this store, if that is what it is: enables the
-    /// allocation-light fresh-hit path (`karlton_core::flow::fast_hit`).
+    /// lock-free fresh-hit path (`karlton_core::Counters::memory_hit`).
     fn memory(&self) -> Option<&karlton_core::MemoryStore> {
         None
     }
@@ -76,11 +77,8 @@ impl<S: Store> Store for Arc<S> {
         &self,
         key: &str,
         gen_keys: &[String],
-        policy: &karlton_core::Policy,
-        rand: u64,
-        stats: &karlton_core::AtomicStats,
-    ) -> impl Future<Output = Result<Option<karlton_core::Served>, StoreFailure>> + Send {
-        (**self).fast_read(key, gen_keys, policy, rand, stats)
+    ) -> impl Future<Output = Result<Vec<RedisValue>, StoreFailure>> + Send {
+        (**self).fast_read(key, gen_keys)
     }
 }
 

@@ -261,6 +261,16 @@ impl Counters {
         SplitMix64::new(state).next()
     }
 
+    /// A value a `get` answered did not decode (bad JSON, an unknown codec): count it as a
+    /// corrupt entry; the host answers "missing". (`get_or_load` reports it with
+    /// [`Coordinator::get_or_load_replacing`] instead, which also replaces the entry.)
+    pub fn report_undecodable(&self) {
+        self.stats.add(&Stats {
+            corrupt_entries: 1,
+            ..Stats::default()
+        });
+    }
+
     /// The memory store's fresh hit, to try before [`Coordinator::get_or_load`] (and before
     /// an [`Op::Get`]): `Some` for a valid, fresh entry — counted — and `None` for everything
     /// else (run the call). It takes no lock and decides nothing the flow would decide
@@ -441,10 +451,7 @@ impl Coordinator {
         policy: Arc<Policy>,
         bad: crate::store::Bytes,
     ) -> Ticket {
-        self.counters.add(&Stats {
-            corrupt_entries: 1,
-            ..Stats::default()
-        });
+        self.counters.report_undecodable();
         self.detach(|f| f.key == req.key);
         self.lead(now, req, policy, Some(bad))
     }

@@ -291,10 +291,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Store for RedisStore<C> 
         &self,
         key: &str,
         gen_keys: &[String],
-        policy: &karlton_core::Policy,
-        rand: u64,
-        stats: &karlton_core::AtomicStats,
-    ) -> impl Future<Output = Result<Option<karlton_core::Served>, StoreFailure>> + Send {
+    ) -> impl Future<Output = Result<Vec<RedisValue>, StoreFailure>> + Send {
         let mut pipe = redis::pipe();
         for c in karlton_core::redis::fast_read_commands(key, gen_keys) {
             let mut cmd = redis::cmd(std::str::from_utf8(&c[0]).unwrap_or("PING"));
@@ -318,8 +315,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Store for RedisStore<C> 
                 };
             match r {
                 Ok(v) => {
-                    let v: Vec<RedisValue> = v.into_iter().map(to_value).collect();
-                    Ok(karlton_core::redis::fast_read_result(&v, policy, rand, stats))
+                    Ok(v.into_iter().map(to_value).collect())
                 }
                 Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_unrecoverable_error() => {
                     if e.is_timeout() {
@@ -330,7 +326,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Store for RedisStore<C> 
                 }
                 // A server-side error (WRONGTYPE on garbage under the key, ...): not a hit; the
                 // `read` script deals with it (it deletes garbage so the fill overwrites it).
-                Err(_) => Ok(None),
+                Err(_) => Ok(Vec::new()),
             }
         }
     }
