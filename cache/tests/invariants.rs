@@ -526,3 +526,42 @@ async fn c1_joiners_never_get_a_revoked_loads_value() {
     assert_eq!(calls.load(Ordering::SeqCst), 1, "the re-run is single-flight too");
     assert_eq!(cache.get::<String>(&k).await.unwrap().as_deref(), Some("new"));
 }
+
+/// Stats come from the core's table: a stampede of 20 callers on one missing key is one leader
+/// (a miss and a load) and 19 joiners, each counted as coalesced and as a miss (they got a
+/// load) — never as lease waits; nothing is left pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c3_stampede_is_one_load_and_counted_by_the_core_table() {
+    let cache = Cache::new(MemoryStore::default(), policy(60_000, 60_000));
+    let k = key("stampede");
+    let (started, go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (c, k, st, go, calls) = (cache.clone(), k.clone(), started.clone(), go.clone(), calls.clone());
+        tasks.push(tokio::spawn(async move {
+            c.get_or_load(&k, move || async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                st.notify_one();
+                go.notified().await;
+                Ok::<_, String>(Some(7u32))
+            })
+            .await
+        }));
+        if i == 0 {
+            started.notified().await; // the first caller leads and its loader runs
+        }
+    }
+    // Every joiner has registered before the load ends.
+    while cache.pending().0 < 20 {
+        tokio::task::yield_now().await;
+    }
+    go.notify_one();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), Some(7));
+    }
+    let s = cache.stats();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!((s.misses, s.loads, s.coalesced, s.lease_waits), (20, 1, 19, 0), "{s:?}");
+    assert_eq!(cache.pending(), (0, 0));
+}
