@@ -263,7 +263,7 @@ impl<S: Store> Cache<S> {
                 Err(e) => Err(e.to_string()),
             }
         };
-        self.read_through(key, opts, load, decode_json).await
+        self.get_or_load_decoded(key, opts, load, decode_json).await
     }
 
     /// Byte-level read-through: the loader returns encoded bytes; the result says where the
@@ -274,27 +274,13 @@ impl<S: Store> Cache<S> {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Loaded, String>> + Send + 'static,
     {
-        self.read_through(key, opts, loader, |s| Ok(s.clone())).await
+        self.get_or_load_decoded(key, opts, loader, |s| Ok(s.clone())).await
     }
 
     /// Read-through with a custom decoder: a cached value `decode` refuses with
     /// [`Error::Codec`] is reported to the coordinator as a corrupt entry, and the call runs
     /// again treating it as a miss (the loader runs; its fill replaces the bytes).
     pub async fn get_or_load_decoded<T, F, Fut>(
-        &self,
-        key: &Key,
-        opts: &Options,
-        loader: F,
-        decode: impl Fn(&Served) -> Result<T, Error>,
-    ) -> Result<T, Error>
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Loaded, String>> + Send + 'static,
-    {
-        self.read_through(key, opts, loader, decode).await
-    }
-
-    async fn read_through<T, F, Fut>(
         &self,
         key: &Key,
         opts: &Options,
