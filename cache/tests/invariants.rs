@@ -11,6 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
+mod scenarios;
+use scenarios::WriteKind;
+
 fn policy(soft: u64, hard: u64) -> Policy {
     Policy::new(PolicySpec {
         soft_ttl_ms: soft,
@@ -527,41 +530,66 @@ async fn c1_joiners_never_get_a_revoked_loads_value() {
     assert_eq!(cache.get::<String>(&k).await.unwrap().as_deref(), Some("new"));
 }
 
-/// Stats come from the core's table: a stampede of 20 callers on one missing key is one leader
-/// (a miss and a load) and 19 joiners, each counted as coalesced and as a miss (they got a
-/// load) — never as lease waits; nothing is left pending.
+/// Stats come from the core's table (the scenario is shared with the Redis tests).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c3_stampede_is_one_load_and_counted_by_the_core_table() {
-    let cache = Cache::new(MemoryStore::default(), policy(60_000, 60_000));
-    let k = key("stampede");
-    let (started, go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let calls = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for i in 0..20 {
-        let (c, k, st, go, calls) = (cache.clone(), k.clone(), started.clone(), go.clone(), calls.clone());
-        tasks.push(tokio::spawn(async move {
-            c.get_or_load(&k, move || async move {
-                calls.fetch_add(1, Ordering::SeqCst);
-                st.notify_one();
-                go.notified().await;
-                Ok::<_, String>(Some(7u32))
-            })
-            .await
-        }));
-        if i == 0 {
-            started.notified().await; // the first caller leads and its loader runs
-        }
+    let cache = Cache::new(MemoryStore::default(), scenarios::policy(60_000, 60_000));
+    scenarios::c3_stampede_is_one_load_counted_by_the_core_table(cache, key("stampede")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c5_after_invalidate_returned_no_call_gets_the_older_load() {
+    let cache = Cache::new(MemoryStore::default(), scenarios::policy(60_000, 60_000));
+    scenarios::c5_no_call_after_a_write_gets_a_value_loaded_before_it(cache, key("c5-inv"), WriteKind::Invalidate)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c5_after_bump_returned_no_call_gets_the_older_load() {
+    let cache = Cache::new(MemoryStore::default(), scenarios::policy(60_000, 60_000));
+    scenarios::c5_no_call_after_a_write_gets_a_value_loaded_before_it(cache, key("c5-bump"), WriteKind::Bump).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_value_is_a_corrupt_entry_replaced_by_a_load() {
+    let cache = Cache::new(MemoryStore::default(), scenarios::policy(60_000, 60_000));
+    scenarios::undecodable_value_is_counted_and_replaced_by_a_load(cache, key("undecodable")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l3_dropped_leader_releases_its_lease() {
+    let store = MemoryStore::default();
+    let p = scenarios::policy(60_000, 60_000);
+    let (cache, other) = (Cache::new(store.clone(), p.clone()), Cache::new(store.clone(), p));
+    let held = move |k: &str| store.inspect(k).is_some_and(|s| s.lease.is_some());
+    scenarios::dropped_leader_releases_its_lease(cache, other, key("dropped"), held).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panicking_loader_fails_its_call_and_frees_the_key() {
+    let cache = Cache::new(MemoryStore::default(), scenarios::policy(60_000, 60_000));
+    scenarios::panicking_loader_fails_the_call_and_frees_the_key(cache, key("panic")).await;
+}
+
+/// Seeds come from the OS: caches created together (a fleet restarting at once) draw
+/// different jitter for the same key and policy.
+#[tokio::test]
+async fn caches_created_together_draw_different_jitter() {
+    let p = Policy::new(PolicySpec {
+        soft_ttl_ms: 600_000,
+        hard_ttl_ms: Some(1_200_000),
+        jitter: 0.5,
+        ..Default::default()
+    })
+    .unwrap();
+    let k = key("jitter");
+    let mut soft = std::collections::BTreeSet::new();
+    for _ in 0..8 {
+        let store = MemoryStore::default();
+        let c = Cache::new(store.clone(), p.clone());
+        c.get_or_load(&k, || async { Ok::<_, String>(Some(1u8)) }).await.unwrap();
+        soft.insert(store.inspect(&k.build()).unwrap().soft_at / 1_000); // seconds: the same clock tick cannot hide a tie
     }
-    // Every joiner has registered before the load ends.
-    while cache.pending().0 < 20 {
-        tokio::task::yield_now().await;
-    }
-    go.notify_one();
-    for t in tasks {
-        assert_eq!(t.await.unwrap().unwrap(), Some(7));
-    }
-    let s = cache.stats();
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
-    assert_eq!((s.misses, s.loads, s.coalesced, s.lease_waits), (20, 1, 19, 0), "{s:?}");
-    assert_eq!(cache.pending(), (0, 0));
+    // 8 draws over a 300 s range in whole seconds: all equal only if the seeds are shared.
+    assert!(soft.len() >= 4, "jitter draws of 8 caches: {soft:?}");
 }

@@ -1,0 +1,61 @@
+//! The caller-level scenarios of `cache/tests/scenarios` (C5 after invalidate and bump, the
+//! stampede's stats, a dropped leader's lease, a panicking loader) on a
+//! real redis-server — the same code the memory store runs in `cache/tests/invariants.rs`.
+
+use karlton::{Cache, Key};
+use karlton_redis::RedisStore;
+use karlton_redis::testing::RedisServer;
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[path = "../../cache/tests/scenarios/mod.rs"]
+mod scenarios;
+use scenarios::WriteKind;
+
+async fn cache(server: &RedisServer) -> Cache<RedisStore> {
+    let client = redis::Client::open(server.url()).unwrap();
+    let store = RedisStore::from_client(client, Duration::from_millis(2_000)).await.unwrap();
+    Cache::new(store, scenarios::policy(60_000, 60_000))
+}
+
+fn key(s: &str) -> Key {
+    Key::new("callers").unwrap().segment(s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c5_after_invalidate_returned_no_call_gets_the_older_load() {
+    let server = RedisServer::start();
+    scenarios::c5_no_call_after_a_write_gets_a_value_loaded_before_it(cache(&server).await, key("c5-inv"), WriteKind::Invalidate)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c5_after_bump_returned_no_call_gets_the_older_load() {
+    let server = RedisServer::start();
+    scenarios::c5_no_call_after_a_write_gets_a_value_loaded_before_it(cache(&server).await, key("c5-bump"), WriteKind::Bump)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c3_stampede_is_one_load_and_counted_by_the_core_table() {
+    let server = RedisServer::start();
+    scenarios::c3_stampede_is_one_load_counted_by_the_core_table(cache(&server).await, key("stampede")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l3_dropped_leader_releases_its_lease() {
+    let server = RedisServer::start();
+    let (a, b) = (cache(&server).await, cache(&server).await);
+    let conn = Mutex::new(server.client());
+    // The entry hash's `l` field is the lease token (core/src/redis.rs); release.lua deletes it.
+    let held = move |k: &str| -> bool {
+        redis::cmd("HEXISTS").arg(k).arg("l").query::<bool>(&mut *conn.lock().unwrap()).unwrap()
+    };
+    scenarios::dropped_leader_releases_its_lease(a, b, key("dropped"), held).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panicking_loader_fails_its_call_and_frees_the_key() {
+    let server = RedisServer::start();
+    scenarios::panicking_loader_fails_the_call_and_frees_the_key(cache(&server).await, key("panic")).await;
+}
