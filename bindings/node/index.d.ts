@@ -184,6 +184,8 @@ export interface CacheStats {
   staleIfError: number;
   earlyRefreshes: number;
   evictions: number;
+  /** Callers answered by another caller's flight in this process (a stampede's joiners). */
+  coalesced: number;
 }
 
 /** An error raised by karlton itself. */
@@ -219,6 +221,8 @@ export declare class Cache extends EventEmitter {
   /** Orphan every entry filled with `tag` in the key's namespace. Resolves the new generation. */
   invalidateTag(key: Key, tag: string): Promise<number>;
   stats(): CacheStats;
+  /** Calls and flights the cache's coordinator holds now (both 0 when idle; a leak shows here). */
+  pending(): { calls: number; flights: number };
   on(event: 'error', listener: (error: unknown, key: string) => void): this;
 }
 

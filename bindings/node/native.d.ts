@@ -10,90 +10,61 @@
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /**
- * The native state of one `Cache`: default policy, counters, seed, and the memory store (if the
- * cache runs on one).
+ * The native state of one `Cache`: its coordinator (seeded from the OS), default policy and,
+ * on a memory store, the store.
  */
 export declare class NativeCache {
-  constructor(policy: NativePolicy, store?: NativeMemoryStore | undefined | null)
-  /**
-   * The MemoryStore read path in one call: the value on a fresh hit (JSON text, a Buffer,
-   * `null` for a cached "not found", `{codec, value}` for another codec), otherwise a
-   * [`NativeFlow`] to drive.
-   */
-  memoryGetOrLoad(key: string, genKey: string, extraGenKeys?: Array<string> | undefined | null, tags?: Array<string> | undefined | null, policy?: NativePolicy | undefined | null): string | Buffer | null | { codec: number, value: Buffer } | NativeFlow
-  /** This cache's state as an opaque handle for the raw `memoryHit` function. */
+  /** `fastRead`: the store has the Redis fast read (standalone Redis, `fastReads` on). */
+  constructor(policy: NativePolicy, store: NativeMemoryStore | undefined | null, fastRead: boolean)
+  /** This cache as an opaque handle for the raw hot-path functions. */
   handle(): object
-  /** A flow at its first step (a store read), for caches over Redis. */
-  start(key: string, genKey: string, extraGenKeys?: Array<string> | undefined | null, tags?: Array<string> | undefined | null, policy?: NativePolicy | undefined | null): NativeFlow
   /**
-   * Conformance vectors: a flow for `request_json` (serde `Request`) started at local time
-   * `now` with this seed; store steps are left to the caller.
+   * A `getOrLoad` whose answer did not decode: count it, run again treating the entry as a
+   * miss (the loader runs, its fill replaces the bytes).
    */
-  vectorFlow(requestJson: string, policy: NativePolicy, seed: string, now: number): NativeFlow
+  replacing(key: unknown, tags: Array<string> | undefined | null, policy: unknown | undefined | null, bad: string | Uint8Array): unknown
+  /** A `get` answered a value that did not decode: counted as a corrupt entry. */
+  reportUndecodable(): void
+  /** A joiner's flight woke it: its answer, or a new ticket (run again). */
+  joined(call: number): unknown
+  /** The Redis reply to the call's store op. */
+  feedRedis(call: number, reply: unknown): unknown
+  /** The store op failed (down, timeout, …). */
+  feedStoreError(call: number, message: string): unknown
+  /** The fast read's replies (in command order). */
+  fastRead(call: number, replies: unknown): unknown
   /**
-   * The Redis fresh-hit fast path, second half: the replies to [`redis_fast_read_commands`]
-   * (in order, as ioredis `callBuffer` answers them) interpreted by the core
-   * (`karlton_core::redis::fast_read_result`). The value (as
-   * [`NativeCache::memory_get_or_load`] answers it) on a clean fresh hit, counted in the
-   * stats; `undefined` for anything else (a miss, stale, marked, orphaned, garbage, an early
-   * refresh, a reply of an unexpected shape): then the caller runs the normal flow.
+   * The fast read failed: `reply` = an error reply (garbage under the key: not a hit, no
+   * store failure), otherwise a store failure.
    */
-  redisFastRead(replies: Array<unknown>, policy?: NativePolicy | undefined | null): string | Buffer | null | { codec: number, value: Buffer } | undefined
-  /** A plain read (no lease, no load). */
-  getOp(key: string, genKey: string, extraGenKeys?: Array<string> | undefined | null, policy?: NativePolicy | undefined | null): NativeOp
-  /** A write-through `set` (authoritative fill; never lowers a version). */
-  setOp(key: string, genKey: string, extraGenKeys: Array<string> | undefined | null, tags: Array<string> | undefined | null, value: string | Uint8Array, codec: number, version?: string | undefined | null, policy?: NativePolicy | undefined | null): NativeOp
-  /** Delete (`markStale` = false) or mark stale; revokes the lease. */
-  invalidateOp(key: string, markStale: boolean): NativeOp
-  /** Move a generation counter (namespace or tag) to a new value. */
-  bumpOp(genKey: string): NativeOp
-  /** Counter values in [`stats_fields`] order. */
-  stats(): Array<number>
-}
-
-/** A `GetOrLoad` in progress. Input methods return the next step code; getters describe it. */
-export declare class NativeFlow {
-  /** The current step: 0 store, 1 load, 2 wait, 3 serve, 4 done (ok), 5 done (error). */
-  get kind(): number
-  /** Load step: the local-clock deadline (ms since the epoch), or null. */
-  get timeoutAt(): number | null
-  /** Wait step: when to wake up (ms since the epoch). */
-  get untilMs(): number
-  /** Whether this flow holds the key's lease (it will fill). */
-  get hasLease(): boolean
-  /** The entry key. */
-  get key(): string
-  /** Serve / done-ok: the value (as [`NativeCache::memory_get_or_load`] answers it). */
-  value(): string | Buffer | null | { codec: number, value: Buffer } | undefined
-  /**
-   * Where the served value came from (`fresh`, `stale`, `loaded`, `stale_on_error`,
-   * `stale_on_timeout`), or null.
-   */
-  get source(): string | null
-  /** Done-error: `[kind, message]` (kind: load, load_timeout, lock_timeout, store, protocol). */
-  error(): Array<string> | null
-  /** The loader answered: encoded value (text or bytes), codec id, "not found", version. */
-  loaded(value: string | Uint8Array, codec: number, negative: boolean, version?: string | undefined | null): number
-  /** The loader failed (message for humans; the facade keeps the original error). */
-  loadFailed(message: string): number
+  fastReadFailed(call: number, message: string, reply: boolean): unknown
+  /** The loader answered: encoded value (text or bytes), codec id, "not found". */
+  loaded(call: number, value: string | Uint8Array, codec: number, negative: boolean): unknown
+  /** The loader threw or rejected (the facade keeps the error object). */
+  loadFailed(call: number, message: string): unknown
   /** A wait's deadline or a load's timeout passed. */
-  timeout(): number
-  /** Continue after a serve (the rest runs in the background). */
-  resume(): number
-  /** Store step over Redis: the script call to run. */
-  redisCall(): RedisCallJs
-  /** Store step over Redis: the script's reply. */
-  feedRedis(reply: unknown): number
-  /** Store step: the store failed (down, timeout…). */
-  feedStoreError(message: string): number
-  /** Conformance vectors: feed the serde form of an `Input` at local time `now`. */
-  feedJson(now: number, inputJson: string): number
-  /** Conformance vectors: the current step in its serde form. */
-  stepJson(): string
-  /** Conformance vectors: the flow's own counters in their serde form. */
-  statsJson(): string
-  /** Stop driving (a single-flight follower): count what the flow did so far. */
-  abandon(): void
+  timeout(call: number): unknown
+  /** Go on after a serve (the rest runs in the background). */
+  resume(call: number): unknown
+  /**
+   * The call went away (a bug, a throw after its lease was taken): its flight ends (joiners
+   * run again), and the lease it held is returned — inline on the memory store; on Redis as
+   * `[script, [keys, args]]` to run (reply ignored). Also hands over the decision's events.
+   */
+  cancel(call: number): [unknown, unknown]
+  /** Write-through `set` (authoritative fill; never lowers a version). */
+  set(key: unknown, tags: Array<string> | undefined | null, value: string | Uint8Array, codec: number, version?: string | undefined | null, policy?: unknown | undefined | null): unknown
+  /** Delete (`markStale` false) or mark stale; revokes the lease. */
+  invalidate(key: unknown, markStale: boolean): unknown
+  /** Move a generation counter: the key's namespace (`tag` absent) or one of its tags. */
+  bump(key: unknown, tag?: string | undefined | null): unknown
+  /**
+   * Counter values in [`stats_fields`] order (the coordinator's table; evictions from the
+   * memory store).
+   */
+  stats(): Array<number>
+  /** `[calls, flights]` the coordinator holds (both 0 when the cache is idle). */
+  pending(): Array<number>
 }
 
 /** The embedded store (bounded, W-TinyLFU eviction), shared by every cache built on it. */
@@ -115,23 +86,14 @@ export declare class NativeMemoryStore {
   rawEntry(key: string): Buffer | null
 }
 
-/** One store op (`get`, `set`, `invalidate`, `bump`) and the interpretation of its reply. */
-export declare class NativeOp {
-  /** Run on the cache's memory store (synchronously). */
-  runMemory(): unknown
-  redisCall(): RedisCallJs
-  feedRedis(reply: unknown): unknown
-  feedStoreError(message: string): unknown
-  /** After a feed: `[kind, message]` if the op failed. */
-  error(): Array<string> | null
-}
-
 /**
  * A validated policy (built from the core's JSON spec; the facade translates camelCase and
  * duration strings first).
  */
 export declare class NativePolicy {
   constructor(specJson: string)
+  /** This policy as an opaque handle for the raw hot-path functions (a per-call policy). */
+  handle(): object
   /** The policy as the core's JSON spec (every field, hard TTL resolved). */
   toJson(): string
 }
@@ -149,49 +111,23 @@ export declare function decodeEntry(bytes: Uint8Array): string
  */
 export declare function encodeEntry(entryJson: string): Buffer
 
-/** A built key as an opaque handle (for the hit path). */
+/** `get(cache, key, tags?, policy?)`: the memory fresh hit's value, or the one-op read. */
+export declare function getFunction(): (cache: object, key: object, tags?: string[], policy?: object) => unknown
+
+/**
+ * `getOrLoad(cache, key, tags?, policy?)`: the memory fresh hit's value, or a ticket (see
+ * [`encode`]'s codes).
+ */
+export declare function getOrLoadFunction(): (cache: object, key: object, tags?: string[], policy?: object) => unknown
+
+/** A built key as an opaque handle (the hot paths read it without a string crossing). */
 export declare function keyHandle(namespace: string, segments: Array<string>, paramsJson: string | undefined | null, version: string | undefined | null, hashTag: boolean, maxLen?: number | undefined | null): object
 
 /** `[entryKey, generationKey]` of a key handle. */
 export declare function keyStrings(handle: unknown): Array<string>
 
-/**
- * `memoryHit(cacheHandle, keyHandle)`: [`NativeCache::memory_get_or_load`] for the common
- * call (no tags, the cache's policy) as one raw N-API function.
- */
-export declare function memoryHitFunction(): (cache: object, key: object) => string | Buffer | null | { codec: number, value: Buffer } | NativeFlow
-
 /** Parse `"250ms"`, `"5m"`, `"1.5h"` … into milliseconds (core's `parse_duration_ms`). */
 export declare function parseDurationMs(text: string): number
-
-/**
- * The script call for a store op, ready for `evalshaBuffer(scripts[script].sha, keys.length,
- * ...keys, ...args)`.
- */
-export interface RedisCallJs {
-  /** Index into [`redis_scripts`]. */
-  script: number
-  keys: Array<string>
-  /**
-   * UTF-8 arguments as strings (ioredis then writes the whole command in one chunk; a Buffer
-   * argument makes it write one chunk per argument), binary ones (entry bytes) as Buffers.
-   */
-  args: Array<string | Buffer>
-}
-
-/**
- * The Redis fresh-hit fast path, first half: the plain commands (each `[name, ...args]`) to
- * send as one pipeline for `key` and its generation-counter keys
- * (`karlton_core::redis::fast_read_commands`). Feed the replies to
- * [`NativeCache::redis_fast_read`]. Not for Cluster (`TIME` has no key).
- */
-export declare function redisFastReadCommands(key: string, genKeys: Array<string>): Array<Array<string>>
-
-/**
- * `redisFastRead(cacheHandle, replies)`: [`NativeCache::redis_fast_read`] with the cache's
- * policy as one raw N-API function (the Redis hit path's only native call).
- */
-export declare function redisFastReadFunction(): (cache: object, replies: unknown[]) => string | Buffer | null | { codec: number, value: Buffer } | undefined
 
 /** The store protocol's Lua scripts (from `karlton_core::redis`), in call-index order. */
 export declare function redisScripts(): Array<ScriptInfo>
@@ -207,3 +143,9 @@ export declare function statsFields(): Array<string>
 
 /** The generation-counter key of `tag` in a namespace (same form as the namespace's keys). */
 export declare function tagKey(namespace: string, hashTag: boolean, maxLen: number | undefined | null, tag: string): string
+
+/**
+ * Evaluate one conformance-vector case (`kind`, `input` as JSON text) with the core's own
+ * evaluator; the result as JSON text (compare with the case's `expect`).
+ */
+export declare function vectorEval(kind: string, inputJson: string): string

@@ -1,21 +1,14 @@
 'use strict';
-// The JavaScript half of karlton for Node: translates types and drives the core's flows.
-// Every policy decision is made by karlton-core (through ../native.cjs); this file owns only what
-// must live on the JS side: promises, timers, in-process single-flight, the codec, and the
-// user's ioredis client.
+// The JavaScript half of karlton for Node: translates types and drives the core's coordinator.
+// Every decision — policy, who loads and who joins, what a joiner gets, every counter — is made by
+// karlton-core (through ../native.cjs); this file owns only what must live on the JS side:
+// promises, timers, the loader call, the codec, and the user's ioredis client.
 
 const { EventEmitter } = require('node:events');
 const native = require('../native.cjs');
 
-const memoryHit = native.memoryHitFunction();
-const redisFastRead = native.redisFastReadFunction();
-
-const STORE = 0;
-const LOAD = 1;
-const WAIT = 2;
-const SERVE = 3;
-const DONE_OK = 4;
-const DONE_ERR = 5;
+const nativeGetOrLoad = native.getOrLoadFunction();
+const nativeGet = native.getFunction();
 
 const CODEC_RAW = 0;
 const CODEC_JSON = 1;
@@ -23,22 +16,11 @@ const CODEC_JSON = 1;
 const kNative = Symbol('karlton.native');
 const kBuilt = Symbol('karlton.built');
 const kHandle = Symbol('karlton.handle');
-const kFast = Symbol('karlton.fastRead');
+const kPolicyHandle = Symbol('karlton.policyHandle');
 
 /** [entry key, generation key] of a Key (strings cross from native once, when first needed). */
 function built(key) {
   return key[kBuilt] ?? (key[kBuilt] = native.keyStrings(key[kHandle]));
-}
-
-/** The core's fast-read commands for an entry key and its generation keys, as `[name, args]`. */
-function fastCommands(entryKey, genKeys) {
-  return native.redisFastReadCommands(entryKey, genKeys).map((c) => [c[0], c.slice(1)]);
-}
-
-/** The fast-read commands of `key` (cached on the Key when untagged). */
-function fastCommandsOf(key, b, extra) {
-  if (extra !== null) return fastCommands(b[0], [b[1], ...extra]);
-  return key[kFast] ?? (key[kFast] = fastCommands(b[0], [b[1]]));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -151,7 +133,6 @@ class Key {
     }
     this[kHandle] = handle;
     this[kBuilt] = null; // [entry key, namespace generation key], read from the handle on demand
-    this[kFast] = null; // the Redis fast-read commands (untagged), built on first use
   }
 
   #with(changes) {
@@ -310,6 +291,7 @@ class Policy {
     }
     try {
       this[kNative] = new native.NativePolicy(JSON.stringify(spec));
+      this[kPolicyHandle] = this[kNative].handle();
     } catch (e) {
       throw rangeFrom(e, renameFields);
     }
@@ -481,16 +463,17 @@ class RedisStore {
     for (const s of SCRIPTS) await this.#client.script('LOAD', s.source);
   }
 
-  #eval(call) {
+  /** Run core script `script` (an index into the core's list) with `keys` and `args`. */
+  _eval(script, keys, args) {
     const client = this.#client;
     if (INACTIVE.has(client.status)) {
       return Promise.reject(new Error(`redis connection is ${client.status}`));
     }
-    const s = SCRIPTS[call.script];
-    const n = call.keys.length;
-    const p = client.evalshaBuffer(s.sha, n, ...call.keys, ...call.args).catch((e) => {
+    const s = SCRIPTS[script];
+    const n = keys.length;
+    const p = client.evalshaBuffer(s.sha, n, ...keys, ...args).catch((e) => {
       if (e && typeof e.message === 'string' && e.message.startsWith('NOSCRIPT')) {
-        return client.evalBuffer(s.source, n, ...call.keys, ...call.args);
+        return client.evalBuffer(s.source, n, ...keys, ...args);
       }
       throw e;
     });
@@ -498,7 +481,7 @@ class RedisStore {
   }
 
   /**
-   * The fast read: send `cmds` (from `native.redisFastReadCommands`) back to back, corked into
+   * The fast read: send `cmds` (the core's, each `[name, ...args]`) back to back, corked into
    * one write when the connection is up (one syscall, and the server reads them as one batch).
    * Resolves the replies in order; rejects with the first failure — an error reply
    * (`isReplyError`: not a hit, run the read script) or a store failure (down, timeout).
@@ -538,7 +521,7 @@ class RedisStore {
       };
       if (cork) stream.cork();
       try {
-        for (let i = 0; i < n; i++) client.callBuffer(cmds[i][0], cmds[i][1], reply(i));
+        for (let i = 0; i < n; i++) client.callBuffer(cmds[i][0], cmds[i].slice(1), reply(i));
       } catch (e) {
         over = true;
         deadlines.untrack(entry);
@@ -547,17 +530,6 @@ class RedisStore {
         if (cork) stream.uncork();
       }
     });
-  }
-
-  /** Run the target's store op (a flow step or a one-op write); returns what the target answers. */
-  async _exec(target) {
-    let reply;
-    try {
-      reply = await this.#eval(target.redisCall());
-    } catch (e) {
-      return target.feedStoreError(`redis: ${e?.message ?? e}`);
-    }
-    return target.feedRedis(reply);
   }
 }
 
@@ -588,9 +560,21 @@ function checkCodec(c) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Cache
+// Cache: a drive loop over the core's coordinator (native.NativeCache)
 
 const STATS_NAMES = native.statsFields().map((s) => s.replace(/_([a-z])/g, (_, c) => c.toUpperCase()));
+
+// Action codes (src/lib.rs): [code, call, a, b, events]
+const A_STORE = 0;
+const A_FAST_READ = 1;
+const A_START_LOAD = 2;
+const A_AWAIT_LOAD = 3;
+const A_WAIT = 4;
+const A_SERVE = 5;
+const A_ANSWER = 6;
+const A_ERROR = 7;
+const A_FINISHED = 8;
+const A_JOIN = 9;
 
 const LOADER_TIMEOUT = Symbol('timeout');
 
@@ -607,18 +591,42 @@ function raceTimeout(promise, ms) {
 }
 
 function checkTags(tags) {
-  if (tags === undefined || tags === null) return null;
+  if (tags === undefined || tags === null) return undefined;
   if (!Array.isArray(tags)) throw typeError('options.tags', 'an array of strings', tags);
   for (let i = 0; i < tags.length; i++) {
     if (typeof tags[i] !== 'string') throw typeError(`options.tags[${i}]`, 'a string', tags[i]);
   }
-  return tags.length ? tags : null;
+  return tags.length ? tags : undefined;
+}
+
+/** `{ tags, policy }` options as native arguments (tags array | undefined, policy handle | undefined). */
+function callOptions(options, what) {
+  if (options === undefined) return [undefined, undefined];
+  if (!isPlainObject(options)) throw typeError('options', what, options);
+  const p = toPolicy('options.policy', options.policy);
+  return [checkTags(options.tags), p === null ? undefined : p[kPolicyHandle]];
+}
+
+/** One call driven by a Cache: what the host must remember across actions. */
+class Call {
+  constructor(loader) {
+    this.loader = loader; // null for one-op calls
+    this.running = null; // the loader's promise (settles to {ok, value | error})
+    this.loaderError = undefined; // the loader's own error object, for its callers
+    this.started = false; // this call's loader ran: its answer is not a cached value
+    this.replaced = false; // already ran again over an undecodable value
+    this.answered = false;
+    this.resolve = null;
+    this.reject = null;
+  }
 }
 
 /**
  * A read-through cache over a store. `getOrLoad` is single-flight per process (and, through the
  * store's leases, across processes), serves stale values while one caller refreshes, caches
- * "not found", and keeps answering from the loader while the store is down.
+ * "not found", and keeps answering from the loader while the store is down. Who loads, who
+ * joins, what a joiner gets and every counter are decided by the core's coordinator; this class
+ * does the IO.
  *
  * Events: `'error'` (err, key) for failures nobody awaits (background refreshes); emitted only
  * when a listener is attached (never an unhandled rejection or an uncaught 'error').
@@ -627,10 +635,10 @@ class Cache extends EventEmitter {
   #native;
   #handle;
   #store;
-  #memory;
   #codec;
   #policy;
-  #inflight = new Map();
+  /** flight id → { promise, wake, error }: what the flight's joiners await. */
+  #flights = new Map();
   #onBackgroundError;
 
   /**
@@ -649,8 +657,7 @@ class Cache extends EventEmitter {
     this.#policy = toPolicy('options.policy', policy) ?? new Policy();
     this.#codec = checkCodec(codec);
     this.#store = store;
-    this.#memory = store instanceof MemoryStore;
-    this.#native = new native.NativeCache(this.#policy[kNative], this.#memory ? store[kNative] : null);
+    this.#native = new native.NativeCache(this.#policy[kNative], store instanceof MemoryStore ? store[kNative] : null, store instanceof RedisStore && store._fast);
     this.#handle = this.#native.handle();
     this.#onBackgroundError = onBackgroundError ?? null;
   }
@@ -673,260 +680,329 @@ class Cache extends EventEmitter {
   getOrLoad(key, loader, options) {
     if (!(key instanceof Key)) return Promise.reject(typeError('key', 'a Key', key));
     if (typeof loader !== 'function') return Promise.reject(typeError('loader', 'a function', loader));
-    let tags = null;
-    let policy = null;
-    let extra = null;
+    let tags, ph;
     if (options !== undefined) {
       try {
-        if (!isPlainObject(options)) throw typeError('options', 'an object { tags, policy }', options);
-        tags = checkTags(options.tags);
-        policy = toPolicy('options.policy', options.policy);
-        if (tags !== null) extra = tags.map((t) => key.tagKey(t));
+        [tags, ph] = callOptions(options, 'an object { tags, policy }');
       } catch (e) {
         return Promise.reject(e);
       }
     }
-    const np = policy === null ? null : policy[kNative];
-    if (this.#memory) {
-      let r;
-      if (extra === null && np === null) r = memoryHit(this.#handle, key[kHandle]);
-      else {
-        const b = built(key);
-        r = this.#native.memoryGetOrLoad(b[0], b[1], extra, tags, np);
+    const r = tags === undefined && ph === undefined ? nativeGetOrLoad(this.#handle, key[kHandle]) : nativeGetOrLoad(this.#handle, key[kHandle], tags, ph);
+    if (typeof r === 'string') {
+      // the memory fresh hit (JSON text)
+      try {
+        return Promise.resolve(JSON.parse(r));
+      } catch {
+        // not JSON after all: a corrupt entry
       }
-      if (typeof r === 'string') {
-        try {
-          return Promise.resolve(JSON.parse(r));
-        } catch (e) {
-          return Promise.reject(this.#codecError(e));
-        }
-      }
-      if (r === null) return Promise.resolve(undefined);
-      if (!(r instanceof native.NativeFlow)) {
-        try {
-          return Promise.resolve(this.#decode(r));
-        } catch (e) {
-          return Promise.reject(e);
-        }
-      }
-      return this.#afterStart(r, loader, r.key);
-    }
-    const b = built(key);
-    // Redis: one flight per key per process covers the whole call, reads included, so a
-    // stampede costs one round trip per process rather than one per caller.
-    const k = b[0];
-    const running = this.#inflight.get(k);
-    if (running !== undefined) return running;
-    const store = this.#store;
-    if (!store._fast) return this.#lead(this.#native.start(k, b[1], extra, tags, np), loader, k);
-    // The fresh-hit fast path: plain commands, no script; the core judges the replies. Anything
-    // but a clean fresh hit runs the flow; a store failure goes to the flow's first read (one
-    // timeout, not two); an error reply (garbage under the key) just runs the flow.
-    let cmds;
+    } else if (r === null) return Promise.resolve(undefined);
+    const c = new Call(loader);
+    const p = new Promise((resolve, reject) => {
+      c.resolve = resolve;
+      c.reject = reject;
+    });
+    c.key = key;
+    c.tags = tags;
+    c.ph = ph;
+    this.#drive(r, c);
+    return p;
+  }
+
+  /** The cached value if fresh or stale (never past hard expiry), else `undefined`. No load. */
+  async get(key, options) {
+    if (!(key instanceof Key)) throw typeError('key', 'a Key', key);
+    let tags, ph;
+    if (options !== undefined) [tags, ph] = callOptions(options, 'an object { tags, policy }');
+    const r = tags === undefined && ph === undefined ? nativeGet(this.#handle, key[kHandle]) : nativeGet(this.#handle, key[kHandle], tags, ph);
+    const v = Array.isArray(r) ? await this.#one(r) : r;
+    if (v === undefined || v === null) return undefined;
     try {
-      cmds = fastCommandsOf(key, b, extra);
+      return this.#decode(v);
     } catch (e) {
-      return Promise.reject(e);
+      if (e?.code !== ERROR_CODES.codec) throw e;
+      // A cached value this reader cannot decode: counted as corrupt, read as missing.
+      this.#native.reportUndecodable();
+      return undefined;
     }
-    const slow = (failure) => {
-      let flow;
-      try {
-        flow = this.#native.start(k, b[1], extra, tags, np);
-        if (failure !== undefined) flow.feedStoreError(`redis: ${failure?.message ?? failure}`);
-      } catch (e) {
-        this.#inflight.delete(k); // a bug: reject, and leave no flight behind
-        throw e;
-      }
-      let settle;
-      const q = new Promise((resolve, reject) => {
-        settle = (ok, v) => (ok ? resolve(v) : reject(v));
-      });
-      this.#drive(flow, loader, settle, k); // ends the flight when it answers
-      return q;
-    };
-    const p = store._fastRead(cmds).then(
-      (replies) => {
-        let r;
-        try {
-          r = np === null ? redisFastRead(this.#handle, replies) : this.#native.redisFastRead(replies, np);
-        } catch {
-          r = undefined;
-        }
-        if (r === undefined) return slow(undefined);
-        this.#inflight.delete(k);
-        return this.#decode(r);
-      },
-      (e) => slow(isReplyError(e) ? undefined : e),
-    );
-    this.#inflight.set(k, p); // the flight covers the fast read too
-    return p;
-  }
-
-  /** Lead the in-process flight of `k` with a flow at its first read. */
-  #lead(flow, loader, k) {
-    let settle;
-    const p = new Promise((resolve, reject) => {
-      settle = (ok, v) => (ok ? resolve(v) : reject(v));
-    });
-    this.#inflight.set(k, p);
-    this.#drive(flow, loader, settle, k);
-    return p;
-  }
-
-  /** The flow needs more than the first read: answer, or load/wait under single-flight. */
-  #afterStart(flow, loader, k) {
-    const kind = flow.kind;
-    if (kind === DONE_OK) {
-      try {
-        return Promise.resolve(this.#decode(flow.value()));
-      } catch (e) {
-        return Promise.reject(e);
-      }
-    }
-    if (kind === DONE_ERR) return Promise.reject(this.#flowError(flow, undefined));
-    if (kind === SERVE) {
-      // Stale (or early refresh): answer now, refresh in the background.
-      const v = flow.value();
-      this.#drive(flow, loader, null, null);
-      try {
-        return Promise.resolve(this.#decode(v));
-      } catch (e) {
-        return Promise.reject(e);
-      }
-    }
-    // Load or wait: join or lead the in-process flight.
-    const running = this.#inflight.get(k);
-    if (running !== undefined && !flow.hasLease) {
-      flow.abandon();
-      return running;
-    }
-    let settle;
-    const p = new Promise((resolve, reject) => {
-      settle = (ok, v) => (ok ? resolve(v) : reject(v));
-    });
-    const leading = running === undefined;
-    if (leading) this.#inflight.set(k, p);
-    this.#drive(flow, loader, settle, leading ? k : null);
-    return p;
   }
 
   /**
-   * Drive a flow to its end. `settle` gets the first answer (serve or done); the single-flight
-   * entry goes away at that moment. Anything after (a background refresh) reports failures
-   * through the 'error' event / onBackgroundError. Never rejects.
+   * Write-through: store `value` now. Revokes outstanding leases, so a load of an older value
+   * cannot overwrite it. With `version`, refused (→ false) when a newer version is stored.
    */
-  async #drive(flow, loader, settle, flightKey) {
-    let answered = settle === null;
-    const answer = (ok, v) => {
-      if (answered) return;
-      answered = true;
-      if (flightKey !== null) this.#inflight.delete(flightKey);
-      settle(ok, v);
-    };
-    let running = null;
-    let loaderError;
+  async set(key, value, options) {
+    if (!(key instanceof Key)) throw typeError('key', 'a Key', key);
+    let tags, ph;
+    let version = null;
+    if (options !== undefined) {
+      [tags, ph] = callOptions(options, 'an object { version, tags, policy }');
+      if (options.version !== undefined && options.version !== null) version = checkVersion('options.version', options.version);
+    }
+    if (value === undefined || value === null) throw typeError('value', 'a value (use invalidate to remove one)', value);
+    const [encoded, codec] = this.#encode(value);
+    return this.#one(this.#native.set(key[kHandle], tags, encoded, codec, version, ph));
+  }
+
+  /**
+   * Delete the entry (mode 'delete', default) or mark it stale (mode 'markStale': served while
+   * one caller refreshes), revoking its lease so a load in flight cannot fill. → existed.
+   */
+  async invalidate(key, options) {
+    if (!(key instanceof Key)) throw typeError('key', 'a Key', key);
+    let mark = false;
+    if (options !== undefined) {
+      if (!isPlainObject(options)) throw typeError('options', "an object { mode: 'delete' | 'markStale' }", options);
+      const { mode = 'delete' } = options;
+      if (mode !== 'delete' && mode !== 'markStale') throw typeError('options.mode', "'delete' or 'markStale'", mode);
+      mark = mode === 'markStale';
+    }
+    return this.#one(this.#native.invalidate(key[kHandle], mark));
+  }
+
+  /** Orphan every entry of `key`'s namespace at once (one counter moves; nothing is scanned). */
+  async bump(key) {
+    if (!(key instanceof Key)) throw typeError('key', 'a Key (any key of the namespace)', key);
+    return this.#one(this.#native.bump(key[kHandle]));
+  }
+
+  /** Orphan every entry filled with `tag` in `key`'s namespace. */
+  async invalidateTag(key, tag) {
+    if (!(key instanceof Key)) throw typeError('key', 'a Key (any key of the namespace)', key);
+    if (typeof tag !== 'string') throw typeError('tag', 'a string', tag);
+    return this.#one(this.#native.bump(key[kHandle], tag));
+  }
+
+  /** A snapshot of the counters (hitsFresh, hitsStale, misses, loads, coalesced, …). */
+  stats() {
+    const v = this.#native.stats();
+    const out = {};
+    for (let i = 0; i < STATS_NAMES.length; i++) out[STATS_NAMES[i]] = v[i];
+    return out;
+  }
+
+  /** `{ calls, flights }` the coordinator holds (both 0 when idle; a leak shows here). */
+  pending() {
+    const [calls, flights] = this.#native.pending();
+    return { calls, flights };
+  }
+
+  // ---- the drive loop ----
+
+  /** Drive a one-op call (get, set, invalidate, bump) to its answer. */
+  async #one(r) {
+    const c = new Call(null);
+    return new Promise((resolve, reject) => {
+      c.resolve = resolve;
+      c.reject = reject;
+      c.raw = true;
+      this.#drive(r, c);
+    });
+  }
+
+  /** Do what the coordinator says until the call is over. Never rejects. */
+  async #drive(r, c) {
+    let call = 0;
     try {
       for (;;) {
-        let kind = flow.kind;
-        switch (kind) {
-          case STORE:
-            await this.#store._exec(flow);
-            break;
-          case LOAD: {
-            if (running === null) running = this.#startLoader(loader);
-            const t = flow.timeoutAt;
-            const r = t === null ? await running : await raceTimeout(running, t - Date.now());
-            if (r === LOADER_TIMEOUT) {
-              flow.timeout();
-              break;
-            }
-            running = null;
-            if (r.ok) {
-              const v = r.value;
-              if (v === undefined || v === null) {
-                flow.loaded('', this.#codec.id, true, null);
-              } else {
-                let encoded;
-                let codec = this.#codec.id;
-                try {
-                  if (Buffer.isBuffer(v)) {
-                    encoded = v;
-                    codec = CODEC_RAW;
-                  } else if (v instanceof Uint8Array) {
-                    encoded = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
-                    codec = CODEC_RAW;
-                  } else {
-                    encoded = this.#codec.encode(v);
-                    if (typeof encoded !== 'string' && !(encoded instanceof Uint8Array)) {
-                      throw new TypeError(`karlton: codec.encode must return a Buffer or a string, got ${describe(encoded)}`);
-                    }
-                  }
-                } catch (e) {
-                  loaderError = e;
-                  flow.loadFailed(String(e?.message ?? e));
-                  break;
-                }
-                flow.loaded(encoded, codec, false, null);
-              }
-            } else {
-              loaderError = r.error;
-              flow.loadFailed(String(r.error?.message ?? r.error));
-            }
-            break;
+        if (!Array.isArray(r)) {
+          this.#answerValue(c, r);
+          if (c.again !== undefined) {
+            r = c.again;
+            c.again = undefined;
+            continue;
           }
-          case WAIT:
-            await sleep(flow.untilMs - Date.now());
-            flow.timeout();
+          return;
+        }
+        call = r[1];
+        if (r[4] !== undefined) this.#events(r[4], c, call);
+        switch (r[0]) {
+          case A_STORE:
+            r = await this.#exec(call, r[2], r[3]);
             break;
-          case SERVE: {
-            if (!answered) this.#answerWithValue(flow, answer);
-            flow.resume();
+          case A_FAST_READ:
+            r = await this.#fastRead(call, r[2]);
             break;
-          }
-          case DONE_OK: {
-            if (!answered) this.#answerWithValue(flow, answer);
+          case A_START_LOAD:
+            c.running = this.#startLoader(c);
+          // fall through
+          case A_AWAIT_LOAD:
+            r = await this.#awaitLoad(c, call, r[2]);
+            break;
+          case A_WAIT:
+            await sleep(r[2] - Date.now());
+            r = this.#native.timeout(call);
+            break;
+          case A_SERVE:
+            this.#answerValue(c, r[2], false);
+            r = this.#native.resume(call);
+            break;
+          case A_ANSWER:
+            r = r[2];
+            break;
+          case A_ERROR:
+            this.#answerError(c, this.#flowError(r[2], r[3], c.loaderError), call);
             return;
-          }
-          case DONE_ERR: {
-            const err = this.#flowError(flow, loaderError);
-            if (!answered) answer(false, err);
-            else this.#backgroundError(err, flow.key);
+          case A_FINISHED:
             return;
+          case A_JOIN: {
+            const f = this.#flight(r[2]);
+            c.flight = f;
+            await f.promise;
+            r = this.#native.joined(call);
+            break;
           }
           default:
-            throw new KarltonError(ERROR_CODES.protocol, `unknown flow step ${kind}`);
+            throw new KarltonError(ERROR_CODES.protocol, `karlton: unknown action ${r[0]}`);
         }
       }
     } catch (e) {
-      // A bug (ours or a store adapter's): never leave callers hanging.
-      flow.abandon();
-      if (!answered) answer(false, e);
-      else this.#backgroundError(e, flow.key);
+      // A bug (ours or a store adapter's): end the call in the coordinator (its joiners run
+      // again, its lease is returned) and never leave the caller hanging.
+      if (call !== 0) this.#cancel(call);
+      this.#answerError(c, e, call);
     }
   }
 
-  /** Answer the caller with the flow's value, decoded (a codec failure is the answer's error). */
-  #answerWithValue(flow, answer) {
-    let v;
-    try {
-      v = this.#decode(flow.value());
-    } catch (e) {
-      answer(false, e);
-      return;
+  /** The Promise a flight's joiners await (made when the first one joins). */
+  #flight(id) {
+    let f = this.#flights.get(id);
+    if (f === undefined) {
+      let wake;
+      const promise = new Promise((resolve) => {
+        wake = resolve;
+      });
+      f = { promise, wake, error: undefined };
+      this.#flights.set(id, f);
     }
-    answer(true, v);
+    return f;
+  }
+
+  #events(events, c, call) {
+    for (const e of events) {
+      if (typeof e === 'number') {
+        const f = this.#flights.get(e);
+        if (f === undefined) continue;
+        this.#flights.delete(e);
+        // joiners answered with this leader's load error get the loader's own error object
+        if (e === call && c.loaderError !== undefined) f.error = c.loaderError;
+        f.wake();
+      } else {
+        this.#backgroundError(this.#flowError(e[1], e[2], c.loaderError), e[0]);
+      }
+    }
+  }
+
+  #cancel(call) {
+    try {
+      const [release, events] = this.#native.cancel(call);
+      if (events !== undefined) this.#events(events, new Call(null), 0);
+      if (release !== undefined) this.#store._eval(release[0], release[1][0], release[1][1]).catch(() => {});
+    } catch {
+      // nothing more to do
+    }
+  }
+
+  async #exec(call, script, kv) {
+    let reply;
+    try {
+      reply = await this.#store._eval(script, kv[0], kv[1]);
+    } catch (e) {
+      return this.#native.feedStoreError(call, `redis: ${e?.message ?? e}`);
+    }
+    return this.#native.feedRedis(call, reply);
+  }
+
+  async #fastRead(call, cmds) {
+    let replies;
+    try {
+      replies = await this.#store._fastRead(cmds);
+    } catch (e) {
+      return this.#native.fastReadFailed(call, `redis: ${e?.message ?? e}`, isReplyError(e));
+    }
+    return this.#native.fastRead(call, replies);
   }
 
   /** Start the loader; the promise settles to {ok, value | error} and never rejects. */
-  #startLoader(loader) {
+  #startLoader(c) {
+    c.started = true;
     try {
-      return Promise.resolve(loader()).then(
+      return Promise.resolve(c.loader()).then(
         (value) => ({ ok: true, value }),
         (error) => ({ ok: false, error }),
       );
     } catch (error) {
       return Promise.resolve({ ok: false, error });
     }
+  }
+
+  async #awaitLoad(c, call, timeoutAt) {
+    if (c.running === null) return this.#native.loadFailed(call, 'no loader running');
+    const res = timeoutAt < 0 ? await c.running : await raceTimeout(c.running, timeoutAt - Date.now());
+    if (res === LOADER_TIMEOUT) return this.#native.timeout(call);
+    c.running = null;
+    if (!res.ok) {
+      c.loaderError = res.error;
+      return this.#native.loadFailed(call, String(res.error?.message ?? res.error));
+    }
+    const v = res.value;
+    if (v === undefined || v === null) return this.#native.loaded(call, '', this.#codec.id, true);
+    let encoded, codec;
+    try {
+      [encoded, codec] = this.#encode(v);
+    } catch (e) {
+      c.loaderError = e;
+      return this.#native.loadFailed(call, String(e?.message ?? e));
+    }
+    return this.#native.loaded(call, encoded, codec, false);
+  }
+
+  #encode(v) {
+    if (Buffer.isBuffer(v)) return [v, CODEC_RAW];
+    if (v instanceof Uint8Array) return [Buffer.from(v.buffer, v.byteOffset, v.byteLength), CODEC_RAW];
+    const encoded = this.#codec.encode(v);
+    if (typeof encoded !== 'string' && !(encoded instanceof Uint8Array)) {
+      throw new TypeError(`karlton: codec.encode must return a Buffer or a string, got ${describe(encoded)}`);
+    }
+    return [encoded, this.#codec.id];
+  }
+
+  /** Answer the caller with a value in native form (a getOrLoad value is decoded first). */
+  #answerValue(c, v, canReplace = true) {
+    if (c.answered) return;
+    if (c.raw) {
+      c.answered = true;
+      c.resolve(v);
+      return;
+    }
+    let out;
+    try {
+      out = this.#decode(v);
+    } catch (e) {
+      if (canReplace && e?.code === ERROR_CODES.codec && !c.started && !c.replaced && v !== null && v !== undefined) {
+        // A cached value this reader cannot decode: a corrupt entry. The coordinator counts it
+        // and runs the call again treating the entry as a miss (the loader's fill replaces it).
+        c.replaced = true;
+        c.again = this.#native.replacing(c.key[kHandle], c.tags, c.ph, typeof v === 'string' || Buffer.isBuffer(v) ? v : v.value);
+        return;
+      }
+      c.answered = true;
+      c.reject(e);
+      return;
+    }
+    c.answered = true;
+    c.resolve(out);
+  }
+
+  #answerError(c, err, call) {
+    if (c.answered) {
+      this.#backgroundError(err, c.key === undefined ? '' : String(c.key));
+      return;
+    }
+    c.answered = true;
+    // A joiner whose flight's loader failed gets the loader's own error object.
+    if (c.flight !== undefined && c.flight.error !== undefined && err?.code === ERROR_CODES.load) err = c.flight.error;
+    c.reject(err);
   }
 
   #backgroundError(err, key) {
@@ -940,8 +1016,7 @@ class Cache extends EventEmitter {
     if (this.listenerCount('error') > 0) this.emit('error', err, key);
   }
 
-  #flowError(flow, loaderError) {
-    const [kind, message] = flow.error() ?? ['protocol', 'flow ended without an error'];
+  #flowError(kind, message, loaderError) {
     if (kind === 'load' && loaderError !== undefined) return loaderError;
     return new KarltonError(ERROR_CODES[kind] ?? ERROR_CODES.protocol, `karlton: ${message}`);
   }
@@ -950,7 +1025,7 @@ class Cache extends EventEmitter {
     return new KarltonError(ERROR_CODES.codec, `karlton: cached value does not decode: ${e.message}`, { cause: e });
   }
 
-  /** A native value (see NativeCache.memoryGetOrLoad) as the user's value. */
+  /** A native value (JSON text, a Buffer, `{codec, value}`, null = not found) as the user's value. */
   #decode(r) {
     if (typeof r === 'string') {
       try {
@@ -969,123 +1044,6 @@ class Cache extends EventEmitter {
       }
     }
     throw new KarltonError(ERROR_CODES.codec, `karlton: entry has codec ${r.codec}, this cache decodes ${this.#codec.id}`);
-  }
-
-  async #op(op, failure) {
-    let out;
-    if (this.#memory) out = op.runMemory();
-    else if (failure !== undefined) out = op.feedStoreError(`redis: ${failure?.message ?? failure}`);
-    else out = await this.#store._exec(op);
-    const err = op.error();
-    if (err !== null) throw new KarltonError(ERROR_CODES[err[0]] ?? ERROR_CODES.store, `karlton: ${err[1]}`);
-    return out;
-  }
-
-  /** The cached value if fresh or stale (never past hard expiry), else `undefined`. No load. */
-  async get(key, options) {
-    if (!(key instanceof Key)) throw typeError('key', 'a Key', key);
-    let extra = null;
-    let np = null;
-    if (options !== undefined) {
-      if (!isPlainObject(options)) throw typeError('options', 'an object { tags, policy }', options);
-      const tags = checkTags(options.tags);
-      if (tags !== null) extra = tags.map((t) => key.tagKey(t));
-      const p = toPolicy('options.policy', options.policy);
-      if (p !== null) np = p[kNative];
-    }
-    const b = built(key);
-    let failure;
-    if (!this.#memory && this.#store._fast) {
-      // The fresh-hit fast path, as in getOrLoad; anything else runs the plain read script.
-      const cmds = fastCommandsOf(key, b, extra);
-      let replies = null;
-      try {
-        replies = await this.#store._fastRead(cmds);
-      } catch (e) {
-        if (!isReplyError(e)) failure = e; // a store failure: the read op reports it
-      }
-      if (replies !== null) {
-        let r;
-        try {
-          r = np === null ? redisFastRead(this.#handle, replies) : this.#native.redisFastRead(replies, np);
-        } catch {
-          r = undefined;
-        }
-        if (r !== undefined) return this.#decode(r);
-      }
-    }
-    return this.#decode(await this.#op(this.#native.getOp(b[0], b[1], extra, np), failure));
-  }
-
-  /**
-   * Write-through: store `value` now. Revokes outstanding leases, so a load of an older value
-   * cannot overwrite it. With `version`, refused (→ false) when a newer version is stored.
-   */
-  async set(key, value, options) {
-    if (!(key instanceof Key)) throw typeError('key', 'a Key', key);
-    let tags = null;
-    let extra = null;
-    let np = null;
-    let version = null;
-    if (options !== undefined) {
-      if (!isPlainObject(options)) throw typeError('options', 'an object { version, tags, policy }', options);
-      tags = checkTags(options.tags);
-      if (tags !== null) extra = tags.map((t) => key.tagKey(t));
-      const p = toPolicy('options.policy', options.policy);
-      if (p !== null) np = p[kNative];
-      if (options.version !== undefined && options.version !== null) version = checkVersion('options.version', options.version);
-    }
-    if (value === undefined || value === null) throw typeError('value', 'a value (use invalidate to remove one)', value);
-    let encoded;
-    let codec = this.#codec.id;
-    if (Buffer.isBuffer(value)) {
-      encoded = value;
-      codec = CODEC_RAW;
-    } else if (value instanceof Uint8Array) {
-      encoded = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-      codec = CODEC_RAW;
-    } else {
-      encoded = this.#codec.encode(value);
-    }
-    const b = built(key);
-    return this.#op(this.#native.setOp(b[0], b[1], extra, tags, encoded, codec, version, np));
-  }
-
-  /**
-   * Delete the entry (mode 'delete', default) or mark it stale (mode 'markStale': served while
-   * one caller refreshes), revoking its lease so a load in flight cannot fill. → existed.
-   */
-  async invalidate(key, options) {
-    if (!(key instanceof Key)) throw typeError('key', 'a Key', key);
-    let mark = false;
-    if (options !== undefined) {
-      if (!isPlainObject(options)) throw typeError('options', "an object { mode: 'delete' | 'markStale' }", options);
-      const { mode = 'delete' } = options;
-      if (mode !== 'delete' && mode !== 'markStale') throw typeError('options.mode', "'delete' or 'markStale'", mode);
-      mark = mode === 'markStale';
-    }
-    return this.#op(this.#native.invalidateOp(built(key)[0], mark));
-  }
-
-  /** Orphan every entry of `key`'s namespace at once (one counter moves; nothing is scanned). */
-  async bump(key) {
-    if (!(key instanceof Key)) throw typeError('key', 'a Key (any key of the namespace)', key);
-    return this.#op(this.#native.bumpOp(built(key)[1]));
-  }
-
-  /** Orphan every entry filled with `tag` in `key`'s namespace. */
-  async invalidateTag(key, tag) {
-    if (!(key instanceof Key)) throw typeError('key', 'a Key (any key of the namespace)', key);
-    if (typeof tag !== 'string') throw typeError('tag', 'a string', tag);
-    return this.#op(this.#native.bumpOp(key.tagKey(tag)));
-  }
-
-  /** A snapshot of the counters (hitsFresh, hitsStale, misses, loads, …). */
-  stats() {
-    const v = this.#native.stats();
-    const out = {};
-    for (let i = 0; i < STATS_NAMES.length; i++) out[STATS_NAMES[i]] = v[i];
-    return out;
   }
 }
 

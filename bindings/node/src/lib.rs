@@ -1,52 +1,36 @@
 //! karlton-node: the native half of the `karlton` npm package.
 //!
-//! A thin translation layer over `karlton-core` (DESIGN §1: a binding translates types and runs a
-//! drive loop; it never re-decides policy). The JavaScript facade (`lib/karlton.cjs`) owns the
-//! asynchronous part of the drive loop — promises, timers, single-flight, the user's ioredis
-//! client — and calls into this module for every decision:
+//! A thin host of the core's per-process [`Coordinator`] (DESIGN §1b): one coordinator per
+//! `Cache`, seeded from the OS. Every decision — who leads a key and who joins, what a joiner
+//! gets, C5 after a write, the fast-path order, background refresh, every counter — is the
+//! coordinator's. This module translates: it runs the memory store's ops inline (they are
+//! synchronous), hands every other action to JavaScript in a compact form (small arrays of
+//! numbers and strings, see [`encode`]), and feeds back what JavaScript did (a Redis reply, the
+//! loader's value, a timeout). The JavaScript facade (`lib/karlton.cjs`) owns the asynchronous
+//! IO: the ioredis client, the loader call, timers, and one Promise per flight its joiners await.
 //!
-//! * [`NativeCache::memory_get_or_load`]: the whole MemoryStore hit path in one synchronous call
-//!   (`GetOrLoad::start` + `run_store_steps`), answering the value itself on a fresh hit or a
-//!   [`NativeFlow`] handle when the flow needs the loader, a wait, or a background refresh.
-//! * [`NativeFlow`]: a `GetOrLoad` state machine behind a handle. Every input method returns the
-//!   next step's code ([`STEP_STORE`] …); flows over the memory store run their store steps
-//!   inside the call, so JavaScript only ever sees load / wait / serve / done. Over Redis the
-//!   facade asks [`NativeFlow::redis_call`] for the script invocation (`karlton_core::redis`)
-//!   and feeds the raw reply back with [`NativeFlow::feed_redis`].
-//! * [`NativeOp`]: the one-op writes and plain reads (`get`, `set`, `invalidate`, `bump`) built by
-//!   `karlton_core::flow`'s pure functions, run the same two ways.
-//! * The Redis fresh-hit fast path: [`redis_fast_read_commands`] hands the facade the core's
-//!   plain commands (`karlton_core::redis::fast_read_commands`), which it sends in one write;
-//!   `redisFastRead` (raw N-API, [`redis_fast_read_function`]) or
-//!   [`NativeCache::redis_fast_read`] feed the replies to `fast_read_result`: a value on a clean
-//!   fresh hit, `undefined` when the facade must run the flow (the `read` script) instead.
+//! Hot paths are raw N-API functions ([`get_or_load_function`], [`get_function`]) over two
+//! externals (the cache and a built key): napi-rs's class-argument machinery costs more than
+//! the core's whole memory hit.
 
 #![deny(clippy::all)]
 #![allow(missing_docs)] // the public, documented surface is the JavaScript package
 
+use karlton_core::coordinator::Answer;
 use karlton_core::entry::{Entry, codec};
-use karlton_core::flow::{self, Write};
+use karlton_core::flow::Write;
 use karlton_core::key::Key;
 use karlton_core::policy::parse_duration_ms as core_parse_duration;
 use karlton_core::redis::{self, RedisValue};
 use karlton_core::{
-    AtomicStats, FlowError, GetOrLoad, Input, InvalidateMode, Loaded, MemoryStore, MemoryStoreConfig,
-    Policy, Request, Served, Stats, Step, StoreFailure, StoreOp, StoreReply,
+    Action, CallId, Coordinator, Counters, Event, FlowError, Input, InvalidateMode, Loaded, MemoryStore,
+    MemoryStoreConfig, Op, Policy, Reply, Request, Served, Stats, StoreFailure, StoreOp, Ticket,
 };
 use napi::bindgen_prelude::{ToNapiValue, TypeName};
-use napi::bindgen_prelude::JsObjectValue;
 use napi::{Either, Error, JsValue, Result, Status, Unknown, ValueType, sys};
 use napi_derive::napi;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-
-/// Step codes returned by every [`NativeFlow`] input method.
-pub const STEP_STORE: u32 = 0;
-pub const STEP_LOAD: u32 = 1;
-pub const STEP_WAIT: u32 = 2;
-pub const STEP_SERVE: u32 = 3;
-pub const STEP_DONE_OK: u32 = 4;
-pub const STEP_DONE_ERR: u32 = 5;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -76,8 +60,9 @@ pub enum Out {
     Miss,
     Bool(bool),
     Num(f64),
-    /// A flow handle (the hit path needs more than one synchronous call).
-    Flow(Box<NativeFlow>),
+    Str(String),
+    /// An action or event list (see [`encode`]).
+    List(Vec<Out>),
 }
 
 impl Out {
@@ -133,7 +118,18 @@ impl ToNapiValue for Out {
                 Out::Miss => <()>::to_napi_value(env, ()),
                 Out::Bool(b) => bool::to_napi_value(env, b),
                 Out::Num(n) => f64::to_napi_value(env, n),
-                Out::Flow(f) => NativeFlow::to_napi_value(env, *f),
+                Out::Str(s) => String::to_napi_value(env, s),
+                Out::List(items) => {
+                    let mut arr = std::ptr::null_mut();
+                    if sys::napi_create_array_with_length(env, items.len(), &mut arr) != sys::Status::napi_ok {
+                        return Err(Error::new(Status::GenericFailure, "failed to create an array"));
+                    }
+                    for (i, item) in items.into_iter().enumerate() {
+                        let v = Out::to_napi_value(env, item)?;
+                        sys::napi_set_element(env, arr, i as u32, v);
+                    }
+                    Ok(arr)
+                }
             }
         }
     }
@@ -225,18 +221,6 @@ pub fn redis_scripts() -> Vec<ScriptInfo> {
         .collect()
 }
 
-/// The Redis fresh-hit fast path, first half: the plain commands (each `[name, ...args]`) to
-/// send as one pipeline for `key` and its generation-counter keys
-/// (`karlton_core::redis::fast_read_commands`). Feed the replies to
-/// [`NativeCache::redis_fast_read`]. Not for Cluster (`TIME` has no key).
-#[napi]
-pub fn redis_fast_read_commands(key: String, gen_keys: Vec<String>) -> Vec<Vec<String>> {
-    redis::fast_read_commands(&key, &gen_keys)
-        .into_iter()
-        .map(|c| c.into_iter().map(|a| String::from_utf8_lossy(&a).into_owned()).collect())
-        .collect()
-}
-
 /// Encode an entry given as the core's JSON form (`value_hex`, `version` as a string…) into
 /// its stored bytes (no consistency check: encoding is total). For tests and tools that plant
 /// entries.
@@ -270,6 +254,13 @@ impl NativePolicy {
         Policy::from_json(&spec_json)
             .map(|p| NativePolicy { inner: Arc::new(p) })
             .map_err(|e| invalid(e.to_string()))
+    }
+
+    /// This policy as an opaque handle for the raw hot-path functions (a per-call policy).
+    #[napi(ts_return_type = "object")]
+    pub fn handle<'env>(&self, env: &'env napi::Env) -> Result<Unknown<'env>> {
+        let data = PolicyData { magic: POLICY_MAGIC, policy: self.inner.clone() };
+        unsafe { Ok(Unknown::from_raw_unchecked(env.raw(), make_external(env.raw(), data)?)) }
     }
 
     /// The policy as the core's JSON spec (every field, hard TTL resolved).
@@ -337,229 +328,29 @@ impl NativeMemoryStore {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// The cache
-
-struct Inner {
-    policy: Arc<Policy>,
-    memory: Option<Arc<MemoryStore>>,
-    stats: AtomicStats,
-    seed: AtomicU64,
-    /// store clock − local clock, learned from Redis reads (for writes that do not read first).
-    skew: AtomicI64,
-}
-
-impl Inner {
-    fn next_seed(&self) -> u64 {
-        self.seed.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-    }
-    fn learn(&self, r: &StoreReply) {
-        if let StoreReply::Read(r) = r {
-            self.skew.store(r.now_ms as i64 - now_ms() as i64, Ordering::Relaxed);
-        }
-    }
-    fn store_now(&self) -> u64 {
-        now_ms().saturating_add_signed(self.skew.load(Ordering::Relaxed))
-    }
-}
-
-/// The native state of one `Cache`: default policy, counters, seed, and the memory store (if the
-/// cache runs on one).
-#[napi]
-pub struct NativeCache {
-    inner: Arc<Inner>,
-}
-
-fn gen_keys(gen_key: String, extra: Option<Vec<String>>) -> Vec<String> {
-    match extra {
-        None => vec![gen_key],
-        Some(mut x) => {
-            x.insert(0, gen_key);
-            x
-        }
-    }
-}
-
-#[napi]
-impl NativeCache {
-    #[napi(constructor)]
-    pub fn new(policy: &NativePolicy, store: Option<&NativeMemoryStore>) -> NativeCache {
-        let seed = now_ms().rotate_left(17) ^ (policy as *const NativePolicy as u64).rotate_left(40);
-        NativeCache {
-            inner: Arc::new(Inner {
-                policy: policy.inner.clone(),
-                memory: store.map(|s| s.inner.clone()),
-                stats: AtomicStats::default(),
-                seed: AtomicU64::new(seed),
-                skew: AtomicI64::new(0),
-            }),
-        }
-    }
-
-    fn flow(&self, key: String, gen_key: String, extra: Option<Vec<String>>, tags: Option<Vec<String>>, policy: Option<&NativePolicy>) -> GetOrLoad {
-        let req = Request { key, gen_keys: gen_keys(gen_key, extra), tags: tags.unwrap_or_default() };
-        let policy = policy.map_or_else(|| self.inner.policy.clone(), |p| p.inner.clone());
-        GetOrLoad::new(req, policy, self.inner.next_seed())
-    }
-
-    /// The MemoryStore read path in one call: the value on a fresh hit (JSON text, a Buffer,
-    /// `null` for a cached "not found", `{codec, value}` for another codec), otherwise a
-    /// [`NativeFlow`] to drive.
-    #[napi(ts_return_type = "string | Buffer | null | { codec: number, value: Buffer } | NativeFlow")]
-    pub fn memory_get_or_load(&self, key: String, gen_key: String, extra_gen_keys: Option<Vec<String>>, tags: Option<Vec<String>>, policy: Option<&NativePolicy>) -> Result<Out> {
-        let Some(store) = self.inner.memory.as_ref() else {
-            return Err(invalid("this cache has no memory store"));
-        };
-        let now = now_ms();
-        {
-            let gk = gen_keys(gen_key.clone(), extra_gen_keys.clone());
-            let p = policy.map_or_else(|| self.inner.policy.clone(), |p| p.inner.clone());
-            if let Some(s) = flow::fast_hit(store, now, &key, &gk, &p, self.inner.next_seed(), &self.inner.stats) {
-                return Ok(Out::served(&s));
-            }
-        }
-        let mut flow = self.flow(key, gen_key, extra_gen_keys, tags, policy);
-        let first = flow.start(now);
-        let step = flow.run_store_steps(now, first, |op| Ok(store.apply(now, op)));
-        if let Step::Done(Ok(s)) = &step {
-            self.inner.stats.add(flow.stats());
-            return Ok(Out::served(s));
-        }
-        Ok(Out::Flow(Box::new(NativeFlow::new(flow, step, self.inner.clone()))))
-    }
-
-    /// This cache's state as an opaque handle for the raw `memoryHit` function.
-    #[napi(ts_return_type = "object")]
-    pub fn handle<'env>(&self, env: &'env napi::Env) -> Result<Unknown<'env>> {
-        let data = CacheData { magic: CACHE_MAGIC, inner: self.inner.clone() };
-        unsafe { Ok(Unknown::from_raw_unchecked(env.raw(), make_external(env.raw(), data)?)) }
-    }
-
-    /// A flow at its first step (a store read), for caches over Redis.
-    #[napi]
-    pub fn start(&self, key: String, gen_key: String, extra_gen_keys: Option<Vec<String>>, tags: Option<Vec<String>>, policy: Option<&NativePolicy>) -> NativeFlow {
-        let mut flow = self.flow(key, gen_key, extra_gen_keys, tags, policy);
-        let step = flow.start(now_ms());
-        NativeFlow::new(flow, step, self.inner.clone())
-    }
-
-    /// Conformance vectors: a flow for `request_json` (serde `Request`) started at local time
-    /// `now` with this seed; store steps are left to the caller.
-    #[napi]
-    pub fn vector_flow(&self, request_json: String, policy: &NativePolicy, seed: String, now: f64) -> Result<NativeFlow> {
-        let req: Request = serde_json::from_str(&request_json).map_err(|e| invalid(e.to_string()))?;
-        let mut flow = GetOrLoad::new(req, policy.inner.clone(), parse_u64("seed", &seed)?);
-        let step = flow.start(now as u64);
-        let inner = Arc::new(Inner {
-            policy: policy.inner.clone(),
-            memory: None,
-            stats: AtomicStats::default(),
-            seed: AtomicU64::new(0),
-            skew: AtomicI64::new(0),
-        });
-        Ok(NativeFlow { flow, step, inner, stats_added: false })
-    }
-
-    /// The Redis fresh-hit fast path, second half: the replies to [`redis_fast_read_commands`]
-    /// (in order, as ioredis `callBuffer` answers them) interpreted by the core
-    /// (`karlton_core::redis::fast_read_result`). The value (as
-    /// [`NativeCache::memory_get_or_load`] answers it) on a clean fresh hit, counted in the
-    /// stats; `undefined` for anything else (a miss, stale, marked, orphaned, garbage, an early
-    /// refresh, a reply of an unexpected shape): then the caller runs the normal flow.
-    #[napi(ts_return_type = "string | Buffer | null | { codec: number, value: Buffer } | undefined")]
-    pub fn redis_fast_read(&self, replies: Vec<Unknown>, policy: Option<&NativePolicy>) -> Out {
-        let Ok(values) = replies.iter().map(|r| to_redis(r, 0)).collect::<Result<Vec<RedisValue>>>() else {
-            return Out::Miss;
-        };
-        let p = policy.map_or(&self.inner.policy, |p| &p.inner);
-        match redis::fast_read_result(&values, p, self.inner.next_seed(), &self.inner.stats) {
-            Some(s) => Out::served(&s),
-            None => Out::Miss,
-        }
-    }
-
-    /// A plain read (no lease, no load).
-    #[napi]
-    pub fn get_op(&self, key: String, gen_key: String, extra_gen_keys: Option<Vec<String>>, policy: Option<&NativePolicy>) -> NativeOp {
-        let op = flow::get_op(&key, &gen_keys(gen_key, extra_gen_keys));
-        self.op(op, OpKind::Get(policy.map_or_else(|| self.inner.policy.clone(), |p| p.inner.clone())))
-    }
-
-    /// A write-through `set` (authoritative fill; never lowers a version).
-    #[napi]
-    #[allow(clippy::too_many_arguments)]
-    pub fn set_op(&self, key: String, gen_key: String, extra_gen_keys: Option<Vec<String>>, tags: Option<Vec<String>>, value: Either<String, &[u8]>, codec: u32, version: Option<String>, policy: Option<&NativePolicy>) -> Result<NativeOp> {
-        let w = Write {
-            key,
-            gen_keys: gen_keys(gen_key, extra_gen_keys),
-            tags: tags.unwrap_or_default(),
-            value: value_bytes(value),
-            codec: codec_id(codec)?,
-            version: version.as_deref().map(|v| parse_u64("version", v)).transpose()?,
-        };
-        let policy = policy.map_or_else(|| self.inner.policy.clone(), |p| p.inner.clone());
-        let store_now = if self.inner.memory.is_some() { now_ms() } else { self.inner.store_now() };
-        let op = flow::set_op(&w, &policy, store_now, self.inner.next_seed());
-        Ok(self.op(op, OpKind::Set))
-    }
-
-    /// Delete (`markStale` = false) or mark stale; revokes the lease.
-    #[napi]
-    pub fn invalidate_op(&self, key: String, mark_stale: bool) -> NativeOp {
-        let mode = if mark_stale { InvalidateMode::MarkStale } else { InvalidateMode::Delete };
-        self.op(flow::invalidate_op(&key, mode), OpKind::Invalidate)
-    }
-
-    /// Move a generation counter (namespace or tag) to a new value.
-    #[napi]
-    pub fn bump_op(&self, gen_key: String) -> NativeOp {
-        self.op(flow::bump_op(&gen_key, self.inner.next_seed()), OpKind::Bump)
-    }
-
-    fn op(&self, op: StoreOp, kind: OpKind) -> NativeOp {
-        NativeOp { op, kind, inner: self.inner.clone(), error: None }
-    }
-
-    /// Counter values in [`stats_fields`] order.
-    #[napi]
-    pub fn stats(&self) -> Vec<f64> {
-        let mut s = self.inner.stats.snapshot();
-        if let Some(m) = &self.inner.memory {
-            s.evictions = m.evictions();
-        }
-        s.fields().iter().map(|(_, v)| *v as f64).collect()
-    }
-}
-
-/// Counter names (snake_case, core order) matching [`NativeCache::stats`].
-#[napi]
-pub fn stats_fields() -> Vec<String> {
-    Stats::default().fields().iter().map(|(n, _)| n.to_string()).collect()
-}
-
-// ---------------------------------------------------------------------------------------------
-// The hit path without napi-rs's per-call machinery
-//
-// napi-rs 3 guards every `&Class` argument with a borrow registry and a type-tag check, which
-// costs more than the whole core hit. The MemoryStore hit path therefore uses two plain
-// externals (the cache's state and a built key) and one raw N-API function: one `get_cb_info`,
-// two `get_value_external`, the core call, one string for the answer.
 
 const KEY_MAGIC: u64 = 0x6b61_726c_746f_6e4b; // "karltonK"
 const CACHE_MAGIC: u64 = 0x6b61_726c_746f_6e43; // "karltonC"
 
+const POLICY_MAGIC: u64 = 0x6b61_726c_746f_6e50; // "karltonP"
+
+/// A built key (rendered once: `as_str` and `generation_keys` borrow its cache).
 #[repr(C)]
 struct KeyData {
     magic: u64,
-    key: String,
-    /// The namespace's generation-counter key (one element: the hit path borrows it as a slice).
-    gen_keys: Vec<String>,
+    key: Key,
 }
 
 #[repr(C)]
 struct CacheData {
     magic: u64,
-    inner: Arc<Inner>,
+    host: Arc<Host>,
+}
+
+#[repr(C)]
+struct PolicyData {
+    magic: u64,
+    policy: Arc<Policy>,
 }
 
 unsafe extern "C" fn drop_box<T>(_env: sys::napi_env, data: *mut std::ffi::c_void, _hint: *mut std::ffi::c_void) {
@@ -595,72 +386,6 @@ unsafe fn external_ref<'a, T>(env: sys::napi_env, v: sys::napi_value, magic: u64
     Some(unsafe { &*data.cast::<T>() })
 }
 
-/// A built key as an opaque handle (for the hit path).
-#[napi(ts_return_type = "object")]
-pub fn key_handle<'env>(env: &'env napi::Env, namespace: String, segments: Vec<String>, params_json: Option<String>, version: Option<String>, hash_tag: bool, max_len: Option<u32>) -> Result<Unknown<'env>> {
-    let k = make_key(&namespace, &segments, params_json.as_deref(), version.as_deref(), hash_tag, max_len)?;
-    let data = KeyData { magic: KEY_MAGIC, key: k.build(), gen_keys: vec![k.generation_key()] };
-    unsafe { Ok(Unknown::from_raw_unchecked(env.raw(), make_external(env.raw(), data)?)) }
-}
-
-/// `[entryKey, generationKey]` of a key handle.
-#[napi]
-pub fn key_strings(env: &napi::Env, handle: Unknown) -> Result<Vec<String>> {
-    let k: &KeyData = unsafe { external_ref(env.raw(), handle.raw(), KEY_MAGIC) }.ok_or_else(|| invalid("not a key handle"))?;
-    Ok(vec![k.key.clone(), k.gen_keys[0].clone()])
-}
-
-/// `memoryHit(cacheHandle, keyHandle)`: [`NativeCache::memory_get_or_load`] for the common
-/// call (no tags, the cache's policy) as one raw N-API function.
-#[napi(ts_return_type = "(cache: object, key: object) => string | Buffer | null | { codec: number, value: Buffer } | NativeFlow")]
-pub fn memory_hit_function<'env>(env: &'env napi::Env) -> Result<Unknown<'env>> {
-    let mut f = std::ptr::null_mut();
-    let status = unsafe { sys::napi_create_function(env.raw(), c"memoryHit".as_ptr(), 9, Some(memory_hit_raw), std::ptr::null_mut(), &mut f) };
-    if status != sys::Status::napi_ok {
-        return Err(Error::new(Status::GenericFailure, "failed to create memoryHit"));
-    }
-    unsafe { Ok(Unknown::from_raw_unchecked(env.raw(), f)) }
-}
-
-unsafe extern "C" fn memory_hit_raw(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-    let mut argc = 2usize;
-    let mut argv = [std::ptr::null_mut(); 2];
-    unsafe {
-        sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), std::ptr::null_mut(), std::ptr::null_mut());
-        let cache: Option<&CacheData> = if argc >= 1 { external_ref(env, argv[0], CACHE_MAGIC) } else { None };
-        let key: Option<&KeyData> = if argc >= 2 { external_ref(env, argv[1], KEY_MAGIC) } else { None };
-        let (Some(cache), Some(key)) = (cache, key) else {
-            sys::napi_throw_type_error(env, std::ptr::null(), c"memoryHit(cacheHandle, keyHandle)".as_ptr());
-            return std::ptr::null_mut();
-        };
-        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hit(&cache.inner, &key.key, &key.gen_keys)));
-        let result = match out {
-            Ok(Ok(o)) => Out::to_napi_value(env, o),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(Error::new(Status::GenericFailure, "panic in memoryHit")),
-        };
-        match result {
-            Ok(v) => v,
-            Err(e) => {
-                let msg = std::ffi::CString::new(e.reason.replace('\0', " ")).unwrap_or_default();
-                sys::napi_throw_error(env, std::ptr::null(), msg.as_ptr());
-                std::ptr::null_mut()
-            }
-        }
-    }
-}
-
-/// `redisFastRead(cacheHandle, replies)`: [`NativeCache::redis_fast_read`] with the cache's
-/// policy as one raw N-API function (the Redis hit path's only native call).
-#[napi(ts_return_type = "(cache: object, replies: unknown[]) => string | Buffer | null | { codec: number, value: Buffer } | undefined")]
-pub fn redis_fast_read_function<'env>(env: &'env napi::Env) -> Result<Unknown<'env>> {
-    let mut f = std::ptr::null_mut();
-    let status = unsafe { sys::napi_create_function(env.raw(), c"redisFastRead".as_ptr(), 13, Some(redis_fast_read_raw), std::ptr::null_mut(), &mut f) };
-    if status != sys::Status::napi_ok {
-        return Err(Error::new(Status::GenericFailure, "failed to create redisFastRead"));
-    }
-    unsafe { Ok(Unknown::from_raw_unchecked(env.raw(), f)) }
-}
 
 /// An ioredis reply as a [`RedisValue`] through plain N-API calls (what [`to_redis`] does with
 /// napi-rs's wrappers); `None` for anything unexpected.
@@ -739,181 +464,80 @@ unsafe fn raw_string(env: sys::napi_env, v: sys::napi_value) -> Option<String> {
     }
 }
 
-unsafe extern "C" fn redis_fast_read_raw(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-    let mut argc = 2usize;
-    let mut argv = [std::ptr::null_mut(); 2];
-    unsafe {
-        sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), std::ptr::null_mut(), std::ptr::null_mut());
-        let cache: Option<&CacheData> = if argc >= 1 { external_ref(env, argv[0], CACHE_MAGIC) } else { None };
-        let Some(cache) = cache else {
-            sys::napi_throw_type_error(env, std::ptr::null(), c"redisFastRead(cacheHandle, replies)".as_ptr());
-            return std::ptr::null_mut();
-        };
-        let replies = if argc >= 2 { raw_redis(env, argv[1], 0) } else { None };
-        let inner = &cache.inner;
-        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match replies {
-            Some(RedisValue::Array(v)) => match redis::fast_read_result(&v, &inner.policy, inner.next_seed(), &inner.stats) {
-                Some(s) => Out::served(&s),
-                None => Out::Miss,
-            },
-            _ => Out::Miss,
-        }))
-        .unwrap_or(Out::Miss);
-        match Out::to_napi_value(env, out) {
-            Ok(v) => v,
-            Err(e) => {
-                let msg = std::ffi::CString::new(e.reason.replace('\0', " ")).unwrap_or_default();
-                sys::napi_throw_error(env, std::ptr::null(), msg.as_ptr());
-                std::ptr::null_mut()
-            }
-        }
-    }
-}
-
-fn hit(inner: &Arc<Inner>, key: &str, gen_keys: &[String]) -> Result<Out> {
-    let Some(store) = inner.memory.as_ref() else {
-        return Err(invalid("this cache has no memory store"));
-    };
-    let now = now_ms();
-    // The core's allocation-light fresh-hit path; `None` = run the flow.
-    if let Some(s) = flow::fast_hit(store, now, key, gen_keys, &inner.policy, inner.next_seed(), &inner.stats) {
-        return Ok(Out::served(&s));
-    }
-    let req = Request { key: key.to_string(), gen_keys: gen_keys.to_vec(), tags: Vec::new() };
-    let mut flow = GetOrLoad::new(req, inner.policy.clone(), inner.next_seed());
-    let first = flow.start(now);
-    let step = flow.run_store_steps(now, first, |op| Ok(store.apply(now, op)));
-    if let Step::Done(Ok(s)) = &step {
-        inner.stats.add(flow.stats());
-        return Ok(Out::served(s));
-    }
-    Ok(Out::Flow(Box::new(NativeFlow::new(flow, step, inner.clone()))))
-}
 
 // ---------------------------------------------------------------------------------------------
-// Redis replies
+// Key handles
 
-/// The script call for a store op, ready for `evalshaBuffer(scripts[script].sha, keys.length,
-/// ...keys, ...args)`.
-#[napi(object)]
-pub struct RedisCallJs {
-    /// Index into [`redis_scripts`].
-    pub script: u32,
-    pub keys: Vec<String>,
-    /// UTF-8 arguments as strings (ioredis then writes the whole command in one chunk; a Buffer
-    /// argument makes it write one chunk per argument), binary ones (entry bytes) as Buffers.
-    pub args: Vec<Either<String, napi::bindgen_prelude::Buffer>>,
+/// A built key as an opaque handle (the hot paths read it without a string crossing).
+#[napi(ts_return_type = "object")]
+pub fn key_handle<'env>(env: &'env napi::Env, namespace: String, segments: Vec<String>, params_json: Option<String>, version: Option<String>, hash_tag: bool, max_len: Option<u32>) -> Result<Unknown<'env>> {
+    let key = make_key(&namespace, &segments, params_json.as_deref(), version.as_deref(), hash_tag, max_len)?;
+    let data = KeyData { magic: KEY_MAGIC, key };
+    unsafe { Ok(Unknown::from_raw_unchecked(env.raw(), make_external(env.raw(), data)?)) }
 }
 
-fn redis_call(op: &StoreOp) -> RedisCallJs {
-    let call = redis::encode_op(op);
-    let script = redis::scripts().iter().position(|s| std::ptr::eq(s, call.script)).unwrap_or(0) as u32;
-    let args = call
-        .args
-        .into_iter()
-        .map(|a| match String::from_utf8(a) {
-            Ok(text) => Either::A(text),
-            Err(e) => Either::B(e.into_bytes().into()),
-        })
-        .collect();
-    RedisCallJs { script, keys: call.keys, args }
+fn key_of<'a>(env: &napi::Env, handle: &Unknown) -> Result<&'a Key> {
+    unsafe { external_ref::<KeyData>(env.raw(), handle.raw(), KEY_MAGIC) }.map(|k| &k.key).ok_or_else(|| invalid("not a key handle"))
 }
 
-/// An ioredis reply (with the `…Buffer` commands: Buffers, numbers, null, arrays, errors) as a
-/// [`RedisValue`].
-fn to_redis(v: &Unknown<'_>, depth: u32) -> Result<RedisValue> {
-    if depth > 8 {
-        return Err(invalid("redis reply nested too deeply"));
-    }
-    Ok(match v.get_type()? {
-        ValueType::Null | ValueType::Undefined => RedisValue::Nil,
-        ValueType::Number => {
-            let n: f64 = unsafe { v.cast()? };
-            RedisValue::Int(n as i64)
-        }
-        ValueType::BigInt => {
-            let n: napi::bindgen_prelude::BigInt = unsafe { v.cast()? };
-            RedisValue::Int(n.get_i64().0)
-        }
-        ValueType::String => RedisValue::Status(unsafe { v.cast::<String>()? }),
-        ValueType::Boolean => {
-            if unsafe { v.cast::<bool>()? } { RedisValue::Int(1) } else { RedisValue::Nil }
-        }
-        ValueType::Object => {
-            if v.is_buffer()? {
-                let b: napi::bindgen_prelude::BufferSlice = unsafe { v.cast()? };
-                RedisValue::Bulk(b.to_vec())
-            } else if v.is_array()? {
-                let items: Vec<Unknown> = unsafe { v.cast()? };
-                RedisValue::Array(items.iter().map(|i| to_redis(i, depth + 1)).collect::<Result<_>>()?)
-            } else if v.is_error()? {
-                let o: napi::bindgen_prelude::Object = unsafe { v.cast()? };
-                let msg: Option<String> = o.get_named_property("message").ok();
-                RedisValue::Error(msg.unwrap_or_else(|| "ERR".into()))
-            } else {
-                return Err(invalid("unexpected object in a redis reply"));
-            }
-        }
-        other => return Err(invalid(format!("unexpected {other:?} in a redis reply"))),
-    })
+fn policy_of(env: &napi::Env, handle: Option<&Unknown>) -> Option<Arc<Policy>> {
+    let h = handle?;
+    unsafe { external_ref::<PolicyData>(env.raw(), h.raw(), POLICY_MAGIC) }.map(|p| p.policy.clone())
 }
 
-fn store_failure(message: String) -> StoreFailure {
-    StoreFailure { message }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Flows
-
-/// A `GetOrLoad` in progress. Input methods return the next step code; getters describe it.
+/// `[entryKey, generationKey]` of a key handle.
 #[napi]
-pub struct NativeFlow {
-    flow: GetOrLoad,
-    step: Step,
-    inner: Arc<Inner>,
-    stats_added: bool,
+pub fn key_strings(env: &napi::Env, handle: Unknown) -> Result<Vec<String>> {
+    let k = key_of(env, &handle)?;
+    Ok(vec![k.as_str().to_owned(), k.generation_keys()[0].clone()])
 }
 
-impl NativeFlow {
-    fn new(flow: GetOrLoad, step: Step, inner: Arc<Inner>) -> NativeFlow {
-        let mut f = NativeFlow { flow, step, inner, stats_added: false };
-        f.settle();
-        f
-    }
-
-    /// Run memory store steps inline; count stats once the flow is done.
-    fn settle(&mut self) {
-        if let (Step::Store(_), Some(store)) = (&self.step, self.inner.memory.as_ref()) {
-            let now = now_ms();
-            let step = std::mem::replace(&mut self.step, Step::Done(Err(FlowError::Protocol("moved".into()))));
-            self.step = self.flow.run_store_steps(now, step, |op| Ok(store.apply(now, op)));
-        }
-        if matches!(self.step, Step::Done(_)) {
-            self.add_stats();
-        }
-    }
-
-    fn add_stats(&mut self) {
-        if !self.stats_added {
-            self.stats_added = true;
-            self.inner.stats.add(self.flow.stats());
-        }
-    }
-
-    fn feed(&mut self, input: Input) -> u32 {
-        if matches!(self.step, Step::Done(_)) {
-            return self.kind();
-        }
-        self.step = self.flow.handle(now_ms(), input);
-        self.settle();
-        self.kind()
-    }
+/// Generation keys of a read or write: the namespace counter, then one per tag.
+fn gen_keys_of(key: &Key, tags: &[String]) -> Vec<String> {
+    let mut g = Vec::with_capacity(1 + tags.len());
+    g.push(key.generation_keys()[0].clone());
+    g.extend(tags.iter().map(|t| key.tag_key(t)));
+    g
 }
 
-impl Drop for NativeFlow {
-    fn drop(&mut self) {
-        self.add_stats();
-    }
+// ---------------------------------------------------------------------------------------------
+// The host of one coordinator
+
+/// Action codes: element 0 of every array [`encode`] hands JavaScript.
+pub const A_STORE: u32 = 0; // [0, call, script index, [keys, args]]  run it, feedRedis / feedStoreError
+pub const A_FAST_READ: u32 = 1; // [1, call, commands]               pipeline them, fastRead / fastReadFailed
+pub const A_START_LOAD: u32 = 2; // [2, call, timeoutAt | -1]          start the loader, loaded / loadFailed / timeout
+pub const A_AWAIT_LOAD: u32 = 3; // [3, call, timeoutAt | -1]          keep awaiting it
+pub const A_WAIT: u32 = 4; // [4, call, untilMs]                        sleep, then timeout
+pub const A_SERVE: u32 = 5; // [5, call, value]                          answer the caller, then resume
+pub const A_ANSWER: u32 = 6; // [6, call, value]                         answer; the call is over
+pub const A_ERROR: u32 = 7; // [7, call, kind, message]                 reject; the call is over
+pub const A_FINISHED: u32 = 8; // [8, call]                              background work ended
+pub const A_JOIN: u32 = 9; // [9, call, flight]                          await flight's wake, then joined
+// Element 4, when present: the events of this decision — a number (a flight to wake) or
+// `[key, kind, message]` (a background refresh failed). A final answer with no events is handed
+// over as the bare value instead of an array.
+
+struct State {
+    coord: Coordinator,
+    /// The store op each Redis call is running (to decode its reply).
+    running: HashMap<CallId, StoreOp>,
+}
+
+struct Host {
+    policy: Arc<Policy>,
+    memory: Option<Arc<MemoryStore>>,
+    counters: Arc<Counters>,
+    state: Mutex<State>,
+}
+
+/// A seed from the operating system's random source (never the clock or an address: caches
+/// started together must not draw the same jitter and lease tokens).
+fn os_seed() -> u64 {
+    getrandom::u64().unwrap_or_else(|_| {
+        use std::hash::BuildHasher;
+        std::collections::hash_map::RandomState::new().hash_one(now_ms())
+    })
 }
 
 fn flow_error_kind(e: &FlowError) -> &'static str {
@@ -926,264 +550,492 @@ fn flow_error_kind(e: &FlowError) -> &'static str {
     }
 }
 
+fn reply_out(r: Reply) -> Out {
+    match r {
+        Reply::Value(s) => Out::served(&s),
+        Reply::Missing => Out::Miss,
+        Reply::Stored(b) | Reply::Invalidated(b) => Out::Bool(b),
+        Reply::Bumped(g) => Out::Num(g as f64),
+    }
+}
+
+fn redis_call_out(op: &StoreOp) -> (Out, Out) {
+    let call = redis::encode_op(op);
+    let script = redis::scripts().iter().position(|s| std::ptr::eq(s, call.script)).unwrap_or(0);
+    // UTF-8 arguments as strings (ioredis then writes the whole command in one chunk), binary
+    // ones (entry bytes) as Buffers.
+    let args = call
+        .args
+        .into_iter()
+        .map(|a| match String::from_utf8(a) {
+            Ok(text) => Out::Str(text),
+            Err(e) => Out::Raw(Arc::from(e.into_bytes().into_boxed_slice())),
+        })
+        .collect();
+    let keys = call.keys.into_iter().map(Out::Str).collect();
+    (Out::Num(script as f64), Out::List(vec![Out::List(keys), Out::List(args)]))
+}
+
+impl Host {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run `action` of `call` as far as it goes without JavaScript (memory store ops inline),
+    /// then hand the rest over, with the events of the decision.
+    fn drive(&self, st: &mut State, call: CallId, mut action: Action) -> Out {
+        if let Some(mem) = &self.memory {
+            while let Action::Store(op) = &action {
+                let now = now_ms();
+                let r = mem.apply(now, op);
+                action = st.coord.handle(now, call, Input::Store(r));
+            }
+        }
+        let (code, a, b) = match action {
+            Action::Store(op) => {
+                let (s, kv) = redis_call_out(&op);
+                st.running.insert(call, op);
+                (A_STORE, s, kv)
+            }
+            Action::FastRead { key, gen_keys } => {
+                let cmds = redis::fast_read_commands(&key, &gen_keys)
+                    .into_iter()
+                    .map(|c| Out::List(c.into_iter().map(|a| Out::Str(String::from_utf8_lossy(&a).into_owned())).collect()))
+                    .collect();
+                (A_FAST_READ, Out::List(cmds), Out::Miss)
+            }
+            Action::StartLoad { timeout_at } => (A_START_LOAD, Out::Num(timeout_at.map_or(-1.0, |t| t as f64)), Out::Miss),
+            Action::AwaitLoad { timeout_at } => (A_AWAIT_LOAD, Out::Num(timeout_at.map_or(-1.0, |t| t as f64)), Out::Miss),
+            Action::Wait { until_ms } => (A_WAIT, Out::Num(until_ms as f64), Out::Miss),
+            Action::Serve(s) => (A_SERVE, Out::served(&s), Out::Miss),
+            Action::Answer(a) => return self.answer(st, call, a),
+            Action::Finished => (A_FINISHED, Out::Miss, Out::Miss),
+        };
+        let events = self.events(st);
+        Out::List(vec![Out::Num(code as f64), Out::Num(call.0 as f64), a, b, events])
+    }
+
+    fn answer(&self, st: &mut State, call: CallId, a: Answer) -> Out {
+        let events = self.events(st);
+        match a {
+            Ok(r) if matches!(events, Out::Miss) => reply_out(r),
+            Ok(r) => Out::List(vec![Out::Num(A_ANSWER as f64), Out::Num(call.0 as f64), reply_out(r), Out::Miss, events]),
+            Err(e) => Out::List(vec![
+                Out::Num(A_ERROR as f64),
+                Out::Num(call.0 as f64),
+                Out::Str(flow_error_kind(&e).into()),
+                Out::Str(e.to_string()),
+                events,
+            ]),
+        }
+    }
+
+    fn ticket(&self, st: &mut State, t: Ticket) -> Out {
+        match t {
+            Ticket::Answer { answer } => self.answer(st, CallId(0), answer),
+            Ticket::Lead { call, action } => self.drive(st, call, action),
+            Ticket::Join { call, flight } => {
+                let events = self.events(st);
+                Out::List(vec![Out::Num(A_JOIN as f64), Out::Num(call.0 as f64), Out::Num(flight.0 as f64), Out::Miss, events])
+            }
+        }
+    }
+
+    fn events(&self, st: &mut State) -> Out {
+        let mut out = Vec::new();
+        while let Some(e) = st.coord.poll_event() {
+            out.push(match e {
+                Event::Wake { flight } => Out::Num(flight.0 as f64),
+                Event::BackgroundError { key, error } => {
+                    Out::List(vec![Out::Str(key), Out::Str(flow_error_kind(&error).into()), Out::Str(error.to_string())])
+                }
+            });
+        }
+        if out.is_empty() { Out::Miss } else { Out::List(out) }
+    }
+
+    fn feed(&self, call: CallId, input: Input) -> Out {
+        let mut st = self.lock();
+        let a = st.coord.handle(now_ms(), call, input);
+        self.drive(&mut st, call, a)
+    }
+
+    /// `getOrLoad`: the memory store's fresh hit first (lock-free, counted by the core), then a
+    /// ticket.
+    fn get_or_load(&self, key: &Key, tags: Vec<String>, policy: Option<Arc<Policy>>) -> Out {
+        let policy = policy.unwrap_or_else(|| self.policy.clone());
+        let gk;
+        let gen_keys: &[String] = if tags.is_empty() {
+            key.generation_keys()
+        } else {
+            gk = gen_keys_of(key, &tags);
+            &gk
+        };
+        if let Some(mem) = &self.memory {
+            if let Some(s) = self.counters.memory_hit(mem, now_ms(), key.as_str(), gen_keys, &policy) {
+                return Out::served(&s);
+            }
+        }
+        let req = Request { key: key.as_str().to_owned(), gen_keys: gen_keys.to_vec(), tags };
+        let mut st = self.lock();
+        let t = st.coord.get_or_load(now_ms(), req, policy);
+        self.ticket(&mut st, t)
+    }
+
+    /// `get`: the memory fresh hit first, then the one-op read.
+    fn get(&self, key: &Key, tags: Vec<String>, policy: Option<Arc<Policy>>) -> Out {
+        let policy = policy.unwrap_or_else(|| self.policy.clone());
+        let gk;
+        let gen_keys: &[String] = if tags.is_empty() {
+            key.generation_keys()
+        } else {
+            gk = gen_keys_of(key, &tags);
+            &gk
+        };
+        if let Some(mem) = &self.memory {
+            if let Some(s) = self.counters.memory_hit(mem, now_ms(), key.as_str(), gen_keys, &policy) {
+                return Out::served(&s);
+            }
+        }
+        self.op(Op::Get { key: key.as_str().to_owned(), gen_keys: gen_keys.to_vec() }, policy)
+    }
+
+    fn op(&self, op: Op, policy: Arc<Policy>) -> Out {
+        let mut st = self.lock();
+        let (call, a) = st.coord.op(now_ms(), op, policy);
+        self.drive(&mut st, call, a)
+    }
+}
+
+/// The native state of one `Cache`: its coordinator (seeded from the OS), default policy and,
+/// on a memory store, the store.
 #[napi]
-impl NativeFlow {
-    /// The current step: 0 store, 1 load, 2 wait, 3 serve, 4 done (ok), 5 done (error).
-    #[napi(getter)]
-    pub fn kind(&self) -> u32 {
-        match &self.step {
-            Step::Store(_) => STEP_STORE,
-            Step::Load { .. } => STEP_LOAD,
-            Step::Wait { .. } => STEP_WAIT,
-            Step::Serve(_) => STEP_SERVE,
-            Step::Done(Ok(_)) => STEP_DONE_OK,
-            Step::Done(Err(_)) => STEP_DONE_ERR,
-        }
+pub struct NativeCache {
+    host: Arc<Host>,
+}
+
+fn call_id(call: f64) -> CallId {
+    CallId(call as u64)
+}
+
+fn read_tags(tags: Option<Vec<String>>) -> Vec<String> {
+    tags.unwrap_or_default()
+}
+
+#[napi]
+impl NativeCache {
+    /// `fastRead`: the store has the Redis fast read (standalone Redis, `fastReads` on).
+    #[napi(constructor)]
+    pub fn new(policy: &NativePolicy, store: Option<&NativeMemoryStore>, fast_read: bool) -> NativeCache {
+        let memory = store.map(|s| s.inner.clone());
+        let coord = Coordinator::new(os_seed(), fast_read && memory.is_none());
+        let host = Host {
+            policy: policy.inner.clone(),
+            memory,
+            counters: coord.counters().clone(),
+            state: Mutex::new(State { coord, running: HashMap::new() }),
+        };
+        NativeCache { host: Arc::new(host) }
     }
 
-    /// Load step: the local-clock deadline (ms since the epoch), or null.
-    #[napi(getter)]
-    pub fn timeout_at(&self) -> Option<f64> {
-        match &self.step {
-            Step::Load { timeout_at } => timeout_at.map(|t| t as f64),
-            _ => None,
-        }
+    /// This cache as an opaque handle for the raw hot-path functions.
+    #[napi(ts_return_type = "object")]
+    pub fn handle<'env>(&self, env: &'env napi::Env) -> Result<Unknown<'env>> {
+        let data = CacheData { magic: CACHE_MAGIC, host: self.host.clone() };
+        unsafe { Ok(Unknown::from_raw_unchecked(env.raw(), make_external(env.raw(), data)?)) }
     }
 
-    /// Wait step: when to wake up (ms since the epoch).
-    #[napi(getter)]
-    pub fn until_ms(&self) -> f64 {
-        match &self.step {
-            Step::Wait { until_ms } => *until_ms as f64,
-            _ => 0.0,
-        }
+    /// A `getOrLoad` whose answer did not decode: count it, run again treating the entry as a
+    /// miss (the loader runs, its fill replaces the bytes).
+    #[napi(ts_return_type = "unknown")]
+    pub fn replacing(&self, env: &napi::Env, key: Unknown, tags: Option<Vec<String>>, policy: Option<Unknown>, bad: Either<String, &[u8]>) -> Result<Out> {
+        let key = key_of(env, &key)?;
+        let tags = read_tags(tags);
+        let policy = policy_of(env, policy.as_ref()).unwrap_or_else(|| self.host.policy.clone());
+        let req = Request { key: key.as_str().to_owned(), gen_keys: gen_keys_of(key, &tags), tags };
+        let mut st = self.host.lock();
+        let t = st.coord.get_or_load_replacing(now_ms(), req, policy, value_bytes(bad));
+        Ok(self.host.ticket(&mut st, t))
     }
 
-    /// Whether this flow holds the key's lease (it will fill).
-    #[napi(getter)]
-    pub fn has_lease(&self) -> bool {
-        self.flow.token().is_some()
-    }
-
-    /// The entry key.
-    #[napi(getter)]
-    pub fn key(&self) -> String {
-        self.flow.request().key.clone()
-    }
-
-    /// Serve / done-ok: the value (as [`NativeCache::memory_get_or_load`] answers it).
-    #[napi(ts_return_type = "string | Buffer | null | { codec: number, value: Buffer } | undefined")]
-    pub fn value(&self) -> Out {
-        match &self.step {
-            Step::Serve(s) | Step::Done(Ok(s)) => Out::served(s),
-            _ => Out::Miss,
-        }
-    }
-
-    /// Where the served value came from (`fresh`, `stale`, `loaded`, `stale_on_error`,
-    /// `stale_on_timeout`), or null.
-    #[napi(getter)]
-    pub fn source(&self) -> Option<&'static str> {
-        use karlton_core::Source::*;
-        match &self.step {
-            Step::Serve(s) | Step::Done(Ok(s)) => Some(match s.source {
-                Fresh => "fresh",
-                Stale => "stale",
-                Loaded => "loaded",
-                StaleOnError => "stale_on_error",
-                StaleOnTimeout => "stale_on_timeout",
-            }),
-            _ => None,
-        }
-    }
-
-    /// Done-error: `[kind, message]` (kind: load, load_timeout, lock_timeout, store, protocol).
+    /// A `get` answered a value that did not decode: counted as a corrupt entry.
     #[napi]
-    pub fn error(&self) -> Option<Vec<String>> {
-        match &self.step {
-            Step::Done(Err(e)) => Some(vec![flow_error_kind(e).to_string(), e.to_string()]),
-            _ => None,
-        }
+    pub fn report_undecodable(&self) {
+        self.host.counters.report_undecodable();
     }
 
-    /// The loader answered: encoded value (text or bytes), codec id, "not found", version.
-    #[napi]
-    pub fn loaded(&mut self, value: Either<String, &[u8]>, codec: u32, negative: bool, version: Option<String>) -> Result<u32> {
+    /// A joiner's flight woke it: its answer, or a new ticket (run again).
+    #[napi(ts_return_type = "unknown")]
+    pub fn joined(&self, call: f64) -> Out {
+        let mut st = self.host.lock();
+        let t = st.coord.joined(now_ms(), call_id(call));
+        self.host.ticket(&mut st, t)
+    }
+
+    /// The Redis reply to the call's store op.
+    #[napi(ts_return_type = "unknown")]
+    pub fn feed_redis(&self, env: &napi::Env, call: f64, reply: Unknown) -> Out {
+        let call = call_id(call);
+        let op = self.host.lock().running.remove(&call);
+        let input = match (op, unsafe { raw_redis(env.raw(), reply.raw(), 0) }) {
+            (Some(op), Some(v)) => match redis::decode_reply(&op, v) {
+                Ok(r) => Input::Store(r),
+                Err(e) => Input::StoreFailed(e),
+            },
+            (Some(_), None) => Input::StoreFailed(StoreFailure { message: "redis reply of an unexpected shape".into() }),
+            (None, _) => Input::StoreFailed(StoreFailure { message: "no store op running for this call".into() }),
+        };
+        self.host.feed(call, input)
+    }
+
+    /// The store op failed (down, timeout, …).
+    #[napi(ts_return_type = "unknown")]
+    pub fn feed_store_error(&self, call: f64, message: String) -> Out {
+        let call = call_id(call);
+        self.host.lock().running.remove(&call);
+        self.host.feed(call, Input::StoreFailed(StoreFailure { message }))
+    }
+
+    /// The fast read's replies (in command order).
+    #[napi(ts_return_type = "unknown")]
+    pub fn fast_read(&self, env: &napi::Env, call: f64, replies: Unknown) -> Out {
+        let r = match unsafe { raw_redis(env.raw(), replies.raw(), 0) } {
+            Some(RedisValue::Array(v)) => Ok(v),
+            _ => Err(StoreFailure { message: "fast read replies of an unexpected shape".into() }),
+        };
+        let call = call_id(call);
+        let mut st = self.host.lock();
+        let a = st.coord.handle_fast_read(now_ms(), call, r);
+        self.host.drive(&mut st, call, a)
+    }
+
+    /// The fast read failed: `reply` = an error reply (garbage under the key: not a hit, no
+    /// store failure), otherwise a store failure.
+    #[napi(ts_return_type = "unknown")]
+    pub fn fast_read_failed(&self, call: f64, message: String, reply: bool) -> Out {
+        let call = call_id(call);
+        let r = if reply { Ok(vec![RedisValue::Error(message)]) } else { Err(StoreFailure { message }) };
+        let mut st = self.host.lock();
+        let a = st.coord.handle_fast_read(now_ms(), call, r);
+        self.host.drive(&mut st, call, a)
+    }
+
+    /// The loader answered: encoded value (text or bytes), codec id, "not found".
+    #[napi(ts_return_type = "unknown")]
+    pub fn loaded(&self, call: f64, value: Either<String, &[u8]>, codec: u32, negative: bool) -> Result<Out> {
         let loaded = Loaded {
             value: if negative { Arc::from(&[][..]) } else { value_bytes(value) },
             codec: codec_id(codec)?,
             negative,
-            version: version.as_deref().map(|v| parse_u64("version", v)).transpose()?,
+            version: None,
         };
-        Ok(self.feed(Input::Loaded(loaded)))
+        Ok(self.host.feed(call_id(call), Input::Loaded(loaded)))
     }
 
-    /// The loader failed (message for humans; the facade keeps the original error).
-    #[napi]
-    pub fn load_failed(&mut self, message: String) -> u32 {
-        self.feed(Input::LoadFailed(message))
+    /// The loader threw or rejected (the facade keeps the error object).
+    #[napi(ts_return_type = "unknown")]
+    pub fn load_failed(&self, call: f64, message: String) -> Out {
+        self.host.feed(call_id(call), Input::LoadFailed(message))
     }
 
     /// A wait's deadline or a load's timeout passed.
-    #[napi]
-    pub fn timeout(&mut self) -> u32 {
-        self.feed(Input::Timeout)
+    #[napi(ts_return_type = "unknown")]
+    pub fn timeout(&self, call: f64) -> Out {
+        self.host.feed(call_id(call), Input::Timeout)
     }
 
-    /// Continue after a serve (the rest runs in the background).
-    #[napi]
-    pub fn resume(&mut self) -> u32 {
-        self.feed(Input::Continue)
+    /// Go on after a serve (the rest runs in the background).
+    #[napi(ts_return_type = "unknown")]
+    pub fn resume(&self, call: f64) -> Out {
+        self.host.feed(call_id(call), Input::Continue)
     }
 
-    /// Store step over Redis: the script call to run.
-    #[napi]
-    pub fn redis_call(&self) -> Result<RedisCallJs> {
-        match &self.step {
-            Step::Store(op) => Ok(redis_call(op)),
-            _ => Err(invalid("the flow is not at a store step")),
-        }
-    }
-
-    /// Store step over Redis: the script's reply.
-    #[napi]
-    pub fn feed_redis(&mut self, reply: Unknown) -> Result<u32> {
-        let Step::Store(op) = &self.step else { return Err(invalid("the flow is not at a store step")) };
-        let r = to_redis(&reply, 0).map(|v| redis::decode_reply(op, v));
-        let input = match r {
-            Ok(Ok(r)) => {
-                self.inner.learn(&r);
-                Input::Store(r)
+    /// The call went away (a bug, a throw after its lease was taken): its flight ends (joiners
+    /// run again), and the lease it held is returned — inline on the memory store; on Redis as
+    /// `[script, [keys, args]]` to run (reply ignored). Also hands over the decision's events.
+    #[napi(ts_return_type = "[unknown, unknown]")]
+    pub fn cancel(&self, call: f64) -> Vec<Out> {
+        let call = call_id(call);
+        let mut st = self.host.lock();
+        st.running.remove(&call);
+        let release = match (st.coord.cancel(call), &self.host.memory) {
+            (Some(op), Some(mem)) => {
+                mem.apply(now_ms(), &op);
+                Out::Miss
             }
-            Ok(Err(e)) => Input::StoreFailed(e),
-            Err(e) => Input::StoreFailed(store_failure(format!("redis reply: {e}"))),
+            (Some(op), None) => {
+                let (s, kv) = redis_call_out(&op);
+                Out::List(vec![s, kv])
+            }
+            (None, _) => Out::Miss,
         };
-        Ok(self.feed(input))
+        let events = self.host.events(&mut st);
+        vec![release, events]
     }
 
-    /// Store step: the store failed (down, timeout…).
-    #[napi]
-    pub fn feed_store_error(&mut self, message: String) -> u32 {
-        self.feed(Input::StoreFailed(store_failure(message)))
+    /// Write-through `set` (authoritative fill; never lowers a version).
+    #[napi(ts_return_type = "unknown")]
+    #[allow(clippy::too_many_arguments)]
+    pub fn set(&self, env: &napi::Env, key: Unknown, tags: Option<Vec<String>>, value: Either<String, &[u8]>, codec: u32, version: Option<String>, policy: Option<Unknown>) -> Result<Out> {
+        let key = key_of(env, &key)?;
+        let tags = read_tags(tags);
+        let w = Write {
+            key: key.as_str().to_owned(),
+            gen_keys: gen_keys_of(key, &tags),
+            tags,
+            value: value_bytes(value),
+            codec: codec_id(codec)?,
+            version: version.as_deref().map(|v| parse_u64("version", v)).transpose()?,
+        };
+        let policy = policy_of(env, policy.as_ref()).unwrap_or_else(|| self.host.policy.clone());
+        Ok(self.host.op(Op::Set { write: w }, policy))
     }
 
-    /// Conformance vectors: feed the serde form of an `Input` at local time `now`.
-    #[napi]
-    pub fn feed_json(&mut self, now: f64, input_json: String) -> Result<u32> {
-        let input: Input = serde_json::from_str(&input_json).map_err(|e| invalid(e.to_string()))?;
-        self.step = self.flow.handle(now as u64, input);
-        Ok(self.kind())
+    /// Delete (`markStale` false) or mark stale; revokes the lease.
+    #[napi(ts_return_type = "unknown")]
+    pub fn invalidate(&self, env: &napi::Env, key: Unknown, mark_stale: bool) -> Result<Out> {
+        let key = key_of(env, &key)?;
+        let mode = if mark_stale { InvalidateMode::MarkStale } else { InvalidateMode::Delete };
+        Ok(self.host.op(Op::Invalidate { key: key.as_str().to_owned(), mode }, self.host.policy.clone()))
     }
 
-    /// Conformance vectors: the current step in its serde form.
-    #[napi]
-    pub fn step_json(&self) -> Result<String> {
-        serde_json::to_string(&self.step).map_err(|e| invalid(e.to_string()))
+    /// Move a generation counter: the key's namespace (`tag` absent) or one of its tags.
+    #[napi(ts_return_type = "unknown")]
+    pub fn bump(&self, env: &napi::Env, key: Unknown, tag: Option<String>) -> Result<Out> {
+        let key = key_of(env, &key)?;
+        let gen_key = match tag {
+            None => key.generation_keys()[0].clone(),
+            Some(t) => key.tag_key(&t),
+        };
+        Ok(self.host.op(Op::Bump { gen_key }, self.host.policy.clone()))
     }
 
-    /// Conformance vectors: the flow's own counters in their serde form.
+    /// Counter values in [`stats_fields`] order (the coordinator's table; evictions from the
+    /// memory store).
     #[napi]
-    pub fn stats_json(&self) -> Result<String> {
-        serde_json::to_string(self.flow.stats()).map_err(|e| invalid(e.to_string()))
+    pub fn stats(&self) -> Vec<f64> {
+        let mut s = self.host.counters.snapshot();
+        if let Some(m) = &self.host.memory {
+            s.evictions = m.evictions();
+        }
+        s.fields().iter().map(|(_, v)| *v as f64).collect()
     }
 
-    /// Stop driving (a single-flight follower): count what the flow did so far.
+    /// `[calls, flights]` the coordinator holds (both 0 when the cache is idle).
     #[napi]
-    pub fn abandon(&mut self) {
-        self.add_stats();
+    pub fn pending(&self) -> Vec<u32> {
+        let (c, f) = self.host.lock().coord.pending();
+        vec![c as u32, f as u32]
     }
+}
+
+/// Counter names (snake_case, core order) matching [`NativeCache::stats`].
+#[napi]
+pub fn stats_fields() -> Vec<String> {
+    Stats::default().fields().iter().map(|(n, _)| n.to_string()).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
-// One-op reads and writes
+// The hot paths as raw N-API functions: one get_cb_info, two externals, the core call.
 
-enum OpKind {
-    Get(Arc<Policy>),
-    Set,
-    Invalidate,
-    Bump,
+unsafe fn strings_arg(env: sys::napi_env, v: sys::napi_value) -> Option<Vec<String>> {
+    unsafe {
+        let mut t = 0;
+        if sys::napi_typeof(env, v, &mut t) != sys::Status::napi_ok || t != sys::ValueType::napi_object {
+            return None;
+        }
+        let mut n = 0u32;
+        if sys::napi_get_array_length(env, v, &mut n) != sys::Status::napi_ok {
+            return None;
+        }
+        let mut out = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            let mut item = std::ptr::null_mut();
+            sys::napi_get_element(env, v, i, &mut item);
+            out.push(raw_string(env, item)?);
+        }
+        Some(out)
+    }
 }
 
-/// One store op (`get`, `set`, `invalidate`, `bump`) and the interpretation of its reply.
-#[napi]
-pub struct NativeOp {
-    op: StoreOp,
-    kind: OpKind,
-    inner: Arc<Inner>,
-    error: Option<(String, String)>,
-}
+type HotFn = fn(&Host, &Key, Vec<String>, Option<Arc<Policy>>) -> Out;
 
-impl NativeOp {
-    fn finish(&mut self, r: std::result::Result<StoreReply, StoreFailure>) -> Out {
-        let mut stats = Stats::default();
-        let out = match (&self.kind, r) {
-            (OpKind::Get(_), Ok(StoreReply::Read(r))) => {
-                self.inner.learn(&StoreReply::Read(r.clone()));
-                match flow::get_result(&r, &self.inner.policy, &mut stats) {
-                    Some(s) => Out::served(&s),
-                    None => Out::Miss,
-                }
-            }
-            (OpKind::Get(policy), Err(e)) => match flow::get_on_store_error(policy, e, &mut stats) {
-                Ok(_) => Out::Miss,
-                Err(e) => self.fail(flow_error_kind(&e), e.to_string()),
-            },
-            (OpKind::Set, Ok(StoreReply::Stored)) => Out::Bool(true),
-            (OpKind::Set, Ok(StoreReply::Rejected { .. })) => {
-                stats.fills_rejected += 1;
-                Out::Bool(false)
-            }
-            (OpKind::Invalidate, Ok(StoreReply::Invalidated { existed })) => Out::Bool(existed),
-            (OpKind::Bump, Ok(StoreReply::Bumped { generation })) => Out::Num(generation as f64),
-            (_, Err(e)) => {
-                stats.store_errors += 1;
-                self.fail("store", e.to_string())
-            }
-            (_, Ok(other)) => self.fail("protocol", format!("unexpected reply {other:?}")),
+/// `(cache, key, tags?, policy?)` → [`Host::get_or_load`] / [`Host::get`].
+unsafe fn hot(env: sys::napi_env, info: sys::napi_callback_info, f: HotFn, usage: &std::ffi::CStr) -> sys::napi_value {
+    let mut argc = 4usize;
+    let mut argv = [std::ptr::null_mut(); 4];
+    unsafe {
+        sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), std::ptr::null_mut(), std::ptr::null_mut());
+        let cache: Option<&CacheData> = if argc >= 1 { external_ref(env, argv[0], CACHE_MAGIC) } else { None };
+        let key: Option<&KeyData> = if argc >= 2 { external_ref(env, argv[1], KEY_MAGIC) } else { None };
+        let (Some(cache), Some(key)) = (cache, key) else {
+            sys::napi_throw_type_error(env, std::ptr::null(), usage.as_ptr());
+            return std::ptr::null_mut();
         };
-        self.inner.stats.add(&stats);
-        out
-    }
-
-    fn fail(&mut self, kind: &str, msg: String) -> Out {
-        self.error = Some((kind.to_string(), msg));
-        Out::Miss
-    }
-}
-
-#[napi]
-impl NativeOp {
-    /// Run on the cache's memory store (synchronously).
-    #[napi(ts_return_type = "unknown")]
-    pub fn run_memory(&mut self) -> Result<Out> {
-        let Some(store) = self.inner.memory.clone() else { return Err(invalid("this cache has no memory store")) };
-        let r = store.apply(now_ms(), &self.op);
-        Ok(self.finish(Ok(r)))
-    }
-
-    #[napi]
-    pub fn redis_call(&self) -> RedisCallJs {
-        redis_call(&self.op)
-    }
-
-    #[napi(ts_return_type = "unknown")]
-    pub fn feed_redis(&mut self, reply: Unknown) -> Out {
-        let r = match to_redis(&reply, 0) {
-            Ok(v) => redis::decode_reply(&self.op, v),
-            Err(e) => Err(store_failure(format!("redis reply: {e}"))),
+        let tags = if argc >= 3 { strings_arg(env, argv[2]).unwrap_or_default() } else { Vec::new() };
+        let policy = if argc >= 4 { external_ref::<PolicyData>(env, argv[3], POLICY_MAGIC).map(|p| p.policy.clone()) } else { None };
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&cache.host, &key.key, tags, policy)));
+        let result = match out {
+            Ok(o) => Out::to_napi_value(env, o),
+            Err(_) => Err(Error::new(Status::GenericFailure, "panic in karlton")),
         };
-        self.finish(r)
-    }
-
-    #[napi(ts_return_type = "unknown")]
-    pub fn feed_store_error(&mut self, message: String) -> Out {
-        self.finish(Err(store_failure(message)))
-    }
-
-    /// After a feed: `[kind, message]` if the op failed.
-    #[napi]
-    pub fn error(&self) -> Option<Vec<String>> {
-        self.error.as_ref().map(|(k, m)| vec![k.clone(), m.clone()])
+        match result {
+            Ok(v) => v,
+            Err(e) => {
+                let msg = std::ffi::CString::new(e.reason.replace('\0', " ")).unwrap_or_default();
+                sys::napi_throw_error(env, std::ptr::null(), msg.as_ptr());
+                std::ptr::null_mut()
+            }
+        }
     }
 }
 
+unsafe extern "C" fn get_or_load_raw(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    unsafe { hot(env, info, Host::get_or_load, c"getOrLoad(cacheHandle, keyHandle, tags?, policyHandle?)") }
+}
+
+unsafe extern "C" fn get_raw(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    unsafe { hot(env, info, Host::get, c"get(cacheHandle, keyHandle, tags?, policyHandle?)") }
+}
+
+fn raw_function<'env>(env: &'env napi::Env, name: &std::ffi::CStr, cb: sys::napi_callback) -> Result<Unknown<'env>> {
+    let mut f = std::ptr::null_mut();
+    let status = unsafe { sys::napi_create_function(env.raw(), name.as_ptr(), name.count_bytes() as isize, cb, std::ptr::null_mut(), &mut f) };
+    if status != sys::Status::napi_ok {
+        return Err(Error::new(Status::GenericFailure, "failed to create a function"));
+    }
+    unsafe { Ok(Unknown::from_raw_unchecked(env.raw(), f)) }
+}
+
+/// `getOrLoad(cache, key, tags?, policy?)`: the memory fresh hit's value, or a ticket (see
+/// [`encode`]'s codes).
+#[napi(ts_return_type = "(cache: object, key: object, tags?: string[], policy?: object) => unknown")]
+pub fn get_or_load_function<'env>(env: &'env napi::Env) -> Result<Unknown<'env>> {
+    raw_function(env, c"getOrLoad", Some(get_or_load_raw))
+}
+
+/// `get(cache, key, tags?, policy?)`: the memory fresh hit's value, or the one-op read.
+#[napi(ts_return_type = "(cache: object, key: object, tags?: string[], policy?: object) => unknown")]
+pub fn get_function<'env>(env: &'env napi::Env) -> Result<Unknown<'env>> {
+    raw_function(env, c"get", Some(get_raw))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conformance vectors through the shipped binary
+
+#[cfg(feature = "vectors")]
+#[path = "../../../core/tests/vectors/eval.rs"]
+#[allow(dead_code, missing_docs, clippy::all)]
+mod eval;
+
+/// Evaluate one conformance-vector case (`kind`, `input` as JSON text) with the core's own
+/// evaluator; the result as JSON text (compare with the case's `expect`).
+#[cfg(feature = "vectors")]
+#[napi]
+pub fn vector_eval(kind: String, input_json: String) -> Result<String> {
+    let v: serde_json::Value = serde_json::from_str(&input_json).map_err(|e| invalid(e.to_string()))?;
+    std::panic::catch_unwind(|| eval::eval(&kind, &v).to_string()).map_err(|p| {
+        let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+        Error::new(Status::GenericFailure, format!("vector evaluator panicked: {msg}"))
+    })
+}

@@ -1,0 +1,185 @@
+// Issue 10: the Node Cache as a host of core's per-process Coordinator — C5 after invalidate()
+// and bump(), the stampede's stats table, undecodable cached values, OS seeds. Each on the
+// memory store and on a real redis-server this file starts (a free port, a temp dir).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import Redis from 'ioredis';
+import { Cache, Key, MemoryStore, RedisStore, internals } from '../index.mjs';
+import { ns } from './behaviour.mjs';
+import { startRedis, deferred } from './helpers.mjs';
+
+let server;
+const clients = [];
+function client() {
+  const c = new Redis(server.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+  c.on('error', () => {});
+  clients.push(c);
+  return c;
+}
+
+before(async () => {
+  server = await startRedis();
+});
+after(async () => {
+  for (const c of clients) c.disconnect();
+  await server?.stop();
+});
+
+const memoryStore = new MemoryStore();
+const stores = {
+  memory: () => memoryStore,
+  redis: () => new RedisStore(client()),
+};
+
+/** A loader that records its start (`started` resolves) and waits for `gate` before answering
+ * what it read from `source` when it started (a slow read of the source of truth). */
+function gatedLoader(source) {
+  const started = deferred();
+  const gate = deferred();
+  const f = async () => {
+    f.calls++;
+    const v = source.value;
+    started.resolve();
+    await gate.promise;
+    return v;
+  };
+  f.calls = 0;
+  f.started = started.promise;
+  f.release = gate.resolve;
+  return f;
+}
+
+/** Plant an entry whose header is valid but whose value bytes are not JSON, through the store. */
+async function plantUndecodable(label, store, key) {
+  const bad = Buffer.from('{not json').toString('hex');
+  if (label === 'memory') {
+    const seed = new Cache({ store });
+    await seed.getOrLoad(key, async () => ({ good: true }));
+    const e = internals.decodeEntry(internals.memoryRawEntry(store, key));
+    e.value_hex = bad;
+    const op = { op: 'fill', key: String(key), entry: internals.encodeEntry(e).toString('hex'), soft_at: e.soft_at, hard_at: e.hard_at, expire_at: e.hard_at, gen_keys: [key.generationKey], generations: null, token: null, version: null };
+    const native = store[Object.getOwnPropertySymbols(store)[0]];
+    assert.equal(JSON.parse(native.applyJson(Date.now(), JSON.stringify(op))).reply, 'stored');
+  } else {
+    const c = store.client;
+    const seed = new Cache({ store });
+    await seed.getOrLoad(key, async () => ({ good: true }));
+    const e = internals.decodeEntry(await c.hgetBuffer(String(key), 'e'));
+    e.value_hex = bad;
+    await c.hset(String(key), { e: internals.encodeEntry(e) });
+  }
+}
+
+for (const [label, makeStore] of Object.entries(stores)) {
+  for (const write of ['invalidate', 'bump']) {
+    test(`${label}: C5 — a call that begins after ${write}() returned never gets a value loaded before it`, async () => {
+      const cache = new Cache({ store: makeStore(), policy: { softTtl: '1m' } });
+      const key = new Key(ns(`c5${write}`), 'acct');
+      const source = { value: 'old' };
+      // A reads the old source value and is slow.
+      const loadA = gatedLoader(source);
+      const a = cache.getOrLoad(key, loadA);
+      await loadA.started;
+      // The source changes; the write returns while A still loads.
+      source.value = 'new';
+      if (write === 'invalidate') await cache.invalidate(key);
+      else await cache.bump(key);
+      // B begins after the write: it must not join A's flight; it loads "new".
+      const loadB = gatedLoader(source);
+      const b = cache.getOrLoad(key, loadB);
+      if (write === 'invalidate') {
+        await loadB.started; // the invalidation revoked A's lease: B gets a new one and loads
+      } else {
+        // a bump leaves A's lease alone (it orphans A's fill instead): B's read is under way
+        // and waits for that lease
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      // C begins later still: it may share B's load, never A's.
+      const loadC = gatedLoader(source);
+      const c = cache.getOrLoad(key, loadC);
+      // A finishes first with "old" (its fill is refused or orphaned), then B with "new".
+      loadA.release();
+      assert.equal(await a, 'old', "A's own call began before the write: it gets its load");
+      await loadB.started;
+      loadB.release();
+      loadC.release();
+      assert.equal(await b, 'new');
+      assert.equal(await c, 'new', 'C never gets the value A loaded before the write');
+      assert.equal(loadA.calls + loadB.calls, 2);
+      assert.equal(await cache.get(key), 'new');
+      assert.equal(await cache.getOrLoad(key, async () => 'later'), 'new');
+      assert.deepEqual(cache.pending(), { calls: 0, flights: 0 });
+    });
+  }
+
+  test(`${label}: a 20-caller stampede on a missing key is one load, counted by the core's table`, async () => {
+    const cache = new Cache({ store: makeStore(), policy: { softTtl: '1m' } });
+    const key = new Key(ns('stampede20'), 'hot');
+    const load = gatedLoader({ value: 'v' });
+    const calls = Array.from({ length: 20 }, () => cache.getOrLoad(key, load));
+    await load.started;
+    load.release();
+    const values = await Promise.all(calls);
+    assert.ok(values.every((v) => v === 'v'));
+    assert.equal(load.calls, 1);
+    const s = cache.stats();
+    assert.deepEqual(
+      { misses: s.misses, loads: s.loads, coalesced: s.coalesced, leaseWaits: s.leaseWaits, hitsFresh: s.hitsFresh },
+      { misses: 20, loads: 1, coalesced: 19, leaseWaits: 0, hitsFresh: 0 },
+    );
+    assert.deepEqual(cache.pending(), { calls: 0, flights: 0 });
+  });
+
+  test(`${label}: an undecodable cached value is a corrupt entry — getOrLoad replaces it, get reads it as missing`, async () => {
+    const store = makeStore();
+    const key = new Key(ns('undecodable'), 'x');
+    await plantUndecodable(label, store, key);
+    const cache = new Cache({ store, policy: { softTtl: '1m' } });
+    assert.equal(await cache.get(key), undefined, 'get answers missing');
+    assert.equal(cache.stats().corruptEntries, 1, 'and counts it');
+    let calls = 0;
+    const loader = async () => {
+      calls++;
+      return { fixed: true };
+    };
+    assert.deepEqual(await cache.getOrLoad(key, loader), { fixed: true }, 'the loader runs and answers');
+    assert.equal(calls, 1);
+    assert.equal(cache.stats().corruptEntries, 2);
+    // the fill replaced the bytes: a plain hit now, no load
+    assert.deepEqual(await cache.getOrLoad(key, loader), { fixed: true });
+    assert.deepEqual(await cache.get(key), { fixed: true });
+    assert.equal(calls, 1);
+    assert.equal(cache.stats().corruptEntries, 2);
+    assert.deepEqual(cache.pending(), { calls: 0, flights: 0 });
+  });
+
+  test(`${label}: a loader that throws after its lease was taken does not strand the key or its joiners`, async () => {
+    const cache = new Cache({ store: makeStore(), policy: { softTtl: '1m' } });
+    const key = new Key(ns('throw'), 'x');
+    const started = deferred();
+    const gate = deferred();
+    const boom = new Error('source down');
+    const first = cache.getOrLoad(key, async () => {
+      started.resolve();
+      await gate.promise;
+      throw boom;
+    });
+    await started.promise;
+    const joiner = cache.getOrLoad(key, async () => 'unused');
+    gate.resolve();
+    await assert.rejects(first, (e) => e === boom);
+    await assert.rejects(joiner, (e) => e === boom, "a joiner gets the loader's own error");
+    assert.equal(await cache.getOrLoad(key, async () => 'next'), 'next', 'the lease was released');
+    assert.deepEqual(cache.pending(), { calls: 0, flights: 0 });
+  });
+}
+
+test('seeds: caches created at once draw different jitter (OS seeds, not the clock)', async () => {
+  // The same key, the same policy and the same instant in five caches, each on its own store:
+  // only the coordinator's seed can make their TTLs differ.
+  const caches = Array.from({ length: 5 }, () => new Cache({ store: new MemoryStore({ seed: 1 }), policy: { softTtl: '1h', jitter: 0.5 } }));
+  const key = new Key(ns('seeds'), 'same');
+  await Promise.all(caches.map((c) => c.getOrLoad(key, async () => 'v')));
+  const softAt = caches.map((c) => internals.decodeEntry(internals.memoryRawEntry(c.store, key)).soft_at);
+  assert.equal(new Set(softAt).size, softAt.length, `jittered soft expiries: ${softAt.join(', ')}`);
+});
