@@ -22,9 +22,9 @@ export declare class NativeCache {
    * A `getOrLoad` whose answer did not decode: count it, run again treating the entry as a
    * miss (the loader runs, its fill replaces the bytes).
    */
-  replacing(key: unknown, tags: Array<string> | undefined | null, policy: unknown | undefined | null, bad: string | Uint8Array): unknown
+  replacing(key: unknown, tags: Array<string> | undefined | null, policy: unknown | undefined | null, bad: string | Uint8Array, source?: string | undefined | null): unknown
   /** A `get` answered a value that did not decode: counted as a corrupt entry. */
-  reportUndecodable(): void
+  reportUndecodable(source?: string | undefined | null): void
   /** A joiner's flight woke it: its answer, or a new ticket (run again). */
   joined(call: number): unknown
   /** The Redis reply to the call's store op. */

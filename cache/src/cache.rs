@@ -306,7 +306,7 @@ impl<S: Store> Cache<S> {
         if let Some(mem) = inner.store.memory() {
             if let Some(s) = inner.counters.memory_hit(mem, now_ms(), k, gen_keys, &policy) {
                 match decode(&s) {
-                    Err(Error::Codec(_)) => bad = Some(s.value),
+                    Err(Error::Codec(_)) => bad = Some(s),
                     r => return r,
                 }
             }
@@ -330,7 +330,13 @@ impl<S: Store> Cache<S> {
                     (ticket, rx) = inner.ticket(|c| c.joined(now_ms(), call));
                     continue;
                 }
-                Ticket::Lead { call, action } => Lead::new(inner.clone(), call, loader.take()).run(action).await,
+                Ticket::Lead { call, action } => {
+                    // A leader that answered from the store (a fast read, a hit) never started
+                    // the loader: it comes back, so an undecodable hit can still be replaced.
+                    let (a, unused) = Lead::new(inner.clone(), call, loader.take()).run(action).await;
+                    loader = unused;
+                    a
+                }
             };
             let served = match answer {
                 Ok(Reply::Value(s)) => s,
@@ -341,7 +347,7 @@ impl<S: Store> Cache<S> {
                 // A cached value this reader cannot decode: corrupt, replace it by a load.
                 Err(Error::Codec(_)) if served.source != Source::Loaded && loader.is_some() => {
                     (ticket, rx) = inner
-                        .ticket(|c| c.get_or_load_replacing(now_ms(), req.clone(), policy.clone(), served.value));
+                        .ticket(|c| c.get_or_load_replacing(now_ms(), req.clone(), policy.clone(), served));
                 }
                 r => return r,
             }
@@ -354,7 +360,7 @@ impl<S: Store> Cache<S> {
         match self.get_raw(key, &[]).await? {
             Some(s) => match decode_json(&s) {
                 Err(Error::Codec(_)) => {
-                    self.inner.counters.report_undecodable();
+                    self.inner.counters.report_undecodable(&s);
                     Ok(None)
                 }
                 r => r,
@@ -506,10 +512,11 @@ impl<S: Store> Lead<S> {
         Lead { inner, call, loader, running: None, live: true }
     }
 
-    /// Drive to the caller's answer; a stale serve answers now and goes on in a task.
-    async fn run(mut self, action: Action) -> Answer {
+    /// Drive to the caller's answer; a stale serve answers now and goes on in a task. The
+    /// loader comes back if it was never started.
+    async fn run(mut self, action: Action) -> (Answer, Option<Loader>) {
         match self.drive(action).await {
-            Driven::Answer(a) => a,
+            Driven::Answer(a) => (a, self.loader.take()),
             Driven::Serve(v) => {
                 tokio::spawn(async move {
                     let call = self.call;
@@ -517,7 +524,7 @@ impl<S: Store> Lead<S> {
                     // Its end (and any error, as an event) is the coordinator's to report.
                     let _ = self.drive(next).await;
                 });
-                Ok(Reply::Value(v))
+                (Ok(Reply::Value(v)), None)
             }
         }
     }

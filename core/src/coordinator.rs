@@ -230,8 +230,8 @@ pub enum Op {
 /// | leader | what its flow counted (`GetOrLoad::stats`: hit kind or `misses`, `loads`, `lease_waits`, …), added when the flow ends |
 /// | joiner answered by its flight | `coalesced`, plus what it got: `hits_fresh` / `hits_stale` / `negative_hits` for a cached value, `stale_if_error` for a stale value served on error or timeout, `misses` for a load or an error |
 /// | joiner that runs again | nothing until its own answer |
-/// | undecodable cached value reported | `corrupt_entries` (the retry then counts as a leader) |
-/// | `get` | `hits_fresh` / `hits_stale` / `negative_hits`, or `misses` (+ `corrupt_entries`) |
+/// | undecodable cached value reported | `corrupt_entries`, and the hit it was counted as is taken back (a `get` counts `misses` instead; a `get_or_load` retry counts as a leader) |
+/// | `get` | `hits_fresh` / `hits_stale` / `negative_hits`, or `misses` |
 /// | `set` refused | `fills_rejected` |
 /// | any op whose store call failed | `store_errors` |
 #[derive(Debug, Default)]
@@ -261,10 +261,21 @@ impl Counters {
         SplitMix64::new(state).next()
     }
 
-    /// A value a `get` answered did not decode (bad JSON, an unknown codec): count it as a
-    /// corrupt entry; the host answers "missing". (`get_or_load` reports it with
-    /// [`Coordinator::get_or_load_replacing`] instead, which also replaces the entry.)
-    pub fn report_undecodable(&self) {
+    /// A value a `get` answered did not decode (bad JSON, an unknown codec): the host answers
+    /// "missing", so the hit the read counted becomes a miss, plus one `corrupt_entries`.
+    /// (`get_or_load` reports it with [`Coordinator::get_or_load_replacing`] instead, which
+    /// also replaces the entry.)
+    pub fn report_undecodable(&self, served: &Served) {
+        self.undecodable(served);
+        self.stats.add(&Stats {
+            misses: 1,
+            ..Stats::default()
+        });
+    }
+
+    /// Count a corrupt entry and take back the hit `served` was counted as.
+    fn undecodable(&self, served: &Served) {
+        self.stats.sub(&read_stats(served));
         self.stats.add(&Stats {
             corrupt_entries: 1,
             ..Stats::default()
@@ -296,6 +307,14 @@ fn hit_stats(s: &Served) -> Stats {
     } else {
         st.hits_fresh = 1;
     }
+    st
+}
+
+/// The hit kind a read answered with `s` counted (nothing for a load).
+fn read_stats(s: &Served) -> Stats {
+    let mut st = joined_stats(&Ok(Reply::Value(s.clone())));
+    st.coalesced = 0;
+    st.misses = 0;
     st
 }
 
@@ -442,16 +461,18 @@ impl Coordinator {
     }
 
     /// The value `get_or_load` answered did not decode (bad JSON, an unknown codec): count it
-    /// as a corrupt entry and run again treating that entry as a miss, so the loader runs and
-    /// its fill replaces the bytes. `bad` is the value that did not decode.
+    /// as a corrupt entry (taking back the hit it was counted as) and run again treating that
+    /// entry as a miss, so the loader runs and its fill replaces the bytes. `bad` is the
+    /// answer that did not decode.
     pub fn get_or_load_replacing(
         &mut self,
         now: u64,
         req: Request,
         policy: Arc<Policy>,
-        bad: crate::store::Bytes,
+        bad: Served,
     ) -> Ticket {
-        self.counters.report_undecodable();
+        self.counters.undecodable(&bad);
+        let bad = bad.value;
         self.detach(|f| f.key == req.key);
         self.lead(now, req, policy, Some(bad))
     }
@@ -1170,9 +1191,10 @@ mod tests {
         s.apply(0, &flow::set_op(&w, &p, 0, 1));
         let (call, a) = lead(c.get_or_load(1, req("k"), p.clone()));
         let bad = match run_store(&mut c, &s, 1, call, a) {
-            Action::Answer(Ok(Reply::Value(v))) => v.value,
+            Action::Answer(Ok(Reply::Value(v))) => v,
             o => panic!("{o:?}"),
         };
+        assert_eq!(c.stats().hits_fresh, 1, "the first answer was counted as a hit");
         let (call, a) = lead(c.get_or_load_replacing(1, req("k"), p.clone(), bad));
         assert!(matches!(
             run_store(&mut c, &s, 1, call, a),
@@ -1183,7 +1205,29 @@ mod tests {
             matches!(run_store(&mut c, &s, 2, call, a), Action::Answer(r) if value(&r) == "good")
         );
         let st = c.stats();
-        assert_eq!((st.corrupt_entries, st.loads), (1, 1));
+        assert_eq!(
+            (st.corrupt_entries, st.loads, st.misses, st.hits_fresh),
+            (1, 1, 1, 0),
+            "one call: one corrupt entry and one miss, not also a hit"
+        );
+    }
+
+    /// A `get` whose value does not decode counts one miss and one corrupt entry, not a hit.
+    #[test]
+    fn undecodable_get_is_a_miss_not_a_hit() {
+        let c = Coordinator::new(7, false);
+        let served = Served {
+            value: b"{not json".to_vec().into(),
+            codec: 1,
+            negative: false,
+            version: None,
+            source: flow::Source::Stale,
+            cached: true,
+        };
+        c.counters().add(&Stats { hits_stale: 1, ..Stats::default() });
+        c.counters().report_undecodable(&served);
+        let st = c.stats();
+        assert_eq!((st.hits_stale, st.misses, st.corrupt_entries), (0, 1, 1));
     }
 
     /// Inputs a call does not expect are protocol errors, never panics, and strand no joiner.

@@ -26,6 +26,12 @@ macro_rules! stats {
         impl AtomicStats {
             /// Add a flow's counts.
             pub fn add(&self, s: &Stats) { $(if s.$f != 0 { self.$f.fetch_add(s.$f, Relaxed); })* }
+            /// Take counts back (a hit a host found undecodable becomes a miss); never below 0.
+            pub fn sub(&self, s: &Stats) {
+                $(if s.$f != 0 {
+                    let _ = self.$f.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(s.$f)));
+                })*
+            }
             /// Read every counter.
             pub fn snapshot(&self) -> Stats { Stats { $($f: self.$f.load(Relaxed),)* } }
         }

@@ -59,3 +59,9 @@ async fn panicking_loader_fails_its_call_and_frees_the_key() {
     let server = RedisServer::start();
     scenarios::panicking_loader_fails_the_call_and_frees_the_key(cache(&server).await, key("panic")).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn undecodable_value_is_counted_and_replaced_by_a_load() {
+    let server = RedisServer::start();
+    scenarios::undecodable_value_is_counted_and_replaced_by_a_load(cache(&server).await, key("undecodable")).await;
+}

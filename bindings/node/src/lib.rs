@@ -161,6 +161,16 @@ fn value_bytes(v: Either<String, &[u8]>) -> Arc<[u8]> {
     }
 }
 
+/// The served value a host could not decode, as the coordinator's undecodable rule takes it.
+fn undecodable(value: Arc<[u8]>, source: Option<String>) -> Result<Served> {
+    let source = match source.as_deref() {
+        None => karlton_core::Source::Fresh,
+        Some(s) => serde_json::from_value(serde_json::Value::String(s.to_owned()))
+            .map_err(|_| invalid(format!("unknown source {s:?}")))?,
+    };
+    Ok(Served { value: value.into(), codec: codec::JSON, negative: false, version: None, source, cached: true })
+}
+
 fn codec_id(c: u32) -> Result<u8> {
     u8::try_from(c).map_err(|_| invalid(format!("codec id {c} is not in 0..=255")))
 }
@@ -748,20 +758,23 @@ impl NativeCache {
     /// A `getOrLoad` whose answer did not decode: count it, run again treating the entry as a
     /// miss (the loader runs, its fill replaces the bytes).
     #[napi(ts_return_type = "unknown")]
-    pub fn replacing(&self, env: &napi::Env, key: Unknown, tags: Option<Vec<String>>, policy: Option<Unknown>, bad: Either<String, &[u8]>) -> Result<Out> {
+    pub fn replacing(&self, env: &napi::Env, key: Unknown, tags: Option<Vec<String>>, policy: Option<Unknown>, bad: Either<String, &[u8]>, source: Option<String>) -> Result<Out> {
+        let bad = undecodable(value_bytes(bad), source)?;
         let key = key_of(env, &key)?;
         let tags = read_tags(tags);
         let policy = policy_of(env, policy.as_ref()).unwrap_or_else(|| self.host.policy.clone());
         let req = Request { key: key.as_str().to_owned(), gen_keys: gen_keys_of(key, &tags), tags };
         let mut st = self.host.lock();
-        let t = st.coord.get_or_load_replacing(now_ms(), req, policy, value_bytes(bad));
+        let t = st.coord.get_or_load_replacing(now_ms(), req, policy, bad);
         Ok(self.host.ticket(&mut st, t))
     }
 
-    /// A `get` answered a value that did not decode: counted as a corrupt entry.
+    /// A `get` answered a value that did not decode: its hit becomes a miss and a corrupt
+    /// entry. `source` is what the read said it was (`fresh` unless told).
     #[napi]
-    pub fn report_undecodable(&self) {
-        self.host.counters.report_undecodable();
+    pub fn report_undecodable(&self, source: Option<String>) -> Result<()> {
+        self.host.counters.report_undecodable(&undecodable(Arc::from(&[][..]), source)?);
+        Ok(())
     }
 
     /// A joiner's flight woke it: its answer, or a new ticket (run again).

@@ -155,13 +155,21 @@ impl Script {
         self.tickets[label]
     }
 
+    /// `label`'s answer did not decode: it reports it and runs again (`get_or_load_replacing`).
     fn replacing(&mut self, now: u64, label: &str, key: &str, bad: &[u8]) {
         let req = karlton_core::Request { key: key.into(), gen_keys: vec![NS.into()], tags: vec![] };
-        let t = self.c.get_or_load_replacing(T0 + now, req, self.policy.clone(), bad.to_vec().into());
+        let t = self.c.get_or_load_replacing(T0 + now, req, self.policy.clone(), undecodable(bad, Source::Fresh));
         self.ticket(label, t);
         let bad = karlton_core::store::hex::encode(bad);
-        self.record(json!({ "now": T0 + now, "call": label, "do": "replacing", "key": key, "gen_keys": [NS], "bad": bad }));
+        self.record(json!({ "now": T0 + now, "call": label, "do": "replacing", "key": key, "gen_keys": [NS], "bad": bad, "source": "fresh" }));
         self.run(now, label);
+    }
+
+    /// A `get` answered a value that did not decode (`Counters::report_undecodable`).
+    fn get_undecodable(&mut self, now: u64, label: &str, bad: &[u8], source: Source) {
+        self.c.counters().report_undecodable(&undecodable(bad, source));
+        let bad = karlton_core::store::hex::encode(bad);
+        self.record(json!({ "now": T0 + now, "call": label, "do": "get_undecodable", "bad": bad, "source": source }));
     }
 
     /// Run `label`'s store ops against the store until it asks for something else.
@@ -544,6 +552,11 @@ fn cancels(f: &mut File) {
     s2.emit(f, "cancel one-op call", "a one-op call holds no lease: cancelling it returns nothing and leaves nothing pending", true);
 }
 
+/// A served value the host could not decode.
+fn undecodable(bad: &[u8], source: Source) -> karlton_core::Served {
+    karlton_core::Served { value: bad.to_vec().into(), codec: 1, negative: false, version: None, source, cached: true }
+}
+
 fn replacing(f: &mut File) {
     let bad = b"\xffnot json";
     let bad_write = |s: &Script| {
@@ -581,6 +594,34 @@ fn replacing(f: &mut File) {
     s.is("a2", "fixed");
     assert_eq!(s.stat("loads"), 0);
     s.emit(f, "undecodable value already replaced", "only the exact bytes reported are distrusted: another process's newer entry is served", true);
+
+    // get: the hit becomes a miss, and the entry is counted corrupt (once, not as a hit too).
+    let swr = pol(json!({"soft_ttl_ms": 100, "hard_ttl_ms": 3000}));
+    for (at, source) in [(1, Source::Fresh), (200, Source::Stale)] {
+        let mut s = Script::new(swr.clone(), false);
+        bad_write(&s);
+        s.op(at, "g", json!({"op": "get", "key": "k", "gen_keys": [NS]}));
+        assert_eq!(s.source("g"), Some(source));
+        s.get_undecodable(at, "g", bad, source);
+        assert_eq!(
+            (s.stat("hits_fresh"), s.stat("hits_stale"), s.stat("misses"), s.stat("corrupt_entries")),
+            (0, 0, 1, 1)
+        );
+        let name = format!("get of an undecodable {} value", if at == 1 { "fresh" } else { "stale" });
+        s.emit(f, &name, "a get whose value the host cannot decode answers missing: one miss and one corrupt entry, and the hit it was counted as is taken back", true);
+    }
+
+    // get_or_load: one miss and one corrupt entry, not also a hit.
+    let mut s = Script::new(base_policy(), false);
+    bad_write(&s);
+    s.call(1, "a", "k", &[NS]);
+    s.replacing(2, "a2", "k", bad);
+    s.load(3, "a2", "good");
+    assert_eq!(
+        (s.stat("hits_fresh"), s.stat("misses"), s.stat("corrupt_entries"), s.stat("loads")),
+        (0, 1, 1, 1)
+    );
+    s.emit(f, "undecodable value: counted once", "the caller whose answer did not decode counts a corrupt entry and a miss (its load), not also the hit it first read", true);
 }
 
 fn stale(f: &mut File) {

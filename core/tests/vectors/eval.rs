@@ -460,6 +460,20 @@ pub fn eval_coordinator(input: &Value) -> Value {
         }
     }
 
+    /// The served value a step says did not decode (`bad` hex, `source`, default fresh).
+    fn undecodable(s: &Value) -> karlton_core::Served {
+        let bad = karlton_core::store::hex::decode(str_of(s, "bad")).expect("bad: hex");
+        karlton_core::Served {
+            value: bad.into(),
+            codec: 1,
+            negative: false,
+            version: None,
+            source: serde_json::from_value(s.get("source").cloned().unwrap_or(json!("fresh")))
+                .expect("source"),
+            cached: true,
+        }
+    }
+
     let policy = Arc::new(policy_of(&input["policy"]));
     let fast = input["fast_read"].as_bool().unwrap_or(false);
     let mut c = Coordinator::new(u64_of(&input["seed"]), fast);
@@ -485,9 +499,12 @@ pub fn eval_coordinator(input: &Value) -> Value {
                 names.ticket(label, &t)
             }
             "replacing" => {
-                let bad = karlton_core::store::hex::decode(str_of(s, "bad")).expect("bad: hex");
-                let t = c.get_or_load_replacing(now, request(), policy.clone(), bad.into());
+                let t = c.get_or_load_replacing(now, request(), policy.clone(), undecodable(s));
                 names.ticket(label, &t)
+            }
+            "get_undecodable" => {
+                c.counters().report_undecodable(&undecodable(s));
+                json!(null)
             }
             "joined" => {
                 let t = c.joined(now, names.call(label));
