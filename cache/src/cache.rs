@@ -330,13 +330,28 @@ impl<S: Store> Cache<S> {
                     (ticket, rx) = inner.ticket(|c| c.joined(now_ms(), call));
                     continue;
                 }
-                Ticket::Lead { call, action } => {
+                Ticket::Lead { call, action } => match Lead::new(inner.clone(), call, loader.take()).run(action).await {
                     // A leader that answered from the store (a fast read, a hit) never started
                     // the loader: it comes back, so an undecodable hit can still be replaced.
-                    let (a, unused) = Lead::new(inner.clone(), call, loader.take()).run(action).await;
-                    loader = unused;
-                    a
-                }
+                    Ran::Answer(a, unused) => {
+                        loader = unused;
+                        a
+                    }
+                    // A stale value served while a refresh goes on: decoded before the refresh
+                    // is let go, so one this reader cannot decode is replaced by a load now.
+                    Ran::Serve(v, lead) => match decode(&v) {
+                        Err(Error::Codec(_)) => {
+                            loader = lead.abandon().await;
+                            (ticket, rx) = inner
+                                .ticket(|c| c.get_or_load_replacing(now_ms(), req.clone(), policy.clone(), v));
+                            continue;
+                        }
+                        r => {
+                            lead.background();
+                            return r;
+                        }
+                    },
+                },
             };
             let served = match answer {
                 Ok(Reply::Value(s)) => s,
@@ -507,26 +522,49 @@ enum Driven {
     Serve(Served),
 }
 
+/// How [`Lead::run`] ended for its caller.
+enum Ran<S: Store> {
+    Answer(Answer, Option<Loader>),
+    Serve(Served, Lead<S>),
+}
+
 impl<S: Store> Lead<S> {
     fn new(inner: Arc<Inner<S>>, call: CallId, loader: Option<Loader>) -> Lead<S> {
         Lead { inner, call, loader, running: None, live: true }
     }
 
-    /// Drive to the caller's answer; a stale serve answers now and goes on in a task. The
-    /// loader comes back if it was never started.
-    async fn run(mut self, action: Action) -> (Answer, Option<Loader>) {
+    /// Drive to the caller's answer. The loader comes back if it was never started; a stale
+    /// serve comes back with the call, for [`Lead::background`] or [`Lead::abandon`].
+    async fn run(mut self, action: Action) -> Ran<S> {
         match self.drive(action).await {
-            Driven::Answer(a) => (a, self.loader.take()),
-            Driven::Serve(v) => {
-                tokio::spawn(async move {
-                    let call = self.call;
-                    let next = self.inner.decide(|c| c.handle(now_ms(), call, Input::Continue));
-                    // Its end (and any error, as an event) is the coordinator's to report.
-                    let _ = self.drive(next).await;
-                });
-                (Ok(Reply::Value(v)), None)
-            }
+            Driven::Answer(a) => Ran::Answer(a, self.loader.take()),
+            Driven::Serve(v) => Ran::Serve(v, self),
         }
+    }
+
+    /// The caller has its stale value: the rest of the call (the refresh) runs in a task.
+    fn background(mut self) {
+        tokio::spawn(async move {
+            let call = self.call;
+            let next = self.inner.decide(|c| c.handle(now_ms(), call, Input::Continue));
+            // Its end (and any error, as an event) is the coordinator's to report.
+            let _ = self.drive(next).await;
+        });
+    }
+
+    /// The caller cannot use what was served: end the call now — its lease released before
+    /// the replacement asks for one — and hand back the loader if it never started.
+    async fn abandon(mut self) -> Option<Loader> {
+        let loader = self.loader.take();
+        if let Some(t) = self.running.take() {
+            t.abort();
+        }
+        self.live = false;
+        let call = self.call;
+        if let Some(op) = self.inner.decide(|c| c.cancel(call)) {
+            let _ = self.inner.exec(op).await;
+        }
+        loader
     }
 
     async fn drive(&mut self, mut action: Action) -> Driven {

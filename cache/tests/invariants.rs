@@ -557,6 +557,12 @@ async fn undecodable_value_is_a_corrupt_entry_replaced_by_a_load() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_stale_value_is_replaced_by_a_load() {
+    let cache = Cache::new(MemoryStore::default(), scenarios::policy(50, 60_000));
+    scenarios::undecodable_stale_value_is_replaced_by_a_load(cache, key("undecodable-stale")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn l3_dropped_leader_releases_its_lease() {
     let store = MemoryStore::default();
     let p = scenarios::policy(60_000, 60_000);

@@ -355,6 +355,9 @@ struct Flight {
     /// A write returned while it ran: its value may predate the write.
     revoked: bool,
     outcome: Option<Outcome>,
+    /// The value it replaces ([`Coordinator::get_or_load_replacing`]): callers reporting the
+    /// same bytes join it rather than lead a load each.
+    replaces: Option<crate::store::Bytes>,
 }
 
 #[derive(Debug)]
@@ -443,19 +446,7 @@ impl Coordinator {
     /// A new read-through call (after the memory fast hit missed, on a memory store).
     pub fn get_or_load(&mut self, now: u64, req: Request, policy: Arc<Policy>) -> Ticket {
         if let Some(&flight) = self.table.get(&req.key) {
-            let call = CallId(self.id());
-            if let Some(f) = self.flights.get_mut(&flight) {
-                f.joiners += 1;
-            }
-            self.calls.insert(
-                call,
-                Call::Join {
-                    flight,
-                    req,
-                    policy,
-                },
-            );
-            return Ticket::Join { call, flight };
+            return self.join(flight, req, policy);
         }
         self.lead(now, req, policy, None)
     }
@@ -471,10 +462,37 @@ impl Coordinator {
         policy: Arc<Policy>,
         bad: Served,
     ) -> Ticket {
+        // Several callers got the same undecodable answer (a flight's joiners): the first one
+        // replaces it, the others join that replacement and count as its joiners.
+        let same = self.table.get(&req.key).copied().filter(|f| {
+            self.flights
+                .get(f)
+                .and_then(|f| f.replaces.as_ref())
+                .is_some_and(|b| **b == *bad.value)
+        });
+        if let Some(flight) = same {
+            self.counters.stats.sub(&read_stats(&bad));
+            return self.join(flight, req, policy);
+        }
         self.counters.undecodable(&bad);
-        let bad = bad.value;
         self.detach(|f| f.key == req.key);
-        self.lead(now, req, policy, Some(bad))
+        self.lead(now, req, policy, Some(bad.value))
+    }
+
+    fn join(&mut self, flight: FlightId, req: Request, policy: Arc<Policy>) -> Ticket {
+        let call = CallId(self.id());
+        if let Some(f) = self.flights.get_mut(&flight) {
+            f.joiners += 1;
+        }
+        self.calls.insert(
+            call,
+            Call::Join {
+                flight,
+                req,
+                policy,
+            },
+        );
+        Ticket::Join { call, flight }
     }
 
     fn lead(
@@ -495,6 +513,7 @@ impl Coordinator {
                 joiners: 0,
                 revoked: false,
                 outcome: None,
+                replaces: bad.clone(),
             },
         );
         let fast = self.fast_read && bad.is_none();

@@ -1,5 +1,5 @@
 //! The caller-level scenarios of `cache/tests/scenarios` (C5 after invalidate and bump, the
-//! stampede's stats, a dropped leader's lease, a panicking loader) on a
+//! stampede's stats, a dropped leader's lease, a panicking loader, undecodable values) on a
 //! real redis-server — the same code the memory store runs in `cache/tests/invariants.rs`.
 
 use karlton::{Cache, Key};
@@ -13,9 +13,13 @@ mod scenarios;
 use scenarios::WriteKind;
 
 async fn cache(server: &RedisServer) -> Cache<RedisStore> {
+    cache_with(server, scenarios::policy(60_000, 60_000)).await
+}
+
+async fn cache_with(server: &RedisServer, policy: karlton::Policy) -> Cache<RedisStore> {
     let client = redis::Client::open(server.url()).unwrap();
     let store = RedisStore::from_client(client, Duration::from_millis(2_000)).await.unwrap();
-    Cache::new(store, scenarios::policy(60_000, 60_000))
+    Cache::new(store, policy)
 }
 
 fn key(s: &str) -> Key {
@@ -64,4 +68,11 @@ async fn panicking_loader_fails_its_call_and_frees_the_key() {
 async fn undecodable_value_is_counted_and_replaced_by_a_load() {
     let server = RedisServer::start();
     scenarios::undecodable_value_is_counted_and_replaced_by_a_load(cache(&server).await, key("undecodable")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn undecodable_stale_value_is_replaced_by_a_load() {
+    let server = RedisServer::start();
+    let cache = cache_with(&server, scenarios::policy(50, 60_000)).await;
+    scenarios::undecodable_stale_value_is_replaced_by_a_load(cache, key("undecodable-stale")).await;
 }

@@ -226,3 +226,31 @@ pub async fn panicking_loader_fails_the_call_and_frees_the_key<S: Store>(cache: 
     assert_eq!(got.as_deref(), Some("after"));
     assert_eq!(cache.stats().lease_waits, 0, "the panicked load's lease was released");
 }
+
+/// A stale value (served while a refresh would run) that does not decode: the caller gets a
+/// load, not a codec error, and the load replaces the entry. `cache`'s policy must have a
+/// soft TTL of at most 50 ms and a hard TTL well past it.
+pub async fn undecodable_stale_value_is_replaced_by_a_load<S: Store>(cache: Cache<S>, key: Key) {
+    let w = Write {
+        key: key.build(),
+        gen_keys: key.generation_keys().to_vec(),
+        tags: vec![],
+        value: Arc::from(&b"{not json"[..]),
+        codec: 1,
+        version: None,
+    };
+    assert!(cache.set_raw(&w, None).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+    let raw = cache.get_raw(&key, &[]).await.unwrap().expect("still inside the hard TTL");
+    assert_eq!(raw.source, karlton_core::Source::Stale, "the planted entry is stale now");
+
+    let got = cache
+        .get_or_load(&key, || async { Ok::<_, String>(Some("loaded".to_string())) })
+        .await
+        .unwrap();
+    assert_eq!(got.as_deref(), Some("loaded"));
+    let s = cache.stats();
+    assert_eq!((s.loads, s.corrupt_entries, s.misses, s.hits_stale), (1, 1, 1, 1), "{s:?}");
+    assert_eq!(cache.get::<String>(&key).await.unwrap().as_deref(), Some("loaded"), "the fill replaced it");
+    assert_eq!(cache.pending(), (0, 0));
+}

@@ -611,6 +611,23 @@ fn replacing(f: &mut File) {
         s.emit(f, &name, "a get whose value the host cannot decode answers missing: one miss and one corrupt entry, and the hit it was counted as is taken back", true);
     }
 
+    // Two callers got the same undecodable answer: one replacement, the other joins it.
+    let mut s = Script::new(base_policy(), false);
+    bad_write(&s);
+    s.call(1, "a", "k", &[NS]);
+    s.call(1, "b", "k", &[NS]);
+    s.replacing(2, "a2", "k", bad);
+    s.replacing(2, "b2", "k", bad);
+    assert_eq!(s.tickets["b2"], "join", "the second report joins the first's replacement");
+    s.load(3, "a2", "good");
+    s.joined(3, "b2");
+    s.is("b2", "good");
+    assert_eq!(
+        (s.stat("loads"), s.stat("corrupt_entries"), s.stat("coalesced"), s.stat("misses"), s.stat("hits_fresh")),
+        (1, 1, 1, 2, 0)
+    );
+    s.emit(f, "undecodable value reported twice", "callers reporting the same undecodable bytes share one replacement load: one corrupt entry, the second counted as its joiner", true);
+
     // get_or_load: one miss and one corrupt entry, not also a hit.
     let mut s = Script::new(base_policy(), false);
     bad_write(&s);
