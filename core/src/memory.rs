@@ -78,6 +78,9 @@ struct Slot {
     gens: Vec<u64>,
     marked_stale: bool,
     lease: Option<(Token, u64)>,
+    /// The generations the lease was granted under: a lease from before a bump does not hold
+    /// the key against readers of the new generation (its load can never fill).
+    lease_gens: Vec<u64>,
 }
 
 impl Slot {
@@ -91,6 +94,7 @@ impl Slot {
             gens: Vec::new(),
             marked_stale: false,
             lease: None,
+            lease_gens: Vec::new(),
         }
     }
     fn live_lease(&self, now: u64) -> Option<(Token, u64)> {
@@ -436,6 +440,7 @@ impl MemoryStore {
                     marked_stale: false,
                     // A fill consumes its own lease; an authoritative write revokes any lease.
                     lease: None,
+                    lease_gens: Vec::new(),
                 };
                 let i = match found {
                     Some(i) => {
@@ -526,7 +531,8 @@ impl MemoryStore {
                 let valid = s.entry.is_some() && s.gens == generations;
                 let entry = if valid { s.entry.clone() } else { None };
                 let needs = !valid || s.marked_stale || now >= s.soft_at;
-                (entry, valid && s.marked_stale, needs, s.live_lease(now))
+                let held = s.live_lease(now).filter(|_| s.lease_gens == generations);
+                (entry, valid && s.marked_stale, needs, held)
             }
             None => (None, false, true, None),
         };
@@ -542,10 +548,15 @@ impl MemoryStore {
         } else {
             let until = now + lease_ttl_ms;
             match found {
-                Some(i) => sh.nodes[i].slot.lease = Some((token, until)),
+                Some(i) => {
+                    let slot = &mut sh.nodes[i].slot;
+                    slot.lease = Some((token, until));
+                    slot.lease_gens.clone_from(&generations);
+                }
                 None => {
                     let mut slot = Slot::empty();
                     slot.lease = Some((token, until));
+                    slot.lease_gens.clone_from(&generations);
                     let i = sh.insert(key, hash, slot);
                     let ev = sh.evict(i, now);
                     if ev > 0 {

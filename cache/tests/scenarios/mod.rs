@@ -94,6 +94,9 @@ pub async fn c5_no_call_after_a_write_gets_a_value_loaded_before_it<S: Store>(
     assert_eq!(c.await.unwrap().unwrap().as_deref(), Some("new"), "{write:?}: C began after the write");
     assert_eq!((a_calls.load(Ordering::SeqCst), n_calls.load(Ordering::SeqCst)), (1, 1), "{write:?}: loads");
     assert_eq!(cache.get::<String>(&key).await.unwrap().as_deref(), Some("new"), "{write:?}: what is stored");
+    // The write freed the key: B got a lease at once instead of waiting out A's (after a bump,
+    // A's lease was granted under the old generation).
+    assert_eq!(cache.stats().lease_waits, 0, "{write:?}: {:?}", cache.stats());
     assert_eq!(cache.pending(), (0, 0));
 }
 

@@ -1057,6 +1057,20 @@ pub fn store() -> File {
         (5, bump(g, 777), bumped(777)),
         (10, fill_g(k, "v1", 10, None, Some(4), &[g], Some(vec![0])), rejected("generation_changed")),
     ]);
+    sc(&mut f, "lease_held_within_a_generation", "with generations unchanged, a second reader sees the lease held", vec![
+        (0, read_g(k, &[g], "if_needed", 500, 4), rr(0, None, false, vec![0], granted(4))),
+        (10, read_g(k, &[g], "if_needed", 500, 5), rr(10, None, false, vec![0], held(500))),
+    ]);
+    sc(&mut f, "bump_frees_the_lease", "a lease granted before a bump does not hold the key: its load can never fill, so a reader of the new generation gets a new lease at once and the old holder's fill and release are refused", vec![
+        (0, read_g(k, &[g], "if_needed", 500, 4), rr(0, None, false, vec![0], granted(4))),
+        (5, bump(g, 777), bumped(777)),
+        (10, read_g(k, &[g], "if_needed", 500, 5), rr(10, None, false, vec![777], granted(5))),
+        (15, read_g(k, &[g], "if_needed", 500, 6), rr(15, None, false, vec![777], held(510))),
+        (20, fill_g(k, "old", 20, None, Some(4), &[g], Some(vec![0])), rejected("generation_changed")),
+        (21, release(k, 4), lease_ok(false)),
+        (30, fill_g(k, "new", 30, None, Some(5), &[g], Some(vec![777])), stored()),
+        (40, read_g(k, &[g], "if_needed", 500, 7), rr(40, Some(entry_hex("new", 30, None, vec![777])), false, vec![777], notreq())),
+    ]);
     sc(&mut f, "bump_same_value", "bumping to the current value still moves the counter", vec![
         (0, bump(g, 5), bumped(5)),
         (1, bump(g, 5), bumped(6)),

@@ -1,6 +1,7 @@
 -- karlton store protocol: shared helpers (prepended to every script).
 -- Entry hash fields: e entry bytes, s soft_at, h hard_at, x expire_at, v version floor,
--- g generations csv, m marked stale, l lease token, lu lease until. All times: ms, server clock.
+-- g generations csv, m marked stale, l lease token, lu lease until, lg the generation stamps the
+-- lease was granted under. All times: ms, server clock.
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -58,13 +59,13 @@ end
 -- The slot under k, or nil if absent, dead (past expire_at with no live lease) or garbage
 -- (wrong type, missing/invalid fields); dead and garbage keys are deleted.
 local function load(k, now)
-  local r = redis.pcall('HMGET', k, 'e', 's', 'h', 'x', 'v', 'g', 'm', 'l', 'lu')
+  local r = redis.pcall('HMGET', k, 'e', 's', 'h', 'x', 'v', 'g', 'm', 'l', 'lu', 'lg')
   if r['err'] then redis.call('DEL', k); return nil end
   if not r[4] then
     if redis.call('EXISTS', k) == 1 then redis.call('DEL', k) end
     return nil
   end
-  local s = { e = r[1] or nil, g = r[6] or nil, m = (r[7] == '1'), l = r[8] or nil }
+  local s = { e = r[1] or nil, g = r[6] or nil, m = (r[7] == '1'), l = r[8] or nil, lg = r[10] or '' }
   local ok = digits(r[4])
   if ok and s.e then
     ok = digits(r[2]) and digits(r[3]) and s.g ~= nil and string.match(s.g, '^[%d,:]*$') ~= nil

@@ -11,7 +11,9 @@ if s then
   if valid then entry = s.e end
   needs = (not valid) or s.m or now >= s.s
   if valid and s.m then marked = 1 end
-  if live_lease(s, now) then held = s.lu end
+  -- A lease granted under other generations predates a bump: its load can never fill, so it
+  -- does not hold the key against readers of the new generation.
+  if live_lease(s, now) and s.lg == stampcsv then held = s.lu end
 end
 local want = (mode == '2') or (mode == '1' and needs)
 if not want then
@@ -22,10 +24,10 @@ if held then
 end
 local untl = now + ttl
 if s then
-  redis.call('HSET', k, 'l', token, 'lu', int(untl))
+  redis.call('HSET', k, 'l', token, 'lu', int(untl), 'lg', stampcsv)
   expire(k, s.x, untl)
 else
-  redis.call('HSET', k, 'x', '0', 'l', token, 'lu', int(untl))
+  redis.call('HSET', k, 'x', '0', 'l', token, 'lu', int(untl), 'lg', stampcsv)
   expire(k, 0, untl)
 end
 return { now, entry, marked, cur, 1, 0 }
