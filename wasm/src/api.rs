@@ -659,6 +659,14 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
 
 /// The `coord_*` ops (see the module docs): `name` is the op without its prefix.
 fn coord(st: &mut State, r: &Obj<'_>, name: &str, out: &mut Vec<u8>) -> Res {
+    const OPS: &[&str] = &[
+        "create", "drop", "get_or_load", "get_or_load_replacing", "joined", "handle",
+        "handle_fast_read", "cancel", "op", "poll_event", "events", "stats", "pending",
+        "report_undecodable", "memory_hit",
+    ];
+    if !OPS.contains(&name) {
+        return Err(Fail::new("unknown_op", format!("unknown op `coord_{name}`")));
+    }
     if name == "create" {
         let seed = r.arg("seed")?;
         let fast = match r.get("fast_read")? {
@@ -779,12 +787,7 @@ fn coord(st: &mut State, r: &Obj<'_>, name: &str, out: &mut Vec<u8>) -> Res {
             let hit = c.counters().memory_hit(s, now, &key, &gen_keys, &*pol()?);
             forms::write_opt_served(out, hit.as_ref());
         }
-        other => {
-            return Err(Fail::new(
-                "unknown_op",
-                format!("unknown op `coord_{other}`"),
-            ));
-        }
+        _ => return Err(Fail::new("unknown_op", "unknown coord op")),
     }
     Ok(())
 }

@@ -2,42 +2,11 @@
 // through the wasm module, producing the value the case's `expect` must equal. The Rust twin of
 // this mapping is wasm/host/tests/vectors.rs; the reference is core/tests/vectors/eval.rs.
 
+import { parseBig, stringifyBig } from "../karlton-wasm.mjs";
+
+export { parseBig, stringifyBig };
+
 const ok = (v) => ({ ok: v });
-
-const BIG = "\u0000big:";
-
-/**
- * JSON.parse that keeps integers beyond 2^53 exact as BigInts, and its inverse `stringifyBig`
- * (BigInts become bare integer literals again). Vector files and replies go through these, so
- * u64 values survive JavaScript exactly as they do in Rust.
- */
-export function parseBig(text) {
-  let out = "";
-  let i = 0;
-  while (i < text.length) {
-    const c = text[i];
-    if (c === '"') {
-      let j = i + 1;
-      while (text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
-      out += text.slice(i, j + 1);
-      i = j + 1;
-    } else if ((c >= "0" && c <= "9") || c === "-") {
-      let j = i + 1;
-      while (j < text.length && /[0-9.eE+-]/.test(text[j])) j++;
-      const lit = text.slice(i, j);
-      out += /^-?[0-9]+$/.test(lit) && !Number.isSafeInteger(Number(lit)) ? `"\\u0000big:${lit}"` : lit;
-      i = j;
-    } else {
-      out += c;
-      i++;
-    }
-  }
-  return JSON.parse(out, (_, v) => (typeof v === "string" && v.startsWith(BIG) ? BigInt(v.slice(BIG.length)) : v));
-}
-
-export function stringifyBig(v) {
-  return JSON.stringify(v, (_, x) => (typeof x === "bigint" ? BIG + x : x)).replace(/"\\u0000big:(-?[0-9]+)"/g, "$1");
-}
 
 function callBig(k, req) {
   const reply = parseBig(k.callRaw(stringifyBig(req)));
