@@ -33,6 +33,30 @@
 //! | `set_op` | `write` (Write JSON), `policy`, `store_now`, `rand` u64 | StoreOp JSON |
 //! | `invalidate_op` | `key`, `mode?` (`"delete"` / `"mark_stale"`) | StoreOp JSON |
 //! | `bump_op` | `gen_key`, `rand` u64 | StoreOp JSON |
+//! | `coord_create` | `seed` u64, `fast_read?` bool | coordinator handle (number) |
+//! | `coord_get_or_load` | `coord`, `now_ms`, `request`, `policy`, `store?` | Ticket JSON |
+//! | `coord_get_or_load_replacing` | `coord`, `now_ms`, `request`, `policy`, `served` (the Served that did not decode), `store?` | Ticket JSON |
+//! | `coord_joined` | `coord`, `now_ms`, `call` u64, `store?` | Ticket JSON |
+//! | `coord_handle` | `coord`, `now_ms`, `call`, `input` (Input JSON), `store?` | Action JSON |
+//! | `coord_handle_fast_read` | `coord`, `now_ms`, `call`, `replies` ([RedisValue JSON]) or `error` (message), `store?` | Action JSON |
+//! | `coord_cancel` | `coord`, `call` | StoreOp JSON to run (a lease release) or `null` |
+//! | `coord_op` | `coord`, `now_ms`, `call_op` (Op JSON: get / set / invalidate / bump), `policy`, `store?` | `{"call", "action": Action}` |
+//! | `coord_poll_event` | `coord` | Event JSON or `null` |
+//! | `coord_events` | `coord` | `[Event, ..]` (drains) |
+//! | `coord_stats` | `coord` | Stats JSON |
+//! | `coord_pending` | `coord` | `[calls, flights]` |
+//! | `coord_report_undecodable` | `coord`, `served` | `null` |
+//! | `coord_memory_hit` | `coord`, `store`, `now_ms`, `key`, `gen_keys?`, `policy` | Served JSON (a counted fresh hit) or `null` |
+//! | `coord_drop` | `coord` | Stats JSON (the final counts) |
+//!
+//! `coord_*` is karlton-core's [`Coordinator`] (drive it as its module docs say: take the
+//! Ticket/Action, then drain `coord_events`). The module has no randomness: **the host must pass
+//! a random `seed`** from its OS/runtime source (`crypto.getRandomValues`), one per coordinator;
+//! it feeds lease tokens, jitter and XFetch. With `store` (an in-module memory store), every
+//! `store` action runs against it inline and the reply is the first other action. Ticket,
+//! Action, Event, Input, Op, Served and Answer cross in their serde forms, so replies compare
+//! directly with the conformance vectors (`tests/vectors/coordinator.json`). A coordinator lives
+//! until `coord_drop`.
 //!
 //! With `store` (a handle from `store_create`), `flow_start` and `flow_handle` run every
 //! `store` step against that in-module memory store at `now_ms` and return the first step that
