@@ -124,7 +124,63 @@ export declare class Karlton {
   storeApply(store: number, nowMs: number, op: StoreOp): StoreReply;
   storeDrop(store: number): void;
   getOrLoad(store: number, request: FlowRequest, policy: PolicySpec, seed: U64 | string, nowMs: number): { flow: number | null; step: Step; stats: Stats };
+  /** As `call`, with integers beyond 2^53 as bigints both ways. */
+  callExact<T = unknown>(request: { op: string; [k: string]: unknown }): T;
+  /** A coordinator. `seed` must come from the host's random source (the module has none). */
+  coordinator(opts: { seed: U64; fastRead?: boolean; policy?: PolicySpec }): Coordinator;
 }
+
+/** karlton-core's coordinator forms (serde JSON; see core/src/coordinator.rs). */
+export type Answer = { Ok: Reply } | { Err: { error: string; message: unknown } };
+export type Reply =
+  | { reply: "value"; data: Served }
+  | { reply: "missing" }
+  | { reply: "stored"; data: boolean }
+  | { reply: "invalidated"; data: boolean }
+  | { reply: "bumped"; data: number | bigint };
+export type Action =
+  | { action: "store"; data: StoreOp }
+  | { action: "fast_read"; data: { key: string; gen_keys: string[] } }
+  | { action: "start_load"; data: { timeout_at: number | null } }
+  | { action: "await_load"; data: { timeout_at: number | null } }
+  | { action: "wait"; data: { until_ms: number } }
+  | { action: "serve"; data: Served }
+  | { action: "answer"; data: Answer }
+  | { action: "finished" };
+export type Ticket =
+  | { ticket: "answer"; answer: Answer }
+  | { ticket: "lead"; call: number; action: Action }
+  | { ticket: "join"; call: number; flight: number };
+export type CoordEvent =
+  | { event: "wake"; flight: number }
+  | { event: "background_error"; key: string; error: { error: string; message: unknown } };
+export type Op =
+  | { op: "get"; key: string; gen_keys?: string[] }
+  | { op: "set"; write: { key: string; gen_keys?: string[]; tags?: string[]; value: string; codec: number; version: number | bigint | null } }
+  | { op: "invalidate"; key: string; mode: "delete" | "mark_stale" }
+  | { op: "bump"; gen_key: string };
+type Opts = { policy?: PolicySpec; store?: number };
+
+export declare class Coordinator {
+  /** The module's handle for it. */
+  readonly id: number;
+  getOrLoad(nowMs: U64, request: FlowRequest, opts?: Opts): Ticket;
+  getOrLoadReplacing(nowMs: U64, request: FlowRequest, served: Served, opts?: Opts): Ticket;
+  joined(nowMs: U64, call: number, opts?: { store?: number }): Ticket;
+  handle(nowMs: U64, call: number, input: Input, opts?: { store?: number }): Action;
+  handleFastRead(nowMs: U64, call: number, replies: unknown[] | { error: string }, opts?: { store?: number }): Action;
+  cancel(call: number): StoreOp | null;
+  op(nowMs: U64, op: Op, opts?: Opts): { call: number; action: Action };
+  pollEvent(): CoordEvent | null;
+  events(): CoordEvent[];
+  stats(): Stats;
+  pending(): [number, number];
+  reportUndecodable(served: Served): void;
+  memoryHit(store: number, nowMs: U64, key: string, genKeys?: string[], opts?: { policy?: PolicySpec }): Served | null;
+  drop(): Stats;
+}
+export declare function parseBig(text: string): unknown;
+export declare function stringifyBig(value: unknown): string;
 
 /** Instantiate from a compiled module (Workers) or the module's bytes (Node, Deno, browsers). */
 export declare function load(source: WebAssembly.Module | ArrayBuffer | ArrayBufferView): Promise<Karlton>;

@@ -136,6 +136,25 @@ export class Karlton {
     return this.#dec.decode(new Uint8Array(this.#mem.buffer, ptr, len));
   }
 
+  /** As `call`, but integers beyond 2^53 cross as bigints (both ways), exactly. */
+  callExact(req) {
+    const reply = parseBig(this.callRaw(stringifyBig(req)));
+    if ("ok" in reply) return reply.ok;
+    const e = reply.error;
+    throw new KarltonError(e.code, e.message, e.detail);
+  }
+
+  /**
+   * A coordinator (see `Coordinator`). The module has no randomness of its own: `seed` must come
+   * from the host's random source (`crypto.getRandomValues`), a fresh one per coordinator — it
+   * feeds lease tokens, jitter and XFetch. `fastRead`: the store has a fast read (Redis).
+   * `policy`: the default policy of its calls.
+   */
+  coordinator({ seed, fastRead = false, policy } = {}) {
+    const h = this.call({ op: "coord_create", seed: String(u64(seed, "seed")), fast_read: fastRead });
+    return new Coordinator(this, h, policy);
+  }
+
   /** A request object in; the `ok` value out, or a thrown `KarltonError`. */
   call(req) {
     const reply = JSON.parse(this.callRaw(JSON.stringify(req)));
@@ -223,6 +242,124 @@ export class Karlton {
    */
   getOrLoad(store, request, policy, seed, nowMs) {
     return this.call({ op: "get_or_load", store, request, policy, seed: String(seed), now_ms: nowMs });
+  }
+}
+
+const BIG = "\u0000big:";
+
+/**
+ * JSON.parse that keeps integers beyond 2^53 exact as BigInts, and its inverse `stringifyBig`
+ * (BigInts become bare integer literals again). Vector files and replies go through these, so
+ * u64 values survive JavaScript exactly as they do in Rust.
+ */
+export function parseBig(text) {
+  let out = "";
+  let i = 0;
+  while (i < text.length) {
+    const c = text[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
+      out += text.slice(i, j + 1);
+      i = j + 1;
+    } else if ((c >= "0" && c <= "9") || c === "-") {
+      let j = i + 1;
+      while (j < text.length && /[0-9.eE+-]/.test(text[j])) j++;
+      const lit = text.slice(i, j);
+      out += /^-?[0-9]+$/.test(lit) && !Number.isSafeInteger(Number(lit)) ? `"\\u0000big:${lit}"` : lit;
+      i = j;
+    } else {
+      out += c;
+      i++;
+    }
+  }
+  return JSON.parse(out, (_, v) => (typeof v === "string" && v.startsWith(BIG) ? BigInt(v.slice(BIG.length)) : v));
+}
+
+export function stringifyBig(v) {
+  return JSON.stringify(v, (_, x) => (typeof x === "bigint" ? BIG + x : x)).replace(/"\\u0000big:(-?[0-9]+)"/g, "$1");
+}
+
+/**
+ * A coordinator in the module: karlton-core's per-process machine (flight table, joiners, C5,
+ * background refreshes, every stats counter), driven by the host as in the core's module docs.
+ * Wire forms are the core's serde forms (Ticket, Action, Event, Input, Op, Served); integers
+ * beyond 2^53 arrive as bigints. Create one with `karlton.coordinator({ seed, fastRead })`; free it
+ * with `drop()`. `store` (an in-module memory store handle) runs store actions inside the module.
+ */
+export class Coordinator {
+  #k;
+  #policy;
+  constructor(k, handle, policy) {
+    this.#k = k;
+    this.#policy = policy;
+    /** The module's handle for it. */
+    this.id = handle;
+  }
+  #call(op, fields) {
+    return this.#k.callExact({ op: `coord_${op}`, coord: this.id, ...fields });
+  }
+  #pol(policy) {
+    const p = policy ?? this.#policy;
+    if (p === undefined) throw new TypeError("no policy: pass one here or to coordinator()");
+    return p;
+  }
+  /** A new read-through call: a Ticket (`answer`, `lead` with its first Action, or `join`). */
+  getOrLoad(nowMs, request, { policy, store } = {}) {
+    return this.#call("get_or_load", { now_ms: nowMs, request, policy: this.#pol(policy), store });
+  }
+  /** The Served a `get_or_load` answered did not decode: count it, take its hit back, load again. */
+  getOrLoadReplacing(nowMs, request, served, { policy, store } = {}) {
+    return this.#call("get_or_load_replacing", { now_ms: nowMs, request, served, policy: this.#pol(policy), store });
+  }
+  /** A joiner whose flight woke: its Ticket. */
+  joined(nowMs, call, { store } = {}) {
+    return this.#call("joined", { now_ms: nowMs, call, store });
+  }
+  /** Feed an Input for `call`; the next Action. */
+  handle(nowMs, call, input, { store } = {}) {
+    return this.#call("handle", { now_ms: nowMs, call, input, store });
+  }
+  /** The replies to a `fast_read` action (RedisValue forms), or `{ error: message }`. */
+  handleFastRead(nowMs, call, replies, { store } = {}) {
+    const r = Array.isArray(replies) ? { replies } : { error: String(replies?.error) };
+    return this.#call("handle_fast_read", { now_ms: nowMs, call, ...r, store });
+  }
+  /** The caller went away: the StoreOp to run (a lease release), or null. */
+  cancel(call) {
+    return this.#call("cancel", { call });
+  }
+  /** A one-op call (Op form: get / set / invalidate / bump): `{ call, action }`. */
+  op(nowMs, op, { policy, store } = {}) {
+    return this.#call("op", { now_ms: nowMs, call_op: op, policy: this.#pol(policy), store });
+  }
+  /** The next Event (`wake`, `background_error`), or null. */
+  pollEvent() {
+    return this.#call("poll_event", {});
+  }
+  /** Every pending Event (drain after each input). */
+  events() {
+    return this.#call("events", {});
+  }
+  /** The counters (Stats form). */
+  stats() {
+    return this.#call("stats", {});
+  }
+  /** `[calls, flights]` alive (both 0 when idle). */
+  pending() {
+    return this.#call("pending", {});
+  }
+  /** A value a `get` answered did not decode: a miss plus `corrupt_entries`, not a hit. */
+  reportUndecodable(served) {
+    this.#call("report_undecodable", { served });
+  }
+  /** The memory store's fresh hit (counted), or null: try it before getOrLoad on an in-module store. */
+  memoryHit(store, nowMs, key, genKeys = [], { policy } = {}) {
+    return this.#call("memory_hit", { store, now_ms: nowMs, key, gen_keys: genKeys, policy: this.#pol(policy) });
+  }
+  /** Free the coordinator; its final counters. */
+  drop() {
+    return this.#call("drop", {});
   }
 }
 

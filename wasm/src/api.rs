@@ -33,6 +33,30 @@
 //! | `set_op` | `write` (Write JSON), `policy`, `store_now`, `rand` u64 | StoreOp JSON |
 //! | `invalidate_op` | `key`, `mode?` (`"delete"` / `"mark_stale"`) | StoreOp JSON |
 //! | `bump_op` | `gen_key`, `rand` u64 | StoreOp JSON |
+//! | `coord_create` | `seed` u64, `fast_read?` bool | coordinator handle (number) |
+//! | `coord_get_or_load` | `coord`, `now_ms`, `request`, `policy`, `store?` | Ticket JSON |
+//! | `coord_get_or_load_replacing` | `coord`, `now_ms`, `request`, `policy`, `served` (the Served that did not decode), `store?` | Ticket JSON |
+//! | `coord_joined` | `coord`, `now_ms`, `call` u64, `store?` | Ticket JSON |
+//! | `coord_handle` | `coord`, `now_ms`, `call`, `input` (Input JSON), `store?` | Action JSON |
+//! | `coord_handle_fast_read` | `coord`, `now_ms`, `call`, `replies` ([RedisValue JSON]) or `error` (message), `store?` | Action JSON |
+//! | `coord_cancel` | `coord`, `call` | StoreOp JSON to run (a lease release) or `null` |
+//! | `coord_op` | `coord`, `now_ms`, `call_op` (Op JSON: get / set / invalidate / bump), `policy`, `store?` | `{"call", "action": Action}` |
+//! | `coord_poll_event` | `coord` | Event JSON or `null` |
+//! | `coord_events` | `coord` | `[Event, ..]` (drains) |
+//! | `coord_stats` | `coord` | Stats JSON |
+//! | `coord_pending` | `coord` | `[calls, flights]` |
+//! | `coord_report_undecodable` | `coord`, `served` | `null` |
+//! | `coord_memory_hit` | `coord`, `store`, `now_ms`, `key`, `gen_keys?`, `policy` | Served JSON (a counted fresh hit) or `null` |
+//! | `coord_drop` | `coord` | Stats JSON (the final counts) |
+//!
+//! `coord_*` is karlton-core's [`Coordinator`] (drive it as its module docs say: take the
+//! Ticket/Action, then drain `coord_events`). The module has no randomness: **the host must pass
+//! a random `seed`** from its OS/runtime source (`crypto.getRandomValues`), one per coordinator;
+//! it feeds lease tokens, jitter and XFetch. With `store` (an in-module memory store), every
+//! `store` action runs against it inline and the reply is the first other action. Ticket,
+//! Action, Event, Input, Op, Served and Answer cross in their serde forms, so replies compare
+//! directly with the conformance vectors (`tests/vectors/coordinator.json`). A coordinator lives
+//! until `coord_drop`.
 //!
 //! With `store` (a handle from `store_create`), `flow_start` and `flow_handle` run every
 //! `store` step against that in-module memory store at `now_ms` and return the first step that
@@ -54,6 +78,7 @@ use karlton_core::freshness::{
 };
 use karlton_core::key::{self, Key, KeyError};
 use karlton_core::store::{InvalidateMode, StoreFailure, hex};
+use karlton_core::coordinator::{Action, CallId, Coordinator, Ticket};
 use karlton_core::{GetOrLoad, MemoryStore, MemoryStoreConfig, Policy, PolicyError, Stats, Step};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -132,6 +157,7 @@ struct State {
     next_handle: u32,
     flows: Table<GetOrLoad>,
     stores: Table<MemoryStore>,
+    coords: Table<Coordinator>,
     /// The policy parsed last, by its JSON text.
     policy: Option<(String, Arc<Policy>)>,
     /// Live `karlton_alloc` blocks: (start, length), few (a host keeps one request buffer).
@@ -144,6 +170,7 @@ static STATE: Mutex<State> = Mutex::new(State {
     next_handle: 1,
     flows: Table::new(),
     stores: Table::new(),
+    coords: Table::new(),
     policy: None,
     blocks: Vec::new(),
     reply: Vec::new(),
@@ -648,9 +675,173 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
             let rand = r.arg("rand")?;
             forms::write_store_op(out, &flow::bump_op(&gen_key, rand));
         }
+        c if c.starts_with("coord_") => coord(st, &r, &c[6..], out)?,
         other => return Err(Fail::new("unknown_op", format!("unknown op `{other}`"))),
     }
     Ok(())
+}
+
+/// The `coord_*` ops (see the module docs): `name` is the op without its prefix.
+fn coord(st: &mut State, r: &Obj<'_>, name: &str, out: &mut Vec<u8>) -> Res {
+    const OPS: &[&str] = &[
+        "create", "drop", "get_or_load", "get_or_load_replacing", "joined", "handle",
+        "handle_fast_read", "cancel", "op", "poll_event", "events", "stats", "pending",
+        "report_undecodable", "memory_hit",
+    ];
+    if !OPS.contains(&name) {
+        return Err(Fail::new("unknown_op", format!("unknown op `coord_{name}`")));
+    }
+    if name == "create" {
+        let seed = r.arg("seed")?;
+        let fast = match r.get("fast_read")? {
+            None => false,
+            Some(_) => r.bool("fast_read")?,
+        };
+        let h = st.handle()?;
+        st.coords.insert(h, Coordinator::new(seed, fast));
+        json::u64(out, u64::from(h));
+        return Ok(());
+    }
+    let h = r.u32("coord")?;
+    if name == "drop" {
+        let c = st.coords.remove(&h).ok_or_else(|| unknown("coordinator", h))?;
+        forms::write_stats(out, &c.stats());
+        return Ok(());
+    }
+    // Arguments first (a policy may need parsing), then the coordinator and the store.
+    let now = || r.arg("now_ms");
+    let call = || r.arg("call").map(CallId);
+    let request = || forms::request(r.req("request")?);
+    let pol = match name {
+        "get_or_load" | "get_or_load_replacing" | "op" | "memory_hit" => {
+            let raw = r.req("policy")?;
+            Some(policy(st, raw)?)
+        }
+        _ => None,
+    };
+    let pol = move || pol.clone().ok_or_else(|| Fail::new("internal", "no policy"));
+    let store = r.u32_opt("store")?;
+    let State { coords, stores, .. } = st;
+    let c = coords.get_mut(&h).ok_or_else(|| unknown("coordinator", h))?;
+    let store = match store {
+        Some(s) => Some(stores.get(&s).ok_or_else(|| unknown("store", s))?),
+        None => None,
+    };
+    match name {
+        "get_or_load" => {
+            let (now, req) = (now()?, request()?);
+            let t = c.get_or_load(now, req, pol()?);
+            forms::write_ticket(out, &inline_ticket(c, store, now, t));
+        }
+        "get_or_load_replacing" => {
+            let (now, req) = (now()?, request()?);
+            let bad = forms::served(r.req("served")?)?;
+            let t = c.get_or_load_replacing(now, req, pol()?, bad);
+            forms::write_ticket(out, &inline_ticket(c, store, now, t));
+        }
+        "joined" => {
+            let (now, call) = (now()?, call()?);
+            let t = c.joined(now, call);
+            forms::write_ticket(out, &inline_ticket(c, store, now, t));
+        }
+        "handle" => {
+            let (now, call) = (now()?, call()?);
+            let input = forms::input(r.req("input")?)?;
+            let a = c.handle(now, call, input);
+            forms::write_action(out, &inline(c, store, now, call, a));
+        }
+        "handle_fast_read" => {
+            let (now, call) = (now()?, call()?);
+            let replies = match (r.opt("replies")?, r.string_opt("error")?) {
+                (Some(raw), None) => Ok(forms::redis_values(raw)?),
+                (None, Some(message)) => Err(StoreFailure { message }),
+                _ => return Err(bad("give one of `replies` and `error`")),
+            };
+            let a = c.handle_fast_read(now, call, replies);
+            forms::write_action(out, &inline(c, store, now, call, a));
+        }
+        "cancel" => match c.cancel(call()?) {
+            Some(op) => forms::write_store_op(out, &op),
+            None => json::null(out),
+        },
+        "op" => {
+            let now = now()?;
+            let op = forms::op(r.req("call_op")?)?;
+            let (call, a) = c.op(now, op, pol()?);
+            let mut o = O::new(out);
+            o.u64("call", call.0);
+            forms::write_action(o.key("action"), &inline(c, store, now, call, a));
+            o.end();
+        }
+        "poll_event" => match c.poll_event() {
+            Some(e) => forms::write_event(out, &e),
+            None => json::null(out),
+        },
+        "events" => {
+            out.push(b'[');
+            let mut first = true;
+            while let Some(e) = c.poll_event() {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                forms::write_event(out, &e);
+            }
+            out.push(b']');
+        }
+        "stats" => forms::write_stats(out, &c.stats()),
+        "pending" => {
+            let (calls, flights) = c.pending();
+            out.push(b'[');
+            json::u64(out, calls as u64);
+            out.push(b',');
+            json::u64(out, flights as u64);
+            out.push(b']');
+        }
+        "report_undecodable" => {
+            let bad = forms::served(r.req("served")?)?;
+            c.counters().report_undecodable(&bad);
+            json::null(out);
+        }
+        "memory_hit" => {
+            let now = now()?;
+            let key = r.string("key")?;
+            let gen_keys = r.strings_default("gen_keys")?;
+            let s = store.ok_or_else(|| bad("`store` is required"))?;
+            let hit = c.counters().memory_hit(s, now, &key, &gen_keys, &*pol()?);
+            forms::write_opt_served(out, hit.as_ref());
+        }
+        _ => return Err(Fail::new("unknown_op", "unknown coord op")),
+    }
+    Ok(())
+}
+
+/// With an in-module store, run a call's store actions against it until it asks for
+/// something else.
+fn inline(
+    c: &mut Coordinator,
+    store: Option<&MemoryStore>,
+    now: u64,
+    call: CallId,
+    mut a: Action,
+) -> Action {
+    if let Some(s) = store {
+        while let Action::Store(op) = &a {
+            let reply = s.apply(now, op);
+            a = c.handle(now, call, karlton_core::Input::Store(reply));
+        }
+    }
+    a
+}
+
+fn inline_ticket(c: &mut Coordinator, store: Option<&MemoryStore>, now: u64, t: Ticket) -> Ticket {
+    match t {
+        Ticket::Lead { call, action } => Ticket::Lead {
+            call,
+            action: inline(c, store, now, call, action),
+        },
+        t => t,
+    }
 }
 
 fn got(out: &mut Vec<u8>, served: Option<&karlton_core::Served>, stats: &Stats) {

@@ -599,3 +599,204 @@ pub(crate) fn write_policy(out: &mut Vec<u8>, p: &Policy) {
         )
         .end();
 }
+
+// ---------------------------------------------------------------------------------------------
+// The coordinator's forms (karlton_core::coordinator)
+
+use karlton_core::coordinator::{Action, Answer, Event, Op, Reply, Ticket};
+use karlton_core::redis::RedisValue;
+use serde_json::Value;
+
+const SOURCES: &[(&str, Source)] = &[
+    ("fresh", Source::Fresh),
+    ("stale", Source::Stale),
+    ("loaded", Source::Loaded),
+    ("stale_on_error", Source::StaleOnError),
+    ("stale_on_timeout", Source::StaleOnTimeout),
+];
+
+/// `Served` (what `get_or_load_replacing` and `report_undecodable` take back).
+pub(crate) fn served(raw: &str) -> Result<Served, Fail> {
+    let o = Obj::sub(raw, "`served`")?;
+    Ok(Served {
+        value: o.hex("value")?.into(),
+        codec: o.u8("codec")?,
+        negative: o.bool("negative")?,
+        version: o.u64_opt("version")?,
+        source: o.variant("source", SOURCES)?,
+        cached: o.bool("cached")?,
+    })
+}
+
+/// `Op` (internally tagged: `op`).
+pub(crate) fn op(raw: &str) -> Result<Op, Fail> {
+    let o = Obj::sub(raw, "`op`")?;
+    Ok(match o.string("op")?.as_str() {
+        "get" => Op::Get {
+            key: o.string("key")?,
+            gen_keys: o.strings_default("gen_keys")?,
+        },
+        "set" => Op::Set {
+            write: write(o.req("write")?)?,
+        },
+        "invalidate" => Op::Invalidate {
+            key: o.string("key")?,
+            mode: o.variant("mode", INVALIDATE_MODES)?,
+        },
+        "bump" => Op::Bump {
+            gen_key: o.string("gen_key")?,
+        },
+        other => return Err(bad(format!("unknown variant `{other}` for `op`"))),
+    })
+}
+
+/// `Vec<RedisValue>` (externally tagged: `"Nil"`, `{"Int": n}`, `{"Bulk": [bytes]}`,
+/// `{"Status": s}`, `{"Array": [..]}`, `{"Error": s}`).
+pub(crate) fn redis_values(raw: &str) -> Result<Vec<RedisValue>, Fail> {
+    match json::value(raw)? {
+        Value::Array(a) => a.iter().map(redis_value).collect(),
+        _ => Err(bad("`replies` must be an array of Redis values")),
+    }
+}
+
+fn redis_value(v: &Value) -> Result<RedisValue, Fail> {
+    let e = || bad("invalid Redis value in `replies`");
+    let (tag, data) = match v {
+        Value::String(s) => (s.as_str(), &Value::Null),
+        Value::Object(m) if m.len() == 1 => {
+            let (k, d) = m.iter().next().ok_or_else(e)?;
+            (k.as_str(), d)
+        }
+        _ => return Err(e()),
+    };
+    Ok(match (tag, data) {
+        ("Nil", Value::Null) => RedisValue::Nil,
+        ("Int", Value::Number(n)) => RedisValue::Int(n.as_i64().ok_or_else(e)?),
+        ("Bulk", Value::Array(b)) => RedisValue::Bulk(
+            b.iter()
+                .map(|x| x.as_u64().and_then(|x| u8::try_from(x).ok()).ok_or_else(e))
+                .collect::<Result<_, _>>()?,
+        ),
+        ("Status", Value::String(s)) => RedisValue::Status(s.clone()),
+        ("Error", Value::String(s)) => RedisValue::Error(s.clone()),
+        ("Array", Value::Array(a)) => {
+            RedisValue::Array(a.iter().map(redis_value).collect::<Result<_, _>>()?)
+        }
+        _ => return Err(e()),
+    })
+}
+
+/// `Reply` (adjacently tagged: `reply` + `data`).
+fn write_reply(out: &mut Vec<u8>, r: &Reply) {
+    let mut o = O::new(out);
+    match r {
+        Reply::Value(s) => {
+            o.str("reply", "value");
+            write_served(o.key("data"), s);
+        }
+        Reply::Missing => {
+            o.str("reply", "missing");
+        }
+        Reply::Stored(b) => {
+            o.str("reply", "stored").bool("data", *b);
+        }
+        Reply::Invalidated(b) => {
+            o.str("reply", "invalidated").bool("data", *b);
+        }
+        Reply::Bumped(g) => {
+            o.str("reply", "bumped").u64("data", *g);
+        }
+    }
+    o.end();
+}
+
+/// `Answer` = `Result<Reply, FlowError>` (`{"Ok": ..}` / `{"Err": ..}`).
+pub(crate) fn write_answer(out: &mut Vec<u8>, a: &Answer) {
+    let mut o = O::new(out);
+    match a {
+        Ok(r) => write_reply(o.key("Ok"), r),
+        Err(e) => write_flow_error(o.key("Err"), e),
+    }
+    o.end();
+}
+
+/// `Action` (adjacently tagged: `action` + `data`).
+pub(crate) fn write_action(out: &mut Vec<u8>, a: &Action) {
+    let mut o = O::new(out);
+    match a {
+        Action::Store(op) => {
+            o.str("action", "store");
+            write_store_op(o.key("data"), op);
+        }
+        Action::FastRead { key, gen_keys } => {
+            o.str("action", "fast_read");
+            O::new(o.key("data"))
+                .str("key", key)
+                .strs("gen_keys", gen_keys)
+                .end();
+        }
+        Action::StartLoad { timeout_at } | Action::AwaitLoad { timeout_at } => {
+            let name = if matches!(a, Action::StartLoad { .. }) {
+                "start_load"
+            } else {
+                "await_load"
+            };
+            o.str("action", name);
+            O::new(o.key("data"))
+                .opt_u64("timeout_at", *timeout_at)
+                .end();
+        }
+        Action::Wait { until_ms } => {
+            o.str("action", "wait");
+            O::new(o.key("data")).u64("until_ms", *until_ms).end();
+        }
+        Action::Serve(s) => {
+            o.str("action", "serve");
+            write_served(o.key("data"), s);
+        }
+        Action::Answer(r) => {
+            o.str("action", "answer");
+            write_answer(o.key("data"), r);
+        }
+        Action::Finished => {
+            o.str("action", "finished");
+        }
+    }
+    o.end();
+}
+
+/// `Ticket` (internally tagged: `ticket`).
+pub(crate) fn write_ticket(out: &mut Vec<u8>, t: &Ticket) {
+    let mut o = O::new(out);
+    match t {
+        Ticket::Answer { answer } => {
+            o.str("ticket", "answer");
+            write_answer(o.key("answer"), answer);
+        }
+        Ticket::Lead { call, action } => {
+            o.str("ticket", "lead").u64("call", call.0);
+            write_action(o.key("action"), action);
+        }
+        Ticket::Join { call, flight } => {
+            o.str("ticket", "join")
+                .u64("call", call.0)
+                .u64("flight", flight.0);
+        }
+    }
+    o.end();
+}
+
+/// `Event` (internally tagged: `event`).
+pub(crate) fn write_event(out: &mut Vec<u8>, e: &Event) {
+    let mut o = O::new(out);
+    match e {
+        Event::Wake { flight } => {
+            o.str("event", "wake").u64("flight", flight.0);
+        }
+        Event::BackgroundError { key, error } => {
+            o.str("event", "background_error").str("key", key);
+            write_flow_error(o.key("error"), error);
+        }
+    }
+    o.end();
+}

@@ -86,7 +86,7 @@ test("unversioned origins get an ETag from the entry's fill", async () => {
 });
 
 test("stale-while-revalidate: stale is served at once, one background refresh per key", async () => {
-  const { t, origin, get, settle } = await world();
+  const { t, origin, get, settle, w } = await world();
   await get("/p/3");
   t.now += 15_000; // past soft, before hard
   let release;
@@ -101,6 +101,9 @@ test("stale-while-revalidate: stale is served at once, one background refresh pe
   release();
   await settle();
   assert.equal(origin.calls, 2, "one refresh for three stale reads");
+  assert.equal(w.stats.core.coalesced, 2, "two of the three joined the first one's flight");
+  assert.equal(w.stats.stale, 3);
+  assert.deepEqual(w.stats.pending, [0, 0], "no call or flight left behind");
   const r = await get("/p/3");
   assert.equal(r.headers.get("x-cache"), "HIT");
   assert.equal(r.headers.get("etag"), '"v2"');
@@ -131,6 +134,7 @@ test("corrupt bytes in KV are a miss and get overwritten", async () => {
   await env.CACHE.put(key, new Uint8Array([1, 2, 3]));
   assert.equal((await get("/p/5")).headers.get("x-cache"), "MISS");
   assert.equal(w.stats.corrupt, 1);
+  assert.equal(w.stats.core.corrupt_entries, 1);
   assert.equal((await get("/p/5")).headers.get("x-cache"), "HIT");
 });
 

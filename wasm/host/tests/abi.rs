@@ -139,6 +139,15 @@ fn malformed_requests_are_errors() {
         (b"{\"op\":\"key_build\",\"namespace\":\"\"}", "key"),
         (b"{\"op\":\"key_build\",\"namespace\":\"n\",\"params_json\":\"{\"}", "key"),
         (b"{\"op\":\"policy\",\"policy_json\":\"{\\\"soft_ttl_ms\\\":5,\\\"hard_ttl_ms\\\":1}\"}", "policy"),
+        // The coordinator: missing seed, unknown handles and ops, bad forms.
+        (b"{\"op\":\"coord_create\"}", "bad_request"),
+        (b"{\"op\":\"coord_create\",\"seed\":-3}", "bad_request"),
+        (b"{\"op\":\"coord_create\",\"seed\":1,\"fast_read\":\"yes\"}", "bad_request"),
+        (b"{\"op\":\"coord_stats\",\"coord\":999}", "unknown_handle"),
+        (b"{\"op\":\"coord_drop\",\"coord\":999}", "unknown_handle"),
+        (b"{\"op\":\"coord_get_or_load\",\"coord\":999,\"now_ms\":0,\"request\":{\"key\":\"k\"},\"policy\":{}}", "unknown_handle"),
+        (b"{\"op\":\"coord_explode\",\"coord\":1}", "unknown_op"),
+        (b"{\"op\":\"coord_handle\",\"coord\":\"one\",\"now_ms\":0,\"call\":1}", "bad_request"),
     ];
     for (req, want) in cases {
         let r = k.call_bytes(req).unwrap();
@@ -169,6 +178,55 @@ fn handles_live_until_dropped_and_flows_reject_unexpected_input() {
     // Handles are not reused.
     let s2 = k.store_create().unwrap();
     assert!(s2 > f && s2 > s);
+}
+
+#[test]
+fn coordinators_live_until_dropped_and_reject_malformed_input() {
+    let mut k = plugin().instantiate().unwrap();
+    let c: u32 = parse_reply(&k.call_bytes(br#"{"op":"coord_create","seed":"18446744073709551615"}"#).unwrap()).unwrap();
+    let s = k.store_create().unwrap();
+    let req = |k: &mut Instance, body: &str| k.call_json(&format!(r#"{{"op":"coord_{body},"coord":{c}}}"#)).unwrap();
+    // Malformed forms are bad_request replies and leave no call behind.
+    for body in [
+        r#"get_or_load","now_ms":0,"request":{"key":5},"policy":{}"#,
+        r#"get_or_load","now_ms":0,"request":{"key":"k"},"policy":{"soft_ttl_ms":0}"#,
+        r#"get_or_load_replacing","now_ms":0,"request":{"key":"k"},"policy":{},"served":{"value":"zz"}"#,
+        r#"handle","now_ms":0,"call":1,"input":{"input":"nope"}"#,
+        r#"handle_fast_read","now_ms":0,"call":1,"replies":[{"Int":"x"}]"#,
+        r#"handle_fast_read","now_ms":0,"call":1,"replies":[],"error":"both"}"#,
+        r#"op","now_ms":0,"call_op":{"op":"explode"},"policy":{}"#,
+        r#"op","now_ms":0,"call_op":{"op":"invalidate","key":"k"},"policy":{}"#,
+        r#"report_undecodable","served":{}"#,
+        r#"memory_hit","now_ms":0,"key":"k","policy":{}"#,
+    ] {
+        let r = req(&mut k, body);
+        assert!(r.starts_with(r#"{"error":{"code":""#), "{body}: {r}");
+    }
+    assert_eq!(req(&mut k, r#"pending""#), r#"{"ok":[0,0]}"#);
+    // Unknown calls are protocol errors from the core, never traps.
+    let r = req(&mut k, r#"handle","now_ms":0,"call":"18446744073709551615","input":{"input":"timeout"}"#);
+    assert!(r.starts_with(r#"{"ok":{"action":"answer","data":{"Err":{"error":"protocol""#), "{r}");
+    assert_eq!(req(&mut k, r#"cancel","call":77"#), r#"{"ok":null}"#);
+    // A whole call against the in-module store: miss, load, fill (inline), then a memory hit.
+    let t = req(&mut k, &format!(r#"get_or_load","now_ms":1,"request":{{"key":"k"}},"policy":{{}},"store":{s}"#));
+    assert!(t.contains(r#""ticket":"lead","call":1,"action":{"action":"start_load""#), "{t}");
+    let a = req(&mut k, &format!(r#"handle","now_ms":2,"call":1,"input":{{"input":"loaded","data":{{"value":"2231","codec":1,"negative":false,"version":null}}}},"store":{s}"#));
+    assert!(a.starts_with(r#"{"ok":{"action":"answer","data":{"Ok":{"reply":"value","data":{"value":"2231""#), "{a}");
+    let hit = req(&mut k, &format!(r#"memory_hit","now_ms":3,"key":"k","policy":{{}},"store":{s}"#));
+    assert!(hit.contains(r#""source":"fresh""#), "{hit}");
+    assert_eq!(req(&mut k, r#"events""#), r#"{"ok":[]}"#);
+    assert_eq!(req(&mut k, r#"poll_event""#), r#"{"ok":null}"#);
+    let st: Value = parse_reply(req(&mut k, r#"stats""#).as_bytes()).unwrap();
+    assert_eq!((st["misses"].as_u64(), st["loads"].as_u64(), st["hits_fresh"].as_u64()), (Some(1), Some(1), Some(1)));
+    assert_eq!(req(&mut k, r#"pending""#), r#"{"ok":[0,0]}"#);
+    // Freed explicitly; the handle is gone afterwards and not reused.
+    let dropped: Value = parse_reply(req(&mut k, r#"drop""#).as_bytes()).unwrap();
+    assert_eq!(dropped, st);
+    let gone = req(&mut k, r#"stats""#);
+    assert_eq!(code(&mut k, gone.into_bytes()), "unknown_handle");
+    let c2: u32 = parse_reply(&k.call_bytes(br#"{"op":"coord_create","seed":1}"#).unwrap()).unwrap();
+    assert!(c2 > c && c2 > s);
+    alive(&mut k);
 }
 
 #[test]

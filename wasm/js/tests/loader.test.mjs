@@ -115,3 +115,29 @@ test("malformed input is an error reply, never a trap", async () => {
   assert.equal(k.call({ op: "version" }).abi, 1);
   assert.equal(k.decide(5, 10, 20, 0, 0, 0, 0), "fresh");
 });
+
+test("a coordinator drives a stampede: one leader, joiners woken, counted once", async () => {
+  const k = await fresh();
+  const store = k.storeCreate();
+  const policy = { soft_ttl_ms: 1000, hard_ttl_ms: 5000, jitter: 0 };
+  assert.throws(() => k.coordinator({}), TypeError, "a seed is required: the module has no randomness");
+  const c = k.coordinator({ seed: 2n ** 63n + 5n, policy });
+  const request = { key: "users:1" };
+  const lead = c.getOrLoad(100, request, { store });
+  assert.equal(lead.ticket, "lead");
+  assert.equal(lead.action.action, "start_load");
+  const joins = [1, 2, 3].map(() => c.getOrLoad(101, request, { store }));
+  for (const j of joins) assert.equal(j.ticket, "join");
+  const value = bytesToHex(new TextEncoder().encode('"v"'));
+  const a = c.handle(110, lead.call, { input: "loaded", data: { value, codec: 1, negative: false, version: null } }, { store });
+  assert.equal(a.action, "answer");
+  assert.equal(a.data.Ok.data.value, value);
+  assert.deepEqual(c.events(), [{ event: "wake", flight: joins[0].flight }]);
+  for (const j of joins) assert.equal(c.joined(111, j.call).answer.Ok.data.value, value);
+  assert.equal(c.memoryHit(store, 120, "users:1").source, "fresh");
+  assert.equal(c.pollEvent(), null);
+  assert.deepEqual(c.pending(), [0, 0]);
+  const st = c.drop();
+  assert.deepEqual([st.misses, st.loads, st.coalesced, st.hits_fresh], [4, 1, 3, 1]);
+  assert.throws(() => c.stats(), (e) => e.code === "unknown_handle");
+});

@@ -2,42 +2,11 @@
 // through the wasm module, producing the value the case's `expect` must equal. The Rust twin of
 // this mapping is wasm/host/tests/vectors.rs; the reference is core/tests/vectors/eval.rs.
 
+import { parseBig, stringifyBig } from "../karlton-wasm.mjs";
+
+export { parseBig, stringifyBig };
+
 const ok = (v) => ({ ok: v });
-
-const BIG = "\u0000big:";
-
-/**
- * JSON.parse that keeps integers beyond 2^53 exact as BigInts, and its inverse `stringifyBig`
- * (BigInts become bare integer literals again). Vector files and replies go through these, so
- * u64 values survive JavaScript exactly as they do in Rust.
- */
-export function parseBig(text) {
-  let out = "";
-  let i = 0;
-  while (i < text.length) {
-    const c = text[i];
-    if (c === '"') {
-      let j = i + 1;
-      while (text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
-      out += text.slice(i, j + 1);
-      i = j + 1;
-    } else if ((c >= "0" && c <= "9") || c === "-") {
-      let j = i + 1;
-      while (j < text.length && /[0-9.eE+-]/.test(text[j])) j++;
-      const lit = text.slice(i, j);
-      out += /^-?[0-9]+$/.test(lit) && !Number.isSafeInteger(Number(lit)) ? `"\\u0000big:${lit}"` : lit;
-      i = j;
-    } else {
-      out += c;
-      i++;
-    }
-  }
-  return JSON.parse(out, (_, v) => (typeof v === "string" && v.startsWith(BIG) ? BigInt(v.slice(BIG.length)) : v));
-}
-
-export function stringifyBig(v) {
-  return JSON.stringify(v, (_, x) => (typeof x === "bigint" ? BIG + x : x)).replace(/"\\u0000big:(-?[0-9]+)"/g, "$1");
-}
 
 function callBig(k, req) {
   const reply = parseBig(k.callRaw(stringifyBig(req)));
@@ -148,6 +117,78 @@ function writes(k, i) {
   throw new Error(`unknown writes op ${i.op}`);
 }
 
+/**
+ * A coordinator script, read as core/tests/vectors/eval.rs (`eval_coordinator`) reads it, through
+ * the `coord_*` ops: calls are named by the script, flights after the call that leads them ("a",
+ * then "a#2"); every output is the module's JSON with ids replaced by names.
+ */
+function coordinator(k, input) {
+  const calls = new Map(); // label -> call id
+  const flights = new Map(); // flight id -> name
+  // An unknown label is a call id no coordinator ever handed out.
+  const callOf = (label) => (calls.has(label) ? calls.get(label) : "18446744073709551615");
+  const flightName = (f) => flights.get(f) ?? f;
+  const ticket = (label, t) => {
+    if (t.ticket === "lead") {
+      calls.set(label, t.call);
+      // The flight id of a lead is its call id (see Coordinator::lead).
+      const used = [...flights.values()].filter((n) => n === label || n.startsWith(`${label}#`)).length;
+      flights.set(t.call, used === 0 ? label : `${label}#${used + 1}`);
+      return { ...t, call: label };
+    }
+    if (t.ticket === "join") {
+      calls.set(label, t.call);
+      return { ...t, call: label, flight: flightName(t.flight) };
+    }
+    return t;
+  };
+  const undecodable = (s) => ({ value: s.bad, codec: 1, negative: false, version: null, source: s.source ?? "fresh", cached: true });
+  const policy = input.policy;
+  const coord = callBig(k, { op: "coord_create", seed: input.seed, fast_read: input.fast_read ?? false });
+  const outputs = [];
+  for (const s of input.steps) {
+    const base = { coord, now_ms: s.now };
+    const request = () => ({ key: s.key, gen_keys: s.gen_keys ?? [], tags: s.tags ?? [] });
+    let out;
+    switch (s.do) {
+      case "get_or_load":
+        out = ticket(s.call, callBig(k, { op: "coord_get_or_load", ...base, request: request(), policy }));
+        break;
+      case "replacing":
+        out = ticket(s.call, callBig(k, { op: "coord_get_or_load_replacing", ...base, request: request(), policy, served: undecodable(s) }));
+        break;
+      case "get_undecodable":
+        out = callBig(k, { op: "coord_report_undecodable", coord, served: undecodable(s) });
+        break;
+      case "joined":
+        out = ticket(s.call, callBig(k, { op: "coord_joined", ...base, call: callOf(s.call) }));
+        break;
+      case "feed":
+        out = callBig(k, { op: "coord_handle", ...base, call: callOf(s.call), input: s.input });
+        break;
+      case "fast_read":
+        out = callBig(k, { op: "coord_handle_fast_read", ...base, call: callOf(s.call), ...(s.error !== undefined ? { error: s.error } : { replies: s.replies }) });
+        break;
+      case "cancel":
+        out = callBig(k, { op: "coord_cancel", coord, call: callOf(s.call) });
+        break;
+      case "op": {
+        const r = callBig(k, { op: "coord_op", ...base, call_op: s.op, policy });
+        calls.set(s.call, r.call);
+        out = r.action;
+        break;
+      }
+      default:
+        throw new Error(`unknown coordinator step ${s.do}`);
+    }
+    const events = callBig(k, { op: "coord_events", coord }).map((e) => (e.flight === undefined ? e : { ...e, flight: flightName(e.flight) }));
+    outputs.push(events.length ? { out, events } : { out });
+  }
+  const pending = callBig(k, { op: "coord_pending", coord });
+  const stats = callBig(k, { op: "coord_drop", coord });
+  return { outputs, stats: nonZero(stats), pending };
+}
+
 export function evalCase(k, kind, input) {
   switch (kind) {
     case "keys": return keys(k, input);
@@ -158,6 +199,7 @@ export function evalCase(k, kind, input) {
     case "store": return store(k, input);
     case "writes": return writes(k, input);
     case "eviction": return eviction(k, input);
+    case "coordinator": return coordinator(k, input);
   }
   throw new Error(`unknown vector kind ${kind}`);
 }
