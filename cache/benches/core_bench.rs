@@ -209,5 +209,25 @@ fn baseline(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decide, key, entry, get_or_load_hit, baseline);
+/// Where a `get_or_load` hit's time goes: the clock read, the core's lock-free memory hit
+/// (peek + entry view + freshness + count), and the JSON decode of the value.
+fn hit_parts(c: &mut Criterion) {
+    use karlton::Store;
+    let mut g = c.benchmark_group("hit_parts");
+    let rt = current_thread();
+    let (cache, key) = hit_cache();
+    assert_eq!(rt.block_on(hit(&cache, &key)), VALUE);
+    let mem = cache.store().memory().unwrap();
+    let coord = karlton::core::Coordinator::new(7, false);
+    let (k, gen_keys, policy) = (key.build(), key.generation_keys().to_vec(), cache.policy().clone());
+    g.bench_function("now_ms", |b| b.iter(karlton::now_ms));
+    g.bench_function("core_memory_hit", |b| {
+        b.iter(|| coord.counters().memory_hit(mem, karlton::now_ms(), &k, &gen_keys, &policy).unwrap())
+    });
+    let bytes = serde_json::to_vec(VALUE).unwrap();
+    g.bench_function("json_decode_string", |b| b.iter(|| serde_json::from_slice::<String>(black_box(&bytes)).unwrap()));
+    g.finish();
+}
+
+criterion_group!(benches, decide, key, entry, get_or_load_hit, hit_parts, baseline);
 criterion_main!(benches);

@@ -1,10 +1,12 @@
 //! # karlton
 //!
-//! The async Rust cache of karlton. Every decision — freshness, jitter, leases, waiting,
-//! stale-if-error, negative caching — is made by [`karlton_core`]'s flows; this crate only
-//! drives them over a [`Store`] (the embedded [`MemoryStore`] here, Redis in `karlton-redis`),
-//! adds in-process single-flight (one loader per key per process), runs background refreshes
-//! on tokio, and keeps [`Stats`].
+//! The async Rust cache of karlton. Every decision is [`karlton_core`]'s: per entry its flows
+//! (freshness, jitter, leases, waiting, stale-if-error, negative caching), per process its
+//! [`Coordinator`](karlton_core::Coordinator) (single-flight, what a joiner gets, C5 after a
+//! write, fast-path order, background refresh, seeds, every [`Stats`] counter) — the same
+//! machine the Python, Node and WASM hosts drive. This crate does the IO: it runs the
+//! coordinator's store ops over a [`Store`] (the embedded [`MemoryStore`] here, Redis in
+//! `karlton-redis`), the loader and background refreshes as tokio tasks, and wakes joiners.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), karlton::Error> {
