@@ -832,7 +832,7 @@ impl Coordinator {
         };
         let answer = match (&op, reply) {
             (Op::Get { .. }, StoreReply::Read(r)) => {
-                Ok(flow::get_result(&r, &policy, &mut st).map_or(Reply::Missing, Reply::Value))
+                Ok(flow::get_result(&r, &mut st).map_or(Reply::Missing, Reply::Value))
             }
             (Op::Set { .. }, StoreReply::Stored) => Ok(Reply::Stored(true)),
             (Op::Set { .. }, StoreReply::Rejected { .. }) => {

@@ -370,9 +370,9 @@ impl GetOrLoad {
             (State::AfterServe(After::Load), Input::Continue) => self.load(now, true),
             (State::AfterServe(After::TakeLease), Input::Continue) => self.read(true),
             (State::Waiting, Input::Timeout) => self.read(false),
-            (State::Loading { phase, fill }, Input::Loaded(l)) => self.on_loaded(now, fill, l, phase),
-            (State::Loading { fill, .. }, Input::LoadFailed(msg)) => {
-                self.on_load_failed(now, fill, FlowError::Load(msg))
+            (State::Loading { fill, .. }, Input::Loaded(l)) => self.on_loaded(now, fill, l),
+            (State::Loading { .. }, Input::LoadFailed(msg)) => {
+                self.on_load_failed(now, FlowError::Load(msg))
             }
             (State::Loading { phase: Phase::Soft, fill }, Input::Timeout) => {
                 // Slow loader with a stale value at hand: serve it, keep loading.
@@ -397,9 +397,9 @@ impl GetOrLoad {
                 self.state = State::Loading { phase: Phase::Hard, fill };
                 Step::Load { timeout_at: self.hard_deadline() }
             }
-            (State::Loading { phase: Phase::Hard, fill }, Input::Timeout) => {
+            (State::Loading { phase: Phase::Hard, .. }, Input::Timeout) => {
                 let t = self.policy.load_hard_timeout_ms().unwrap_or(0);
-                self.on_load_failed(now, fill, FlowError::LoadTimeout(t))
+                self.on_load_failed(now, FlowError::LoadTimeout(t))
             }
             (State::Filling(served), Input::Store(reply)) => {
                 match reply {
@@ -493,9 +493,9 @@ impl GetOrLoad {
                 _ => self.read(true),
             };
         }
-        match decision {
-            Decision::Fresh => {
-                let e = entry.expect("decision implies entry");
+        // Only `Gone` comes without an entry (`decide` ran on it otherwise).
+        match (decision, entry) {
+            (Decision::Fresh, Some(e)) => {
                 self.hit(&e, Source::Fresh);
                 if granted {
                     // The store granted a lease the flow does not need (its clock disagreed by
@@ -506,8 +506,7 @@ impl GetOrLoad {
                 let s = Self::serve_entry(&e, Source::Fresh);
                 self.done(Ok(s))
             }
-            Decision::RefreshEarly => {
-                let e = entry.expect("decision implies entry");
+            (Decision::RefreshEarly, Some(e)) => {
                 self.hit(&e, Source::Fresh);
                 self.stats.early_refreshes += 1;
                 let s = Self::serve_entry(&e, Source::Fresh);
@@ -515,8 +514,7 @@ impl GetOrLoad {
                     State::AfterServe(if granted { After::Load } else { After::TakeLease });
                 self.serve(s)
             }
-            Decision::Stale => {
-                let e = entry.expect("decision implies entry");
+            (Decision::Stale, Some(e)) => {
                 self.hit(&e, Source::Stale);
                 let s = Self::serve_entry(&e, Source::Stale);
                 if granted {
@@ -528,7 +526,7 @@ impl GetOrLoad {
                     self.done(Ok(s))
                 }
             }
-            Decision::UsableOnError | Decision::Gone => {
+            (Decision::UsableOnError | Decision::Gone, entry) => {
                 if decision == Decision::UsableOnError {
                     self.stale = entry;
                 }
@@ -542,6 +540,9 @@ impl GetOrLoad {
                     // bytes, or a clock hair at the boundary): take the lease by force.
                     LeaseOutcome::NotRequested => self.read(true),
                 }
+            }
+            (Decision::Fresh | Decision::RefreshEarly | Decision::Stale, None) => {
+                self.done(Err(FlowError::Protocol("a hit decision without an entry".into())))
             }
         }
     }
@@ -564,11 +565,16 @@ impl GetOrLoad {
 
     /// Background work found nothing to do (another caller holds the refresh lease).
     fn done_background(&mut self) -> Step {
-        let s = self.served.clone().expect("only called after serving");
-        self.done(Ok(s))
+        match self.served.clone() {
+            Some(s) => self.done(Ok(s)),
+            None => self.done(Err(FlowError::Protocol("background end before a serve".into()))),
+        }
     }
 
-    fn wait(&mut self, now: u64, _held_until_store: u64) -> Step {
+    /// Wait for another caller's lease: poll on the backoff schedule, but never past the
+    /// lease's end (`held_until_store`, store clock) — a lease that runs out sooner (an
+    /// abandoned load) is taken over at once rather than after a full backoff step.
+    fn wait(&mut self, now: u64, held_until_store: u64) -> Step {
         let deadline = self.started_local + self.policy.lock_wait_ms();
         if now >= deadline {
             return self.lock_timeout(now);
@@ -576,7 +582,10 @@ impl GetOrLoad {
         if self.attempt == 0 {
             self.stats.lease_waits += 1;
         }
-        let until = (now + self.policy.backoff_ms(self.attempt)).min(deadline);
+        let lease_end = held_until_store.saturating_add_signed(now as i64 - self.store_now(now) as i64);
+        let until = (now + self.policy.backoff_ms(self.attempt))
+            .min(lease_end.max(now + 1))
+            .min(deadline);
         self.attempt += 1;
         self.state = State::Waiting;
         Step::Wait { until_ms: until }
@@ -588,12 +597,14 @@ impl GetOrLoad {
             OnLockTimeout::Error => {
                 self.done(Err(FlowError::LockTimeout(now - self.started_local)))
             }
-            OnLockTimeout::ServeStale if self.stale_usable(now) => {
-                let e = self.stale.take().expect("checked");
-                self.stats.stale_if_error += 1;
-                let s = Self::serve_entry(&e, Source::StaleOnTimeout);
-                self.done(Ok(s))
-            }
+            OnLockTimeout::ServeStale if self.stale_usable(now) => match self.stale.take() {
+                Some(e) => {
+                    self.stats.stale_if_error += 1;
+                    let s = Self::serve_entry(&e, Source::StaleOnTimeout);
+                    self.done(Ok(s))
+                }
+                None => self.load(now, false),
+            },
             // Load without the lease; the holder fills, this caller only answers.
             _ => self.load(now, false),
         }
@@ -618,7 +629,7 @@ impl GetOrLoad {
         Step::Load { timeout_at }
     }
 
-    fn on_loaded(&mut self, now: u64, fill: bool, l: Loaded, _phase: Phase) -> Step {
+    fn on_loaded(&mut self, now: u64, fill: bool, l: Loaded) -> Step {
         let served = Served {
             value: l.value.clone(),
             codec: l.codec,
@@ -669,7 +680,7 @@ impl GetOrLoad {
         Step::Store(op)
     }
 
-    fn on_load_failed(&mut self, now: u64, _fill: bool, err: FlowError) -> Step {
+    fn on_load_failed(&mut self, now: u64, err: FlowError) -> Step {
         self.stats.load_errors += 1;
         if self.served.is_some() {
             return self.release_then(Err(err));
@@ -789,7 +800,7 @@ pub fn get_op(key: &str, gen_keys: &[String]) -> StoreOp {
 
 /// Interpret a `get` reply: the value if fresh or stale (never past hard expiry), else `None`.
 /// Counts into `stats`.
-pub fn get_result(reply: &ReadReply, policy: &Policy, stats: &mut Stats) -> Option<Served> {
+pub fn get_result(reply: &ReadReply, stats: &mut Stats) -> Option<Served> {
     let e = match reply.entry.as_deref().map(Entry::decode) {
         Some(Ok(e)) => e,
         Some(Err(_)) => {
@@ -812,7 +823,6 @@ pub fn get_result(reply: &ReadReply, policy: &Policy, stats: &mut Stats) -> Opti
         stats.misses += 1;
         return None;
     };
-    let _ = policy;
     if e.negative {
         stats.negative_hits += 1;
     } else if source == Source::Fresh {

@@ -958,7 +958,7 @@ impl PyOp {
         };
         let mut stats = Stats::default();
         let out = match (&self.kind, reply) {
-            (OpKind::Get, Ok(StoreReply::Read(r))) => match flow::get_result(&r, &self.shared.policy, &mut stats) {
+            (OpKind::Get, Ok(StoreReply::Read(r))) => match flow::get_result(&r, &mut stats) {
                 Some(s) => self.shared.decode(py, &s),
                 None => Ok(default),
             },

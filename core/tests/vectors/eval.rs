@@ -365,9 +365,8 @@ fn eval_writes(input: &Value) -> Value {
         "bump_op" => flow::bump_op(str_of(input, "gen_key"), u64_of(&input["rand"])),
         "get_result" => {
             let reply: ReadReply = serde_json::from_value(input["reply"].clone()).expect("reply");
-            let p = policy_of(&input["policy"]);
             let mut st = Stats::default();
-            let served = flow::get_result(&reply, &p, &mut st);
+            let served = flow::get_result(&reply, &mut st);
             return ok(json!({ "served": served, "stats": stats_json(&st) }));
         }
         "get_on_store_error" => {
