@@ -1,39 +1,53 @@
-//! The native half of the drive loop.
+//! The native half of the Python drivers: one core [`Coordinator`] per `Cache`/`AsyncCache`.
 //!
-//! `Driver.read` runs a `GetOrLoad` from `start` through every store step it can run in-process
-//! (the memory store) and answers the decoded value when the flow is done — a hit is one native
-//! call. Anything else comes back as a `Flow` handle: the Python driver loads, sleeps, runs Redis
-//! calls and feeds the results back, one `feed_*` call per step. Policy is never decided here:
-//! this file only translates types and runs the core's state machines.
+//! Everything that involves several callers in one process — who leads a key's load, who joins
+//! it, what a joiner gets, C5 after a write, background refresh after a stale serve, seeds,
+//! skew and every counter — is decided by the core's coordinator, exactly as in Rust, Node and
+//! WASM. This file translates types, runs memory-store ops in-process, decodes values, and
+//! hands a `Call` to the Python driver for what only Python can do: run a loader, sleep, wait
+//! for another caller, talk to Redis. A fresh hit is one native call.
+//!
+//! Locking: one `Mutex` around the coordinator, held only while it decides (pure Rust, the GIL
+//! held, never released inside), never across IO, a loader, a decode or a Python callback.
 
 use crate::convert::json_to_py;
 use crate::key::PyKey;
 use crate::policy::{PyMemoryStore, PyPolicy};
+use karlton_core::coordinator::Answer;
 use karlton_core::entry::codec;
-use karlton_core::flow::{self, Write};
-use karlton_core::redis::{RedisCall, RedisValue, decode_reply, encode_op, fast_read_commands, fast_read_result};
+use karlton_core::flow::Write;
+use karlton_core::redis::{RedisCall, RedisValue, decode_reply, encode_op, fast_read_commands};
 use karlton_core::{
-    AtomicStats, FlowError, GetOrLoad, Input, InvalidateMode, Loaded, MemoryStore, Policy, Request,
-    Served, Source, Stats, Step, StoreFailure, StoreOp, StoreReply,
+    Action, CallId, Coordinator, Counters, Event, FlightId, FlowError, Input, InvalidateMode, Loaded,
+    MemoryStore, Op, Policy, Reply, Request, Served, Source, StoreFailure, StoreOp, Ticket,
 };
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-/// Step kinds, as the Python driver sees them.
+/// What a `Call` needs from Python next (its `kind`).
+/// Run `call` (an `evalsha`) and `feed_reply` / `feed_store_error`.
 pub const STORE: u8 = 0;
-/// Call the loader (or keep waiting for it).
-pub const LOAD: u8 = 1;
-/// Sleep, then `feed_timeout`.
-pub const WAIT: u8 = 2;
-/// Answer the caller now; the flow continues in the background.
-pub const SERVE: u8 = 3;
-/// Finished.
-pub const DONE: u8 = 4;
+/// Send `packed` (the Redis fast read) and `feed_fast` the replies.
+pub const FAST: u8 = 1;
+/// Start the loader, then `feed_loaded` / `feed_load_failed`, or `feed_timeout` after `timeout`.
+pub const LOAD: u8 = 2;
+/// The loader started earlier still runs: keep awaiting it (as for LOAD).
+pub const AWAIT: u8 = 3;
+/// Sleep `delay` seconds, then `feed_timeout`.
+pub const WAIT: u8 = 4;
+/// Another caller loads this key: `wait()` (threads) or `on_wake(cb)` (asyncio), then `joined()`.
+pub const JOIN: u8 = 5;
+/// Answer the caller with `value()` now, `feed_continue()`, and drive the rest in the background.
+pub const SERVE: u8 = 6;
+/// The call is over: `outcome()` / `result()`.
+pub const ANSWER: u8 = 7;
+/// Background work after SERVE ended (`bg_error` says whether it failed).
+pub const FINISHED: u8 = 8;
 
-/// Values at least this large are moved through the store with the GIL released.
+/// Values at least this large are moved through the memory store with the GIL released.
 const DETACH_BYTES: usize = 64 * 1024;
 
 /// Wall-clock ms: the drivers' local clock and the memory store's clock.
@@ -44,49 +58,13 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-pub(crate) enum Backend {
-    Memory(Arc<MemoryStore>),
-    /// Ops go back to Python as Redis script calls.
-    Redis,
-}
-
-pub(crate) struct Shared {
-    backend: Backend,
-    policy: Arc<Policy>,
-    stats: AtomicStats,
-    seed: AtomicU64,
-    /// store clock − local clock, learned from reads (for writes that do not read first).
-    skew: AtomicI64,
-    /// A user codec: (id, decode callable).
-    codec: Option<(u8, Py<PyAny>)>,
-}
-
-impl Shared {
-    fn next_seed(&self) -> u64 {
-        self.seed.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-    }
-
-    fn learn(&self, r: &StoreReply) {
-        if let StoreReply::Read(r) = r {
-            self.skew.store(r.now_ms as i64 - now_ms() as i64, Ordering::Relaxed);
-        }
-    }
-
-    fn decode(&self, py: Python<'_>, s: &Served) -> PyResult<Py<PyAny>> {
-        if s.negative {
-            return Ok(py.None());
-        }
-        match s.codec {
-            codec::JSON => json_to_py(py, &s.value).map(Bound::unbind).map_err(|e| {
-                error(py, "CodecError", format!("cached JSON value does not decode: {e}"))
-            }),
-            codec::RAW => Ok(PyBytes::new(py, &s.value).into_any().unbind()),
-            c => match &self.codec {
-                Some((id, dec)) if *id == c => dec.call1(py, (PyBytes::new(py, &s.value),)),
-                _ => Err(error(py, "CodecError", format!("cached value has codec id {c}, which this cache does not know"))),
-            },
-        }
-    }
+/// A seed from the operating system's random source (never the clock or an address: caches
+/// built together must not draw the same jitter and lease tokens).
+fn os_seed() -> u64 {
+    getrandom::u64().unwrap_or_else(|_| {
+        use std::hash::BuildHasher;
+        std::collections::hash_map::RandomState::new().hash_one(now_ms())
+    })
 }
 
 /// An exception from `karlton._errors` (defined in Python so they can have several bases).
@@ -100,9 +78,6 @@ pub(crate) fn error(py: Python<'_>, name: &str, msg: String) -> PyErr {
     }
 }
 
-fn store_failure_error(py: Python<'_>, e: FlowError) -> PyErr {
-    error(py, "StoreError", e.to_string())
-}
 
 fn key_arg<'a, 'py>(key: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyKey>> {
     key.cast::<PyKey>().map_err(|_| {
@@ -144,15 +119,6 @@ fn gen_keys(key: &PyKey, tags: &[String]) -> Vec<String> {
     g
 }
 
-fn source_name(s: Source) -> &'static str {
-    match s {
-        Source::Fresh => "fresh",
-        Source::Stale => "stale",
-        Source::Loaded => "loaded",
-        Source::StaleOnError => "stale_on_error",
-        Source::StaleOnTimeout => "stale_on_timeout",
-    }
-}
 
 fn flow_error_kind(e: &FlowError) -> &'static str {
     match e {
@@ -245,112 +211,6 @@ fn call_tuple<'py>(py: Python<'py>, c: &RedisCall) -> PyResult<Bound<'py, PyTupl
     PyTuple::new(py, items)
 }
 
-/// The native driver of one `Cache`/`AsyncCache`: backend, default policy, counters, codec.
-#[pyclass(module = "karlton._karlton", name = "Driver", frozen)]
-pub struct PyDriver {
-    shared: Arc<Shared>,
-    /// The Python driver's `_slow(flow, loader, key, tags, policy)`, for `get_or_load`.
-    slow: std::sync::OnceLock<Py<PyAny>>,
-    /// The sync Redis fast-read sender `(packed, n) -> replies | str`, for `get_or_load`.
-    fast: std::sync::OnceLock<Py<PyAny>>,
-}
-
-impl PyDriver {
-    /// Run the flow as far as it goes in-process: `Ok(value)` when done, else the flow.
-    fn read_inner(
-        &self,
-        py: Python<'_>,
-        key: &Bound<'_, PyAny>,
-        tags: Option<&Bound<'_, PyAny>>,
-        policy: Option<&PyPolicy>,
-    ) -> PyResult<Result<Py<PyAny>, PyFlow>> {
-        let key = key_arg(key)?.get();
-        let policy_ref = policy.map_or(&self.shared.policy, |p| &p.inner);
-        if let (Backend::Memory(m), None) = (&self.shared.backend, tags.filter(|t| !t.is_none())) {
-            // Fresh hit: decided by the core without building a flow (one allocation).
-            let gk = std::slice::from_ref(&key.gen_key);
-            let hit = flow::fast_hit(m, now_ms(), &key.built, gk, policy_ref, self.shared.next_seed(), &self.shared.stats);
-            if let Some(s) = hit {
-                return self.shared.decode(py, &s).map(Ok);
-            }
-        }
-        let req = request(key, tags)?;
-        let policy = policy.map_or_else(|| self.shared.policy.clone(), |p| p.inner.clone());
-        start_flow(&self.shared, py, req, policy, None)
-    }
-
-    /// The sync Redis `get_or_load` start: the fast read through the installed sender, then
-    /// (not a clean fresh hit) the flow.
-    fn read_fast(
-        &self,
-        py: Python<'_>,
-        fast: &Py<PyAny>,
-        key: &Bound<'_, PyAny>,
-        tags: Option<&Bound<'_, PyAny>>,
-        policy: Option<&PyPolicy>,
-    ) -> PyResult<Result<Py<PyAny>, PyFlow>> {
-        let req = request(key_arg(key)?.get(), tags)?;
-        let (packed, n) = fast_packed(py, &req.key, &req.gen_keys);
-        let reply = fast.bind(py).call1((packed, n))?;
-        let policy = policy.map_or(&self.shared.policy, |p| &p.inner);
-        finish_fast(&self.shared, py, req, policy, &reply)
-    }
-}
-
-fn request(key: &PyKey, tags: Option<&Bound<'_, PyAny>>) -> PyResult<Request> {
-    Ok(match tags.filter(|t| !t.is_none()) {
-        None => Request { key: key.built.clone(), gen_keys: vec![key.gen_key.clone()], tags: Vec::new() },
-        Some(t) => {
-            let tags = tags_arg(Some(t))?;
-            Request { key: key.built.clone(), gen_keys: gen_keys(key, &tags), tags }
-        }
-    })
-}
-
-/// Start a `GetOrLoad`, run it as far as it goes in-process: `Ok(value)` when done, else the
-/// flow. `failed`: the fast read could not reach the store — handed to the flow's first read
-/// instead of trying again, so a down store costs one timeout, not two.
-fn start_flow(
-    shared: &Arc<Shared>,
-    py: Python<'_>,
-    req: Request,
-    policy: Arc<Policy>,
-    failed: Option<StoreFailure>,
-) -> PyResult<Result<Py<PyAny>, PyFlow>> {
-    let mut flow = GetOrLoad::new(req, policy, shared.next_seed());
-    let now = now_ms();
-    let mut step = flow.start(now);
-    if let Some(e) = failed {
-        step = flow.handle(now, Input::StoreFailed(e));
-    }
-    if let Backend::Memory(m) = &shared.backend {
-        step = flow.run_store_steps(now, step, |op| Ok(m.apply(now, op)));
-    }
-    if let Step::Done(Ok(s)) = &step {
-        shared.stats.add(flow.stats());
-        return shared.decode(py, s).map(Ok);
-    }
-    Ok(Err(PyFlow::new(shared.clone(), flow, step)))
-}
-
-/// Interpret a fast read's replies (the core decides): the value on a clean fresh hit, else the
-/// flow (the `read` script), told about the failure if the store could not be reached.
-fn finish_fast(
-    shared: &Arc<Shared>,
-    py: Python<'_>,
-    req: Request,
-    policy: &Arc<Policy>,
-    reply: &Bound<'_, PyAny>,
-) -> PyResult<Result<Py<PyAny>, PyFlow>> {
-    match fast_reply(reply)? {
-        FastReply::Replies(v) => match fast_read_result(&v, policy, shared.next_seed(), &shared.stats) {
-            Some(s) => shared.decode(py, &s).map(Ok),
-            None => start_flow(shared, py, req, policy.clone(), None),
-        },
-        FastReply::Failed(e) => start_flow(shared, py, req, policy.clone(), Some(e)),
-    }
-}
-
 fn policy_arg<'py>(policy: Option<&Bound<'py, PyAny>>) -> PyResult<Option<Bound<'py, PyPolicy>>> {
     let Some(p) = policy.filter(|p| !p.is_none()) else { return Ok(None) };
     if let Ok(n) = p.cast::<PyPolicy>() {
@@ -365,21 +225,729 @@ fn policy_arg<'py>(policy: Option<&Bound<'py, PyAny>>) -> PyResult<Option<Bound<
     }
 }
 
+
+/// A flight's wake-up, shared by its joiners: a flag and condvar for threads, callbacks for
+/// asyncio, and the leader's loader exception (joiners re-raise the original).
+#[derive(Default)]
+struct Waiter {
+    state: Mutex<WaiterState>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct WaiterState {
+    woken: bool,
+    callbacks: Vec<Py<PyAny>>,
+    exc: Option<Py<PyAny>>,
+}
+
+impl Waiter {
+    fn lock(&self) -> MutexGuard<'_, WaiterState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fire(&self, py: Python<'_>, exc: Option<Py<PyAny>>) {
+        let callbacks = {
+            let mut s = self.lock();
+            s.woken = true;
+            if exc.is_some() {
+                s.exc = exc;
+            }
+            std::mem::take(&mut s.callbacks)
+        };
+        self.cv.notify_all();
+        for cb in callbacks {
+            if let Err(e) = cb.call0(py) {
+                e.write_unraisable(py, Some(cb.bind(py)));
+            }
+        }
+    }
+}
+
+struct State {
+    coord: Coordinator,
+    /// One per flight that has joiners; removed when its `Wake` is fired.
+    waiters: HashMap<FlightId, Arc<Waiter>>,
+}
+
+/// One cache's native state.
+pub(crate) struct Host {
+    memory: Option<Arc<MemoryStore>>,
+    policy: Arc<Policy>,
+    counters: Arc<Counters>,
+    state: Mutex<State>,
+    /// A user codec: (id, decode callable).
+    codec: Option<(u8, Py<PyAny>)>,
+}
+
+/// What a decision left to do once the lock is released.
+#[derive(Default)]
+struct Fired {
+    wake: Vec<(FlightId, Arc<Waiter>)>,
+    bg: Option<FlowError>,
+}
+
+impl Host {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run `f` on the coordinator under the lock; drain the events it produced.
+    fn decide<R>(&self, f: impl FnOnce(&mut State) -> R) -> (R, Fired) {
+        let mut st = self.lock();
+        let r = f(&mut st);
+        let mut fired = Fired::default();
+        while let Some(e) = st.coord.poll_event() {
+            match e {
+                Event::Wake { flight } => {
+                    if let Some(w) = st.waiters.remove(&flight) {
+                        fired.wake.push((flight, w));
+                    }
+                }
+                Event::BackgroundError { error, .. } => fired.bg = Some(error),
+            }
+        }
+        (r, fired)
+    }
+
+    /// The value of `s` for one caller (a fresh object each time), or the decode error.
+    fn decode(&self, py: Python<'_>, s: &Served) -> PyResult<Py<PyAny>> {
+        if s.negative {
+            return Ok(py.None());
+        }
+        match s.codec {
+            codec::JSON => json_to_py(py, &s.value)
+                .map(Bound::unbind)
+                .map_err(|e| error(py, "CodecError", format!("cached JSON value does not decode: {e}"))),
+            codec::RAW => Ok(PyBytes::new(py, &s.value).into_any().unbind()),
+            c => match &self.codec {
+                Some((id, dec)) if *id == c => dec.call1(py, (PyBytes::new(py, &s.value),)),
+                _ => Err(error(py, "CodecError", format!("cached value has codec id {c}, which this cache does not know"))),
+            },
+        }
+    }
+
+    /// The memory store's fresh hit (lock-free, counted by the core).
+    fn memory_hit(&self, key: &str, gk: &[String], policy: &Policy) -> Option<Served> {
+        self.counters.memory_hit(self.memory.as_ref()?, now_ms(), key, gk, policy)
+    }
+
+    /// Run a memory-store op (outside the coordinator's lock; big values without the GIL).
+    fn apply(&self, py: Python<'_>, m: &MemoryStore, op: &StoreOp) -> karlton_core::StoreReply {
+        let big = matches!(op, StoreOp::Fill { entry, .. } if entry.len() >= DETACH_BYTES);
+        if big { py.detach(|| m.apply(now_ms(), op)) } else { m.apply(now_ms(), op) }
+    }
+}
+
+/// Which one-op call a `Call` is (how its answer reads in Python).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    GetOrLoad,
+    Get,
+    Write,
+}
+
+enum St {
+    /// Redis: run `call`, feed its reply.
+    Store { op: StoreOp, call: RedisCall },
+    /// Redis: a cancelled lead's lease goes back (reply ignored); then replace `then`, if any.
+    Release { call: RedisCall, then: Option<Served> },
+    Fast { key: String, gen_keys: Vec<String> },
+    Load(Option<u64>),
+    Await(Option<u64>),
+    Wait(u64),
+    Join,
+    Serve(Py<PyAny>),
+    Value(Py<PyAny>),
+    Missing,
+    Failed(FlowError),
+    /// A value that was loaded (not cached) and does not decode: raised, not replaced.
+    Raise(PyErr),
+    Finished,
+}
+
+/// One call (`get_or_load`, `get`, a write) in the cache's coordinator. See the module docs.
+#[pyclass(module = "karlton._karlton", name = "Call")]
+pub struct PyCall {
+    host: Arc<Host>,
+    id: CallId,
+    /// The coordinator still knows this call (it must be cancelled if dropped).
+    live: bool,
+    kind: Kind,
+    req: Option<Request>,
+    policy: Arc<Policy>,
+    st: St,
+    /// The flight this call leads (for handing its loader exception to the joiners).
+    leads: Option<FlightId>,
+    /// The loader exception this call's own loader raised.
+    exc: Option<Py<PyAny>>,
+    /// The flight this call waits for / waited for.
+    waiter: Option<Arc<Waiter>>,
+    bg_error: Option<FlowError>,
+}
+
+impl PyCall {
+    fn new(host: Arc<Host>, kind: Kind, req: Option<Request>, policy: Arc<Policy>) -> PyCall {
+        PyCall {
+            host,
+            id: CallId(0),
+            live: false,
+            kind,
+            req,
+            policy,
+            st: St::Finished,
+            leads: None,
+            exc: None,
+            waiter: None,
+            bg_error: None,
+        }
+    }
+
+    fn code(&self) -> u8 {
+        match self.st {
+            St::Store { .. } | St::Release { .. } => STORE,
+            St::Fast { .. } => FAST,
+            St::Load(_) => LOAD,
+            St::Await(_) => AWAIT,
+            St::Wait(_) => WAIT,
+            St::Join => JOIN,
+            St::Serve(_) => SERVE,
+            St::Value(_) | St::Missing | St::Failed(_) | St::Raise(_) => ANSWER,
+            St::Finished => FINISHED,
+        }
+    }
+
+    /// Fire what a decision produced (outside the lock).
+    fn fire(&mut self, py: Python<'_>, fired: Fired) {
+        if let Some(e) = fired.bg {
+            self.bg_error = Some(e);
+        }
+        for (flight, w) in fired.wake {
+            let exc = (self.leads == Some(flight)).then(|| self.exc.as_ref().map(|e| e.clone_ref(py))).flatten();
+            w.fire(py, exc);
+        }
+    }
+
+    /// Take a ticket: decided under the lock, so a `Join`'s waiter exists before any `Wake`.
+    fn ticket_locked(st: &mut State, t: &Ticket) -> Option<Arc<Waiter>> {
+        match t {
+            Ticket::Join { flight, .. } => Some(st.waiters.entry(*flight).or_default().clone()),
+            _ => None,
+        }
+    }
+
+    fn take_ticket(&mut self, py: Python<'_>, t: Ticket, waiter: Option<Arc<Waiter>>) {
+        match t {
+            Ticket::Answer { answer } => self.act(py, Action::Answer(answer)),
+            Ticket::Lead { call, action } => {
+                self.id = call;
+                self.live = true;
+                // A flight is named by the call that leads it.
+                self.leads = Some(FlightId(call.0));
+                self.act(py, action);
+            }
+            Ticket::Join { call, .. } => {
+                self.id = call;
+                self.live = true;
+                self.leads = None;
+                self.waiter = waiter;
+                self.st = St::Join;
+            }
+        }
+    }
+
+    /// Start a `get_or_load` (after the memory fast hit missed).
+    fn start(&mut self, py: Python<'_>) {
+        let host = self.host.clone();
+        let req = self.req.clone().expect("get_or_load has a request");
+        let policy = self.policy.clone();
+        let ((t, w), fired) = host.decide(|st| {
+            let t = st.coord.get_or_load(now_ms(), req, policy);
+            let w = Self::ticket_locked(st, &t);
+            (t, w)
+        });
+        self.fire(py, fired);
+        self.take_ticket(py, t, w);
+    }
+
+    /// The value `bad` did not decode: count it, and run again with that entry as a miss.
+    fn replace(&mut self, py: Python<'_>, bad: Served) {
+        let host = self.host.clone();
+        let req = self.req.clone().expect("get_or_load has a request");
+        let policy = self.policy.clone();
+        let ((t, w), fired) = host.decide(|st| {
+            let t = st.coord.get_or_load_replacing(now_ms(), req, policy, bad);
+            let w = Self::ticket_locked(st, &t);
+            (t, w)
+        });
+        self.fire(py, fired);
+        self.take_ticket(py, t, w);
+    }
+
+    /// Feed an input to the coordinator and act on what it says.
+    fn feed(&mut self, py: Python<'_>, input: Input) {
+        let host = self.host.clone();
+        let id = self.id;
+        let (a, fired) = host.decide(|st| st.coord.handle(now_ms(), id, input));
+        self.fire(py, fired);
+        self.act(py, a);
+    }
+
+    /// Go as far as possible without Python: memory ops in-process, values decoded.
+    fn act(&mut self, py: Python<'_>, mut action: Action) {
+        loop {
+            match action {
+                Action::Store(op) => match self.host.memory.clone() {
+                    Some(m) => {
+                        let r = self.host.apply(py, &m, &op);
+                        let host = self.host.clone();
+                        let id = self.id;
+                        let (a, fired) = host.decide(|st| st.coord.handle(now_ms(), id, Input::Store(r)));
+                        self.fire(py, fired);
+                        action = a;
+                    }
+                    None => {
+                        let call = encode_op(&op);
+                        self.st = St::Store { op, call };
+                        return;
+                    }
+                },
+                Action::FastRead { key, gen_keys } => {
+                    self.st = St::Fast { key, gen_keys };
+                    return;
+                }
+                Action::StartLoad { timeout_at } => {
+                    self.st = St::Load(timeout_at);
+                    return;
+                }
+                Action::AwaitLoad { timeout_at } => {
+                    self.st = St::Await(timeout_at);
+                    return;
+                }
+                Action::Wait { until_ms } => {
+                    self.st = St::Wait(until_ms);
+                    return;
+                }
+                Action::Serve(s) => match self.host.decode(py, &s) {
+                    Ok(v) => {
+                        self.st = St::Serve(v);
+                        return;
+                    }
+                    Err(_) => {
+                        // A stale value that does not decode: let go of this lead (its lease
+                        // back first), then replace the entry.
+                        self.abandon(py, Some(s));
+                        return;
+                    }
+                },
+                Action::Answer(a) => {
+                    self.live = false;
+                    self.answer(py, a);
+                    return;
+                }
+                Action::Finished => {
+                    self.live = false;
+                    self.st = St::Finished;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn answer(&mut self, py: Python<'_>, a: Answer) {
+        self.st = match a {
+            Ok(Reply::Value(s)) => match self.host.decode(py, &s) {
+                Ok(v) => St::Value(v),
+                Err(e) => match self.kind {
+                    Kind::GetOrLoad if s.source != Source::Loaded => return self.replace(py, s),
+                    Kind::Get => {
+                        self.host.counters.report_undecodable(&s);
+                        St::Missing
+                    }
+                    _ => St::Raise(e),
+                },
+            },
+            Ok(Reply::Missing) => St::Missing,
+            Ok(Reply::Stored(b)) | Ok(Reply::Invalidated(b)) => St::Value(PyBool::new(py, b).to_owned().into_any().unbind()),
+            Ok(Reply::Bumped(g)) => St::Value(g.into_pyobject(py).map(|n| n.into_any().unbind()).unwrap_or_else(|e| match e {})),
+            Err(e) => St::Failed(e),
+        };
+    }
+
+    /// Cancel this call in the coordinator; its lease (if any) goes back. `then`: replace this
+    /// undecodable value afterwards.
+    fn abandon(&mut self, py: Python<'_>, then: Option<Served>) {
+        let release = if self.live {
+            self.live = false;
+            let host = self.host.clone();
+            let id = self.id;
+            let (op, fired) = host.decide(|st| st.coord.cancel(id));
+            self.fire(py, fired);
+            op
+        } else {
+            None
+        };
+        if let (Some(op), None) = (&release, &self.host.memory) {
+            self.st = St::Release { call: encode_op(op), then };
+            return;
+        }
+        if let (Some(op), Some(m)) = (&release, self.host.memory.clone()) {
+            self.host.apply(py, &m, op);
+        }
+        match then {
+            Some(bad) => self.replace(py, bad),
+            None => self.st = St::Finished,
+        }
+    }
+
+    /// Send the fast read with the installed sync sender while the call is at FAST.
+    fn run_fast(&mut self, py: Python<'_>, fast: &Py<PyAny>) -> PyResult<()> {
+        while let St::Fast { key, gen_keys } = &self.st {
+            let (packed, n) = fast_packed(py, key, gen_keys);
+            let reply = fast.bind(py).call1((packed, n))?;
+            self.feed_fast(py, &reply)?;
+        }
+        Ok(())
+    }
+
+    fn expect(&self, codes: &[u8], what: &str) -> PyResult<()> {
+        if codes.contains(&self.code()) {
+            Ok(())
+        } else {
+            Err(PyRuntimeError::new_err(format!("{what}: the call is not at that step (kind {})", self.code())))
+        }
+    }
+
+    fn raise(&self, py: Python<'_>, e: &FlowError, own: Option<&Bound<'_, PyAny>>) -> PyErr {
+        if let FlowError::Load(_) = e {
+            // The loader's own exception: this caller's, or its flight leader's.
+            let theirs = self.waiter.as_ref().and_then(|w| w.lock().exc.as_ref().map(|x| x.clone_ref(py)));
+            if let Some(x) = own.filter(|o| !o.is_none()).map(|o| o.clone().unbind()).or(theirs) {
+                return PyErr::from_value(x.into_bound(py));
+            }
+        }
+        flow_error(py, e)
+    }
+}
+
+fn flow_error(py: Python<'_>, e: &FlowError) -> PyErr {
+    let made = py
+        .import("karlton._errors")
+        .and_then(|m| m.getattr("flow_error"))
+        .and_then(|f| f.call1((flow_error_kind(e), e.to_string())));
+    match made {
+        Ok(inst) => PyErr::from_value(inst),
+        Err(err) => err,
+    }
+}
+
+impl Drop for PyCall {
+    fn drop(&mut self) {
+        if self.live {
+            // A call nobody drives any more (an exception escaped the driver): leave the
+            // coordinator consistent. A Redis lease it held expires by itself.
+            Python::attach(|py| self.abandon(py, None));
+        }
+    }
+}
+
+#[pymethods]
+impl PyCall {
+    /// STORE, FAST, LOAD, AWAIT, WAIT, JOIN, SERVE, ANSWER or FINISHED.
+    #[getter]
+    fn kind(&self) -> u8 {
+        self.code()
+    }
+
+    /// The built entry key (empty for writes of generation counters).
+    #[getter]
+    fn key(&self) -> &str {
+        self.req.as_ref().map_or("", |r| r.key.as_str())
+    }
+
+    /// STORE (Redis): `(sha, numkeys, *keys, *args)` for `evalsha`.
+    #[getter]
+    fn call<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        match &self.st {
+            St::Store { call, .. } | St::Release { call, .. } => call_tuple(py, call).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// STORE (Redis): the Lua source of the script `call` names (for the NOSCRIPT fallback).
+    #[getter]
+    fn source(&self) -> Option<&'static str> {
+        match &self.st {
+            St::Store { call, .. } | St::Release { call, .. } => Some(call.script.source),
+            _ => None,
+        }
+    }
+
+    /// FAST: `(packed, n)`: the RESP buffer to send in one write, and how many replies to read.
+    #[getter]
+    fn packed<'py>(&self, py: Python<'py>) -> Option<(Bound<'py, PyBytes>, usize)> {
+        match &self.st {
+            St::Fast { key, gen_keys } => Some(fast_packed(py, key, gen_keys)),
+            _ => None,
+        }
+    }
+
+    /// LOAD / AWAIT: seconds until the load deadline (`None` = no deadline).
+    #[getter]
+    fn timeout(&self) -> Option<f64> {
+        match self.st {
+            St::Load(Some(t)) | St::Await(Some(t)) => Some(t.saturating_sub(now_ms()) as f64 / 1000.0),
+            _ => None,
+        }
+    }
+
+    /// WAIT: seconds to sleep before `feed_timeout`.
+    #[getter]
+    fn delay(&self) -> f64 {
+        match self.st {
+            St::Wait(until) => until.saturating_sub(now_ms()) as f64 / 1000.0,
+            _ => 0.0,
+        }
+    }
+
+    /// Feed the store's reply (Redis: the raw `evalsha` result, or the error-reply exception).
+    fn feed_reply(&mut self, py: Python<'_>, reply: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.expect(&[STORE], "feed_reply")?;
+        match std::mem::replace(&mut self.st, St::Finished) {
+            St::Store { op, .. } => {
+                let input = match decode_reply(&op, redis_value(reply, 0)) {
+                    Ok(r) => Input::Store(r),
+                    Err(e) => Input::StoreFailed(e),
+                };
+                self.feed(py, input);
+            }
+            St::Release { then, .. } => match then {
+                Some(bad) => self.replace(py, bad),
+                None => self.st = St::Finished,
+            },
+            _ => unreachable!("checked by expect"),
+        }
+        Ok(())
+    }
+
+    /// Feed a store failure (connection lost, timeout…).
+    fn feed_store_error(&mut self, py: Python<'_>, message: String) -> PyResult<()> {
+        self.expect(&[STORE], "feed_store_error")?;
+        match std::mem::replace(&mut self.st, St::Finished) {
+            St::Store { .. } => self.feed(py, Input::StoreFailed(StoreFailure { message })),
+            St::Release { then: Some(bad), .. } => self.replace(py, bad),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// FAST: the replies (a list, error replies as exceptions), or a `str` when the server
+    /// could not be reached.
+    fn feed_fast(&mut self, py: Python<'_>, reply: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.expect(&[FAST], "feed_fast")?;
+        let replies = match fast_reply(reply)? {
+            FastReply::Replies(v) => Ok(v),
+            FastReply::Failed(e) => Err(e),
+        };
+        let host = self.host.clone();
+        let id = self.id;
+        let (a, fired) = host.decide(|st| st.coord.handle_fast_read(now_ms(), id, replies));
+        self.fire(py, fired);
+        self.act(py, a);
+        Ok(())
+    }
+
+    /// LOAD / AWAIT: the loader's encoded result.
+    #[pyo3(signature = (value, codec_id, negative = false))]
+    fn feed_loaded(&mut self, py: Python<'_>, value: &[u8], codec_id: u8, negative: bool) -> PyResult<()> {
+        self.expect(&[LOAD, AWAIT], "feed_loaded")?;
+        let l = Loaded { value: value.into(), codec: codec_id, negative, version: None };
+        self.feed(py, Input::Loaded(l));
+        Ok(())
+    }
+
+    /// LOAD / AWAIT: the loader failed. `exc` is re-raised to this caller and its joiners.
+    #[pyo3(signature = (message, exc = None))]
+    fn feed_load_failed(&mut self, py: Python<'_>, message: String, exc: Option<Py<PyAny>>) -> PyResult<()> {
+        self.expect(&[LOAD, AWAIT], "feed_load_failed")?;
+        if exc.is_some() {
+            self.exc = exc;
+        }
+        self.feed(py, Input::LoadFailed(message));
+        Ok(())
+    }
+
+    /// WAIT: the deadline passed; LOAD / AWAIT: the load deadline passed.
+    fn feed_timeout(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.expect(&[WAIT, LOAD, AWAIT], "feed_timeout")?;
+        self.feed(py, Input::Timeout);
+        Ok(())
+    }
+
+    /// SERVE: the caller has its value; the call goes on (drive it in the background).
+    fn feed_continue(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.expect(&[SERVE], "feed_continue")?;
+        self.feed(py, Input::Continue);
+        Ok(())
+    }
+
+    /// JOIN (threads): block (GIL released) until the flight ends or `timeout` seconds pass;
+    /// whether it ended. Signals (Ctrl-C) are handled while waiting.
+    #[pyo3(signature = (timeout = None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        self.expect(&[JOIN], "wait")?;
+        let w = self.waiter.clone().ok_or_else(|| PyRuntimeError::new_err("wait(): no waiter"))?;
+        let deadline = timeout.map(|t| std::time::Instant::now() + std::time::Duration::from_secs_f64(t.max(0.0)));
+        loop {
+            let slice = std::time::Duration::from_millis(100);
+            let woken = py.detach(|| {
+                let g = w.lock();
+                let (g, _) = w.cv.wait_timeout_while(g, slice, |s| !s.woken).unwrap_or_else(|p| p.into_inner());
+                g.woken
+            });
+            if woken {
+                return Ok(true);
+            }
+            py.check_signals()?;
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// JOIN (asyncio): call `callback()` (from whichever thread ends the flight) when it ends.
+    /// False if it has already ended (call `joined()` now; the callback is not kept).
+    fn on_wake(&self, callback: Py<PyAny>) -> PyResult<bool> {
+        self.expect(&[JOIN], "on_wake")?;
+        let w = self.waiter.as_ref().ok_or_else(|| PyRuntimeError::new_err("on_wake(): no waiter"))?;
+        let mut s = w.lock();
+        if s.woken {
+            return Ok(false);
+        }
+        s.callbacks.push(callback);
+        Ok(true)
+    }
+
+    /// JOIN: after the wake-up — the flight's answer, or this call runs again (it may lead).
+    fn joined(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.expect(&[JOIN], "joined")?;
+        let host = self.host.clone();
+        let id = self.id;
+        let ((t, w), fired) = host.decide(|st| {
+            let t = st.coord.joined(now_ms(), id);
+            let w = Self::ticket_locked(st, &t);
+            (t, w)
+        });
+        self.fire(py, fired);
+        if !matches!(t, Ticket::Join { .. }) {
+            self.live = false;
+        }
+        let keep = self.waiter.take();
+        self.take_ticket(py, t, w);
+        if self.waiter.is_none() {
+            self.waiter = keep;
+        }
+        Ok(())
+    }
+
+    /// SERVE / ANSWER(value): the decoded value (this caller's own object).
+    fn value(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match &self.st {
+            St::Serve(v) | St::Value(v) => Ok(v.clone_ref(py)),
+            _ => Err(PyRuntimeError::new_err("value(): no value at this step")),
+        }
+    }
+
+    /// ANSWER of a `get_or_load`: the value, or raise — the loader's own exception (`exc`, this
+    /// caller's; or the leader's, for a joiner) when the load failed, else a `KarltonError`.
+    #[pyo3(signature = (exc = None))]
+    fn outcome(&self, py: Python<'_>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        match &self.st {
+            St::Value(v) => Ok(v.clone_ref(py)),
+            St::Missing => Ok(py.None()),
+            St::Failed(e) => Err(self.raise(py, e, exc)),
+            St::Raise(e) => Err(e.clone_ref(py)),
+            _ => Err(PyRuntimeError::new_err(format!("outcome(): the call is not answered (kind {})", self.code()))),
+        }
+    }
+
+    /// ANSWER of a one-op call: `get` → the value or `default`; `set` → stored?;
+    /// `invalidate` → existed?; `bump` → the new generation. Store failures raise.
+    #[pyo3(signature = (default = None))]
+    fn result(&self, py: Python<'_>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+        match &self.st {
+            St::Missing => Ok(default.unwrap_or_else(|| py.None())),
+            _ => self.outcome(py, None),
+        }
+    }
+
+    /// ANSWER: whether the value was served from a stale entry because the load failed or
+    /// timed out (the error is reported, not raised).
+    #[getter]
+    fn bg_error(&self) -> Option<(&'static str, String)> {
+        self.bg_error.as_ref().map(|e| (flow_error_kind(e), e.to_string()))
+    }
+
+    /// The caller went away (an exception, a cancelled task): leave the coordinator; a lease
+    /// this call holds goes back (on Redis the call is then at STORE: run it, or drop it).
+    fn cancel(&mut self, py: Python<'_>) {
+        if matches!(self.st, St::Release { .. }) {
+            return;
+        }
+        self.abandon(py, None);
+    }
+}
+
+fn request(key: &PyKey, tags: Vec<String>) -> Request {
+    Request { key: key.built.clone(), gen_keys: gen_keys(key, &tags), tags }
+}
+
+/// The native driver of one `Cache`/`AsyncCache`: its coordinator, store, policy and codec.
+#[pyclass(module = "karlton._karlton", name = "Driver", frozen)]
+pub struct PyDriver {
+    host: Arc<Host>,
+    /// The Python driver's `_slow(call, loader)`, for what `get_or_load` cannot finish natively.
+    slow: std::sync::OnceLock<Py<PyAny>>,
+    /// The sync Redis fast-read sender `(packed, n) -> replies | str`.
+    fast: std::sync::OnceLock<Py<PyAny>>,
+}
+
+impl PyDriver {
+    fn policy_of(&self, policy: Option<&Bound<'_, PyAny>>) -> PyResult<Arc<Policy>> {
+        Ok(policy_arg(policy)?.map_or_else(|| self.host.policy.clone(), |p| p.get().inner.clone()))
+    }
+
+    /// Run a one-op call as far as it goes natively: the answer, or the `Call` for Python.
+    fn op(&self, py: Python<'_>, op: Op, kind: Kind, key: String, policy: Arc<Policy>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+        let mut c = PyCall::new(self.host.clone(), kind, Some(Request { key, gen_keys: Vec::new(), tags: Vec::new() }), policy.clone());
+        let ((id, a), fired) = self.host.decide(|st| st.coord.op(now_ms(), op, policy));
+        c.id = id;
+        c.live = true;
+        c.fire(py, fired);
+        c.act(py, a);
+        if let Some(fast) = self.fast.get() {
+            c.run_fast(py, fast)?;
+        }
+        if c.code() == ANSWER {
+            return c.result(py, default);
+        }
+        Ok(Py::new(py, c)?.into_any())
+    }
+}
+
 #[pymethods]
 impl PyDriver {
-    /// `store` is a `MemoryStore`, or `None` for Redis (ops come back as script calls).
+    /// `store` is a `MemoryStore`, or `None` for Redis (store ops come back as script calls);
+    /// `fast_read`: the Redis store has the fast read.
     #[new]
-    #[pyo3(signature = (store, policy, codec_id = None, codec_decode = None))]
+    #[pyo3(signature = (store, policy, codec_id = None, codec_decode = None, fast_read = false))]
     fn new(
         store: Option<PyRef<'_, PyMemoryStore>>,
         policy: PyRef<'_, PyPolicy>,
         codec_id: Option<u8>,
         codec_decode: Option<Py<PyAny>>,
+        fast_read: bool,
     ) -> PyResult<PyDriver> {
-        let backend = match store {
-            Some(s) => Backend::Memory(s.inner.clone()),
-            None => Backend::Redis,
-        };
         let codec = match (codec_id, codec_decode) {
             (Some(id), Some(d)) => {
                 if id < codec::USER_START {
@@ -392,16 +960,15 @@ impl PyDriver {
             }
             _ => None,
         };
-        let seed = now_ms().rotate_left(20)
-            ^ u64::from(std::process::id()).rotate_left(44)
-            ^ (Arc::as_ptr(&policy.inner) as u64);
+        let memory = store.map(|s| s.inner.clone());
+        let coord = Coordinator::new(os_seed(), fast_read && memory.is_none());
+        let counters = coord.counters().clone();
         Ok(PyDriver {
-            shared: Arc::new(Shared {
-                backend,
+            host: Arc::new(Host {
+                memory,
                 policy: policy.inner.clone(),
-                stats: AtomicStats::default(),
-                seed: AtomicU64::new(seed),
-                skew: AtomicI64::new(0),
+                counters,
+                state: Mutex::new(State { coord, waiters: HashMap::new() }),
                 codec,
             }),
             slow: std::sync::OnceLock::new(),
@@ -409,30 +976,53 @@ impl PyDriver {
         })
     }
 
-    /// Start `get_or_load`: the decoded value if the flow finished in-process (a hit), else a
-    /// `Flow` to drive.
-    #[pyo3(signature = (key, tags = None, policy = None))]
-    fn read(
-        &self,
-        py: Python<'_>,
-        key: &Bound<'_, PyAny>,
-        tags: Option<&Bound<'_, PyAny>>,
-        policy: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        let policy = policy_arg(policy)?;
-        match self.read_inner(py, key, tags, policy.as_ref().map(|p| p.get()))? {
-            Ok(v) => Ok(v),
-            Err(f) => Ok(Py::new(py, f)?.into_any()),
-        }
-    }
-
-    /// Install the Python slow path used by `get_or_load` (once).
+    /// Install the Python slow path `slow(call, loader)` used by `get_or_load` (once).
     fn set_slow(&self, slow: Py<PyAny>) -> PyResult<()> {
-        self.slow.set(slow).map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("set_slow(): already set"))
+        self.slow.set(slow).map_err(|_| PyRuntimeError::new_err("set_slow(): already set"))
     }
 
-    /// The whole sync `get_or_load` hit in one native call; anything else goes to the slow path
-    /// installed with `set_slow`.
+    /// Install the sync Redis fast-read sender (once): `fast(packed, n)` sends the RESP
+    /// buffer, reads `n` replies and answers them as a list (error replies as exceptions), or a
+    /// `str` if the server could not be reached.
+    fn set_fast(&self, fast: Py<PyAny>) -> PyResult<()> {
+        if self.host.memory.is_some() {
+            return Err(PyValueError::new_err("set_fast(): the memory store has no fast read"));
+        }
+        self.fast.set(fast).map_err(|_| PyRuntimeError::new_err("set_fast(): already set"))
+    }
+
+    /// Start a `get_or_load`: the value when it finished natively (a hit), else a `Call`.
+    #[pyo3(signature = (key, tags = None, policy = None))]
+    fn start(&self, py: Python<'_>, key: &Bound<'_, PyAny>, tags: Option<&Bound<'_, PyAny>>, policy: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        let policy = self.policy_of(policy)?;
+        let key = key_arg(key)?.get();
+        let tags = tags_arg(tags)?;
+        let bad = if tags.is_empty() {
+            match self.host.memory_hit(&key.built, std::slice::from_ref(&key.gen_key), &policy) {
+                Some(s) => match self.host.decode(py, &s) {
+                    Ok(v) => return Ok(v),
+                    Err(_) => Some(s),
+                },
+                None => None,
+            }
+        } else {
+            None
+        };
+        let mut c = PyCall::new(self.host.clone(), Kind::GetOrLoad, Some(request(key, tags)), policy);
+        match bad {
+            Some(s) => c.replace(py, s),
+            None => c.start(py),
+        }
+        if c.code() == ANSWER {
+            if let St::Value(v) = &c.st {
+                return Ok(v.clone_ref(py));
+            }
+        }
+        Ok(Py::new(py, c)?.into_any())
+    }
+
+    /// The whole sync `get_or_load` hit in one native call (the Redis fast read through the
+    /// installed sender); anything else goes to the slow path installed with `set_slow`.
     #[pyo3(signature = (key, loader, *, tags = None, policy = None))]
     fn get_or_load(
         &self,
@@ -442,58 +1032,37 @@ impl PyDriver {
         tags: Option<&Bound<'_, PyAny>>,
         policy: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let policy = policy_arg(policy)?;
-        let pol = policy.as_ref().map(|p| p.get());
-        let r = match self.fast.get() {
-            Some(fast) => self.read_fast(py, fast, key, tags, pol)?,
-            None => self.read_inner(py, key, tags, pol)?,
-        };
-        match r {
-            Ok(v) => Ok(v),
-            Err(f) => {
-                let slow = self.slow.get().ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("no slow path installed"))?;
-                let f = Py::new(py, f)?;
-                let tags = tags.map_or_else(|| py.None(), |t| t.clone().unbind());
-                let pn = policy.map_or_else(|| py.None(), |p| p.into_any().unbind());
-                slow.call1(py, (f, loader, key, tags, pn))
+        let r = self.start(py, key, tags, policy)?;
+        let Ok(call) = r.bind(py).cast::<PyCall>() else { return Ok(r) };
+        if let Some(fast) = self.fast.get() {
+            let mut c = call.borrow_mut();
+            c.run_fast(py, fast)?;
+            if let St::Value(v) = &c.st {
+                return Ok(v.clone_ref(py));
             }
         }
+        let slow = self.slow.get().ok_or_else(|| PyRuntimeError::new_err("no slow path installed"))?;
+        slow.call1(py, (call, loader))
     }
 
-    /// Install the sync Redis fast-read sender used by `get_or_load` (once):
-    /// `fast(packed, n)` sends the RESP buffer, reads `n` replies and answers them as a list
-    /// (error replies as exceptions), or a `str` if the server could not be reached.
-    fn set_fast(&self, fast: Py<PyAny>) -> PyResult<()> {
-        if matches!(self.shared.backend, Backend::Memory(_)) {
-            return Err(PyValueError::new_err("set_fast(): the memory store has no fast read"));
-        }
-        self.fast.set(fast).map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("set_fast(): already set"))
-    }
-
-    /// Start `get_or_load` on Redis with the fast read: a `FastRead` whose `packed` buffer the
-    /// caller sends (reading `n` replies) and whose `finish` answers like `read`.
-    #[pyo3(signature = (key, tags = None, policy = None))]
-    fn fast_read(
-        &self,
-        key: &Bound<'_, PyAny>,
-        tags: Option<&Bound<'_, PyAny>>,
-        policy: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<PyFastRead> {
-        if matches!(self.shared.backend, Backend::Memory(_)) {
-            return Err(PyValueError::new_err("fast_read(): the memory store has no fast read"));
-        }
-        let policy = policy_arg(policy)?.map_or_else(|| self.shared.policy.clone(), |p| p.get().inner.clone());
-        let req = request(key_arg(key)?.get(), tags)?;
-        Ok(PyFastRead { shared: self.shared.clone(), req: Some(req), policy })
-    }
-
-    /// A plain read (no lease, no load). The `Op`'s result is the value or `default`.
-    #[pyo3(signature = (key, tags = None))]
-    fn get(&self, py: Python<'_>, key: &Bound<'_, PyAny>, tags: Option<&Bound<'_, PyAny>>) -> PyResult<PyOp> {
+    /// A plain read (no lease, no load): the value or `default`, or a `Call` for Python.
+    #[pyo3(signature = (key, default = None, tags = None))]
+    fn get(&self, py: Python<'_>, key: &Bound<'_, PyAny>, default: Option<Py<PyAny>>, tags: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
         let key = key_arg(key)?.get();
         let tags = tags_arg(tags)?;
-        let op = flow::get_op(&key.built, &gen_keys(key, &tags));
-        PyOp::start(py, self.shared.clone(), op, OpKind::Get)
+        let gk = gen_keys(key, &tags);
+        let policy = self.host.policy.clone();
+        if let Some(s) = self.host.memory_hit(&key.built, &gk, &policy) {
+            match self.host.decode(py, &s) {
+                Ok(v) => return Ok(v),
+                Err(_) => {
+                    self.host.counters.report_undecodable(&s);
+                    return Ok(default.unwrap_or_else(|| py.None()));
+                }
+            }
+        }
+        let op = Op::Get { key: key.built.clone(), gen_keys: gk };
+        self.op(py, op, Kind::Get, key.built.clone(), policy, default)
     }
 
     /// Write-through: an authoritative fill that never lowers a version.
@@ -507,8 +1076,8 @@ impl PyDriver {
         codec_id: u8,
         version: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
-        policy: Option<PyRef<'_, PyPolicy>>,
-    ) -> PyResult<PyOp> {
+        policy: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         let key = key_arg(key)?.get();
         let tags = tags_arg(tags)?;
         let version = match version.filter(|v| !v.is_none()) {
@@ -523,7 +1092,7 @@ impl PyDriver {
                 return Err(PyTypeError::new_err(format!("version must be an int, not {}", v.get_type().name()?)));
             }
         };
-        let w = Write {
+        let write = Write {
             key: key.built.clone(),
             gen_keys: gen_keys(key, &tags),
             tags,
@@ -531,34 +1100,33 @@ impl PyDriver {
             codec: codec_id,
             version,
         };
-        let policy = policy.map_or_else(|| self.shared.policy.clone(), |p| p.inner.clone());
-        let store_now = now_ms().saturating_add_signed(self.shared.skew.load(Ordering::Relaxed));
-        let op = flow::set_op(&w, &policy, store_now, self.shared.next_seed());
-        PyOp::start(py, self.shared.clone(), op, OpKind::Set)
+        let policy = self.policy_of(policy)?;
+        self.op(py, Op::Set { write }, Kind::Write, key.built.clone(), policy, None)
     }
 
     /// Delete (`mode="delete"`) or mark stale (`mode="stale"`); revokes the lease.
     #[pyo3(signature = (key, mode = "delete"))]
-    fn invalidate(&self, py: Python<'_>, key: &Bound<'_, PyAny>, mode: &str) -> PyResult<PyOp> {
+    fn invalidate(&self, py: Python<'_>, key: &Bound<'_, PyAny>, mode: &str) -> PyResult<Py<PyAny>> {
         let key = key_arg(key)?.get();
         let mode = match mode {
             "delete" => InvalidateMode::Delete,
             "stale" => InvalidateMode::MarkStale,
             m => return Err(PyValueError::new_err(format!("mode must be \"delete\" or \"stale\", got {m:?}"))),
         };
-        PyOp::start(py, self.shared.clone(), flow::invalidate_op(&key.built, mode), OpKind::Invalidate)
+        let op = Op::Invalidate { key: key.built.clone(), mode };
+        self.op(py, op, Kind::Write, key.built.clone(), self.host.policy.clone(), None)
     }
 
     /// Move a generation counter (namespace or tag) to a new value.
-    fn bump(&self, py: Python<'_>, gen_key: &str) -> PyResult<PyOp> {
-        let op = flow::bump_op(gen_key, self.shared.next_seed());
-        PyOp::start(py, self.shared.clone(), op, OpKind::Bump)
+    fn bump(&self, py: Python<'_>, gen_key: &str) -> PyResult<Py<PyAny>> {
+        let op = Op::Bump { gen_key: gen_key.to_owned() };
+        self.op(py, op, Kind::Write, String::new(), self.host.policy.clone(), None)
     }
 
     /// A snapshot of the counters as a dict.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let mut s = self.shared.stats.snapshot();
-        if let Backend::Memory(m) = &self.shared.backend {
+        let mut s = self.host.counters.snapshot();
+        if let Some(m) = &self.host.memory {
             s.evictions = m.evictions();
         }
         let d = PyDict::new(py);
@@ -568,420 +1136,8 @@ impl PyDriver {
         Ok(d)
     }
 
-    /// Add counts the Python driver observed itself (e.g. `store_errors`).
-    fn count(&self, field: &str, n: u64) -> PyResult<()> {
-        let mut s = Stats::default();
-        match field {
-            "store_errors" => s.store_errors = n,
-            "load_errors" => s.load_errors = n,
-            "fills_rejected" => s.fills_rejected = n,
-            f => return Err(PyValueError::new_err(format!("unknown counter {f:?}"))),
-        }
-        self.shared.stats.add(&s);
-        Ok(())
-    }
-}
-
-/// One `get_or_load` in progress. See the module docs of `karlton._karlton`.
-#[pyclass(module = "karlton._karlton", name = "Flow")]
-pub struct PyFlow {
-    shared: Arc<Shared>,
-    flow: GetOrLoad,
-    step: Step,
-    call: Option<RedisCall>,
-    counted: bool,
-}
-
-impl PyFlow {
-    fn new(shared: Arc<Shared>, flow: GetOrLoad, step: Step) -> PyFlow {
-        let mut f = PyFlow { shared, flow, step: Step::Done(Err(FlowError::Protocol("unset".into()))), call: None, counted: false };
-        f.set_step(step);
-        f
-    }
-
-    fn set_step(&mut self, step: Step) {
-        self.call = match (&step, &self.shared.backend) {
-            (Step::Store(op), Backend::Redis) => Some(encode_op(op)),
-            _ => None,
-        };
-        if matches!(step, Step::Done(_)) {
-            self.count();
-        }
-        self.step = step;
-    }
-
-    fn count(&mut self) {
-        if !self.counted {
-            self.counted = true;
-            self.shared.stats.add(self.flow.stats());
-        }
-    }
-
-    fn advance(&mut self, py: Python<'_>, input: Input, big: bool) {
-        let shared = self.shared.clone();
-        let flow = &mut self.flow;
-        let run = move || {
-            let now = now_ms();
-            let step = flow.handle(now, input);
-            match &shared.backend {
-                Backend::Memory(m) => flow.run_store_steps(now, step, |op| Ok(m.apply(now, op))),
-                Backend::Redis => step,
-            }
-        };
-        let step = if big { py.detach(run) } else { run() };
-        self.set_step(step);
-    }
-
-    fn expect(&self, kinds: &[u8], what: &str) -> PyResult<()> {
-        if kinds.contains(&self.kind()) {
-            Ok(())
-        } else {
-            Err(pyo3::exceptions::PyRuntimeError::new_err(format!("{what}: the flow is not at that step (kind {})", self.kind())))
-        }
-    }
-}
-
-impl Drop for PyFlow {
-    fn drop(&mut self) {
-        self.count();
-    }
-}
-
-#[pymethods]
-impl PyFlow {
-    /// STORE, LOAD, WAIT, SERVE or DONE.
-    #[getter]
-    fn kind(&self) -> u8 {
-        match self.step {
-            Step::Store(_) => STORE,
-            Step::Load { .. } => LOAD,
-            Step::Wait { .. } => WAIT,
-            Step::Serve(_) => SERVE,
-            Step::Done(_) => DONE,
-        }
-    }
-
-    /// The built entry key.
-    #[getter]
-    fn key(&self) -> &str {
-        &self.flow.request().key
-    }
-
-    /// Whether this flow holds the key's lease.
-    #[getter]
-    fn has_lease(&self) -> bool {
-        self.flow.token().is_some()
-    }
-
-    /// LOAD: seconds until the load deadline (`None` = no deadline).
-    #[getter]
-    fn timeout(&self) -> Option<f64> {
-        match self.step {
-            Step::Load { timeout_at: Some(t) } => Some(t.saturating_sub(now_ms()) as f64 / 1000.0),
-            _ => None,
-        }
-    }
-
-    /// WAIT: seconds to sleep before `feed_timeout`.
-    #[getter]
-    fn delay(&self) -> f64 {
-        match self.step {
-            Step::Wait { until_ms } => until_ms.saturating_sub(now_ms()) as f64 / 1000.0,
-            _ => 0.0,
-        }
-    }
-
-    /// STORE (Redis): `(sha, numkeys, *keys, *args)` for `evalsha`.
-    #[getter]
-    fn call<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        self.call.as_ref().map(|c| call_tuple(py, c)).transpose()
-    }
-
-    /// STORE (Redis): the Lua source of the script `call` names (for the NOSCRIPT fallback).
-    #[getter]
-    fn source(&self) -> Option<&'static str> {
-        self.call.as_ref().map(|c| c.script.source)
-    }
-
-    /// Feed the store's reply (Redis: the raw `evalsha` result, or the error-reply exception).
-    fn feed_reply(&mut self, py: Python<'_>, reply: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.expect(&[STORE], "feed_reply")?;
-        let Step::Store(op) = &self.step else { unreachable!() };
-        let input = match decode_reply(op, redis_value(reply, 0)) {
-            Ok(r) => {
-                self.shared.learn(&r);
-                Input::Store(r)
-            }
-            Err(e) => Input::StoreFailed(e),
-        };
-        self.advance(py, input, false);
-        Ok(())
-    }
-
-    /// Feed a store failure (connection lost, timeout…).
-    fn feed_store_error(&mut self, py: Python<'_>, message: String) -> PyResult<()> {
-        self.expect(&[STORE], "feed_store_error")?;
-        self.advance(py, Input::StoreFailed(StoreFailure { message }), false);
-        Ok(())
-    }
-
-    /// Feed the loader's encoded result.
-    #[pyo3(signature = (value, codec_id, negative = false, version = None))]
-    fn feed_loaded(&mut self, py: Python<'_>, value: &[u8], codec_id: u8, negative: bool, version: Option<u64>) -> PyResult<()> {
-        self.expect(&[LOAD], "feed_loaded")?;
-        let big = value.len() >= DETACH_BYTES;
-        let l = Loaded { value: value.into(), codec: codec_id, negative, version };
-        self.advance(py, Input::Loaded(l), big);
-        Ok(())
-    }
-
-    /// Feed a loader failure (message for humans).
-    fn feed_load_failed(&mut self, py: Python<'_>, message: String) -> PyResult<()> {
-        self.expect(&[LOAD], "feed_load_failed")?;
-        self.advance(py, Input::LoadFailed(message), false);
-        Ok(())
-    }
-
-    /// A WAIT deadline or a LOAD timeout passed.
-    fn feed_timeout(&mut self, py: Python<'_>) -> PyResult<()> {
-        self.expect(&[WAIT, LOAD], "feed_timeout")?;
-        self.advance(py, Input::Timeout, false);
-        Ok(())
-    }
-
-    /// Resume after SERVE.
-    fn feed_continue(&mut self, py: Python<'_>) -> PyResult<()> {
-        self.expect(&[SERVE], "feed_continue")?;
-        self.advance(py, Input::Continue, false);
-        Ok(())
-    }
-
-    /// SERVE / DONE(ok): the decoded value.
-    fn value(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        match &self.step {
-            Step::Serve(s) | Step::Done(Ok(s)) => self.shared.decode(py, s),
-            _ => Err(pyo3::exceptions::PyRuntimeError::new_err("value(): no value at this step")),
-        }
-    }
-
-    /// SERVE / DONE(ok): the value as a handle that decodes a fresh copy on each `value()` (for
-    /// single-flight followers: every caller gets its own object).
-    fn served(&self) -> PyResult<PyServed> {
-        match &self.step {
-            Step::Serve(s) | Step::Done(Ok(s)) => Ok(PyServed { shared: self.shared.clone(), served: s.clone() }),
-            _ => Err(pyo3::exceptions::PyRuntimeError::new_err("served(): no value at this step")),
-        }
-    }
-
-    /// SERVE / DONE(ok): where the value came from (`fresh`, `stale`, `loaded`, …).
-    #[getter]
-    fn source_kind(&self) -> Option<&'static str> {
-        match &self.step {
-            Step::Serve(s) | Step::Done(Ok(s)) => Some(source_name(s.source)),
-            _ => None,
-        }
-    }
-
-    /// DONE(err): `(kind, message)`; kind is load, load_timeout, lock_timeout, store, protocol.
-    #[getter]
-    fn error(&self) -> Option<(&'static str, String)> {
-        match &self.step {
-            Step::Done(Err(e)) => Some((flow_error_kind(e), e.to_string())),
-            _ => None,
-        }
-    }
-
-    /// Stop here (a follower of another caller's load): count what this flow saw.
-    fn abandon(&mut self) {
-        self.count();
-    }
-}
-
-/// A served value, decoded anew by each `value()` call.
-#[pyclass(module = "karlton._karlton", name = "Served", frozen)]
-pub struct PyServed {
-    shared: Arc<Shared>,
-    served: Served,
-}
-
-#[pymethods]
-impl PyServed {
-    /// A freshly decoded copy of the value (`None` for a cached "not found").
-    fn value(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.shared.decode(py, &self.served)
-    }
-
-    /// Where the value came from.
-    #[getter]
-    fn source_kind(&self) -> &'static str {
-        source_name(self.served.source)
-    }
-
-    /// Whether the value is (now) in the store.
-    #[getter]
-    fn cached(&self) -> bool {
-        self.served.cached
-    }
-}
-
-/// A `get_or_load` started with the Redis fast read (for drivers that send it themselves, e.g.
-/// asyncio): send `command`, then `finish` with the replies.
-#[pyclass(module = "karlton._karlton", name = "FastRead")]
-pub struct PyFastRead {
-    shared: Arc<Shared>,
-    req: Option<Request>,
-    policy: Arc<Policy>,
-}
-
-#[pymethods]
-impl PyFastRead {
-    /// `(packed, n)`: the RESP buffer to send in one write, and how many replies to read.
-    #[getter]
-    fn command<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyBytes>, usize)> {
-        let req = self.req.as_ref().ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("command: already finished"))?;
-        Ok(fast_packed(py, &req.key, &req.gen_keys))
-    }
-
-    /// Feed the replies (a list, error replies as exceptions) or a `str` (the server could not
-    /// be reached): the decoded value on a clean fresh hit, else a `Flow` to drive (already
-    /// told about the failure). Once.
-    fn finish(&mut self, py: Python<'_>, reply: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let req = self.req.take().ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("finish(): already finished"))?;
-        match finish_fast(&self.shared, py, req, &self.policy, reply)? {
-            Ok(v) => Ok(v),
-            Err(f) => Ok(Py::new(py, f)?.into_any()),
-        }
-    }
-}
-
-enum OpKind {
-    Get,
-    Set,
-    Invalidate,
-    Bump,
-}
-
-/// One write-path op (`get`, `set`, `invalidate`, `bump`): done at once on the memory store,
-/// or a Redis call for Python to run.
-#[pyclass(module = "karlton._karlton", name = "Op")]
-pub struct PyOp {
-    shared: Arc<Shared>,
-    op: StoreOp,
-    kind: OpKind,
-    call: Option<RedisCall>,
-    reply: Option<Result<StoreReply, StoreFailure>>,
-    /// A `get` answered by the fast read (already counted).
-    served: Option<Served>,
-}
-
-impl PyOp {
-    fn start(py: Python<'_>, shared: Arc<Shared>, op: StoreOp, kind: OpKind) -> PyResult<PyOp> {
-        let (call, reply) = match &shared.backend {
-            Backend::Memory(m) => {
-                let big = matches!(&op, StoreOp::Fill { entry, .. } if entry.len() >= DETACH_BYTES);
-                let run = || m.apply(now_ms(), &op);
-                (None, Some(Ok(if big { py.detach(run) } else { run() })))
-            }
-            Backend::Redis => (Some(encode_op(&op)), None),
-        };
-        Ok(PyOp { shared, op, kind, call, reply, served: None })
-    }
-}
-
-#[pymethods]
-impl PyOp {
-    /// Whether the op still needs a store reply.
-    #[getter]
-    fn pending(&self) -> bool {
-        self.reply.is_none() && self.served.is_none()
-    }
-
-    /// A pending Redis `get`: `(packed, n)` of the fast read to try first (`feed_fast`), else
-    /// `None`.
-    #[getter]
-    fn fast<'py>(&self, py: Python<'py>) -> Option<(Bound<'py, PyBytes>, usize)> {
-        match (&self.kind, &self.op, &self.call, self.pending()) {
-            (OpKind::Get, StoreOp::Read { key, gen_keys, .. }, Some(_), true) => Some(fast_packed(py, key, gen_keys)),
-            _ => None,
-        }
-    }
-
-    /// Feed the fast read's replies (or a `str`: the server could not be reached). A clean
-    /// fresh hit, or the failure, completes the op; otherwise it stays `pending` (run `call`).
-    fn feed_fast(&mut self, reply: &Bound<'_, PyAny>) -> PyResult<()> {
-        match fast_reply(reply)? {
-            FastReply::Replies(v) => {
-                self.served = fast_read_result(&v, &self.shared.policy, self.shared.next_seed(), &self.shared.stats);
-            }
-            FastReply::Failed(e) => self.reply = Some(Err(e)),
-        }
-        Ok(())
-    }
-
-    /// `(sha, numkeys, *keys, *args)` for `evalsha`.
-    #[getter]
-    fn call<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        self.call.as_ref().map(|c| call_tuple(py, c)).transpose()
-    }
-
-    /// The Lua source of the script `call` names.
-    #[getter]
-    fn source(&self) -> Option<&'static str> {
-        self.call.as_ref().map(|c| c.script.source)
-    }
-
-    /// Feed the raw reply.
-    fn feed_reply(&mut self, reply: &Bound<'_, PyAny>) {
-        let r = decode_reply(&self.op, redis_value(reply, 0));
-        if let Ok(r) = &r {
-            self.shared.learn(r);
-        }
-        self.reply = Some(r);
-    }
-
-    /// Feed a store failure.
-    fn feed_store_error(&mut self, message: String) {
-        self.reply = Some(Err(StoreFailure { message }));
-    }
-
-    /// The result: `get` → value or `default`; `set` → stored?; `invalidate` → existed?;
-    /// `bump` → new generation. Store failures raise `StoreError` (a `get` answers `default`
-    /// unless the policy says `on_store_error="error"`).
-    #[pyo3(signature = (default = None))]
-    fn result(&mut self, py: Python<'_>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
-        let default = default.unwrap_or_else(|| py.None());
-        if let Some(s) = &self.served {
-            return self.shared.decode(py, s);
-        }
-        let Some(reply) = self.reply.clone() else {
-            return Err(pyo3::exceptions::PyRuntimeError::new_err("result(): no reply yet"));
-        };
-        let mut stats = Stats::default();
-        let out = match (&self.kind, reply) {
-            (OpKind::Get, Ok(StoreReply::Read(r))) => match flow::get_result(&r, &mut stats) {
-                Some(s) => self.shared.decode(py, &s),
-                None => Ok(default),
-            },
-            (OpKind::Get, Err(e)) => match flow::get_on_store_error(&self.shared.policy, e, &mut stats) {
-                Ok(_) => Ok(default),
-                Err(e) => Err(store_failure_error(py, e)),
-            },
-            (OpKind::Set, Ok(StoreReply::Stored)) => Ok(PyBool::new(py, true).to_owned().into_any().unbind()),
-            (OpKind::Set, Ok(StoreReply::Rejected { .. })) => {
-                stats.fills_rejected += 1;
-                Ok(PyBool::new(py, false).to_owned().into_any().unbind())
-            }
-            (OpKind::Invalidate, Ok(StoreReply::Invalidated { existed })) => {
-                Ok(PyBool::new(py, existed).to_owned().into_any().unbind())
-            }
-            (OpKind::Bump, Ok(StoreReply::Bumped { generation })) => Ok(generation.into_pyobject(py)?.into_any().unbind()),
-            (_, Err(e)) => {
-                stats.store_errors += 1;
-                Err(store_failure_error(py, FlowError::Store(e.message)))
-            }
-            (_, Ok(other)) => Err(error(py, "KarltonError", format!("unexpected store reply {other:?}"))),
-        };
-        self.shared.stats.add(&stats);
-        out
+    /// `(calls, flights)` alive in the coordinator (0, 0 when idle: nothing leaked).
+    fn pending(&self) -> (usize, usize) {
+        self.host.lock().coord.pending()
     }
 }

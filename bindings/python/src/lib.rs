@@ -1,8 +1,8 @@
 //! `karlton._karlton`: the native module under the `karlton` Python package.
 //!
 //! A thin translation layer over `karlton-core`: `Key`, `PolicyCore`, `MemoryStore`, and the
-//! `Driver`/`Flow`/`Op` handles the pure-Python drivers (`karlton.Cache`, `karlton.AsyncCache`)
-//! step through. No policy is decided here.
+//! `Driver` (a core `Coordinator`) and the `Call` handles the Python drivers (`karlton.Cache`,
+//! `karlton.AsyncCache`) step through. No policy is decided here.
 
 mod convert;
 mod driver;
@@ -75,21 +75,26 @@ fn _karlton(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<policy::PyPolicy>()?;
     m.add_class::<policy::PyMemoryStore>()?;
     m.add_class::<driver::PyDriver>()?;
-    m.add_class::<driver::PyFlow>()?;
-    m.add_class::<driver::PyOp>()?;
-    m.add_class::<driver::PyServed>()?;
-    m.add_class::<driver::PyFastRead>()?;
+    m.add_class::<driver::PyCall>()?;
     m.add_function(wrap_pyfunction!(decode_entry, m)?)?;
     m.add_function(wrap_pyfunction!(redis_scripts, m)?)?;
     m.add_function(wrap_pyfunction!(params_hash, m)?)?;
     m.add_function(wrap_pyfunction!(now_ms, m)?)?;
     #[cfg(feature = "vectors")]
     m.add_function(wrap_pyfunction!(vector_eval, m)?)?;
-    m.add("STORE", driver::STORE)?;
-    m.add("LOAD", driver::LOAD)?;
-    m.add("WAIT", driver::WAIT)?;
-    m.add("SERVE", driver::SERVE)?;
-    m.add("DONE", driver::DONE)?;
+    for (name, v) in [
+        ("STORE", driver::STORE),
+        ("FAST", driver::FAST),
+        ("LOAD", driver::LOAD),
+        ("AWAIT", driver::AWAIT),
+        ("WAIT", driver::WAIT),
+        ("JOIN", driver::JOIN),
+        ("SERVE", driver::SERVE),
+        ("ANSWER", driver::ANSWER),
+        ("FINISHED", driver::FINISHED),
+    ] {
+        m.add(name, v)?;
+    }
     m.add("CODEC_RAW", karlton_core::entry::codec::RAW)?;
     m.add("CODEC_JSON", karlton_core::entry::codec::JSON)?;
     Ok(())

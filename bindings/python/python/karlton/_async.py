@@ -7,12 +7,29 @@ import inspect
 from typing import Any, Awaitable, Callable, Iterable, Optional, TypeVar, Union
 
 from ._base import BaseCache, ErrorCallback, check_loader, describe, gen_key, native_policy, tag_key
-from ._karlton import DONE, LOAD, SERVE, STORE, WAIT, Flow, Key, MemoryStore
+from ._karlton import AWAIT, FAST, FINISHED, JOIN, LOAD, SERVE, STORE, WAIT, Call, Key, MemoryStore
 from ._policy import Policy
 from ._redis import RedisStore
 
 T = TypeVar("T")
 Loader = Callable[[], Union[Awaitable[T], T]]
+
+
+def _woken(fut: "asyncio.Future[None]") -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _waker(loop: asyncio.AbstractEventLoop, fut: "asyncio.Future[None]") -> Callable[[], None]:
+    """A wake-up for a joiner, callable from any thread (the flight may end in a worker)."""
+
+    def wake() -> None:
+        try:
+            loop.call_soon_threadsafe(_woken, fut)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
+
+    return wake
 
 
 async def _call(loader: Callable[[], Any]) -> Any:
@@ -42,7 +59,6 @@ class AsyncCache:
         self._b = BaseCache(store, policy, codec, on_error, True)
         self.store = self._b.store
         self.policy = self._b.policy
-        self._read = self._b._read
         self._d = self._b._d
         redis = self._b._redis
         if redis is None:
@@ -68,7 +84,6 @@ class AsyncCache:
                 return await asyncio.to_thread(sync_fast, packed, n)
 
             self._afast = afast
-        self._inflight: dict[str, asyncio.Future[Any]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def get_or_load(
@@ -81,149 +96,128 @@ class AsyncCache:
     ) -> T:
         """The cached value for ``key``, or the loader's (awaited if it returns an awaitable).
         See ``Cache.get_or_load``."""
-        pn = None if policy is None else native_policy(policy)
-        afast = self._afast
-        if afast is not None:
-            fr = self._d.fast_read(key, tags, pn)
-            r = fr.finish(await afast(*fr.command))
-        else:
-            r = self._read(key, tags, pn)
-        if r.__class__ is Flow:
+        r = self._d.start(key, tags, policy)
+        if r.__class__ is Call:
             check_loader(loader)
-            return await self._slow(r, loader, key, tags, pn)  # type: ignore[no-any-return]
+            return await self._slow(r, loader)  # type: ignore[no-any-return]
         return r  # type: ignore[no-any-return]
 
-    async def _slow(self, flow: Any, loader: Callable[[], Any], key_obj: Any, tags: Any, pn: Any) -> Any:
-        while True:
-            while flow.kind == STORE:
-                await self._aexec(flow)
-            kind = flow.kind
-            if kind == DONE:
-                return self._b._outcome(flow, None).value()
-            if kind == SERVE:
-                served = flow.served()
-                flow.feed_continue()
-                self._spawn(flow, loader, None, None)
-                return served.value()
-            key = flow.key
-            flight = self._inflight.get(key)
-            if flight is None:
-                flight = self._inflight[key] = asyncio.get_running_loop().create_future()
-                return await self._lead(flow, loader, flight)
-            if flow.has_lease:
-                return await self._lead(flow, loader, None)
-            flow.abandon()
-            try:
-                served = await asyncio.shield(flight)
-                return served.value()
-            except asyncio.CancelledError:
-                if not flight.cancelled():
-                    raise  # this caller was cancelled
-            # The leader was cancelled: start over.
-            r = self._read(key_obj, tags, pn)
-            if r.__class__ is not Flow:
-                return r
-            flow = r
-
-    async def _lead(self, flow: Any, loader: Callable[[], Any], flight: Optional[asyncio.Future[Any]]) -> Any:
+    async def _slow(self, call: Any, loader: Callable[[], Any]) -> Any:
+        """Drive a call the native hit path could not finish (see ``Cache._slow``)."""
+        task: Optional[asyncio.Task[Any]] = None
+        exc: Optional[BaseException] = None
         try:
-            task, exc = await self._run(flow, loader, None, None)
-            if flow.kind == SERVE:
-                served = flow.served()
-                flow.feed_continue()
-                self._spawn(flow, loader, task, exc)
-            else:
-                served = self._b._outcome(flow, exc)
-                if exc is not None:
-                    self._b._report(flow.key, exc)
-        except asyncio.CancelledError:
-            if flight is not None:
-                self._resolve(flow.key, flight)
-                flight.cancel()
+            task, exc = await self._run(call, loader, task, exc)
+            if call.kind == SERVE:
+                value = call.value()
+                call.feed_continue()
+                self._spawn(self._background(call, loader, task, exc))
+                return value
+            value = call.outcome(exc)
+            if exc is not None:  # a stale value hid the loader's error
+                self._b._report(call.key, exc)
+            return value
+        except BaseException:
+            self._cancel(call)
             raise
-        except BaseException as e:
-            if flight is not None:
-                self._resolve(flow.key, flight)
-                flight.set_exception(e)
-                flight.exception()  # mark retrieved: followers may be none
-            raise
-        if flight is not None:
-            self._resolve(flow.key, flight)
-            flight.set_result(served)
-        return served.value()
 
-    def _resolve(self, key: str, flight: asyncio.Future[Any]) -> None:
-        if self._inflight.get(key) is flight:
-            del self._inflight[key]
+    def _cancel(self, call: Any) -> None:
+        """The caller went away (cancelled, an exception): joiners run again, and the lease
+        held goes back (on Redis in a task of its own: this one may be cancelled)."""
+        call.cancel()
+        if call.kind == STORE and self._aexec is not None:
+
+            async def release() -> None:
+                try:
+                    await self._aexec(call)
+                except Exception:  # noqa: BLE001 - best effort: the lease expires by itself
+                    pass
+
+            try:
+                self._spawn(release())
+            except RuntimeError:  # no running loop (it is closing): the lease expires
+                pass
 
     async def _run(
-        self, flow: Any, loader: Callable[[], Any], task: Optional[asyncio.Task[Any]], exc: Optional[BaseException]
+        self, call: Any, loader: Callable[[], Any], task: Optional[asyncio.Task[Any]], exc: Optional[BaseException]
     ) -> tuple[Optional[asyncio.Task[Any]], Optional[BaseException]]:
         while True:
-            kind = flow.kind
+            kind = call.kind
             if kind == STORE:
-                await self._aexec(flow)
-            elif kind == LOAD:
-                timeout = flow.timeout
+                await self._aexec(call)
+            elif kind == FAST:
+                call.feed_fast(await self._afast(*call.packed))  # type: ignore[misc]
+            elif kind == LOAD or kind == AWAIT:
+                timeout = call.timeout
                 if task is None and timeout is None:
                     try:
                         value = await _call(loader)
-                    except Exception as e:  # noqa: BLE001 - handed to the flow, re-raised by _outcome
+                    except Exception as e:  # noqa: BLE001 - handed to the core, re-raised by outcome
                         exc = e
-                        flow.feed_load_failed(describe(e))
+                        call.feed_load_failed(describe(e), e)
                         continue
-                    exc = self._b._feed(flow, value) or exc
+                    exc = self._b._feed(call, value) or exc
                 else:
                     if task is None:
                         task = asyncio.ensure_future(_call(loader))
                     done, _ = await asyncio.wait((task,), timeout=timeout)
                     if not done:
-                        flow.feed_timeout()
+                        call.feed_timeout()
                         continue
                     t, task = task, None
                     err = t.exception()
                     if err is not None:
                         exc = err
-                        flow.feed_load_failed(describe(err))
+                        call.feed_load_failed(describe(err), err)
                         continue
-                    exc = self._b._feed(flow, t.result()) or exc
+                    exc = self._b._feed(call, t.result()) or exc
             elif kind == WAIT:
-                await asyncio.sleep(flow.delay)
-                flow.feed_timeout()
+                await asyncio.sleep(call.delay)
+                call.feed_timeout()
+            elif kind == JOIN:
+                loop = asyncio.get_running_loop()
+                woken = loop.create_future()
+                if call.on_wake(_waker(loop, woken)):
+                    await woken
+                call.joined()
             else:
                 return task, exc
 
-    def _spawn(self, flow: Any, loader: Callable[[], Any], task: Any, exc: Optional[BaseException]) -> None:
-        t = asyncio.get_running_loop().create_task(self._background(flow, loader, task, exc))
+    def _spawn(self, coro: Any) -> None:
+        t = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
 
-    async def _background(self, flow: Any, loader: Callable[[], Any], task: Any, exc: Optional[BaseException]) -> None:
+    async def _background(self, call: Any, loader: Callable[[], Any], task: Any, exc: Optional[BaseException]) -> None:
         try:
             while True:
-                task, exc = await self._run(flow, loader, task, exc)
-                if flow.kind == SERVE:
-                    flow.feed_continue()
+                task, exc = await self._run(call, loader, task, exc)
+                if call.kind == SERVE:
+                    call.feed_continue()
                     continue
                 break
-            self._b._outcome(flow, exc)
+            if call.kind == FINISHED:
+                self._b._finished(call, exc)
         except BaseException as e:  # noqa: BLE001 - reported, never lost
-            self._b._report(flow.key, e)
+            self._cancel(call)
+            self._b._report(call.key, e)
 
-    async def _op(self, op: Any, default: Any = None) -> Any:
-        if op.pending:
-            await self._aexec(op)
-        return op.result(default)
+    async def _op(self, r: Any, default: Any = None) -> Any:
+        """A one-op call's answer (the native side answers the memory store itself)."""
+        if r.__class__ is not Call:
+            return r
+        while True:
+            kind = r.kind
+            if kind == STORE:
+                await self._aexec(r)
+            elif kind == FAST:
+                r.feed_fast(await self._afast(*r.packed))  # type: ignore[misc]
+            else:
+                return r.result(default)
 
     async def get(self, key: Key, default: Any = None, *, tags: Optional[Iterable[str]] = None) -> Any:
         """See ``Cache.get``."""
-        op = self._d.get(key, tags)
-        afast = self._afast
-        if afast is not None:
-            f = op.fast
-            if f is not None:
-                op.feed_fast(await afast(*f))
-        return await self._op(op, default)
+        return await self._op(self._d.get(key, default, tags), default)
 
     async def set(
         self,

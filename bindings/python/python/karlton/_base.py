@@ -84,8 +84,8 @@ class BaseCache:
         self._redis = redis
         self._on_error = on_error
         self._encode = encoder(codec)
-        self._d = Driver(native_store, policy._native, codec.id if codec else None, codec.decode if codec else None)
-        self._read = self._d.read
+        fast = redis is not None and redis.fast_reads
+        self._d = Driver(native_store, policy._native, codec.id if codec else None, codec.decode if codec else None, fast)
 
     def _report(self, key: str, exc: BaseException) -> None:
         """A background refresh failed, or a stale value hid a loader error: tell someone."""
@@ -98,26 +98,22 @@ class BaseCache:
                 log.exception("karlton: on_error callback failed")
         log.warning("karlton: background load of %r failed: %s", key, describe(exc), exc_info=exc)
 
-    def _feed(self, flow: Any, value: Any) -> Optional[BaseException]:
-        """Encode the loader's value into the flow. Returns the exception if encoding failed."""
+    def _feed(self, call: Any, value: Any) -> Optional[BaseException]:
+        """Encode the loader's value into the call. Returns the exception if encoding failed."""
         try:
             data, cid, negative = self._encode(value)
         except Exception as e:  # noqa: BLE001 - unencodable value: a load failure, re-raised
-            flow.feed_load_failed(describe(e))
+            call.feed_load_failed(describe(e), e)
             return e
-        flow.feed_loaded(data, cid, negative)
+        call.feed_loaded(data, cid, negative)
         return None
 
-    @staticmethod
-    def _outcome(flow: Any, exc: Optional[BaseException]) -> Any:
-        """DONE: the served handle, or raise (the loader's own exception when it was ours)."""
-        err = flow.error
-        if err is None:
-            return flow.served()
-        kind, msg = err
-        if kind == "load" and exc is not None:
-            raise exc
-        raise flow_error(kind, msg)
+    def _finished(self, call: Any, exc: Optional[BaseException]) -> None:
+        """A refresh after a stale serve ended: report its failure, if any."""
+        err = call.bg_error
+        if err is not None:
+            kind, msg = err
+            self._report(call.key, exc if kind == "load" and exc is not None else flow_error(kind, msg))
 
     def stats(self) -> dict[str, int]:
         """A snapshot of the counters: hits_fresh, hits_stale, misses, loads, load_errors,

@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import threading
-import weakref
 import time
+import weakref
 from concurrent import futures
 from typing import Any, Callable, Iterable, Optional, TypeVar
 
 from ._base import BaseCache, ErrorCallback, check_loader, describe, gen_key, native_policy, tag_key
-from ._karlton import DONE, LOAD, SERVE, STORE, WAIT, Flow, Key, MemoryStore
+from ._karlton import AWAIT, FAST, FINISHED, JOIN, LOAD, SERVE, STORE, WAIT, Call, Key, MemoryStore
 from ._policy import Policy
 from ._redis import RedisStore
 
 T = TypeVar("T")
-
-
-class _Flight:
-    """One in-process load of a key that other threads wait on."""
-
-    __slots__ = ("event", "served", "exc")
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.served: Any = None
-        self.exc: Optional[BaseException] = None
 
 
 class Cache:
@@ -55,11 +44,9 @@ class Cache:
         self._b = BaseCache(store, policy, codec, on_error, False)
         self.store = self._b.store
         self.policy = self._b.policy
-        self._read = self._b._read
         self._d = self._b._d
         self._exec = self._b._redis._exec if self._b._redis is not None else None
         self._lock = threading.Lock()
-        self._inflight: dict[str, _Flight] = {}
         self._max_workers = max_workers
         self._bg: Optional[futures.ThreadPoolExecutor] = None
         self._loaders: Optional[futures.ThreadPoolExecutor] = None
@@ -67,10 +54,10 @@ class Cache:
         # back into `_slow` only when the flow needs a load, a wait or Redis.
         ref = weakref.ref(self)
 
-        def slow(flow: Any, loader: Any, key: Any, tags: Any, pn: Any) -> Any:
+        def slow(call: Any, loader: Any) -> Any:
             cache = ref()
             assert cache is not None
-            return cache._slow(flow, loader, key, tags, pn)
+            return cache._slow(call, loader)
 
         self._d.set_slow(slow)
         # Redis: a fresh hit is one pipelined round trip of plain commands (core decides).
@@ -99,125 +86,95 @@ class Cache:
         # (Instances call the native method directly; this is the same, for the docs.)
         return self._d.get_or_load(key, loader, tags=tags, policy=policy)  # type: ignore[no-any-return]
 
-    def _slow(self, flow: Any, loader: Callable[[], Any], key_obj: Any, tags: Any, pn: Any) -> Any:
+    def _slow(self, call: Any, loader: Callable[[], Any]) -> Any:
+        """Drive a call the native hit path could not finish: Redis, the loader, a wait for
+        another caller's load. The coordinator decides every step; this runs them."""
         check_loader(loader)
-        if flow.kind == STORE:
-            self._run_store(flow)
-        kind = flow.kind
-        if kind == DONE:
-            return self._b._outcome(flow, None).value()
-        if kind == SERVE:
-            served = flow.served()
-            flow.feed_continue()
-            self._spawn(flow, loader, None, None)
-            return served.value()
-        # LOAD or WAIT: lead this key's in-process flight, or follow it.
-        key = flow.key
-        lead: Optional[_Flight] = None
-        follow: Optional[_Flight] = None
-        with self._lock:
-            flight = self._inflight.get(key)
-            if flight is None:
-                lead = self._inflight[key] = _Flight()
-            elif not flow.has_lease:  # holding the store's lease: load, without leading
-                follow = flight
-        if follow is None:
-            return self._lead(flow, loader, lead)
-        flow.abandon()
-        follow.event.wait()
-        if follow.exc is None:
-            return follow.served.value()
-        if isinstance(follow.exc, Exception):
-            raise follow.exc
-        # The leader was interrupted (KeyboardInterrupt, SystemExit): start over.
-        r = self._read(key_obj, tags, pn)
-        return self._slow(r, loader, key_obj, tags, pn) if r.__class__ is Flow else r
-
-    def _run_store(self, flow: Any) -> None:
-        ex = self._exec
-        while flow.kind == STORE:
-            ex(flow)  # type: ignore[misc]
-
-    def _lead(self, flow: Any, loader: Callable[[], Any], flight: Optional[_Flight]) -> Any:
+        fut: Optional[futures.Future[Any]] = None
+        exc: Optional[BaseException] = None
         try:
-            fut, exc = self._run(flow, loader, None, None)
-            if flow.kind == SERVE:
-                served = flow.served()
-                flow.feed_continue()
-                self._spawn(flow, loader, fut, exc)
-            else:
-                served = self._b._outcome(flow, exc)
-                if exc is not None:  # a stale value hid the loader's error
-                    self._b._report(flow.key, exc)
-        except BaseException as e:
-            if flight is not None:
-                self._resolve(flow.key, flight, None, e)
+            fut, exc = self._run(call, loader, fut, exc)
+            if call.kind == SERVE:
+                value = call.value()
+                call.feed_continue()
+                self._pool("_bg").submit(self._background, call, loader, fut, exc)
+                return value
+            value = call.outcome(exc)
+            if exc is not None:  # a stale value hid the loader's error
+                self._b._report(call.key, exc)
+            return value
+        except BaseException:
+            self._cancel(call)
             raise
-        if flight is not None:
-            self._resolve(flow.key, flight, served, None)
-        return served.value()
 
-    def _resolve(self, key: str, flight: _Flight, served: Any, exc: Optional[BaseException]) -> None:
-        with self._lock:
-            if self._inflight.get(key) is flight:
-                del self._inflight[key]
-        flight.served, flight.exc = served, exc
-        flight.event.set()
+    def _cancel(self, call: Any) -> None:
+        """The caller went away (an exception, Ctrl-C): the coordinator lets joiners run again
+        and the lease held goes back."""
+        call.cancel()
+        if call.kind == STORE:
+            try:
+                self._exec(call)  # type: ignore[misc]
+            except Exception:  # noqa: BLE001 - best effort: the lease expires by itself
+                pass
 
     def _run(
-        self, flow: Any, loader: Callable[[], Any], fut: Optional[futures.Future[Any]], exc: Optional[BaseException]
+        self, call: Any, loader: Callable[[], Any], fut: Optional[futures.Future[Any]], exc: Optional[BaseException]
     ) -> tuple[Optional[futures.Future[Any]], Optional[BaseException]]:
-        """Step the flow until it serves or is done. Returns the loader future still running (a
-        soft timeout served a stale value) and the loader's exception, if any."""
+        """Step the call until it serves, answers or finishes. Returns the loader future still
+        running (a soft timeout served a stale value) and the loader's exception, if any."""
         while True:
-            kind = flow.kind
+            kind = call.kind
             if kind == STORE:
-                self._exec(flow)  # type: ignore[misc]
-            elif kind == LOAD:
-                timeout = flow.timeout
+                self._exec(call)  # type: ignore[misc]
+            elif kind == FAST:
+                call.feed_fast(self._fast(*call.packed))  # type: ignore[misc]
+            elif kind == LOAD or kind == AWAIT:
+                timeout = call.timeout
                 if fut is None and timeout is None:
                     try:
                         value = loader()
-                    except Exception as e:  # noqa: BLE001 - handed to the flow, re-raised by _outcome
+                    except Exception as e:  # noqa: BLE001 - handed to the core, re-raised by outcome
                         exc = e
-                        flow.feed_load_failed(describe(e))
+                        call.feed_load_failed(describe(e), e)
                         continue
-                    exc = self._b._feed(flow, value) or exc
+                    exc = self._b._feed(call, value) or exc
                 else:
                     if fut is None:
                         fut = self._pool("_loaders").submit(loader)
                     done, _ = futures.wait((fut,), timeout=timeout)
                     if not done:
-                        flow.feed_timeout()
+                        call.feed_timeout()
                         continue
                     f, fut = fut, None
                     err = f.exception()
                     if err is not None:
                         exc = err
-                        flow.feed_load_failed(describe(err))
+                        call.feed_load_failed(describe(err), err)
                         continue
-                    exc = self._b._feed(flow, f.result()) or exc
+                    exc = self._b._feed(call, f.result()) or exc
             elif kind == WAIT:
-                time.sleep(flow.delay)
-                flow.feed_timeout()
+                time.sleep(call.delay)
+                call.feed_timeout()
+            elif kind == JOIN:
+                call.wait()
+                call.joined()
             else:
                 return fut, exc
 
-    def _spawn(self, flow: Any, loader: Callable[[], Any], fut: Any, exc: Optional[BaseException]) -> None:
-        """Finish a served flow (the refresh) on the background pool."""
-        self._pool("_bg").submit(self._background, flow, loader, fut, exc)
-
-    def _background(self, flow: Any, loader: Callable[[], Any], fut: Any, exc: Optional[BaseException]) -> None:
+    def _background(self, call: Any, loader: Callable[[], Any], fut: Any, exc: Optional[BaseException]) -> None:
+        """Finish a served call (the refresh) on the background pool."""
         try:
             while True:
-                fut, exc = self._run(flow, loader, fut, exc)
-                if flow.kind == SERVE:
-                    flow.feed_continue()
+                fut, exc = self._run(call, loader, fut, exc)
+                if call.kind == SERVE:
+                    call.feed_continue()
                     continue
                 break
-            self._b._outcome(flow, exc)
+            if call.kind == FINISHED:
+                self._b._finished(call, exc)
         except BaseException as e:  # noqa: BLE001 - reported, never lost
-            self._b._report(flow.key, e)
+            self._cancel(call)
+            self._b._report(call.key, e)
 
     def _pool(self, name: str) -> futures.ThreadPoolExecutor:
         pool = getattr(self, name)
@@ -231,22 +188,22 @@ class Cache:
 
     # -- write path --------------------------------------------------------------------------
 
-    def _op(self, op: Any, default: Any = None) -> Any:
-        if op.pending:
-            self._exec(op)  # type: ignore[misc]
-        return op.result(default)
+    def _op(self, r: Any, default: Any = None) -> Any:
+        """A one-op call's answer (the native side answers the memory store itself)."""
+        if r.__class__ is not Call:
+            return r
+        while True:
+            kind = r.kind
+            if kind == STORE:
+                self._exec(r)  # type: ignore[misc]
+            elif kind == FAST:
+                r.feed_fast(self._fast(*r.packed))  # type: ignore[misc]
+            else:
+                return r.result(default)
 
     def get(self, key: Key, default: Any = None, *, tags: Optional[Iterable[str]] = None) -> Any:
         """The cached value if fresh or stale (never past hard expiry), else ``default``. No load."""
-        op = self._d.get(key, tags)
-        fast = self._fast
-        if fast is not None:
-            f = op.fast
-            if f is not None:
-                op.feed_fast(fast(*f))
-        if op.pending:
-            self._exec(op)  # type: ignore[misc]
-        return op.result(default)
+        return self._op(self._d.get(key, default, tags), default)
 
     def set(
         self,

@@ -82,7 +82,7 @@ class RedisStore:
         self._response = redis.exceptions.ResponseError
 
     def _exec(self, x: Any) -> None:
-        """Run a Flow's or Op's pending call (sync client) and feed the reply."""
+        """Run a Call's pending script call (sync client) and feed the reply."""
         call = x.call
         c = self.client
         try:
