@@ -215,9 +215,16 @@ def stampede_tasks(rows: list[tuple[str, str, str]], port: int | None) -> None:
         await asyncio.gather(*(one() for _ in range(200)))
         return calls, lat
 
+    r = None
+    if port is not None:
+        import redis
+
+        r = redis.Redis(port=port)
+    before = commands(r) if r is not None else 0
     calls, lat = asyncio.run(main())
+    cmds = f", {commands(r) - before - 1} Redis cmds" if r is not None else ""
     label = "memory" if port is None else "redis"
-    rows.append((f"stampede 200 asyncio tasks ({label})", f"{calls} loader call(s)",
+    rows.append((f"stampede 200 asyncio tasks ({label})", f"{calls} loader call(s){cmds}",
                  f"p50 {pct(lat, 50) * 1e3:.0f} ms / p99 {pct(lat, 99) * 1e3:.0f} ms"))
 
 
