@@ -293,3 +293,21 @@ def test_joiners_get_the_leaders_own_exception(stores: tuple[Any, Any]) -> None:
             t.join(10)
     assert len(errors) == 5 and all(isinstance(e, Boom) for e in errors), errors
     assert cache.stats()["load_errors"] >= 1
+
+
+def test_undecodable_stale_value_is_replaced_not_served(stores: tuple[Any, Any]) -> None:
+    """A stale entry whose value does not decode: the refresh is not let go with it — the lead
+    gives its lease back and a load replaces the entry (Redis: through the release script)."""
+    key = Key("badstale", "k")
+    short = Policy(soft_ttl=0.05, hard_ttl=20, lock_wait=5, jitter=0)
+    with Cache(stores[0], short, codec=_Forty()) as writer:
+        writer.set(key, 40)
+    time.sleep(0.1)
+    with Cache(stores[0], short) as reader:
+        t0 = time.monotonic()
+        assert reader.get_or_load(key, lambda: 5) == 5
+        assert time.monotonic() - t0 < 4.0  # not a lock_wait behind its own lease
+        s = reader.stats()
+        assert s["corrupt_entries"] == 1 and s["loads"] == 1
+        assert reader.get_or_load(key, lambda: "loader must not run") == 5
+        assert reader._d.pending() == (0, 0)
