@@ -23,7 +23,10 @@ export declare class NativeCache {
    * miss (the loader runs, its fill replaces the bytes).
    */
   replacing(key: unknown, tags: Array<string> | undefined | null, policy: unknown | undefined | null, bad: string | Uint8Array, source?: string | undefined | null): unknown
-  /** A `get` answered a value that did not decode: counted as a corrupt entry. */
+  /**
+   * A `get` answered a value that did not decode: its hit becomes a miss and a corrupt
+   * entry. `source` is what the read said it was (`fresh` unless told).
+   */
   reportUndecodable(source?: string | undefined | null): void
   /** A joiner's flight woke it: its answer, or a new ticket (run again). */
   joined(call: number): unknown
