@@ -834,8 +834,12 @@ class Cache extends EventEmitter {
             r = this.#native.timeout(call);
             break;
           case A_SERVE:
-            this.#answerValue(c, r[2], false);
-            r = this.#native.resume(call);
+            if (await this.#serve(c, call, r[2])) {
+              r = c.again;
+              c.again = undefined;
+            } else {
+              r = this.#native.resume(call);
+            }
             break;
           case A_ANSWER:
             r = r[2];
@@ -893,14 +897,42 @@ class Cache extends EventEmitter {
     }
   }
 
+  /** End `call` in the coordinator; resolves once the lease it held is back (never rejects). */
   #cancel(call) {
     try {
       const [release, events] = this.#native.cancel(call);
       if (events !== undefined) this.#events(events, new Call(null), 0);
-      if (release !== undefined) this.#store._eval(release[0], release[1][0], release[1][1]).catch(() => {});
+      if (release !== undefined) return this.#store._eval(release[0], release[1][0], release[1][1]).catch(() => {});
     } catch {
       // nothing more to do
     }
+    return Promise.resolve();
+  }
+
+  /**
+   * SERVE: answer the caller with the stale value and let the refresh go on — unless the value
+   * does not decode: then this call lets go of its lead (its lease back first, so the
+   * replacement does not wait behind it) and runs again with the entry as a miss. True when it
+   * runs again (`c.again` is its ticket).
+   */
+  async #serve(c, call, v) {
+    if (c.answered || c.raw || c.started || c.replaced || v === null || v === undefined) {
+      this.#answerValue(c, v, false);
+      return false;
+    }
+    let out;
+    try {
+      out = this.#decode(v);
+    } catch (e) {
+      if (e?.code !== ERROR_CODES.codec) throw e;
+      await this.#cancel(call);
+      c.replaced = true;
+      c.again = this.#native.replacing(c.key[kHandle], c.tags, c.ph, typeof v === 'string' || Buffer.isBuffer(v) ? v : v.value, 'stale');
+      return true;
+    }
+    c.answered = true;
+    c.resolve(out);
+    return false;
   }
 
   async #exec(call, script, kv) {

@@ -50,10 +50,10 @@ function gatedLoader(source) {
 }
 
 /** Plant an entry whose header is valid but whose value bytes are not JSON, through the store. */
-async function plantUndecodable(label, store, key) {
+async function plantUndecodable(label, store, key, softTtl = '1m') {
   const bad = Buffer.from('{not json').toString('hex');
   if (label === 'memory') {
-    const seed = new Cache({ store });
+    const seed = new Cache({ store, policy: { softTtl, hardTtl: '10m', jitter: 0 } });
     await seed.getOrLoad(key, async () => ({ good: true }));
     const e = internals.decodeEntry(internals.memoryRawEntry(store, key));
     e.value_hex = bad;
@@ -62,7 +62,7 @@ async function plantUndecodable(label, store, key) {
     assert.equal(JSON.parse(native.applyJson(Date.now(), JSON.stringify(op))).reply, 'stored');
   } else {
     const c = store.client;
-    const seed = new Cache({ store });
+    const seed = new Cache({ store, policy: { softTtl, hardTtl: '10m', jitter: 0 } });
     await seed.getOrLoad(key, async () => ({ good: true }));
     const e = internals.decodeEntry(await c.hgetBuffer(String(key), 'e'));
     e.value_hex = bad;
@@ -150,6 +150,28 @@ for (const [label, makeStore] of Object.entries(stores)) {
     assert.deepEqual(await cache.get(key), { fixed: true });
     assert.equal(calls, 1);
     assert.equal(cache.stats().corruptEntries, 2);
+    assert.deepEqual(cache.pending(), { calls: 0, flights: 0 });
+  });
+
+  test(`${label}: an undecodable stale value is replaced by a load, not served and not left behind its own lease`, async () => {
+    const store = makeStore();
+    const key = new Key(ns('undecodablestale'), 'x');
+    await plantUndecodable(label, store, key, '50ms');
+    await new Promise((resolve) => setTimeout(resolve, 100)); // past soft expiry, before hard
+    const cache = new Cache({ store, policy: { softTtl: '50ms', hardTtl: '1m', lockWait: '5s', jitter: 0 } });
+    let calls = 0;
+    const loader = async () => {
+      calls++;
+      return { fixed: true };
+    };
+    const t0 = Date.now();
+    assert.deepEqual(await cache.getOrLoad(key, loader), { fixed: true });
+    assert.ok(Date.now() - t0 < 4000, 'no lock_wait behind the lease this call gave back');
+    assert.equal(calls, 1);
+    const s = cache.stats();
+    assert.equal(s.corruptEntries, 1);
+    assert.equal(s.loads, 1);
+    assert.equal(s.hitsStale, 0, 'the stale hit it was counted as is taken back');
     assert.deepEqual(cache.pending(), { calls: 0, flights: 0 });
   });
 
