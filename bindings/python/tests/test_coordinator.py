@@ -311,3 +311,22 @@ def test_undecodable_stale_value_is_replaced_not_served(stores: tuple[Any, Any])
         assert s["corrupt_entries"] == 1 and s["loads"] == 1
         assert reader.get_or_load(key, lambda: "loader must not run") == 5
         assert reader._d.pending() == (0, 0)
+
+
+def test_caches_built_together_draw_different_jitter(redis_client: Any) -> None:
+    """Seeds come from the OS (item 9): three caches built at once on one policy, each filling
+    the same kind of entry, draw different jittered soft expiries. With a shared or clock-based
+    seed the draws would be equal and the expiries would differ only by the milliseconds
+    between the fills; the jitter range here is 12 hours."""
+    import karlton
+
+    policy = Policy(soft_ttl=86_400, hard_ttl=200_000, jitter=0.5)
+    caches = [Cache(RedisStore(redis_client), policy) for _ in range(3)]
+    soft = []
+    for i, c in enumerate(caches):
+        k = Key(f"seeds{i}", "same")
+        c.get_or_load(k, lambda: "v")
+        soft.append(karlton.decode_entry(redis_client.hget(k.build(), "e"))["soft_at"])
+        c.close()
+    gaps = [abs(a - b) for j, a in enumerate(soft) for b in soft[j + 1 :]]
+    assert min(gaps) > 1_000, f"soft expiries {soft}: two caches drew the same jitter"
