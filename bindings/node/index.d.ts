@@ -106,7 +106,7 @@ export interface RedisStoreOptions {
   /** ms before a script call counts as a store failure (default 1000; 0 = as long as the client waits). */
   commandTimeout?: number;
   /**
-   * A fresh hit as plain pipelined commands (`TIME`, `HMGET`, `MGET`; judged by the core), no
+   * A fresh hit as plain pipelined commands (`TIME` and one `MGET` of the entry's record and its counters; judged by the core), no
    * script (default true; always off on a Cluster, where every read runs the `read` script).
    */
   fastReads?: boolean;

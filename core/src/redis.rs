@@ -7,27 +7,31 @@
 //! functions, and equals [`crate::MemoryStore::apply`].
 //!
 //! ## Key layout (read it with `redis-cli`)
-//! - One **hash per entry** under the entry key (`ns:seg…`, or `{ns}:seg…` in hash-tag form):
+//! - One **string per entry** under the entry key (`ns:seg…`, or `{ns}:seg…` in hash-tag form),
+//!   the *record*: `k1|st|x|s|h|v|g|lg|l|lu|` followed by the encoded entry bytes (see
+//!   `docs/entry-format.md`); an empty field is "none". [`parse_record`] reads it.
 //!
 //!   | field | holds |
 //!   |-------|-------|
-//!   | `e` | encoded entry bytes (see `docs/entry-format.md`); absent after a delete-invalidation or while only a lease exists |
-//!   | `s` / `h` / `x` | soft_at / hard_at / expire_at, ms since the epoch, server clock |
+//!   | `st` | `e` an entry, `m` an entry marked stale, `-` no entry (after a delete-invalidation, or while only a lease exists) |
+//!   | `x` / `s` / `h` | expire_at / soft_at / hard_at, ms since the epoch, server clock |
 //!   | `v` | version floor (highest version stored; kept after a delete until `x`) |
 //!   | `g` | generations stamped at fill, comma-separated, in gen-key order |
-//!   | `m` | `1` when marked stale |
-//!   | `l` / `lu` | lease token / lease valid until (ms) |
+//!   | `lg` / `l` / `lu` | the generation stamps a lease was granted under / lease token / lease valid until (ms) |
 //!
-//!   The hash's `PEXPIREAT` is `max(x, lu)`.
-//! - One **plain string per generation counter** (`ns:!gen`, `ns:!tag:<tag>`; decimal; missing =
-//!   0 = never bumped). Counters carry no TTL.
+//!   The string's expiry (`SET … PXAT`) is `max(x, lu)`. One string rather than a hash, so that
+//!   a script reads an entry and its counters with one `MGET` and writes it, expiry included,
+//!   with one `SET`: a stampede on a missing key costs 10 commands server-side, Lua's included.
+//! - One **plain string per generation counter** (`ns:!gen`, `ns:!tag:<tag>`; `<value>:<epoch>`;
+//!   missing = 0 = never bumped). Counters carry no TTL.
 //!
 //! Every key a script touches is passed in `KEYS` (entry key first, then its counters), so with
 //! hash-tag keys one call stays in one Cluster slot. `now` comes from `TIME` inside the script, so
 //! client clocks drop out; arithmetic is integer-only (values < 2^53; tokens, versions and
-//! generations are compared as decimal strings). A value of the wrong type or a hash without
-//! valid fields under an entry key reads as absent and is deleted (then overwritten by the next
-//! fill); an unreadable counter reads as 0. Works on Redis 7.0 and later.
+//! generations are compared as decimal strings). A value of another type or a string that is not
+//! a record under an entry key reads as an *undecodable entry* (the `read` script answers empty
+//! entry bytes, which the flow counts in `corrupt_entries` and treats as a miss) and is replaced
+//! by the next write; an unreadable counter reads as 0. Works on Redis 7.0 and later.
 
 use crate::store::{LeaseMode, LeaseOutcome, ReadReply, RejectReason, StoreFailure, StoreOp, StoreReply};
 use std::sync::OnceLock;
@@ -328,24 +332,82 @@ mod tests {
     }
 }
 
-/// The fresh-hit fast path on Redis: three plain commands sent as one pipeline (one round
-/// trip, no Lua): `TIME`, `HMGET key e g m`, and `MGET <gen keys>`. Redis runs plain commands
-/// several times faster than a script call, and a fresh hit needs no atomicity: it changes
-/// nothing, and a generation bump racing the pipeline either shows (mismatch → slow path) or
-/// was concurrent with this read. Anything but a clean fresh hit — a miss, stale, marked,
-/// orphaned, garbage, an XFetch early refresh — answers `None`, and the driver runs the
-/// [`crate::GetOrLoad`] flow (the `read` script) as usual. Not for Cluster: `TIME` has no key.
+/// The fresh-hit fast path on Redis: two plain commands sent as one pipeline (one round trip,
+/// no Lua): `TIME` and `MGET key <gen keys>`. Redis runs plain commands several times faster
+/// than a script call, and a fresh hit needs no atomicity: it changes nothing, and a generation
+/// bump racing the pipeline either shows (mismatch → slow path) or was concurrent with this read.
+/// Anything but a clean fresh hit — a miss, stale, marked, orphaned, garbage, an XFetch early
+/// refresh — answers `None`, and the driver runs the [`crate::GetOrLoad`] flow (the `read`
+/// script) as usual. Not for Cluster: `TIME` has no key.
 pub fn fast_read_commands(key: &str, gen_keys: &[String]) -> Vec<Vec<Vec<u8>>> {
-    let mut cmds = vec![
-        vec![b"TIME".to_vec()],
-        vec![b"HMGET".to_vec(), key.as_bytes().to_vec(), b"e".to_vec(), b"g".to_vec(), b"m".to_vec()],
-    ];
-    if !gen_keys.is_empty() {
-        let mut mget = vec![b"MGET".to_vec()];
-        mget.extend(gen_keys.iter().map(|k| k.as_bytes().to_vec()));
-        cmds.push(mget);
+    let mut mget = Vec::with_capacity(2 + gen_keys.len());
+    mget.push(b"MGET".to_vec());
+    mget.push(key.as_bytes().to_vec());
+    mget.extend(gen_keys.iter().map(|k| k.as_bytes().to_vec()));
+    vec![vec![b"TIME".to_vec()], mget]
+}
+
+/// An entry key's record, as [`parse_record`] reads it (fields borrowed from the raw string).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// The encoded entry, if the record holds one.
+    pub entry: Option<&'a [u8]>,
+    /// Marked stale by an invalidation (served stale while one caller refreshes).
+    pub marked: bool,
+    /// expire_at: kept until (ms, server clock).
+    pub expire_at: u64,
+    /// soft_at / hard_at (present with an entry).
+    pub soft_at: Option<u64>,
+    /// See `soft_at`.
+    pub hard_at: Option<u64>,
+    /// Version floor, as the canonical decimal the scripts compare.
+    pub version_floor: Option<&'a [u8]>,
+    /// Generation stamps of the entry, comma-separated.
+    pub generations: &'a [u8],
+    /// The lease: token, valid until (ms), and the generation stamps it was granted under.
+    pub lease: Option<(u64, u64, &'a [u8])>,
+}
+
+fn digits_upto(b: &[u8], max: usize) -> Option<u64> {
+    if b.is_empty() || b.len() > max || !b.iter().all(u8::is_ascii_digit) {
+        return None;
     }
-    cmds
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+/// Read an entry key's record, by exactly the rules of the scripts' `load` (the prelude): `None`
+/// for anything that is not a record (garbage). Whether it is still alive (`now` against
+/// `max(expire_at, lease)`) is the caller's question.
+pub fn parse_record(raw: &[u8]) -> Option<Record<'_>> {
+    let rest = raw.strip_prefix(b"k1|")?;
+    let mut f: [&[u8]; 9] = [&[]; 9];
+    let mut at = 0;
+    for slot in f.iter_mut() {
+        let n = rest[at..].iter().position(|&c| c == b'|')?;
+        *slot = &rest[at..at + n];
+        at += n + 1;
+    }
+    let [st, x, s, h, v, g, lg, l, lu] = f;
+    let stamps = |b: &[u8]| b.iter().all(|&c| c.is_ascii_digit() || c == b',' || c == b':');
+    if !stamps(g) || !stamps(lg) || ![s, h, v, l, lu].iter().all(|b| b.iter().all(u8::is_ascii_digit)) {
+        return None;
+    }
+    let expire_at = digits_upto(x, 16)?;
+    let (entry, marked, soft_at, hard_at) = match st {
+        b"-" => (None, false, None, None),
+        b"e" | b"m" => (Some(&rest[at..]), st == b"m", Some(digits_upto(s, 16)?), Some(digits_upto(h, 16)?)),
+        _ => return None,
+    };
+    let version_floor = match v {
+        b"" => None,
+        v if v.len() <= 20 => Some(v),
+        _ => return None,
+    };
+    let lease = match l {
+        b"" => None,
+        l => Some((digits_upto(l, 16)?, digits_upto(lu, 16)?, lg)),
+    };
+    Some(Record { entry, marked, expire_at, soft_at, hard_at, version_floor, generations: g, lease })
 }
 
 fn bulk_str(v: &RedisValue) -> Option<&[u8]> {
@@ -393,24 +455,18 @@ pub fn fast_read_hit(
     policy: &crate::Policy,
     rand: u64,
 ) -> Option<crate::Served> {
-    let [time, hm, rest @ ..] = replies else { return None };
-    let RedisValue::Array(t) = time else { return None };
+    let [RedisValue::Array(t), RedisValue::Array(vals)] = replies else { return None };
     let secs: u64 = std::str::from_utf8(bulk_str(t.first()?)?).ok()?.parse().ok()?;
     let micros: u64 = std::str::from_utf8(bulk_str(t.get(1)?)?).ok()?.parse().ok()?;
     let now = secs.checked_mul(1000)?.checked_add(micros / 1000)?;
-    let RedisValue::Array(f) = hm else { return None };
-    let [e, g, m] = f.as_slice() else { return None };
-    let entry = bulk_str(e)?;
-    if bulk_str(m) == Some(b"1") {
+    let [rec, current @ ..] = vals.as_slice() else { return None };
+    let r = parse_record(bulk_str(rec)?)?;
+    let entry = r.entry?;
+    if r.marked || now >= r.expire_at.max(r.lease.map_or(0, |l| l.1)) {
         return None;
     }
     // Stamped generations must equal the current ones, compared as the scripts compare them.
-    let stamped = bulk_str(g)?;
-    let current: &[RedisValue] = match rest {
-        [] => &[],
-        [RedisValue::Array(c)] => c,
-        _ => return None,
-    };
+    let stamped = r.generations;
     let mut parts = stamped.split(|&c| c == b',');
     if current.is_empty() {
         if !stamped.is_empty() {
@@ -448,20 +504,49 @@ mod fast_read_tests {
     use crate::entry::Entry;
     use crate::stats::AtomicStats;
 
+    /// A record as the scripts write it (`save` in the prelude).
+    fn record(entry: Option<&[u8]>, stamped: &str, marked: bool, expire_at: u64) -> Vec<u8> {
+        let st = match (entry, marked) {
+            (None, _) => "-",
+            (Some(_), false) => "e",
+            (Some(_), true) => "m",
+        };
+        let sh = if entry.is_some() { "2000|3000" } else { "|" };
+        let mut r = format!("k1|{st}|{expire_at}|{sh}||{stamped}||||").into_bytes();
+        r.extend_from_slice(entry.unwrap_or_default());
+        r
+    }
+
     fn replies(entry: Option<Vec<u8>>, stamped: &str, marked: bool, current: &[&str], now_ms: u64) -> Vec<RedisValue> {
         let b = |s: &str| RedisValue::Bulk(s.as_bytes().to_vec());
-        let mut v = vec![
+        let mut vals = vec![RedisValue::Bulk(record(entry.as_deref(), stamped, marked, 9_999))];
+        vals.extend(current.iter().map(|c| if c.is_empty() { RedisValue::Nil } else { b(c) }));
+        vec![
             RedisValue::Array(vec![b(&(now_ms / 1000).to_string()), b(&((now_ms % 1000) * 1000 + 7).to_string())]),
-            RedisValue::Array(vec![
-                entry.map_or(RedisValue::Nil, RedisValue::Bulk),
-                b(stamped),
-                if marked { b("1") } else { RedisValue::Nil },
-            ]),
-        ];
-        if !current.is_empty() {
-            v.push(RedisValue::Array(current.iter().map(|c| if c.is_empty() { RedisValue::Nil } else { b(c) }).collect()));
+            RedisValue::Array(vals),
+        ]
+    }
+
+    #[test]
+    fn records_parse_by_the_scripts_rules() {
+        let r = record(Some(b"a|b\n"), "5:77,0:12", true, 9_999);
+        let p = parse_record(&r).unwrap();
+        assert_eq!(p.entry, Some(&b"a|b\n"[..]), "entry bytes may hold anything, '|' included");
+        assert!(p.marked);
+        assert_eq!((p.expire_at, p.soft_at, p.hard_at), (9_999, Some(2_000), Some(3_000)));
+        assert_eq!(p.generations, b"5:77,0:12");
+        assert_eq!(p.lease, None);
+        let lease = parse_record(b"k1|-|0|||||1:2|42|1500|").unwrap();
+        assert_eq!((lease.entry, lease.lease), (None, Some((42, 1_500, &b"1:2"[..]))));
+        assert_eq!(parse_record(b"k1|-|0||||||||").unwrap().version_floor, None);
+        assert_eq!(parse_record(b"k1|-|7|||18446744073709551615|||||").unwrap().version_floor, Some(&b"18446744073709551615"[..]));
+        for bad in [
+            &b""[..], b"garbage", b"k2|e|1|2|3||||||x", b"k1|e|1|2|3|||||x", b"k1|x|1|2|3||||||x",
+            b"k1|e||2|3||||||x", b"k1|e|1||3||||||x", b"k1|e|1|2|3||a||||x",
+            b"k1|-|1||||||7||", b"k1|e|12345678901234567|2|3||||||x", b"k1|-|1|||123456789012345678901||||",
+        ] {
+            assert_eq!(parse_record(bad), None, "{:?}", String::from_utf8_lossy(bad));
         }
-        v
     }
 
     #[test]

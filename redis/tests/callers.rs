@@ -51,9 +51,10 @@ async fn l3_dropped_leader_releases_its_lease() {
     let server = RedisServer::start();
     let (a, b) = (cache(&server).await, cache(&server).await);
     let conn = Mutex::new(server.client());
-    // The entry hash's `l` field is the lease token (core/src/redis.rs); release.lua deletes it.
+    // The record's lease fields (core/src/redis.rs, `parse_record`); release.lua clears them.
     let held = move |k: &str| -> bool {
-        redis::cmd("HEXISTS").arg(k).arg("l").query::<bool>(&mut *conn.lock().unwrap()).unwrap()
+        let raw: Option<Vec<u8>> = redis::cmd("GET").arg(k).query(&mut *conn.lock().unwrap()).unwrap();
+        raw.is_some_and(|r| karlton_core::redis::parse_record(&r).is_some_and(|rec| rec.lease.is_some()))
     };
     scenarios::dropped_leader_releases_its_lease(a, b, key("dropped"), held).await;
 }

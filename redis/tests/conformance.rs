@@ -208,17 +208,19 @@ async fn memory_and_redis_cluster_agree() {
     }
 }
 
-/// Garbage under a karlton key reads as absent (a miss), is deleted, and the next fill wins.
+/// Garbage under a karlton key — another type, a string that is not a record, a record with
+/// invalid fields — reads as an undecodable entry (empty bytes: the flow counts it in
+/// `corrupt_entries` and treats it as a miss), never blocks the lease, and the next fill wins.
 #[tokio::test]
-async fn corrupt_data_reads_as_miss_and_is_overwritten() {
+async fn corrupt_data_reads_as_undecodable_and_is_overwritten() {
     let server = RedisServer::start();
     let store = RedisStore::open(&server.url()).await.unwrap();
     let mut c = server.client();
     let _: () = redis::cmd("SET").arg("{g}:str").arg("garbage").query(&mut c).unwrap();
     let _: () = redis::cmd("RPUSH").arg("{g}:list").arg("x").query(&mut c).unwrap();
     let _: () = redis::cmd("HSET").arg("{g}:hash").arg("foo").arg("bar").query(&mut c).unwrap();
-    let _: () = redis::cmd("HSET").arg("{g}:badx").arg("x").arg("soon").arg("e").arg("zz").query(&mut c).unwrap();
-    let _: () = redis::cmd("HSET").arg("{g}:nos").arg("x").arg("99999999999999").arg("e").arg("zz").query(&mut c).unwrap();
+    let _: () = redis::cmd("SET").arg("{g}:badx").arg("k1|e|soon|1|2||||||zz").query(&mut c).unwrap();
+    let _: () = redis::cmd("SET").arg("{g}:nos").arg("k1|e|99999999999999||2||||||zz").query(&mut c).unwrap();
     let _: () = redis::cmd("SET").arg("{g}:!gen").arg("not-a-number").query(&mut c).unwrap();
     for k in ["{g}:str", "{g}:list", "{g}:hash", "{g}:badx", "{g}:nos"] {
         let r = store
@@ -226,7 +228,7 @@ async fn corrupt_data_reads_as_miss_and_is_overwritten() {
             .await
             .unwrap();
         let StoreReply::Read(r) = r else { panic!() };
-        assert_eq!(r.entry, None, "{k}");
+        assert_eq!(r.entry.as_deref(), Some(&b""[..]), "{k}: an entry that does not decode");
         assert_eq!(r.generations, vec![0], "unreadable counter reads as 0");
         assert_eq!(r.lease, LeaseOutcome::Granted { token: 9 }, "{k}");
         let now = r.now_ms;
@@ -242,11 +244,20 @@ async fn corrupt_data_reads_as_miss_and_is_overwritten() {
             token: Some(9),
         };
         assert_eq!(store.execute(fill).await.unwrap(), StoreReply::Stored, "{k}");
-        let t: String = redis::cmd("TYPE").arg(k).query(&mut c).unwrap();
-        assert_eq!(t, "hash");
-        let e: Vec<u8> = redis::cmd("HGET").arg(k).arg("e").query(&mut c).unwrap();
-        assert_eq!(e, b"fresh");
+        let raw: Vec<u8> = redis::cmd("GET").arg(k).query(&mut c).unwrap();
+        let rec = karlton_core::redis::parse_record(&raw).expect("a record");
+        assert_eq!(rec.entry, Some(&b"fresh"[..]));
     }
+    // A plain read (no lease) of a value of another type reports it too, and deletes it.
+    let _: () = redis::cmd("SADD").arg("{g}:set").arg("x").query(&mut c).unwrap();
+    let r = store
+        .execute(StoreOp::Read { key: "{g}:set".into(), gen_keys: vec![], lease: LeaseMode::None, lease_ttl_ms: 5000, token: 1 })
+        .await
+        .unwrap();
+    let StoreReply::Read(r) = r else { panic!() };
+    assert_eq!((r.entry.as_deref(), r.lease), (Some(&b""[..]), LeaseOutcome::NotRequested));
+    let exists: i64 = redis::cmd("EXISTS").arg("{g}:set").query(&mut c).unwrap();
+    assert_eq!(exists, 0);
     // A bump over an unreadable counter replaces it.
     let b = store.execute(StoreOp::Bump { gen_key: "{g}:!gen".into(), value: 77 }).await.unwrap();
     assert_eq!(b, StoreReply::Bumped { generation: 77 });

@@ -173,25 +173,30 @@ async fn corrupt_data_is_a_counted_miss_and_overwritten() {
     let c = cache(&server, 500).await;
     let mut r = server.client();
     let loads = Arc::new(AtomicU64::new(0));
-    // Wrong type under the key.
+    // Wrong type under the key: counted, a miss, overwritten.
     let k1 = Key::new("bad").unwrap().segment("list");
     let _: () = redis::cmd("RPUSH").arg(k1.build()).arg("junk").query(&mut r).unwrap();
     assert_eq!(gol(&c, &k1, "ok1", &loads).await, "ok1");
+    assert_eq!(c.stats().corrupt_entries, 1, "garbage of another type is a corrupt entry");
     assert_eq!(gol(&c, &k1, "no", &loads).await, "ok1", "overwritten, then a hit");
-    // A well-formed hash whose entry bytes are garbage: the flow counts it and refills.
+    // A well-formed record whose entry bytes are garbage: the flow counts it and refills.
     let k2 = Key::new("bad").unwrap().segment("bytes");
     assert_eq!(gol(&c, &k2, "ok2", &loads).await, "ok2");
-    let _: () = redis::cmd("HSET").arg(k2.build()).arg("e").arg("garbage bytes").query(&mut r).unwrap();
+    let raw: Vec<u8> = redis::cmd("GET").arg(k2.build()).query(&mut r).unwrap();
+    let n = karlton_core::redis::parse_record(&raw).and_then(|rec| rec.entry).unwrap().len();
+    let mut bad = raw[..raw.len() - n].to_vec();
+    bad.extend_from_slice(b"garbage bytes");
+    let _: () = redis::cmd("SET").arg(k2.build()).arg(bad).arg("KEEPTTL").query(&mut r).unwrap();
     let before = c.stats().corrupt_entries;
     assert_eq!(gol(&c, &k2, "ok2b", &loads).await, "ok2b");
     assert!(c.stats().corrupt_entries > before, "corrupt entry counted");
     assert_eq!(gol(&c, &k2, "no", &loads).await, "ok2b", "overwritten, then a hit");
-    // A string under the key.
+    // A string under the key that is not a record.
     let k3 = Key::new("bad").unwrap().segment("str");
     let _: () = redis::cmd("SET").arg(k3.build()).arg("\u{0}\u{1}binary").query(&mut r).unwrap();
     assert_eq!(gol(&c, &k3, "ok3", &loads).await, "ok3");
-    let t: String = redis::cmd("TYPE").arg(k3.build()).query(&mut r).unwrap();
-    assert_eq!(t, "hash");
+    let raw: Vec<u8> = redis::cmd("GET").arg(k3.build()).query(&mut r).unwrap();
+    assert!(karlton_core::redis::parse_record(&raw).and_then(|rec| rec.entry).is_some(), "a record now");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

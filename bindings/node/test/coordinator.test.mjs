@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import Redis from 'ioredis';
 import { Cache, Key, MemoryStore, RedisStore, internals } from '../index.mjs';
 import { ns } from './behaviour.mjs';
-import { startRedis, deferred } from './helpers.mjs';
+import { startRedis, deferred, recordEntry, withEntry } from './helpers.mjs';
 
 let server;
 const clients = [];
@@ -64,9 +64,10 @@ async function plantUndecodable(label, store, key, softTtl = '1m') {
     const c = store.client;
     const seed = new Cache({ store, policy: { softTtl, hardTtl: '10m', jitter: 0 } });
     await seed.getOrLoad(key, async () => ({ good: true }));
-    const e = internals.decodeEntry(await c.hgetBuffer(String(key), 'e'));
+    const raw = await c.getBuffer(String(key));
+    const e = internals.decodeEntry(recordEntry(raw));
     e.value_hex = bad;
-    await c.hset(String(key), { e: internals.encodeEntry(e) });
+    await c.set(String(key), withEntry(raw, internals.encodeEntry(e)), 'KEEPTTL');
   }
 }
 

@@ -1,4 +1,5 @@
 // Test helpers: a real redis-server on a free port in a temp dir, started and killed by the test.
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -78,3 +79,18 @@ export function deferred() {
 }
 
 export { sleep };
+
+/**
+ * Where the entry bytes start in a Redis record (`k1|st|x|s|h|v|g|lg|l|lu|` + entry; see
+ * core/src/redis.rs): after the header's tenth `|`.
+ */
+function entryStart(raw) {
+  assert.equal(raw.subarray(0, 3).toString(), 'k1|', 'a karlton record');
+  let at = 0;
+  for (let i = 0; i < 10; i++) at = raw.indexOf(0x7c, at) + 1;
+  return at;
+}
+/** The encoded entry inside a Redis record (a Buffer). */
+export const recordEntry = (raw) => raw.subarray(entryStart(raw));
+/** The record `raw` with its entry bytes replaced by `entry` (to plant corrupt data). */
+export const withEntry = (raw, entry) => Buffer.concat([raw.subarray(0, entryStart(raw)), entry]);

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import Redis from 'ioredis';
 import { Cache, Key, RedisStore, KarltonError, internals } from '../index.mjs';
 import { behaviour, ns, countingLoader } from './behaviour.mjs';
-import { startRedis, sleep } from './helpers.mjs';
+import { startRedis, sleep, recordEntry } from './helpers.mjs';
 
 let server;
 const clients = [];
@@ -74,14 +74,15 @@ test('redis: an entry written by another runtime (Rust core bytes) is read uncha
   // The namespace counter as a writer creates it ("<value>:<epoch>", docs/redis.md); the entry
   // stamps that incarnation.
   await c.set(key.generationKey, '0:1');
-  await c.hset(String(key), { e: bytes, s: String(entry.soft_at), h: String(entry.hard_at), x: String(entry.hard_at), g: '0:1' });
-  await c.pexpireat(String(key), entry.hard_at);
+  // The record as the scripts write it (docs/redis.md): `k1|st|x|s|h|v|g|lg|l|lu|` + entry.
+  const head = `k1|e|${entry.hard_at}|${entry.soft_at}|${entry.hard_at}||0:1||||`;
+  await c.set(String(key), Buffer.concat([Buffer.from(head), bytes]), 'PXAT', entry.hard_at);
   const cache = new Cache({ store: new RedisStore(c) });
   assert.deepEqual(await cache.getOrLoad(key, async () => assert.fail('must be a hit')), value);
   // and what Node writes is the core format with JSON text, for Python/Rust to read
   const k2 = new Key(ns('xrt'), 'node');
   await cache.set(k2, { from: 'node', n: 2 });
-  const stored = await c.hgetBuffer(String(k2), 'e');
+  const stored = recordEntry(await c.getBuffer(String(k2)));
   const decoded = internals.decodeEntry(stored);
   assert.equal(decoded.codec, 1);
   assert.deepEqual(JSON.parse(Buffer.from(decoded.value_hex, 'hex')), { from: 'node', n: 2 });
@@ -151,7 +152,7 @@ test('redis: a hung server (CLIENT PAUSE) -> commandTimeout, answers from the lo
 // The fresh-hit fast path (core's redis::fast_read_commands / fast_read_result): plain commands,
 // no script, on a standalone client.
 
-/** Calls of each command so far (`INFO commandstats`), e.g. `{ evalsha: 12, hmget: 3 }`. */
+/** Calls of each command so far (`INFO commandstats`), e.g. `{ evalsha: 12, mget: 3 }`. */
 async function commandCalls(c) {
   const info = await c.info('commandstats');
   const out = {};
@@ -179,7 +180,7 @@ test('redis fast path: a fresh hit runs no script (getOrLoad and get)', async ()
   assert.equal(load.calls, 1);
   assert.equal(scriptCalls(mid) - scriptCalls(before), 2, 'only the tagged miss ran scripts (read + fill)');
   assert.equal(scriptCalls(after), scriptCalls(mid), 'fast hits run no script');
-  assert.equal(after.hmget - mid.hmget, 5, 'one HMGET per fast hit');
+  assert.equal(after.mget - mid.mget, 5, 'one MGET per fast hit');
   assert.equal(cache.stats().hitsFresh, 30);
   assert.equal(cache.stats().storeErrors, 0);
 
@@ -195,28 +196,30 @@ test('redis fast path: garbage under the key reads as a miss and is overwritten'
   const c = client();
   const admin = client();
   const cache = new Cache({ store: new RedisStore(c), policy: { softTtl: '1m' } });
-  // a value of the wrong type (HMGET answers WRONGTYPE), a hash with junk fields, a hash whose
-  // entry bytes do not decode
+  // a string that is not a record, a value of another type (MGET answers nil), a hash (the layout
+  // before records), a record under the current generation whose entry bytes do not decode
   const plants = [
-    (k) => admin.set(k, 'not a hash'),
+    (k) => admin.set(k, 'not a record'),
     (k) => admin.rpush(k, 'a', 'b'),
     (k) => admin.hset(k, { e: 'junk', g: 'x', s: 'y' }),
-    (k) => admin.hset(k, { e: Buffer.from([0xff, 0, 1, 2]), g: '0', s: '9999999999999', h: '9999999999999', x: '9999999999999' }),
+    (k, g) => admin.set(g, '0:1').then(() => admin.set(k, Buffer.concat([Buffer.from('k1|e|9999999999999|9999999999999|9999999999999||0:1||||'), Buffer.from([0xff, 0, 1, 2])]))),
   ];
-  for (const [i, plant] of plants.entries()) {
+  for (const [i, plant0] of plants.entries()) {
     const key = new Key(ns('garbage'), 'k', i);
+    const plant = (k) => plant0(k, key.generationKey);
     await plant(String(key));
     assert.equal(await cache.get(key), undefined, `get on garbage ${i}`);
     await plant(String(key));
     const load = countingLoader(`fresh ${i}`);
     assert.equal(await cache.getOrLoad(key, load), `fresh ${i}`, `garbage ${i} is a miss`);
-    assert.equal(await admin.type(String(key)), 'hash');
+    assert.equal(await admin.type(String(key)), 'string');
     const before = scriptCalls(await commandCalls(admin));
     assert.equal(await cache.getOrLoad(key, load), `fresh ${i}`);
     assert.equal(load.calls, 1, `garbage ${i} was overwritten`);
     assert.equal(scriptCalls(await commandCalls(admin)), before, `garbage ${i}: the next hit is a fast one`);
   }
   assert.equal(cache.stats().storeErrors, 0);
+  assert.equal(cache.stats().corruptEntries, 2 * plants.length, 'each get and each getOrLoad counted the garbage');
 });
 
 test('redis fast path: a bump or a tag invalidation makes it miss (T1), then it hits again', async () => {

@@ -73,3 +73,15 @@ def redis_client(redis_server: RedisServer):  # type: ignore[no-untyped-def]
     client = redis.Redis(port=redis_server.port, socket_timeout=2, socket_connect_timeout=0.5)
     yield client
     client.close()
+
+
+def record_entry(raw: bytes) -> bytes:
+    """The encoded entry inside a Redis record (``k1|st|x|s|h|v|g|lg|l|lu|`` + entry bytes; see
+    core/src/redis.rs): everything after the header's tenth ``|``."""
+    assert raw.startswith(b"k1|"), raw[:40]
+    return raw.split(b"|", 10)[10]
+
+
+def with_entry(raw: bytes, entry: bytes) -> bytes:
+    """The record ``raw`` with its entry bytes replaced by ``entry`` (to plant corrupt data)."""
+    return b"|".join(raw.split(b"|", 10)[:10] + [entry])

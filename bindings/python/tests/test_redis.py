@@ -15,6 +15,7 @@ redis = pytest.importorskip("redis")
 
 import karlton  # noqa: E402
 from karlton import AsyncCache, Cache, Key, Policy, RedisStore  # noqa: E402
+from conftest import record_entry  # noqa: E402
 
 
 def make_cache(port: int, **kw: Any) -> Cache:
@@ -53,7 +54,7 @@ def test_value_written_from_python_is_core_entry(redis_server: Any, redis_client
     k = Key("cross", "runtime", params={"q": [1, 2]})
     value = {"name": "Zoë", "n": [1, 2.5, None, True], "big": 2**53}
     cache.get_or_load(k, lambda: value, tags=["t1"])
-    raw = redis_client.hget(str(k), "e")
+    raw = record_entry(redis_client.get(str(k)))
     entry = karlton.decode_entry(raw)
     assert entry["codec"] == 1  # JSON
     assert json.loads(entry["value"]) == value

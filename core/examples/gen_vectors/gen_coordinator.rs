@@ -338,19 +338,24 @@ impl Script {
     }
 }
 
-/// Fast-read replies as Redis would send them for an entry (or nothing) under `key`, with no
-/// generation keys.
+/// Fast-read replies (`TIME`, `MGET key`) as Redis would send them for an entry (or nothing)
+/// under `key`, with no generation keys.
 fn fast_replies(now: u64, entry: Option<&Entry>) -> Vec<RedisValue> {
     let t = T0 + now;
     let time = RedisValue::Array(vec![
         RedisValue::Bulk((t / 1000).to_string().into_bytes()),
         RedisValue::Bulk(((t % 1000) * 1000).to_string().into_bytes()),
     ]);
-    let hm = match entry {
-        Some(e) => RedisValue::Array(vec![RedisValue::Bulk(e.encode()), RedisValue::Bulk(vec![]), RedisValue::Nil]),
-        None => RedisValue::Array(vec![RedisValue::Nil, RedisValue::Nil, RedisValue::Nil]),
+    // MGET key: the record as the scripts write it (`save` in the prelude), or nil.
+    let rec = match entry {
+        Some(e) => {
+            let mut r = format!("k1|e|{}|{}|{}||||||", e.hard_at, e.soft_at, e.hard_at).into_bytes();
+            r.extend_from_slice(&e.encode());
+            RedisValue::Bulk(r)
+        }
+        None => RedisValue::Nil,
     };
-    vec![time, hm]
+    vec![time, RedisValue::Array(vec![rec])]
 }
 
 fn entry(v: &str, negative: bool, soft_at: u64) -> Entry {

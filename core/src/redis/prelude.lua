@@ -1,7 +1,10 @@
 -- karlton store protocol: shared helpers (prepended to every script).
--- Entry hash fields: e entry bytes, s soft_at, h hard_at, x expire_at, v version floor,
--- g generations csv, m marked stale, l lease token, lu lease until, lg the generation stamps the
--- lease was granted under. All times: ms, server clock.
+-- An entry key holds one string, the record: "k1|st|x|s|h|v|g|lg|l|lu|" then the entry bytes.
+-- st: e = an entry, m = an entry marked stale, - = no entry (only a lease or a version floor);
+-- x expire_at, s soft_at, h hard_at (ms, server clock), v version floor, g the generation stamps
+-- the entry was filled under, lg the stamps the lease was granted under, l lease token, lu lease
+-- until; an empty field is none. One string (not a hash) so that a script reads the entry and
+-- its counters with one MGET and writes it, expiry included, with one SET.
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -46,43 +49,64 @@ local function parse_counter(raw)
   if digits(raw) then return counter(raw), raw end
   return '0', nil
 end
--- Current generations: values (reported), their csv, the stamp csv, and whether all exist.
-local function gens(first)
+-- Current generations from MGET's answers for KEYS[first..]: values (reported), their csv,
+-- the stamp csv, and whether all exist.
+local function gens(vals, first)
   local out, stamps, all = {}, {}, true
   for i = first, #KEYS do
-    local v, st = parse_counter(redis.pcall('GET', KEYS[i]))
+    local v, st = parse_counter(vals[i])
     out[#out + 1] = v
     if st then stamps[#stamps + 1] = st else all = false; stamps[#stamps + 1] = '' end
   end
   return out, table.concat(out, ','), table.concat(stamps, ','), all
 end
--- The slot under k, or nil if absent, dead (past expire_at with no live lease) or garbage
--- (wrong type, missing/invalid fields); dead and garbage keys are deleted.
-local function load(k, now)
-  local r = redis.pcall('HMGET', k, 'e', 's', 'h', 'x', 'v', 'g', 'm', 'l', 'lu', 'lg')
-  if r['err'] then redis.call('DEL', k); return nil end
-  if not r[4] then
-    if redis.call('EXISTS', k) == 1 then redis.call('DEL', k) end
-    return nil
+-- The slot in `raw` (what GET/MGET answered for the entry key), or nil and why: 'absent',
+-- 'dead' (past expire_at with no live lease) or 'garbage' (another type, or not a record).
+local function load(raw, now)
+  if raw == false or raw == nil then return nil, 'absent' end
+  if type(raw) ~= 'string' then return nil, 'garbage' end
+  local st, x, s, h, v, g, lg, l, lu, at = string.match(raw,
+    '^k1|([em%-])|(%d+)|(%d*)|(%d*)|(%d*)|([%d,:]*)|([%d,:]*)|(%d*)|(%d*)|()')
+  if not st or not digits(x) then return nil, 'garbage' end
+  local r = { x = tonumber(x), g = g, lg = lg, m = (st == 'm') }
+  if st ~= '-' then
+    if not (digits(s) and digits(h)) then return nil, 'garbage' end
+    r.ss, r.hs, r.e = s, h, string.sub(raw, at)
   end
-  local s = { e = r[1] or nil, g = r[6] or nil, m = (r[7] == '1'), l = r[8] or nil, lg = r[10] or '' }
-  local ok = digits(r[4])
-  if ok and s.e then
-    ok = digits(r[2]) and digits(r[3]) and s.g ~= nil and string.match(s.g, '^[%d,:]*$') ~= nil
-    if ok then s.s = tonumber(r[2]); s.h = tonumber(r[3]) end
+  if v ~= '' then
+    if not decimal(v) then return nil, 'garbage' end
+    r.v = v
   end
-  if ok and r[5] then ok = decimal(r[5]); s.v = r[5] end
-  if ok and s.l then ok = digits(s.l) and digits(r[9]); if ok then s.lu = tonumber(r[9]) end end
-  if not ok then redis.call('DEL', k); return nil end
-  s.x = tonumber(r[4])
-  if now >= s.x and not (s.l and s.lu > now) then redis.call('DEL', k); return nil end
-  return s
+  if l ~= '' then
+    if not (digits(l) and digits(lu)) then return nil, 'garbage' end
+    r.l, r.lu = l, tonumber(lu)
+  end
+  if now >= r.x and not (r.l and r.lu > now) then return nil, 'dead' end
+  return r
 end
 local function live_lease(s, now)
   return s.l ~= nil and s.lu > now
 end
-local function expire(k, s_x, lu)
-  local at = s_x
-  if lu and lu > at then at = lu end
-  redis.call('PEXPIREAT', k, int(math.floor(at)))
+-- Write slot r under k, kept until max(x, lu); a slot past both is deleted instead. With
+-- `probe`, a value of another type under k is replaced too (SET … GET refuses to overwrite one):
+-- answers true when that happened.
+local function save(k, r, now, probe)
+  local at = r.x
+  if r.l and r.lu > at then at = r.lu end
+  if at <= now then redis.call('DEL', k); return false end
+  local st = '-'
+  if r.e then st = r.m and 'm' or 'e' end
+  local rec = table.concat({ 'k1', st, int(r.x), r.ss or '', r.hs or '', r.v or '', r.g or '',
+    r.l and r.lg or '', r.l or '', r.l and int(r.lu) or '', r.e or '' }, '|')
+  if probe then
+    local old = redis.pcall('SET', k, rec, 'PXAT', int(at), 'GET')
+    if type(old) == 'table' and old['err'] then
+      redis.call('DEL', k)
+      redis.call('SET', k, rec, 'PXAT', int(at))
+      return true
+    end
+    return false
+  end
+  redis.call('SET', k, rec, 'PXAT', int(at))
+  return false
 end

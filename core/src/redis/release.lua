@@ -1,8 +1,8 @@
 -- release: KEYS = entry key; ARGV = token. reply: 1 if the token held a live lease (now released), else 0
 local k = KEYS[1]
 local now = now_ms()
-local s = load(k, now)
+local s = load(redis.pcall('GET', k), now)
 if not s or not live_lease(s, now) or s.l ~= ARGV[1] then return 0 end
-redis.call('HDEL', k, 'l', 'lu')
-if now >= s.x then redis.call('DEL', k) else expire(k, s.x, nil) end
+s.l, s.lu = nil, nil
+save(k, s, now)
 return 1

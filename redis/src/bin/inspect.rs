@@ -11,7 +11,6 @@ use karlton::Store;
 use karlton_core::entry::peek_header;
 use karlton_core::{InvalidateMode, StoreOp, StoreReply};
 use karlton_redis::RedisStore;
-use std::collections::HashMap;
 
 fn usage() -> ! {
     eprintln!(
@@ -71,45 +70,43 @@ async fn main() {
             println!("server now {now}");
             if ty == "none" {
                 println!("absent (a miss)");
-            } else if ty != "hash" {
-                println!("CORRUPT: a {ty}, not a karlton hash (reads as a miss; the next fill overwrites it)");
+            } else if ty != "string" {
+                println!("CORRUPT: a {ty}, not a karlton record (reads as a corrupt entry: counted, a miss; the next fill overwrites it)");
             } else {
-                let h: HashMap<String, Vec<u8>> = redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await.unwrap();
+                let raw: Vec<u8> = redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap();
                 let pttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.unwrap();
-                let num = |f: &str| h.get(f).and_then(|v| std::str::from_utf8(v).ok()).and_then(|s| s.parse::<u64>().ok());
-                let s = |f: &str| h.get(f).map(|v| String::from_utf8_lossy(v).into_owned());
-                if num("x").is_none() {
-                    println!("CORRUPT: hash without a valid `x` field (reads as a miss)");
-                }
-                match h.get("e") {
-                    Some(e) => {
-                        println!("value      {} bytes (encoded entry)", e.len());
-                        match peek_header(e) {
-                            Ok(hdr) => println!("entry meta {hdr:?}"),
-                            Err(err) => println!("entry meta CORRUPT ({err}): reads as a miss, counted, refilled"),
+                match karlton_core::redis::parse_record(&raw) {
+                    None => println!("CORRUPT: a string that is not a karlton record ({} bytes; reads as a corrupt entry)", raw.len()),
+                    Some(r) => {
+                        match r.entry {
+                            Some(e) => {
+                                println!("value      {} bytes (encoded entry)", e.len());
+                                match peek_header(e) {
+                                    Ok(hdr) => println!("entry meta {hdr:?}"),
+                                    Err(err) => println!("entry meta CORRUPT ({err}): reads as a miss, counted, refilled"),
+                                }
+                            }
+                            None => println!("value      none (deleted or never filled; version floor / lease only)"),
                         }
+                        if let Some(t) = r.soft_at {
+                            println!("soft_at    {}  {}", rel(t, now), if now < t { "fresh" } else { "stale" });
+                        }
+                        if let Some(t) = r.hard_at {
+                            println!("hard_at    {}", rel(t, now));
+                        }
+                        println!("expire_at  {}", rel(r.expire_at, now));
+                        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                        println!("version    {}", r.version_floor.map_or_else(|| "none".into(), text));
+                        println!("marked     {}", if r.marked { "stale (invalidated with mark-stale)" } else { "no" });
+                        println!("generation stamped [{}]", text(r.generations));
+                        match r.lease {
+                            Some((l, lu, _)) if lu > now => println!("lease      held by token {l} until {}", rel(lu, now)),
+                            Some((l, lu, _)) => println!("lease      expired (token {l}, ended {})", rel(lu, now)),
+                            None => println!("lease      none"),
+                        }
+                        println!("PTTL       {pttl} ms");
                     }
-                    None => println!("value      none (deleted or never filled; version floor / lease only)"),
                 }
-                if let Some(t) = num("s") {
-                    println!("soft_at    {}  {}", rel(t, now), if now < t { "fresh" } else { "stale" });
-                }
-                if let Some(t) = num("h") {
-                    println!("hard_at    {}", rel(t, now));
-                }
-                if let Some(t) = num("x") {
-                    println!("expire_at  {}", rel(t, now));
-                }
-                println!("version    {}", s("v").unwrap_or_else(|| "none".into()));
-                println!("marked     {}", if s("m").as_deref() == Some("1") { "stale (invalidated with mark-stale)" } else { "no" });
-                let stamped = s("g").unwrap_or_default();
-                println!("generation stamped [{stamped}]");
-                match (s("l"), num("lu")) {
-                    (Some(l), Some(lu)) if lu > now => println!("lease      held by token {l} until {}", rel(lu, now)),
-                    (Some(l), Some(lu)) => println!("lease      expired (token {l}, ended {})", rel(lu, now)),
-                    _ => println!("lease      none"),
-                }
-                println!("PTTL       {pttl} ms");
             }
             for g in gens {
                 let v: Option<String> = redis::cmd("GET").arg(&g).query_async(&mut conn).await.unwrap_or(None);

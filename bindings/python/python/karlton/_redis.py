@@ -31,7 +31,7 @@ class RedisStore:
     (``decode_responses=False``, redis-py's default): entries are binary.
 
     With ``fast_reads`` (the default), ``get_or_load`` and ``get`` first try a fresh hit as one
-    pipelined round trip of plain commands (``TIME``, ``HMGET``, ``MGET``; no Lua), which the
+    pipelined round trip of plain commands (``TIME`` and one ``MGET`` of the entry's record and its counters; no Lua), which the
     core interprets; anything but a clean fresh hit runs the ``read`` script as usual. Off for
     ``single_connection_client`` clients.
     """
