@@ -23,11 +23,12 @@
 //! injective on integers, accepts everything `JSON.stringify` emits, and makes canonical output a
 //! fixed point. Floats (literals with `.` or an exponent) are doubles by definition and accepted
 //! at any magnitude.
-//! NaN and infinities cannot be represented in a `serde_json::Value`.
+//! NaN and infinities cannot be represented in a [`Value`] (the core's JSON tree, which
+//! [`canonicalize`] reads; a `serde_json::Value` is converted to it first).
 
 use std::fmt::Write as _;
 
-use serde_json::{Map, Number, Value};
+use crate::json::{Number, Value};
 
 /// Why a value could not be canonicalized.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,10 +45,34 @@ pub enum JcsError {
 }
 
 /// Canonicalizes `v` per RFC 8785 and returns the canonical JSON text.
-pub fn canonicalize(v: &Value) -> Result<String, JcsError> {
+pub fn canonicalize(v: &serde_json::Value) -> Result<String, JcsError> {
+    canonicalize_value(&from_serde(v))
+}
+
+/// [`canonicalize`] for the core's JSON tree ([`crate::json::parse`]). An object member that
+/// occurs more than once counts with its last value (as in a `serde_json::Value`).
+pub fn canonicalize_value(v: &Value) -> Result<String, JcsError> {
     let mut out = String::new();
     write_value(&mut out, v)?;
     Ok(out)
+}
+
+/// The core's JSON tree of a `serde_json::Value` (numbers classified alike).
+pub(crate) fn from_serde(v: &serde_json::Value) -> Value {
+    use serde_json::Value as S;
+    match v {
+        S::Null => Value::Null,
+        S::Bool(b) => Value::Bool(*b),
+        S::Number(n) => Value::Number(match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => Number::U64(u),
+            (None, Some(i)) => Number::I64(i),
+            // Without `arbitrary_precision` every serde_json number has an f64 form.
+            _ => Number::F64(n.as_f64().unwrap_or(f64::NAN)),
+        }),
+        S::String(s) => Value::String(s.clone()),
+        S::Array(a) => Value::Array(a.iter().map(from_serde).collect()),
+        S::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), from_serde(v))).collect()),
+    }
 }
 
 fn write_value(out: &mut String, v: &Value) -> Result<(), JcsError> {
@@ -72,13 +97,25 @@ fn write_value(out: &mut String, v: &Value) -> Result<(), JcsError> {
     Ok(())
 }
 
-fn write_object(out: &mut String, map: &Map<String, Value>) -> Result<(), JcsError> {
-    // Never rely on the map's own iteration order (BTreeMap sorts by UTF-8 bytes, and with
-    // serde_json's `preserve_order` feature it is insertion order): sort by UTF-16 code units.
-    let mut members: Vec<(&String, &Value)> = map.iter().collect();
-    members.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
+fn write_object(out: &mut String, map: &[(String, Value)]) -> Result<(), JcsError> {
+    // Sort by UTF-16 code units (never by the document's or a map's own order). The sort is
+    // stable, so of members with one name the last one in the document ends up last: keep it.
+    // Insertion sort: objects are small, and std's stable sort would add kilobytes to the wasm
+    // module.
+    let mut members: Vec<(&String, &Value)> = Vec::with_capacity(map.len());
+    for (k, v) in map {
+        let at = members.partition_point(|(a, _)| a.encode_utf16().cmp(k.encode_utf16()).is_le());
+        members.insert(at, (k, v));
+    }
+    let mut last: Vec<(&String, &Value)> = Vec::with_capacity(members.len());
+    for m in members {
+        match last.last_mut() {
+            Some(prev) if prev.0 == m.0 => *prev = m,
+            _ => last.push(m),
+        }
+    }
     out.push('{');
-    for (i, (name, value)) in members.into_iter().enumerate() {
+    for (i, (name, value)) in last.into_iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
@@ -91,18 +128,14 @@ fn write_object(out: &mut String, map: &Map<String, Value>) -> Result<(), JcsErr
 }
 
 fn write_number(out: &mut String, n: &Number) -> Result<(), JcsError> {
-    let f = if let Some(u) = n.as_u64() {
-        canonical_integer(i128::from(u)).ok_or_else(|| JcsError::UnsafeInteger(u.to_string()))?
-    } else if let Some(i) = n.as_i64() {
-        canonical_integer(i128::from(i)).ok_or_else(|| JcsError::UnsafeInteger(i.to_string()))?
-    } else {
-        // serde_json numbers are finite and always have an f64 form; without
-        // `arbitrary_precision` neither error below can happen. (Written with ryu-js rather than
-        // `Number`'s Display, which would pull a second float formatter into the wasm module.)
-        let Some(f) = n.as_f64() else {
-            return Err(JcsError::UnsupportedNumber("a number with no f64 form".into()));
-        };
-        f
+    // Written with ryu-js rather than f64's Display, which would pull a second float formatter
+    // into the wasm module.
+    let f = match *n {
+        Number::U64(u) => canonical_integer(i128::from(u))
+            .ok_or_else(|| JcsError::UnsafeInteger(u.to_string()))?,
+        Number::I64(i) => canonical_integer(i128::from(i))
+            .ok_or_else(|| JcsError::UnsafeInteger(i.to_string()))?,
+        Number::F64(f) => f,
     };
     if !f.is_finite() {
         return Err(JcsError::UnsupportedNumber(ryu_js::Buffer::new().format(f).to_string()));
@@ -159,7 +192,7 @@ fn decimal_i128(i: i128) -> Vec<u8> {
 
 /// Checks the integer literals of (valid) JSON text with the rule of [`canonicalize`].
 ///
-/// Needed for JSON text because serde_json parses integer literals beyond the `u64`/`i64` range as
+/// Needed for JSON text because JSON readers (serde_json, [`crate::json`]) parse integer literals beyond the `u64`/`i64` range as
 /// doubles, so `100000000000000000001` (say, a Python int) would otherwise silently become `1e20`.
 /// Literals within the 64-bit range are checked again (harmlessly) by [`canonicalize`].
 pub fn check_integer_literals(text: &str) -> Result<(), JcsError> {
@@ -181,7 +214,7 @@ pub fn check_integer_literals(text: &str) -> Result<(), JcsError> {
                 {
                     i += 1;
                 }
-                let token = &text[start..i];
+                let token = text.get(start..i).unwrap_or_default();
                 let is_integer = !token.contains(['.', 'e', 'E']);
                 // 16+ digits may exceed 2^53 (a 16-digit number is below 10^16 < 2^54).
                 if is_integer && token.trim_start_matches('-').len() >= 16 {
@@ -224,7 +257,7 @@ fn write_string(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Number, Value, json};
 
     #[test]
     fn decimal_i128_is_display() {
@@ -235,7 +268,11 @@ mod tests {
 
     fn canon_text(json_text: &str) -> String {
         let v: Value = serde_json::from_str(json_text).expect("valid test JSON");
-        canonicalize(&v).expect("canonicalizable")
+        let c = canonicalize(&v).expect("canonicalizable");
+        // The core's own reader gives the same canonical text.
+        let w = crate::json::parse(json_text).expect("valid test JSON");
+        assert_eq!(canonicalize_value(&w).expect("canonicalizable"), c, "{json_text}");
+        c
     }
 
     /// RFC 8785 Appendix B / §3.2.2.3 number samples (the subset expressible in JSON text).

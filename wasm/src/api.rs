@@ -7,7 +7,8 @@
 //! a JSON number or a decimal string. Values that cross as JSON use the serde forms of
 //! karlton-core's types (`Entry`, `Request`, `Input`, `Step`, `StoreOp`, `StoreReply`, `Stats`,
 //! `Write`), so a reply is byte-identical to `serde_json::to_string` of the native result.
-//! They are read and written by hand ([`crate::json`], `forms`, `policy`), not through serde's
+//! They are read and written by hand ([`crate::json`], `forms`; policies by core's
+//! [`Policy::from_json`]), not through serde's
 //! derives: that keeps the module small (see the README's "Size" section).
 //!
 //! | op | fields | `ok` value |
@@ -80,7 +81,6 @@ use karlton_core::key::{self, Key, KeyError};
 use karlton_core::store::{InvalidateMode, StoreFailure, hex};
 use karlton_core::coordinator::{Action, CallId, Coordinator, Ticket};
 use karlton_core::{GetOrLoad, MemoryStore, MemoryStoreConfig, Policy, PolicyError, Stats, Step};
-use serde_json::Value;
 use std::borrow::Cow;
 
 use crate::forms;
@@ -320,9 +320,6 @@ impl Fail {
             detail,
         }))
     }
-    pub(crate) fn message(&self) -> &str {
-        &self.0.message
-    }
     fn key(e: KeyError) -> Fail {
         let detail = match &e {
             KeyError::EmptyNamespace => detail("empty_namespace", none, none),
@@ -338,18 +335,9 @@ impl Fail {
         Fail::with("key", e.to_string(), detail)
     }
     fn policy(e: PolicyError) -> Fail {
-        let (kind, field) = match &e {
-            PolicyError::Zero { field } => ("zero", Some(*field)),
-            PolicyError::HardBeforeSoft { .. } => ("hard_before_soft", Some("hard_ttl_ms")),
-            PolicyError::OutOfRange { field, .. } => ("out_of_range", Some(*field)),
-            PolicyError::TooLong { field, .. } => ("too_long", Some(*field)),
-            PolicyError::LoadTimeouts { .. } => ("load_timeouts", Some("load_soft_timeout_ms")),
-            // serde names the field only for unknown and duplicate fields.
-            PolicyError::Json(msg) => ("json", crate::policy::json_field(msg)),
-        };
         let detail = detail(
-            kind,
-            |o| match field {
+            e.kind(),
+            |o| match e.field() {
                 Some(f) => {
                     o.str("field", f);
                 }
@@ -357,7 +345,7 @@ impl Fail {
             },
             none,
         );
-        Fail::with("policy", crate::policy::message(&e), detail)
+        Fail::with("policy", e.to_string(), detail)
     }
     fn decode(e: DecodeError) -> Fail {
         let detail = match &e {
@@ -677,7 +665,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
             let rand = r.arg("rand")?;
             forms::write_store_op(out, &flow::bump_op(&gen_key, rand));
         }
-        c if c.starts_with("coord_") => coord(st, &r, &c[6..], out)?,
+        c if c.starts_with("coord_") => coord(st, &r, c.get(6..).unwrap_or_default(), out)?,
         other => return Err(Fail::new("unknown_op", format!("unknown op `{other}`"))),
     }
     Ok(())
@@ -883,7 +871,7 @@ fn policy(st: &mut State, text: &str) -> Result<Arc<Policy>, Fail> {
             return Ok(p.clone());
         }
     }
-    let p = Arc::new(crate::policy::parse(text).map_err(Fail::policy)?);
+    let p = Arc::new(Policy::from_json(text).map_err(Fail::policy)?);
     st.policy = Some((text.to_owned(), p.clone()));
     Ok(p)
 }
@@ -903,12 +891,12 @@ fn params_text<'a>(r: &Obj<'a>) -> Result<Option<Cow<'a, str>>, Fail> {
 /// Params hash and canonical form of JSON text, with the same checks, in the same order, as
 /// `Key::params_json`.
 fn params_hash(json: &str) -> Result<(String, String), Fail> {
-    let v: Value =
-        serde_json::from_str(json).map_err(|e| Fail::key(KeyError::InvalidJson(e.to_string())))?;
+    let v = karlton_core::json::parse(json)
+        .map_err(|e| Fail::key(KeyError::InvalidJson(e.to_string())))?;
     key::check_integer_literals(json).map_err(|e| Fail::key(KeyError::Params(e.to_string())))?;
-    let hash = key::params_hash(&v).map_err(Fail::key)?;
+    let hash = key::params_hash_value(&v).map_err(Fail::key)?;
     let canonical =
-        key::canonicalize(&v).map_err(|e| Fail::key(KeyError::Params(e.to_string())))?;
+        key::canonicalize_value(&v).map_err(|e| Fail::key(KeyError::Params(e.to_string())))?;
     Ok((hash, canonical))
 }
 

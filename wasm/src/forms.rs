@@ -605,7 +605,7 @@ pub(crate) fn write_policy(out: &mut Vec<u8>, p: &Policy) {
 
 use karlton_core::coordinator::{Action, Answer, Event, Op, Reply, Ticket};
 use karlton_core::redis::RedisValue;
-use serde_json::Value;
+use karlton_core::json::Value;
 
 const SOURCES: &[(&str, Source)] = &[
     ("fresh", Source::Fresh),
@@ -664,7 +664,7 @@ fn redis_value(v: &Value) -> Result<RedisValue, Fail> {
     let (tag, data) = match v {
         Value::String(s) => (s.as_str(), &Value::Null),
         Value::Object(m) if m.len() == 1 => {
-            let (k, d) = m.iter().next().ok_or_else(e)?;
+            let (k, d) = m.first().ok_or_else(e)?;
             (k.as_str(), d)
         }
         _ => return Err(e()),
@@ -674,7 +674,11 @@ fn redis_value(v: &Value) -> Result<RedisValue, Fail> {
         ("Int", Value::Number(n)) => RedisValue::Int(n.as_i64().ok_or_else(e)?),
         ("Bulk", Value::Array(b)) => RedisValue::Bulk(
             b.iter()
-                .map(|x| x.as_u64().and_then(|x| u8::try_from(x).ok()).ok_or_else(e))
+                .map(|x| match x {
+                    Value::Number(n) => n.as_u64().and_then(|x| u8::try_from(x).ok()),
+                    _ => None,
+                })
+                .map(|x| x.ok_or_else(e))
                 .collect::<Result<_, _>>()?,
         ),
         ("Status", Value::String(s)) => RedisValue::Status(s.clone()),

@@ -1,9 +1,9 @@
 //! Hand-rolled JSON plumbing for the dispatcher, to keep the module small.
 //!
-//! Reading: a request (or a nested object) is split once into its members as raw JSON text
-//! ([`Obj`]), with serde_json doing the lexing; each member is then converted by hand. That is
-//! one serde instantiation (a map of raw values) instead of one derived `Deserialize` per
-//! request struct and per core type (and none of serde's buffering for tagged enums). The
+//! Reading: a request (or a nested object) is checked by karlton-core's JSON reader
+//! ([`karlton_core::json`], the one the policy parser uses) and split once into its members as
+//! raw JSON text ([`Obj`]); each member is then converted by hand. No serde on this path (its
+//! type-directed deserializers and serde_json's parser cost tens of kilobytes). The
 //! conversions accept exactly what the serde derives of the same shapes accept, member by
 //! member (missing, `null`, duplicate and unknown members included); only the wording of
 //! `bad_request` messages differs.
@@ -11,8 +11,7 @@
 //! Writing: replies are written straight into the output buffer, byte-identical to
 //! `serde_json::to_writer` of the same values (compact, same escapes, declaration order).
 
-use serde::de;
-use serde_json::Value;
+use karlton_core::json::{self as cj, Number, Value};
 use std::borrow::Cow;
 
 use crate::api::Fail;
@@ -28,9 +27,8 @@ pub(crate) struct Obj<'a> {
     fields: Members<'a>,
 }
 
-fn serde_fail(e: serde_json::Error) -> Fail {
-    let code = if e.is_data() { "bad_request" } else { "json" };
-    Fail::new(code, e.to_string())
+fn json_fail(e: cj::Error) -> Fail {
+    Fail::new("json", e.to_string())
 }
 
 pub(crate) fn bad(msg: impl Into<String>) -> Fail {
@@ -93,10 +91,10 @@ fn skip_value(b: &[u8], mut i: usize) -> usize {
     }
 }
 
-/// Check that `text` is one JSON value (serde_json's syntax errors, including for members the
-/// op ignores) and split it into members if it is an object (`None` otherwise).
-pub(crate) fn split(text: &str) -> Result<Option<Members<'_>>, serde_json::Error> {
-    serde_json::from_str::<de::IgnoredAny>(text)?;
+/// Check that `text` is one JSON value (syntax errors, including in members the op ignores)
+/// and split it into members if it is an object (`None` otherwise).
+pub(crate) fn split(text: &str) -> Result<Option<Members<'_>>, Fail> {
+    cj::parse(text).map_err(json_fail)?;
     let b = text.as_bytes();
     let mut i = ws(b, 0);
     if b[i] != b'{' {
@@ -110,10 +108,11 @@ pub(crate) fn split(text: &str) -> Result<Option<Members<'_>>, serde_json::Error
     loop {
         let ks = i;
         i = skip_string(b, i);
-        let key = &text[ks + 1..i - 1];
+        // `get`, not indexing (the bounds are char boundaries): no slice-panic machinery.
+        let key = text.get(ks + 1..i - 1).unwrap_or_default();
         let key = if key.contains('\\') {
-            // Escapes: let serde_json decode them.
-            match serde_json::from_str::<Value>(&text[ks..i])? {
+            // Escapes: let the reader decode them.
+            match cj::parse(text.get(ks..i).unwrap_or_default()).map_err(json_fail)? {
                 Value::String(s) => Cow::Owned(s),
                 _ => Cow::Borrowed(key),
             }
@@ -123,7 +122,7 @@ pub(crate) fn split(text: &str) -> Result<Option<Members<'_>>, serde_json::Error
         i = ws(b, ws(b, i) + 1);
         let vs = i;
         i = skip_value(b, i);
-        fields.push((key, &text[vs..i]));
+        fields.push((key, text.get(vs..i).unwrap_or_default()));
         i = ws(b, i);
         if b[i] != b',' {
             return Ok(Some(fields));
@@ -134,7 +133,7 @@ pub(crate) fn split(text: &str) -> Result<Option<Members<'_>>, serde_json::Error
 
 /// Parse JSON text that must be an object. `code` is the error code for "not an object".
 pub(crate) fn obj<'a>(text: &'a str, code: &'static str, what: &str) -> Result<Obj<'a>, Fail> {
-    match split(text).map_err(serde_fail)? {
+    match split(text)? {
         Some(fields) => Ok(Obj { fields }),
         None => Err(Fail::new(code, format!("{what} must be a JSON object"))),
     }
@@ -211,7 +210,7 @@ impl<'a> Obj<'a> {
     }
     pub(crate) fn f64(&self, k: &str) -> Result<f64, Fail> {
         match value(self.req(k)?)? {
-            Value::Number(n) => n.as_f64().ok_or_else(|| invalid(k, "f64")),
+            Value::Number(n) => Ok(n.as_f64()),
             _ => Err(invalid(k, "f64")),
         }
     }
@@ -238,7 +237,7 @@ impl<'a> Obj<'a> {
 
 /// The value of raw JSON text (valid by construction; numbers out of range are errors).
 pub(crate) fn value(raw: &str) -> Result<Value, Fail> {
-    serde_json::from_str(raw).map_err(serde_fail)
+    cj::parse(raw).map_err(json_fail)
 }
 
 pub(crate) fn string(raw: &str, k: &str) -> Result<String, Fail> {
@@ -279,14 +278,14 @@ fn u64_arg(raw: &str, k: &str) -> Result<u64, Fail> {
     let err = |why: &str| bad(format!("`{k}`: {why}"));
     match value(raw)? {
         Value::Number(n) => {
-            if let Some(u) = n.as_u64() {
+            if let Number::U64(u) = n {
                 Ok(u)
-            } else if n.is_i64() {
+            } else if let Number::I64(_) = n {
                 Err(err("negative integer"))
             } else {
                 // JSON from JavaScript may write a large integer as a float (1e21); accept
                 // only exact integers below 2^53.
-                let v = n.as_f64().unwrap_or(f64::NAN);
+                let v = n.as_f64();
                 if v >= 0.0 && v.fract() == 0.0 && v <= 9_007_199_254_740_992.0 {
                     Ok(v as u64)
                 } else {
@@ -338,8 +337,7 @@ pub(crate) fn variant_name(raw: &str) -> Result<String, Fail> {
     let expected = || Fail::new("json", "expected value");
     match raw.as_bytes().first() {
         Some(b'"') => string(raw, "variant"),
-        Some(b'{') => match split(raw)
-            .map_err(serde_fail)?
+        Some(b'{') => match split(raw)?
             .unwrap_or_default()
             .as_slice()
         {
@@ -467,7 +465,7 @@ pub(crate) fn f64(out: &mut Vec<u8>, v: f64) {
     if v.is_sign_negative() {
         out.push(b'-');
     }
-    let Some((d, e)) = crate::policy::digits(v) else {
+    let Some((d, e)) = digits(v) else {
         return out.extend_from_slice(b"0.0");
     };
     let n = d.len() as i32;
@@ -495,6 +493,37 @@ pub(crate) fn f64(out: &mut Vec<u8>, v: f64) {
         out.push(if e < 0 { b'-' } else { b'+' });
         u64(out, u64::from(e.unsigned_abs()));
     }
+}
+
+/// Shortest round-trip digits of a finite `f64` and the decimal exponent of the first digit
+/// (`(b"15", 0)` for 1.5), from ryu-js. `None` for zero.
+fn digits(v: f64) -> Option<(Vec<u8>, i32)> {
+    if v == 0.0 {
+        return None;
+    }
+    let mut buf = ryu_js::Buffer::new();
+    let s = buf.format_finite(v.abs()).as_bytes();
+    let (mant, exp) = match s.iter().position(|&c| c == b'e') {
+        Some(i) => (&s[..i], {
+            let e = &s[i + 1..];
+            let (neg, e) = match e[0] {
+                b'-' => (true, &e[1..]),
+                b'+' => (false, &e[1..]),
+                _ => (false, e),
+            };
+            let n = e.iter().fold(0i32, |a, &c| a * 10 + i32::from(c - b'0'));
+            if neg { -n } else { n }
+        }),
+        None => (s, 0),
+    };
+    let point = mant.iter().position(|&c| c == b'.').unwrap_or(mant.len());
+    let mut d: Vec<u8> = mant.iter().copied().filter(|&c| c != b'.').collect();
+    let lead = d.iter().take_while(|&&c| c == b'0').count();
+    d.drain(..lead);
+    while d.last() == Some(&b'0') {
+        d.pop();
+    }
+    Some((d, point as i32 - lead as i32 - 1 + exp))
 }
 
 #[cfg(test)]
