@@ -93,13 +93,20 @@ pub struct Error {
 
 /// Parse one JSON text (whitespace around it allowed, nothing else after it).
 pub fn parse(text: &str) -> Result<Value, Error> {
-    let mut p = Parser { b: text.as_bytes(), i: 0, depth: 0 };
+    parse_members(text).map(|(v, _)| v)
+}
+
+/// [`parse`], plus the raw text of each member value when the text is an object (in member
+/// order; empty otherwise), for callers that keep a member as text.
+pub fn parse_members(text: &str) -> Result<(Value, Vec<&str>), Error> {
+    let mut p = Parser { b: text.as_bytes(), i: 0, depth: 0, spans: Vec::new() };
     let v = p.value()?;
     p.ws();
     if p.i < p.b.len() {
         return Err(p.err("trailing characters"));
     }
-    Ok(v)
+    let raw = p.spans.iter().map(|&(a, b)| text.get(a..b).unwrap_or_default()).collect();
+    Ok((v, raw))
 }
 
 /// Write `s` as a JSON string literal (escapes as serde_json writes them: `\"`, `\\`, `\n`,
@@ -139,6 +146,8 @@ struct Parser<'a> {
     b: &'a [u8],
     i: usize,
     depth: u32,
+    /// Byte ranges of the top-level object's member values.
+    spans: Vec<(usize, usize)>,
 }
 
 impl Parser<'_> {
@@ -242,7 +251,12 @@ impl Parser<'_> {
             }
             let k = self.string()?;
             self.eat(b':', "expected `:`")?;
+            self.ws();
+            let start = self.i;
             members.push((k, self.value()?));
+            if self.depth == 1 {
+                self.spans.push((start, self.i));
+            }
             self.ws();
             match self.peek() {
                 Some(b',') => self.i += 1,
@@ -682,6 +696,9 @@ mod tests {
         assert_eq!(m[0].0, "b");
         assert_eq!(v.get("a"), Some(&Value::String("xé\n".into())));
         assert_eq!(v.to_string(), r#"{"b":[1,-2,3.5,true,null],"a":"xé\n","b":{}}"#);
+        let (_, raw) = parse_members(r#" {"b": [1, {"c":2}] ,"a" :"x" } "#).unwrap();
+        assert_eq!(raw, [r#"[1, {"c":2}]"#, r#""x""#]);
+        assert!(parse_members("[1]").unwrap().1.is_empty());
         assert_eq!(num("18446744073709551615"), Number::U64(u64::MAX));
         assert_eq!(num("-9223372036854775808"), Number::I64(i64::MIN));
         assert_eq!(num("18446744073709551616"), Number::F64(18446744073709551616.0));

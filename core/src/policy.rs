@@ -482,7 +482,10 @@ fn spec_from_json(text: &str) -> Result<PolicySpec, PolicyError> {
                 let Value::Array(a) = v else {
                     return Err(type_err(v, "a sequence"));
                 };
-                spec.lock_backoff_ms = a.iter().map(u64_of).collect::<Result<_, _>>()?;
+                spec.lock_backoff_ms.clear();
+                for x in a {
+                    spec.lock_backoff_ms.push(u64_of(x)?);
+                }
             }
             9 => {
                 spec.on_lock_timeout = variant(

@@ -433,7 +433,8 @@ fn dispatch(st: &mut State, input: &[u8], out: &mut Vec<u8>) {
 }
 
 fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
-    let r = json::obj(text, "json", "a request")?;
+    let (doc, raw) = json::parse(text)?;
+    let r = Obj::top(&doc, &raw).ok_or_else(|| Fail::new("json", "a request must be a JSON object"))?;
     let op = match r.get("op") {
         Ok(Some(raw)) => {
             json::string(raw, "op").map_err(|_| Fail::new("json", "`op` must be a string"))?
@@ -459,7 +460,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
                 .end();
         }
         "policy" => {
-            let raw = r.opt("policy")?;
+            let raw = r.raw_opt("policy")?;
             let pj = r.string_opt("policy_json")?;
             let p = match (raw, pj.as_deref()) {
                 (Some(raw), None) => policy(st, raw)?,
@@ -481,7 +482,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
         "decide" => {
             let (now, soft, hard) = (r.arg("now_ms")?, r.arg("soft_at")?, r.arg("hard_at")?);
             let load = r.arg_opt("load_ms")?.unwrap_or(0);
-            let raw = r.req("policy")?;
+            let raw = r.raw_req("policy")?;
             let rand = r.arg("rand")?;
             let p = policy(st, raw)?;
             json::str(out, decision(decide_raw(now, soft, hard, load, &p, rand)));
@@ -502,7 +503,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
             json::u64(out, jitter_reduction(ttl, ppm, rand));
         }
         "jittered_ttls" => {
-            let raw = r.req("policy")?;
+            let raw = r.raw_req("policy")?;
             let rand = r.arg("rand")?;
             let p = policy(st, raw)?;
             let (soft, hard) = jittered_ttls(&p, rand);
@@ -514,7 +515,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
         }
         "flow_create" => {
             let req = forms::request(r.req("request")?)?;
-            let raw = r.req("policy")?;
+            let raw = r.raw_req("policy")?;
             let seed = r.arg("seed")?;
             let p = policy(st, raw)?;
             let h = st.handle()?;
@@ -590,7 +591,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
         "get_or_load" => {
             let store = r.u32("store")?;
             let req = forms::request(r.req("request")?)?;
-            let raw = r.req("policy")?;
+            let raw = r.raw_req("policy")?;
             let (seed, now) = (r.arg("seed")?, r.arg("now_ms")?);
             let p = policy(st, raw)?;
             let store = st
@@ -617,7 +618,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
         }
         "set_op" => {
             let w = forms::write(r.req("write")?)?;
-            let raw = r.req("policy")?;
+            let raw = r.raw_req("policy")?;
             let (store_now, rand) = (r.arg("store_now")?, r.arg("rand")?);
             let p = policy(st, raw)?;
             forms::write_store_op(out, &flow::set_op(&w, &p, store_now, rand));
@@ -630,7 +631,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
         "get_result" => {
             let reply = forms::read_reply(&Obj::sub(r.req("reply")?, "`reply`")?)?;
             // A get's answer depends on the reply alone; a policy, if sent, is still validated.
-            if let Some(raw) = r.opt("policy")? {
+            if let Some(raw) = r.raw_opt("policy")? {
                 policy(st, raw)?;
             }
             let mut stats = Stats::default();
@@ -638,7 +639,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
             got(out, served.as_ref(), &stats);
         }
         "get_on_store_error" => {
-            let raw = r.req("policy")?;
+            let raw = r.raw_req("policy")?;
             let message = r.string("message")?;
             let p = policy(st, raw)?;
             let mut stats = Stats::default();
@@ -704,7 +705,7 @@ fn coord(st: &mut State, r: &Obj<'_>, name: &str, out: &mut Vec<u8>) -> Res {
     let request = || forms::request(r.req("request")?);
     let pol = match name {
         "get_or_load" | "get_or_load_replacing" | "op" | "memory_hit" => {
-            let raw = r.req("policy")?;
+            let raw = r.raw_req("policy")?;
             Some(policy(st, raw)?)
         }
         _ => None,
@@ -879,7 +880,7 @@ fn policy(st: &mut State, text: &str) -> Result<Arc<Policy>, Fail> {
 /// The params text of a request: `params` (any JSON; `null` = none) or `params_json` (a string
 /// holding JSON text, checked by the key code, so invalid text is a `key` error).
 fn params_text<'a>(r: &Obj<'a>) -> Result<Option<Cow<'a, str>>, Fail> {
-    let raw = r.opt("params")?;
+    let raw = r.raw_opt("params")?;
     let text = r.string_opt("params_json")?;
     match (raw, text) {
         (Some(_), Some(_)) => Err(bad("give at most one of `params` and `params_json`")),
