@@ -131,10 +131,8 @@ fn write_number(out: &mut String, n: &Number) -> Result<(), JcsError> {
     // Written with ryu-js rather than f64's Display, which would pull a second float formatter
     // into the wasm module.
     let f = match *n {
-        Number::U64(u) => canonical_integer(i128::from(u))
-            .ok_or_else(|| JcsError::UnsafeInteger(u.to_string()))?,
-        Number::I64(i) => canonical_integer(i128::from(i))
-            .ok_or_else(|| JcsError::UnsafeInteger(i.to_string()))?,
+        Number::U64(u) => canonical_integer(&u.to_string())?,
+        Number::I64(i) => canonical_integer(&i.to_string())?,
         Number::F64(f) => f,
     };
     if !f.is_finite() {
@@ -160,34 +158,23 @@ fn write_number(out: &mut String, n: &Number) -> Result<(), JcsError> {
 /// output always re-canonicalizes to itself. Rejected: `9007199254740993` (not a double) and also
 /// `883428225632934144` (exactly a double, but its canonical form is `883428225632934100`, so
 /// accepting it would let it collide with that integer).
-fn canonical_integer(i: i128) -> Option<f64> {
-    const SAFE: i128 = 1 << 53;
-    // `as` rounds to nearest, ties to even, exactly like JSON.parse of the integer text.
-    #[allow(clippy::cast_precision_loss)]
-    let f = i as f64;
-    if (-SAFE..=SAFE).contains(&i) {
-        return Some(f);
+fn canonical_integer(text: &str) -> Result<f64, JcsError> {
+    // On the decimal text (no i128 arithmetic, which costs kilobytes in the wasm module).
+    let (neg, digits) = match text.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, text),
+    };
+    let d: Vec<u8> = digits.bytes().map(|c| c.wrapping_sub(b'0')).collect();
+    // The nearest double, ties to even (`as` from an integer type rounds the same way).
+    let f = crate::json::decimal_to_f64(&d, 0);
+    let f = if neg { -f } else { f };
+    // |i| <= 2^53 = 9007199254740992 (16 digits): exact.
+    let safe = digits.len() < 16 || (digits.len() == 16 && digits <= "9007199254740992");
+    if safe || (f.is_finite() && ryu_js::Buffer::new().format_finite(f) == text) {
+        Ok(f)
+    } else {
+        Err(JcsError::UnsafeInteger(text.to_owned()))
     }
-    let mut buf = ryu_js::Buffer::new();
-    (buf.format_finite(f).as_bytes() == decimal_i128(i).as_slice()).then_some(f)
-}
-
-/// `i.to_string()` as bytes, by hand (keeps `i128`'s `Display` out of the wasm module).
-fn decimal_i128(i: i128) -> Vec<u8> {
-    let mut v = i.unsigned_abs();
-    let mut out = Vec::with_capacity(40);
-    loop {
-        out.push(b'0' + (v % 10) as u8);
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    if i < 0 {
-        out.push(b'-');
-    }
-    out.reverse();
-    out
 }
 
 /// Checks the integer literals of (valid) JSON text with the rule of [`canonicalize`].
@@ -218,13 +205,7 @@ pub fn check_integer_literals(text: &str) -> Result<(), JcsError> {
                 let is_integer = !token.contains(['.', 'e', 'E']);
                 // 16+ digits may exceed 2^53 (a 16-digit number is below 10^16 < 2^54).
                 if is_integer && token.trim_start_matches('-').len() >= 16 {
-                    let ok = match token.parse::<i128>() {
-                        Ok(n) => canonical_integer(n).is_some(),
-                        Err(_) => false, // beyond i128: far beyond any exact canonical form
-                    };
-                    if !ok {
-                        return Err(JcsError::UnsafeInteger(token.to_owned()));
-                    }
+                    canonical_integer(token)?;
                 }
             }
             _ => i += 1,
@@ -260,9 +241,32 @@ mod tests {
     use serde_json::{Number, Value, json};
 
     #[test]
-    fn decimal_i128_is_display() {
-        for i in [0i128, 1, -1, 9, 10, -10, i128::from(u64::MAX), i128::from(i64::MIN), i128::MAX, i128::MIN, 12345678901234567890123] {
-            assert_eq!(String::from_utf8(decimal_i128(i)).unwrap(), i.to_string());
+    fn canonical_integer_is_the_i128_rule() {
+        // The rule as first written on i128: |i| <= 2^53, or the ECMAScript form of the nearest
+        // double is the integer's own text.
+        let rule = |i: i128| {
+            #[allow(clippy::cast_precision_loss)]
+            let f = i as f64;
+            (-(1i128 << 53)..=1 << 53).contains(&i)
+                || ryu_js::Buffer::new().format_finite(f) == i.to_string()
+        };
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut vals: Vec<i128> = vec![0, 1, -1, 1 << 53, (1 << 53) + 1, (1 << 53) + 2, -(1 << 53) - 1,
+            i128::from(u64::MAX), i128::from(i64::MIN), 1_000_000_000_000_000_000, 883_428_225_632_934_100,
+            883_428_225_632_934_144, 100_000_000_000_000_000_000, 100_000_000_000_000_000_001, i128::MAX];
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = i128::from(x >> (x % 16)) * 1000i128.pow((x % 4) as u32);
+            vals.push(v);
+            vals.push(-v);
+            // Round trips of doubles are canonical.
+            let f = f64::from_bits(0x4340_0000_0000_0000 + (x >> 40)) ;
+            vals.push(f as i128);
+        }
+        for i in vals {
+            assert_eq!(canonical_integer(&i.to_string()).is_ok(), rule(i), "{i}");
         }
     }
 

@@ -525,19 +525,12 @@ impl Big {
         }
     }
     fn shl(&mut self, s: u64) {
-        let (words, bits) = ((s / 32) as usize, (s % 32) as u32);
-        if bits > 0 {
-            let mut carry = 0u32;
-            for w in &mut self.0 {
-                let n = (*w << bits) | carry;
-                carry = *w >> (32 - bits);
-                *w = n;
-            }
-            if carry > 0 {
-                self.0.push(carry);
-            }
+        if s % 32 > 0 {
+            self.mul_add(1 << (s % 32), 0);
         }
-        self.0.splice(0..0, std::iter::repeat_n(0, words));
+        let mut v = vec![0; (s / 32) as usize];
+        v.append(&mut self.0);
+        self.0 = v;
     }
     fn bit(&self, i: u64) -> bool {
         self.0.get((i / 32) as usize).is_some_and(|w| w >> (i % 32) & 1 == 1)
@@ -558,15 +551,6 @@ impl Big {
             }
         }
         true
-    }
-    fn shr1(&mut self) {
-        let mut carry = 0u32;
-        for w in self.0.iter_mut().rev() {
-            let n = (*w >> 1) | carry;
-            carry = *w << 31;
-            *w = n;
-        }
-        self.trim();
     }
     fn sub(&mut self, o: &Big) {
         let mut borrow = 0i64;
@@ -599,7 +583,7 @@ fn scale(m: u64, e: i64) -> f64 {
 
 /// The nearest double to `0.d₁d₂…·10^(len+exp)`, i.e. the integer `d` (decimal digits, most
 /// significant first, no leading zeros) times `10^exp`; ties to even.
-fn decimal_to_f64(d: &[u8], exp: i64) -> f64 {
+pub(crate) fn decimal_to_f64(d: &[u8], exp: i64) -> f64 {
     if d.is_empty() {
         return 0.0;
     }
@@ -634,12 +618,13 @@ fn decimal_to_f64(d: &[u8], exp: i64) -> f64 {
         let mut q = Big(vec![0; qbits.div_ceil(32) as usize]);
         let mut dsh = den;
         dsh.shl(qbits - 1);
+        // Restoring division; the remainder doubles instead of the divisor halving.
         for i in (0..qbits).rev() {
             if num.ge(&dsh) {
                 num.sub(&dsh);
                 q.0[(i / 32) as usize] |= 1 << (i % 32);
             }
-            dsh.shr1();
+            num.mul_add(2, 0);
         }
         q.trim();
         (q, s, !num.0.is_empty())
