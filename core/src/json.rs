@@ -99,7 +99,7 @@ pub fn parse(text: &str) -> Result<Value, Error> {
 /// [`parse`], plus the raw text of each member value when the text is an object (in member
 /// order; empty otherwise), for callers that keep a member as text.
 pub fn parse_members(text: &str) -> Result<(Value, Vec<&str>), Error> {
-    let mut p = Parser { b: text.as_bytes(), i: 0, depth: 0, spans: Vec::new() };
+    let mut p = Parser { s: text, b: text.as_bytes(), i: 0, depth: 0, spans: Vec::new() };
     let v = p.value()?;
     p.ws();
     if p.i < p.b.len() {
@@ -143,6 +143,7 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 }
 
 struct Parser<'a> {
+    s: &'a str,
     b: &'a [u8],
     i: usize,
     depth: u32,
@@ -289,6 +290,16 @@ impl Parser<'_> {
     /// At the opening quote: the unescaped string.
     fn string(&mut self) -> Result<String, Error> {
         self.i += 1;
+        // Fast path: no escapes, a slice of the input (already UTF-8; quotes are ASCII).
+        let first = self.i;
+        while matches!(self.peek(), Some(c) if c != b'"' && c != b'\\' && c >= 0x20) {
+            self.i += 1;
+        }
+        if self.peek() == Some(b'"') {
+            self.i += 1;
+            return Ok(self.s.get(first..self.i - 1).unwrap_or_default().to_owned());
+        }
+        self.i = first;
         let mut out = Vec::new();
         loop {
             let start = self.i;
@@ -525,7 +536,7 @@ impl Big {
         }
     }
     fn shl(&mut self, s: u64) {
-        if s % 32 > 0 {
+        if !s.is_multiple_of(32) {
             self.mul_add(1 << (s % 32), 0);
         }
         let mut v = vec![0; (s / 32) as usize];
