@@ -23,11 +23,12 @@
 //! injective on integers, accepts everything `JSON.stringify` emits, and makes canonical output a
 //! fixed point. Floats (literals with `.` or an exponent) are doubles by definition and accepted
 //! at any magnitude.
-//! NaN and infinities cannot be represented in a `serde_json::Value`.
+//! NaN and infinities cannot be represented in a [`Value`] (the core's JSON tree, which
+//! [`canonicalize`] reads; a `serde_json::Value` is converted to it first).
 
 use std::fmt::Write as _;
 
-use serde_json::{Map, Number, Value};
+use crate::json::{Number, Value};
 
 /// Why a value could not be canonicalized.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,10 +45,34 @@ pub enum JcsError {
 }
 
 /// Canonicalizes `v` per RFC 8785 and returns the canonical JSON text.
-pub fn canonicalize(v: &Value) -> Result<String, JcsError> {
+pub fn canonicalize(v: &serde_json::Value) -> Result<String, JcsError> {
+    canonicalize_value(&from_serde(v))
+}
+
+/// [`canonicalize`] for the core's JSON tree ([`crate::json::parse`]). An object member that
+/// occurs more than once counts with its last value (as in a `serde_json::Value`).
+pub fn canonicalize_value(v: &Value) -> Result<String, JcsError> {
     let mut out = String::new();
     write_value(&mut out, v)?;
     Ok(out)
+}
+
+/// The core's JSON tree of a `serde_json::Value` (numbers classified alike).
+pub(crate) fn from_serde(v: &serde_json::Value) -> Value {
+    use serde_json::Value as S;
+    match v {
+        S::Null => Value::Null,
+        S::Bool(b) => Value::Bool(*b),
+        S::Number(n) => Value::Number(match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => Number::U64(u),
+            (None, Some(i)) => Number::I64(i),
+            // Without `arbitrary_precision` every serde_json number has an f64 form.
+            _ => Number::F64(n.as_f64().unwrap_or(f64::NAN)),
+        }),
+        S::String(s) => Value::String(s.clone()),
+        S::Array(a) => Value::Array(a.iter().map(from_serde).collect()),
+        S::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), from_serde(v))).collect()),
+    }
 }
 
 fn write_value(out: &mut String, v: &Value) -> Result<(), JcsError> {
@@ -72,13 +97,25 @@ fn write_value(out: &mut String, v: &Value) -> Result<(), JcsError> {
     Ok(())
 }
 
-fn write_object(out: &mut String, map: &Map<String, Value>) -> Result<(), JcsError> {
-    // Never rely on the map's own iteration order (BTreeMap sorts by UTF-8 bytes, and with
-    // serde_json's `preserve_order` feature it is insertion order): sort by UTF-16 code units.
-    let mut members: Vec<(&String, &Value)> = map.iter().collect();
-    members.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
+fn write_object(out: &mut String, map: &[(String, Value)]) -> Result<(), JcsError> {
+    // Sort by UTF-16 code units (never by the document's or a map's own order). The sort is
+    // stable, so of members with one name the last one in the document ends up last: keep it.
+    // Insertion sort: objects are small, and std's stable sort would add kilobytes to the wasm
+    // module.
+    let mut members: Vec<(&String, &Value)> = Vec::with_capacity(map.len());
+    for (k, v) in map {
+        let at = members.partition_point(|(a, _)| a.encode_utf16().cmp(k.encode_utf16()).is_le());
+        members.insert(at, (k, v));
+    }
+    let mut last: Vec<(&String, &Value)> = Vec::with_capacity(members.len());
+    for m in members {
+        match last.last_mut() {
+            Some(prev) if prev.0 == m.0 => *prev = m,
+            _ => last.push(m),
+        }
+    }
     out.push('{');
-    for (i, (name, value)) in members.into_iter().enumerate() {
+    for (i, (name, value)) in last.into_iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
@@ -91,18 +128,12 @@ fn write_object(out: &mut String, map: &Map<String, Value>) -> Result<(), JcsErr
 }
 
 fn write_number(out: &mut String, n: &Number) -> Result<(), JcsError> {
-    let f = if let Some(u) = n.as_u64() {
-        canonical_integer(i128::from(u)).ok_or_else(|| JcsError::UnsafeInteger(u.to_string()))?
-    } else if let Some(i) = n.as_i64() {
-        canonical_integer(i128::from(i)).ok_or_else(|| JcsError::UnsafeInteger(i.to_string()))?
-    } else {
-        // serde_json numbers are finite and always have an f64 form; without
-        // `arbitrary_precision` neither error below can happen. (Written with ryu-js rather than
-        // `Number`'s Display, which would pull a second float formatter into the wasm module.)
-        let Some(f) = n.as_f64() else {
-            return Err(JcsError::UnsupportedNumber("a number with no f64 form".into()));
-        };
-        f
+    // Written with ryu-js rather than f64's Display, which would pull a second float formatter
+    // into the wasm module.
+    let f = match *n {
+        Number::U64(u) => canonical_integer(&u.to_string())?,
+        Number::I64(i) => canonical_integer(&i.to_string())?,
+        Number::F64(f) => f,
     };
     if !f.is_finite() {
         return Err(JcsError::UnsupportedNumber(ryu_js::Buffer::new().format(f).to_string()));
@@ -127,39 +158,28 @@ fn write_number(out: &mut String, n: &Number) -> Result<(), JcsError> {
 /// output always re-canonicalizes to itself. Rejected: `9007199254740993` (not a double) and also
 /// `883428225632934144` (exactly a double, but its canonical form is `883428225632934100`, so
 /// accepting it would let it collide with that integer).
-fn canonical_integer(i: i128) -> Option<f64> {
-    const SAFE: i128 = 1 << 53;
-    // `as` rounds to nearest, ties to even, exactly like JSON.parse of the integer text.
-    #[allow(clippy::cast_precision_loss)]
-    let f = i as f64;
-    if (-SAFE..=SAFE).contains(&i) {
-        return Some(f);
+fn canonical_integer(text: &str) -> Result<f64, JcsError> {
+    // On the decimal text (no i128 arithmetic, which costs kilobytes in the wasm module).
+    let (neg, digits) = match text.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, text),
+    };
+    let d: Vec<u8> = digits.bytes().map(|c| c.wrapping_sub(b'0')).collect();
+    // The nearest double, ties to even (`as` from an integer type rounds the same way).
+    let f = crate::json::decimal_to_f64(&d, 0);
+    let f = if neg { -f } else { f };
+    // |i| <= 2^53 = 9007199254740992 (16 digits): exact.
+    let safe = digits.len() < 16 || (digits.len() == 16 && digits <= "9007199254740992");
+    if safe || (f.is_finite() && ryu_js::Buffer::new().format_finite(f) == text) {
+        Ok(f)
+    } else {
+        Err(JcsError::UnsafeInteger(text.to_owned()))
     }
-    let mut buf = ryu_js::Buffer::new();
-    (buf.format_finite(f).as_bytes() == decimal_i128(i).as_slice()).then_some(f)
-}
-
-/// `i.to_string()` as bytes, by hand (keeps `i128`'s `Display` out of the wasm module).
-fn decimal_i128(i: i128) -> Vec<u8> {
-    let mut v = i.unsigned_abs();
-    let mut out = Vec::with_capacity(40);
-    loop {
-        out.push(b'0' + (v % 10) as u8);
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    if i < 0 {
-        out.push(b'-');
-    }
-    out.reverse();
-    out
 }
 
 /// Checks the integer literals of (valid) JSON text with the rule of [`canonicalize`].
 ///
-/// Needed for JSON text because serde_json parses integer literals beyond the `u64`/`i64` range as
+/// Needed for JSON text because JSON readers (serde_json, [`crate::json`]) parse integer literals beyond the `u64`/`i64` range as
 /// doubles, so `100000000000000000001` (say, a Python int) would otherwise silently become `1e20`.
 /// Literals within the 64-bit range are checked again (harmlessly) by [`canonicalize`].
 pub fn check_integer_literals(text: &str) -> Result<(), JcsError> {
@@ -181,17 +201,11 @@ pub fn check_integer_literals(text: &str) -> Result<(), JcsError> {
                 {
                     i += 1;
                 }
-                let token = &text[start..i];
+                let token = text.get(start..i).unwrap_or_default();
                 let is_integer = !token.contains(['.', 'e', 'E']);
                 // 16+ digits may exceed 2^53 (a 16-digit number is below 10^16 < 2^54).
                 if is_integer && token.trim_start_matches('-').len() >= 16 {
-                    let ok = match token.parse::<i128>() {
-                        Ok(n) => canonical_integer(n).is_some(),
-                        Err(_) => false, // beyond i128: far beyond any exact canonical form
-                    };
-                    if !ok {
-                        return Err(JcsError::UnsafeInteger(token.to_owned()));
-                    }
+                    canonical_integer(token)?;
                 }
             }
             _ => i += 1,
@@ -224,18 +238,45 @@ fn write_string(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Number, Value, json};
 
     #[test]
-    fn decimal_i128_is_display() {
-        for i in [0i128, 1, -1, 9, 10, -10, i128::from(u64::MAX), i128::from(i64::MIN), i128::MAX, i128::MIN, 12345678901234567890123] {
-            assert_eq!(String::from_utf8(decimal_i128(i)).unwrap(), i.to_string());
+    fn canonical_integer_is_the_i128_rule() {
+        // The rule as first written on i128: |i| <= 2^53, or the ECMAScript form of the nearest
+        // double is the integer's own text.
+        let rule = |i: i128| {
+            #[allow(clippy::cast_precision_loss)]
+            let f = i as f64;
+            (-(1i128 << 53)..=1 << 53).contains(&i)
+                || ryu_js::Buffer::new().format_finite(f) == i.to_string()
+        };
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut vals: Vec<i128> = vec![0, 1, -1, 1 << 53, (1 << 53) + 1, (1 << 53) + 2, -(1 << 53) - 1,
+            i128::from(u64::MAX), i128::from(i64::MIN), 1_000_000_000_000_000_000, 883_428_225_632_934_100,
+            883_428_225_632_934_144, 100_000_000_000_000_000_000, 100_000_000_000_000_000_001, i128::MAX];
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = i128::from(x >> (x % 16)) * 1000i128.pow((x % 4) as u32);
+            vals.push(v);
+            vals.push(-v);
+            // Round trips of doubles are canonical.
+            let f = f64::from_bits(0x4340_0000_0000_0000 + (x >> 40)) ;
+            vals.push(f as i128);
+        }
+        for i in vals {
+            assert_eq!(canonical_integer(&i.to_string()).is_ok(), rule(i), "{i}");
         }
     }
 
     fn canon_text(json_text: &str) -> String {
         let v: Value = serde_json::from_str(json_text).expect("valid test JSON");
-        canonicalize(&v).expect("canonicalizable")
+        let c = canonicalize(&v).expect("canonicalizable");
+        // The core's own reader gives the same canonical text.
+        let w = crate::json::parse(json_text).expect("valid test JSON");
+        assert_eq!(canonicalize_value(&w).expect("canonicalizable"), c, "{json_text}");
+        c
     }
 
     /// RFC 8785 Appendix B / §3.2.2.3 number samples (the subset expressible in JSON text).

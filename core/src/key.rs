@@ -61,7 +61,7 @@
 
 use sha2::{Digest, Sha256};
 
-pub use crate::jcs::{JcsError, canonicalize, check_integer_literals};
+pub use crate::jcs::{JcsError, canonicalize, canonicalize_value, check_integer_literals};
 
 /// Why a key could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -188,22 +188,27 @@ impl Key {
     }
 
     /// Sets the params hash from a JSON value (see [`params_hash`]); replaces an earlier one.
-    pub fn params(mut self, p: &serde_json::Value) -> Result<Key, KeyError> {
+    pub fn params(self, p: &serde_json::Value) -> Result<Key, KeyError> {
+        self.params_value(&crate::jcs::from_serde(p))
+    }
+
+    /// [`Key::params`] for the core's JSON tree ([`crate::json::parse`]).
+    pub fn params_value(mut self, p: &crate::json::Value) -> Result<Key, KeyError> {
         self.rendered = Rendered::default();
-        self.params_hash = Some(params_hash(p)?);
+        self.params_hash = Some(params_hash_value(p)?);
         Ok(self)
     }
 
     /// Parses `json` and sets the params hash from it (for bindings that pass JSON text).
     ///
     /// Same hash as [`Key::params`] on the parsed value. Integer literals are checked in the text
-    /// too, so an integer beyond the 64-bit range that is not canonical (which serde_json would
-    /// silently round to a double) is a [`KeyError::Params`] error, as it is within the range.
+    /// too, so an integer beyond the 64-bit range that is not canonical (which a JSON reader
+    /// would silently round to a double) is a [`KeyError::Params`] error, as it is within the
+    /// range. Read with the core's JSON reader ([`crate::json`]).
     pub fn params_json(self, json: &str) -> Result<Key, KeyError> {
-        let v: serde_json::Value =
-            serde_json::from_str(json).map_err(|e| KeyError::InvalidJson(e.to_string()))?;
+        let v = crate::json::parse(json).map_err(|e| KeyError::InvalidJson(e.to_string()))?;
         check_integer_literals(json).map_err(|e| KeyError::Params(e.to_string()))?;
-        self.params(&v)
+        self.params_value(&v)
     }
 
     /// Sets the version suffix `:v<N>`; replaces an earlier one.
@@ -301,7 +306,12 @@ impl Key {
 /// characters. Equal for equal JSON values regardless of object member order, and `1` and `1.0`
 /// hash alike (JSON has one number type).
 pub fn params_hash(p: &serde_json::Value) -> Result<String, KeyError> {
-    let canon = canonicalize(p).map_err(|e| KeyError::Params(e.to_string()))?;
+    params_hash_value(&crate::jcs::from_serde(p))
+}
+
+/// [`params_hash`] for the core's JSON tree ([`crate::json::parse`]).
+pub fn params_hash_value(p: &crate::json::Value) -> Result<String, KeyError> {
+    let canon = canonicalize_value(p).map_err(|e| KeyError::Params(e.to_string()))?;
     let digest = Sha256::digest(canon.as_bytes());
     Ok(hex_lower(&digest[..PARAMS_HASH_BYTES]))
 }
@@ -377,12 +387,12 @@ fn escape_into(out: &mut String, s: &str) {
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         if is_reserved(b) {
-            out.push_str(&s[start..i]);
+            out.push_str(s.get(start..i).unwrap_or_default());
             push_pct(out, b);
             start = i + 1;
         }
     }
-    out.push_str(&s[start..]);
+    out.push_str(s.get(start..).unwrap_or_default());
 }
 
 /// Like [`escape_into`], plus: a segment that is exactly `v<digits>` gets its `v` encoded.
@@ -390,7 +400,7 @@ fn escape_segment_into(out: &mut String, s: &str) {
     let b = s.as_bytes();
     if b.len() >= 2 && b[0] == b'v' && b[1..].iter().all(u8::is_ascii_digit) {
         push_pct(out, b'v');
-        out.push_str(&s[1..]);
+        out.push_str(s.get(1..).unwrap_or_default());
     } else {
         escape_into(out, s);
     }
@@ -415,7 +425,9 @@ fn fit(full: String, max_len: usize) -> String {
     let budget = max_len.saturating_sub(1 + TRUNC_HASH_HEX);
     let cut = cut_point(&full, budget);
     let mut out = String::with_capacity(cut + 1 + TRUNC_HASH_HEX);
-    out.push_str(&full[..cut]);
+    // `get`, not indexing: `cut` is a char boundary, and a panicking slice would pull core's
+    // char-escaping and Unicode tables into the wasm module.
+    out.push_str(full.get(..cut).unwrap_or_default());
     out.push('~');
     out.push_str(&hash);
     out

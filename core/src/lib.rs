@@ -27,6 +27,7 @@ pub mod evict;
 pub mod flow;
 pub mod freshness;
 mod jcs;
+pub mod json;
 pub mod key;
 pub mod memory;
 pub mod policy;

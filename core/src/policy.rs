@@ -4,10 +4,11 @@
 //! (seconds in Python, `"5m"` strings in Node) and convert with [`parse_duration_ms`] or plain
 //! arithmetic before calling [`Policy::new`]; the decisions are made here, once.
 
-use serde::{Deserialize, Serialize};
+use crate::json::{self, Number, Value};
+use serde::Serialize;
 
 /// What a caller does when it waited `lock_wait` for another caller's load and got nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnLockTimeout {
     /// Call the loader itself and return its value without caching it (the lease holder fills).
@@ -21,7 +22,7 @@ pub enum OnLockTimeout {
 }
 
 /// What `get_or_load` does when the store fails (down, timeout, protocol error).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnStoreError {
     /// Answer from the loader (in-process single-flight still applies), without caching.
@@ -33,10 +34,9 @@ pub enum OnStoreError {
 
 /// The user-facing description of a policy: every field optional with a default.
 ///
-/// Deserialize this from JSON (field names as below, durations in ms) and turn it into a
-/// [`Policy`] with [`Policy::new`], which validates it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// Read it from JSON with [`Policy::from_json`] (field names as below, durations in ms), or
+/// build it in code and validate it with [`Policy::new`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PolicySpec {
     /// How long an entry is fresh.
     pub soft_ttl_ms: u64,
@@ -106,8 +106,9 @@ pub enum PolicyError {
         /// hard TTL given
         hard: u64,
     },
-    /// A fraction or factor outside its range (or not a finite number).
-    #[error("policy: `{field}` = {value} is out of range: {expected}")]
+    /// A fraction or factor outside its range (or not a finite number). The value is written
+    /// as JavaScript writes numbers (shortest round-trip digits), the same in every runtime.
+    #[error("policy: `{field}` = {} is out of range: {expected}", ryu_js::Buffer::new().format(*.value))]
     OutOfRange {
         /// The offending field.
         field: &'static str,
@@ -135,9 +136,15 @@ pub enum PolicyError {
         /// hard timeout
         hard: u64,
     },
-    /// The JSON could not be parsed into a policy (unknown field, wrong type...).
-    #[error("policy: invalid JSON: {0}")]
-    Json(String),
+    /// The JSON could not be read as a policy: not JSON, not an object, an unknown or duplicate
+    /// field, or a value of the wrong type.
+    #[error("policy: invalid JSON: {message}")]
+    Json {
+        /// What is wrong, e.g. "unknown field `soft_ttl`, expected one of ...".
+        message: String,
+        /// The member named by an unknown- or duplicate-field error (`None` otherwise).
+        field: Option<String>,
+    },
 }
 
 impl PolicyError {
@@ -150,19 +157,20 @@ impl PolicyError {
             PolicyError::OutOfRange { .. } => "out_of_range",
             PolicyError::TooLong { .. } => "too_long",
             PolicyError::LoadTimeouts { .. } => "load_timeouts",
-            PolicyError::Json(_) => "json",
+            PolicyError::Json { .. } => "json",
         }
     }
 
-    /// The field the error is about, when there is one.
-    pub fn field(&self) -> Option<&'static str> {
+    /// The field the error is about, when there is one (for a JSON error, only an unknown or
+    /// duplicate member is named).
+    pub fn field(&self) -> Option<&str> {
         match self {
             PolicyError::Zero { field }
             | PolicyError::OutOfRange { field, .. }
             | PolicyError::TooLong { field, .. } => Some(field),
             PolicyError::HardBeforeSoft { .. } => Some("hard_ttl_ms"),
             PolicyError::LoadTimeouts { .. } => Some("load_soft_timeout_ms"),
-            PolicyError::Json(_) => None,
+            PolicyError::Json { field, .. } => field.as_deref(),
         }
     }
 }
@@ -172,8 +180,8 @@ pub const MAX_DURATION_MS: u64 = 1 << 40;
 
 /// A validated policy. Construct with [`Policy::new`] or [`Policy::from_json`]; it cannot hold
 /// an invalid combination, so nothing downstream re-checks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "PolicySpec", into = "PolicySpec")]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(into = "PolicySpec")]
 pub struct Policy {
     spec: PolicySpec,
     hard_ttl_ms: u64,
@@ -272,15 +280,14 @@ impl Policy {
         Ok(Policy { hard_ttl_ms: hard, jitter_ppm: jitter_ppm.min(999_999), spec })
     }
 
-    /// Parse and validate a policy from JSON (the [`PolicySpec`] field names, durations in ms).
+    /// Parse and validate a policy from JSON text: an object with the [`PolicySpec`] field
+    /// names (durations in integer ms), every member optional, unknown and duplicate members
+    /// refused, `null` only for the optional ones; enums as their snake_case names.
+    ///
+    /// This is the one policy parser: the Rust cache, the Python and Node bindings and the wasm
+    /// module all call it, so they accept the same texts with the same messages.
     pub fn from_json(json: &str) -> Result<Policy, PolicyError> {
-        if !json.trim_start().starts_with('{') {
-            // serde would read an array as a positional struct; a policy is an object.
-            return Err(PolicyError::Json("a policy must be a JSON object".into()));
-        }
-        let spec: PolicySpec =
-            serde_json::from_str(json).map_err(|e| PolicyError::Json(e.to_string()))?;
-        Policy::new(spec)
+        Policy::new(spec_from_json(json)?)
     }
 
     /// The policy as JSON (every field, hard TTL resolved).
@@ -348,6 +355,156 @@ impl Policy {
     }
 }
 
+/// The `PolicySpec` fields, in declaration order.
+const FIELDS: [&str; 13] = [
+    "soft_ttl_ms",
+    "hard_ttl_ms",
+    "jitter",
+    "early_refresh",
+    "negative_ttl_ms",
+    "stale_if_error_ms",
+    "lease_ttl_ms",
+    "lock_wait_ms",
+    "lock_backoff_ms",
+    "on_lock_timeout",
+    "load_soft_timeout_ms",
+    "load_hard_timeout_ms",
+    "on_store_error",
+];
+
+fn json_err(message: String) -> PolicyError {
+    PolicyError::Json { message, field: None }
+}
+
+/// "`a`, `b`, `c`"
+fn one_of(names: &[&str]) -> String {
+    let mut s = String::new();
+    for (i, n) in names.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push('`');
+        s.push_str(n);
+        s.push('`');
+    }
+    s
+}
+
+/// How a value is described in a type error.
+fn unexpected(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("boolean `{b}`"),
+        Value::Number(Number::U64(u)) => format!("integer `{u}`"),
+        Value::Number(Number::I64(i)) => format!("integer `{i}`"),
+        Value::Number(Number::F64(f)) => {
+            format!("floating point `{}`", ryu_js::Buffer::new().format(*f))
+        }
+        Value::String(s) => {
+            let mut q = Vec::new();
+            json::write_str(&mut q, s);
+            format!("string {}", String::from_utf8(q).unwrap_or_default())
+        }
+        Value::Array(_) => "sequence".into(),
+        Value::Object(_) => "map".into(),
+    }
+}
+
+fn type_err(v: &Value, expected: &str) -> PolicyError {
+    json_err(format!("invalid type: {}, expected {expected}", unexpected(v)))
+}
+
+fn u64_of(v: &Value) -> Result<u64, PolicyError> {
+    match v {
+        Value::Number(Number::U64(u)) => Ok(*u),
+        Value::Number(Number::I64(i)) => {
+            Err(json_err(format!("invalid value: integer `{i}`, expected u64")))
+        }
+        _ => Err(type_err(v, "u64")),
+    }
+}
+
+fn opt_u64(v: &Value) -> Result<Option<u64>, PolicyError> {
+    match v {
+        Value::Null => Ok(None),
+        v => u64_of(v).map(Some),
+    }
+}
+
+fn f64_of(v: &Value) -> Result<f64, PolicyError> {
+    match v {
+        Value::Number(n) => Ok(n.as_f64()),
+        _ => Err(type_err(v, "f64")),
+    }
+}
+
+fn variant<T: Copy>(v: &Value, names: &[&str], values: &[T]) -> Result<T, PolicyError> {
+    let Value::String(s) = v else {
+        return Err(type_err(v, "a string"));
+    };
+    match names.iter().position(|n| n == s) {
+        Some(i) => Ok(values[i]),
+        None => Err(json_err(format!("unknown variant `{s}`, expected one of {}", one_of(names)))),
+    }
+}
+
+/// The spec of a policy's JSON text (not yet validated).
+fn spec_from_json(text: &str) -> Result<PolicySpec, PolicyError> {
+    let doc = json::parse(text).map_err(|e| json_err(e.to_string()))?;
+    let Value::Object(members) = doc else {
+        return Err(json_err("a policy must be a JSON object".into()));
+    };
+    let mut spec = PolicySpec::default();
+    let mut seen = [false; FIELDS.len()];
+    for (k, v) in &members {
+        let Some(i) = FIELDS.iter().position(|f| f == k) else {
+            return Err(PolicyError::Json {
+                message: format!("unknown field `{k}`, expected one of {}", one_of(&FIELDS)),
+                field: Some(k.clone()),
+            });
+        };
+        if std::mem::replace(&mut seen[i], true) {
+            return Err(PolicyError::Json {
+                message: format!("duplicate field `{k}`"),
+                field: Some(k.clone()),
+            });
+        }
+        match i {
+            0 => spec.soft_ttl_ms = u64_of(v)?,
+            1 => spec.hard_ttl_ms = opt_u64(v)?,
+            2 => spec.jitter = f64_of(v)?,
+            3 => spec.early_refresh = f64_of(v)?,
+            4 => spec.negative_ttl_ms = u64_of(v)?,
+            5 => spec.stale_if_error_ms = u64_of(v)?,
+            6 => spec.lease_ttl_ms = u64_of(v)?,
+            7 => spec.lock_wait_ms = u64_of(v)?,
+            8 => {
+                let Value::Array(a) = v else {
+                    return Err(type_err(v, "a sequence"));
+                };
+                spec.lock_backoff_ms.clear();
+                for x in a {
+                    spec.lock_backoff_ms.push(u64_of(x)?);
+                }
+            }
+            9 => {
+                spec.on_lock_timeout = variant(
+                    v,
+                    &["load", "serve_stale", "error"],
+                    &[OnLockTimeout::Load, OnLockTimeout::ServeStale, OnLockTimeout::Error],
+                )?
+            }
+            10 => spec.load_soft_timeout_ms = opt_u64(v)?,
+            11 => spec.load_hard_timeout_ms = opt_u64(v)?,
+            _ => {
+                spec.on_store_error =
+                    variant(v, &["load", "error"], &[OnStoreError::Load, OnStoreError::Error])?
+            }
+        }
+    }
+    Ok(spec)
+}
+
 /// Error from [`parse_duration_ms`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid duration {input:?}: expected a number with an optional unit ms, s, m, h or d (e.g. \"250ms\", \"5m\", \"1.5h\")")]
@@ -399,6 +556,50 @@ mod tests {
         assert_eq!(Policy::from_json(&p.to_json()).unwrap(), p);
         let e = Policy::from_json(r#"{"soft_ttl":1}"#).unwrap_err();
         assert!(e.to_string().contains("soft_ttl"), "{e}");
+    }
+
+    #[test]
+    fn json_errors_name_kind_field_and_cause() {
+        let err = |t: &str| Policy::from_json(t).unwrap_err();
+        let cases: &[(&str, &str, Option<&str>, &str)] = &[
+            (r#"{"soft_ttl":1}"#, "json", Some("soft_ttl"), "policy: invalid JSON: unknown field `soft_ttl`, expected one of `soft_ttl_ms`, `hard_ttl_ms`"),
+            (r#"{"soft_ttl_ms":1,"soft_ttl_ms":2}"#, "json", Some("soft_ttl_ms"), "policy: invalid JSON: duplicate field `soft_ttl_ms`"),
+            (r#"{"soft_ttl_ms":-1}"#, "json", None, "policy: invalid JSON: invalid value: integer `-1`, expected u64"),
+            (r#"{"soft_ttl_ms":1.5}"#, "json", None, "policy: invalid JSON: invalid type: floating point `1.5`, expected u64"),
+            (r#"{"soft_ttl_ms":1000.0}"#, "json", None, "policy: invalid JSON: invalid type: floating point `1000`, expected u64"),
+            (r#"{"soft_ttl_ms":"5m"}"#, "json", None, r#"policy: invalid JSON: invalid type: string "5m", expected u64"#),
+            (r#"{"jitter":null}"#, "json", None, "policy: invalid JSON: invalid type: null, expected f64"),
+            (r#"{"lock_backoff_ms":5}"#, "json", None, "policy: invalid JSON: invalid type: integer `5`, expected a sequence"),
+            (r#"{"lock_backoff_ms":[1,2.0]}"#, "json", None, "policy: invalid JSON: invalid type: floating point `2`, expected u64"),
+            (r#"{"on_lock_timeout":"wait"}"#, "json", None, "policy: invalid JSON: unknown variant `wait`, expected one of `load`, `serve_stale`, `error`"),
+            (r#"{"on_store_error":5}"#, "json", None, "policy: invalid JSON: invalid type: integer `5`, expected a string"),
+            ("[1000]", "json", None, "policy: invalid JSON: a policy must be a JSON object"),
+            ("null", "json", None, "policy: invalid JSON: a policy must be a JSON object"),
+            ("", "json", None, "policy: invalid JSON: EOF while parsing a value at line 1 column 0"),
+            ("{} {}", "json", None, "policy: invalid JSON: trailing characters at line 1 column 3"),
+            (r#"{"jitter":1e400}"#, "json", None, "policy: invalid JSON: number out of range at line 1 column 10"),
+            (r#"{"soft_ttl_ms":7"#, "json", None, "policy: invalid JSON: EOF while parsing an object at line 1 column 16"),
+            (r#"{"jitter":1.5}"#, "out_of_range", Some("jitter"), "policy: `jitter` = 1.5 is out of range: a fraction in [0, 1)"),
+            (r#"{"early_refresh":-1e-9}"#, "out_of_range", Some("early_refresh"), "policy: `early_refresh` = -1e-9 is out of range: a factor in [0, 100] (0 = off)"),
+            (r#"{"soft_ttl_ms":0}"#, "zero", Some("soft_ttl_ms"), "policy: `soft_ttl_ms` must be greater than 0"),
+            (r#"{"soft_ttl_ms":18446744073709551615}"#, "too_long", Some("soft_ttl_ms"), "policy: `soft_ttl_ms` = 18446744073709551615 ms exceeds the maximum of 1099511627776 ms"),
+            (r#"{"load_soft_timeout_ms":5,"load_hard_timeout_ms":5}"#, "load_timeouts", Some("load_soft_timeout_ms"), "policy: `load_soft_timeout_ms` (5) must be < `load_hard_timeout_ms` (5)"),
+        ];
+        for &(text, kind, field, msg) in cases {
+            let e = err(text);
+            assert_eq!((e.kind(), e.field()), (kind, field), "{text}: {e}");
+            assert!(e.to_string().starts_with(msg), "{text}: {e}");
+        }
+        // Accepted: escapes in names, null for the optional fields, integers as f64, -0.0.
+        let p = Policy::from_json(
+            r#" {"s\u006fft_ttl_ms":7,"hard_ttl_ms":null,"jitter":-0.0,"early_refresh":2,
+                 "on_lock_timeout":"serve_stale","on_store_error":"error","lock_backoff_ms":[3]} "#,
+        )
+        .unwrap();
+        assert_eq!((p.soft_ttl_ms(), p.hard_ttl_ms(), p.early_refresh(), p.backoff_ms(9)), (7, 7, 2.0, 3));
+        assert!(p.spec().jitter.is_sign_negative());
+        assert_eq!((p.on_lock_timeout(), p.on_store_error()), (OnLockTimeout::ServeStale, OnStoreError::Error));
+        assert_eq!(Policy::from_json("{}").unwrap(), Policy::default());
     }
 
     #[test]

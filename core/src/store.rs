@@ -240,7 +240,12 @@ pub mod hex {
             b'A'..=b'F' => Some(c - b'A' + 10),
             _ => None,
         };
-        b.chunks(2).map(|p| Some(v(p[0])? << 4 | v(p[1])?)).collect()
+        // A plain loop rather than `collect::<Option<_>>()` (smaller in the wasm module).
+        let mut out = Vec::with_capacity(b.len() / 2);
+        for p in b.chunks_exact(2) {
+            out.push(v(p[0])? << 4 | v(p[1])?);
+        }
+        Some(out)
     }
 }
 

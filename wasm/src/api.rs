@@ -7,7 +7,8 @@
 //! a JSON number or a decimal string. Values that cross as JSON use the serde forms of
 //! karlton-core's types (`Entry`, `Request`, `Input`, `Step`, `StoreOp`, `StoreReply`, `Stats`,
 //! `Write`), so a reply is byte-identical to `serde_json::to_string` of the native result.
-//! They are read and written by hand ([`crate::json`], `forms`, `policy`), not through serde's
+//! They are read and written by hand ([`crate::json`], `forms`; policies by core's
+//! [`Policy::from_json`]), not through serde's
 //! derives: that keeps the module small (see the README's "Size" section).
 //!
 //! | op | fields | `ok` value |
@@ -80,7 +81,6 @@ use karlton_core::key::{self, Key, KeyError};
 use karlton_core::store::{InvalidateMode, StoreFailure, hex};
 use karlton_core::coordinator::{Action, CallId, Coordinator, Ticket};
 use karlton_core::{GetOrLoad, MemoryStore, MemoryStoreConfig, Policy, PolicyError, Stats, Step};
-use serde_json::Value;
 use std::borrow::Cow;
 
 use crate::forms;
@@ -320,9 +320,6 @@ impl Fail {
             detail,
         }))
     }
-    pub(crate) fn message(&self) -> &str {
-        &self.0.message
-    }
     fn key(e: KeyError) -> Fail {
         let detail = match &e {
             KeyError::EmptyNamespace => detail("empty_namespace", none, none),
@@ -338,18 +335,9 @@ impl Fail {
         Fail::with("key", e.to_string(), detail)
     }
     fn policy(e: PolicyError) -> Fail {
-        let (kind, field) = match &e {
-            PolicyError::Zero { field } => ("zero", Some(*field)),
-            PolicyError::HardBeforeSoft { .. } => ("hard_before_soft", Some("hard_ttl_ms")),
-            PolicyError::OutOfRange { field, .. } => ("out_of_range", Some(*field)),
-            PolicyError::TooLong { field, .. } => ("too_long", Some(*field)),
-            PolicyError::LoadTimeouts { .. } => ("load_timeouts", Some("load_soft_timeout_ms")),
-            // serde names the field only for unknown and duplicate fields.
-            PolicyError::Json(msg) => ("json", crate::policy::json_field(msg)),
-        };
         let detail = detail(
-            kind,
-            |o| match field {
+            e.kind(),
+            |o| match e.field() {
                 Some(f) => {
                     o.str("field", f);
                 }
@@ -357,7 +345,7 @@ impl Fail {
             },
             none,
         );
-        Fail::with("policy", crate::policy::message(&e), detail)
+        Fail::with("policy", e.to_string(), detail)
     }
     fn decode(e: DecodeError) -> Fail {
         let detail = match &e {
@@ -445,7 +433,8 @@ fn dispatch(st: &mut State, input: &[u8], out: &mut Vec<u8>) {
 }
 
 fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
-    let r = json::obj(text, "json", "a request")?;
+    let (doc, raw) = json::parse(text)?;
+    let r = Obj::top(&doc, &raw).ok_or_else(|| Fail::new("json", "a request must be a JSON object"))?;
     let op = match r.get("op") {
         Ok(Some(raw)) => {
             json::string(raw, "op").map_err(|_| Fail::new("json", "`op` must be a string"))?
@@ -471,7 +460,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
                 .end();
         }
         "policy" => {
-            let raw = r.opt("policy")?;
+            let raw = r.raw_opt("policy")?;
             let pj = r.string_opt("policy_json")?;
             let p = match (raw, pj.as_deref()) {
                 (Some(raw), None) => policy(st, raw)?,
@@ -493,7 +482,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
         "decide" => {
             let (now, soft, hard) = (r.arg("now_ms")?, r.arg("soft_at")?, r.arg("hard_at")?);
             let load = r.arg_opt("load_ms")?.unwrap_or(0);
-            let raw = r.req("policy")?;
+            let raw = r.raw_req("policy")?;
             let rand = r.arg("rand")?;
             let p = policy(st, raw)?;
             json::str(out, decision(decide_raw(now, soft, hard, load, &p, rand)));
@@ -514,7 +503,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
             json::u64(out, jitter_reduction(ttl, ppm, rand));
         }
         "jittered_ttls" => {
-            let raw = r.req("policy")?;
+            let raw = r.raw_req("policy")?;
             let rand = r.arg("rand")?;
             let p = policy(st, raw)?;
             let (soft, hard) = jittered_ttls(&p, rand);
@@ -526,7 +515,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
         }
         "flow_create" => {
             let req = forms::request(r.req("request")?)?;
-            let raw = r.req("policy")?;
+            let raw = r.raw_req("policy")?;
             let seed = r.arg("seed")?;
             let p = policy(st, raw)?;
             let h = st.handle()?;
@@ -602,7 +591,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
         "get_or_load" => {
             let store = r.u32("store")?;
             let req = forms::request(r.req("request")?)?;
-            let raw = r.req("policy")?;
+            let raw = r.raw_req("policy")?;
             let (seed, now) = (r.arg("seed")?, r.arg("now_ms")?);
             let p = policy(st, raw)?;
             let store = st
@@ -629,7 +618,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
         }
         "set_op" => {
             let w = forms::write(r.req("write")?)?;
-            let raw = r.req("policy")?;
+            let raw = r.raw_req("policy")?;
             let (store_now, rand) = (r.arg("store_now")?, r.arg("rand")?);
             let p = policy(st, raw)?;
             forms::write_store_op(out, &flow::set_op(&w, &p, store_now, rand));
@@ -642,7 +631,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
         "get_result" => {
             let reply = forms::read_reply(&Obj::sub(r.req("reply")?, "`reply`")?)?;
             // A get's answer depends on the reply alone; a policy, if sent, is still validated.
-            if let Some(raw) = r.opt("policy")? {
+            if let Some(raw) = r.raw_opt("policy")? {
                 policy(st, raw)?;
             }
             let mut stats = Stats::default();
@@ -650,7 +639,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
             got(out, served.as_ref(), &stats);
         }
         "get_on_store_error" => {
-            let raw = r.req("policy")?;
+            let raw = r.raw_req("policy")?;
             let message = r.string("message")?;
             let p = policy(st, raw)?;
             let mut stats = Stats::default();
@@ -677,7 +666,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
             let rand = r.arg("rand")?;
             forms::write_store_op(out, &flow::bump_op(&gen_key, rand));
         }
-        c if c.starts_with("coord_") => coord(st, &r, &c[6..], out)?,
+        c if c.starts_with("coord_") => coord(st, &r, c.get(6..).unwrap_or_default(), out)?,
         other => return Err(Fail::new("unknown_op", format!("unknown op `{other}`"))),
     }
     Ok(())
@@ -716,7 +705,7 @@ fn coord(st: &mut State, r: &Obj<'_>, name: &str, out: &mut Vec<u8>) -> Res {
     let request = || forms::request(r.req("request")?);
     let pol = match name {
         "get_or_load" | "get_or_load_replacing" | "op" | "memory_hit" => {
-            let raw = r.req("policy")?;
+            let raw = r.raw_req("policy")?;
             Some(policy(st, raw)?)
         }
         _ => None,
@@ -883,7 +872,7 @@ fn policy(st: &mut State, text: &str) -> Result<Arc<Policy>, Fail> {
             return Ok(p.clone());
         }
     }
-    let p = Arc::new(crate::policy::parse(text).map_err(Fail::policy)?);
+    let p = Arc::new(Policy::from_json(text).map_err(Fail::policy)?);
     st.policy = Some((text.to_owned(), p.clone()));
     Ok(p)
 }
@@ -891,7 +880,7 @@ fn policy(st: &mut State, text: &str) -> Result<Arc<Policy>, Fail> {
 /// The params text of a request: `params` (any JSON; `null` = none) or `params_json` (a string
 /// holding JSON text, checked by the key code, so invalid text is a `key` error).
 fn params_text<'a>(r: &Obj<'a>) -> Result<Option<Cow<'a, str>>, Fail> {
-    let raw = r.opt("params")?;
+    let raw = r.raw_opt("params")?;
     let text = r.string_opt("params_json")?;
     match (raw, text) {
         (Some(_), Some(_)) => Err(bad("give at most one of `params` and `params_json`")),
@@ -903,12 +892,12 @@ fn params_text<'a>(r: &Obj<'a>) -> Result<Option<Cow<'a, str>>, Fail> {
 /// Params hash and canonical form of JSON text, with the same checks, in the same order, as
 /// `Key::params_json`.
 fn params_hash(json: &str) -> Result<(String, String), Fail> {
-    let v: Value =
-        serde_json::from_str(json).map_err(|e| Fail::key(KeyError::InvalidJson(e.to_string())))?;
+    let v = karlton_core::json::parse(json)
+        .map_err(|e| Fail::key(KeyError::InvalidJson(e.to_string())))?;
     key::check_integer_literals(json).map_err(|e| Fail::key(KeyError::Params(e.to_string())))?;
-    let hash = key::params_hash(&v).map_err(Fail::key)?;
+    let hash = key::params_hash_value(&v).map_err(Fail::key)?;
     let canonical =
-        key::canonicalize(&v).map_err(|e| Fail::key(KeyError::Params(e.to_string())))?;
+        key::canonicalize_value(&v).map_err(|e| Fail::key(KeyError::Params(e.to_string())))?;
     Ok((hash, canonical))
 }
 

@@ -13,6 +13,8 @@ use karlton_core::store::{
 };
 use karlton_core::{Policy, Stats};
 
+use karlton_core::json::Value;
+
 use crate::api::Fail;
 use crate::json::{self, O, Obj, bad};
 
@@ -35,7 +37,7 @@ const REJECT_REASONS: &[(&str, RejectReason)] = &[
 ];
 
 /// `Entry` (`deny_unknown_fields`, every member defaulted).
-pub(crate) fn entry(raw: &str) -> Result<Entry, Fail> {
+pub(crate) fn entry(raw: &Value) -> Result<Entry, Fail> {
     let o = Obj::sub(raw, "`entry`")?;
     o.deny_unknown(&[
         "value_hex",
@@ -118,7 +120,7 @@ pub(crate) fn entry(raw: &str) -> Result<Entry, Fail> {
 }
 
 /// `Request`.
-pub(crate) fn request(raw: &str) -> Result<Request, Fail> {
+pub(crate) fn request(raw: &Value) -> Result<Request, Fail> {
     let o = Obj::sub(raw, "`request`")?;
     Ok(Request {
         key: o.string("key")?,
@@ -128,7 +130,7 @@ pub(crate) fn request(raw: &str) -> Result<Request, Fail> {
 }
 
 /// `Write`.
-pub(crate) fn write(raw: &str) -> Result<Write, Fail> {
+pub(crate) fn write(raw: &Value) -> Result<Write, Fail> {
     let o = Obj::sub(raw, "`write`")?;
     Ok(Write {
         key: o.string("key")?,
@@ -179,7 +181,7 @@ pub(crate) fn read_reply(o: &Obj<'_>) -> Result<ReadReply, Fail> {
 }
 
 /// `StoreReply` (internally tagged: `reply`).
-pub(crate) fn store_reply(raw: &str) -> Result<StoreReply, Fail> {
+pub(crate) fn store_reply(raw: &Value) -> Result<StoreReply, Fail> {
     let o = Obj::sub(raw, "a store reply")?;
     Ok(match o.string("reply")?.as_str() {
         "read" => StoreReply::Read(read_reply(&o)?),
@@ -199,7 +201,7 @@ pub(crate) fn store_reply(raw: &str) -> Result<StoreReply, Fail> {
 }
 
 /// `StoreOp` (internally tagged: `op`).
-pub(crate) fn store_op(raw: &str) -> Result<StoreOp, Fail> {
+pub(crate) fn store_op(raw: &Value) -> Result<StoreOp, Fail> {
     let o = Obj::sub(raw, "`store_op`")?;
     Ok(match o.string("op")?.as_str() {
         "read" => StoreOp::Read {
@@ -245,7 +247,7 @@ pub(crate) fn store_op(raw: &str) -> Result<StoreOp, Fail> {
 }
 
 /// `Input` (adjacently tagged: `input` + `data`).
-pub(crate) fn input(raw: &str) -> Result<Input, Fail> {
+pub(crate) fn input(raw: &Value) -> Result<Input, Fail> {
     let o = Obj::sub(raw, "`input`")?;
     let tag = o.string("input")?;
     let data = || o.req("data");
@@ -605,7 +607,6 @@ pub(crate) fn write_policy(out: &mut Vec<u8>, p: &Policy) {
 
 use karlton_core::coordinator::{Action, Answer, Event, Op, Reply, Ticket};
 use karlton_core::redis::RedisValue;
-use serde_json::Value;
 
 const SOURCES: &[(&str, Source)] = &[
     ("fresh", Source::Fresh),
@@ -616,7 +617,7 @@ const SOURCES: &[(&str, Source)] = &[
 ];
 
 /// `Served` (what `get_or_load_replacing` and `report_undecodable` take back).
-pub(crate) fn served(raw: &str) -> Result<Served, Fail> {
+pub(crate) fn served(raw: &Value) -> Result<Served, Fail> {
     let o = Obj::sub(raw, "`served`")?;
     Ok(Served {
         value: o.hex("value")?.into(),
@@ -629,7 +630,7 @@ pub(crate) fn served(raw: &str) -> Result<Served, Fail> {
 }
 
 /// `Op` (internally tagged: `op`).
-pub(crate) fn op(raw: &str) -> Result<Op, Fail> {
+pub(crate) fn op(raw: &Value) -> Result<Op, Fail> {
     let o = Obj::sub(raw, "`op`")?;
     Ok(match o.string("op")?.as_str() {
         "get" => Op::Get {
@@ -652,11 +653,19 @@ pub(crate) fn op(raw: &str) -> Result<Op, Fail> {
 
 /// `Vec<RedisValue>` (externally tagged: `"Nil"`, `{"Int": n}`, `{"Bulk": [bytes]}`,
 /// `{"Status": s}`, `{"Array": [..]}`, `{"Error": s}`).
-pub(crate) fn redis_values(raw: &str) -> Result<Vec<RedisValue>, Fail> {
-    match json::value(raw)? {
-        Value::Array(a) => a.iter().map(redis_value).collect(),
+pub(crate) fn redis_values(raw: &Value) -> Result<Vec<RedisValue>, Fail> {
+    match raw {
+        Value::Array(a) => redis_array(a),
         _ => Err(bad("`replies` must be an array of Redis values")),
     }
+}
+
+fn redis_array(a: &[Value]) -> Result<Vec<RedisValue>, Fail> {
+    let mut out = Vec::with_capacity(a.len());
+    for v in a {
+        out.push(redis_value(v)?);
+    }
+    Ok(out)
 }
 
 fn redis_value(v: &Value) -> Result<RedisValue, Fail> {
@@ -664,7 +673,7 @@ fn redis_value(v: &Value) -> Result<RedisValue, Fail> {
     let (tag, data) = match v {
         Value::String(s) => (s.as_str(), &Value::Null),
         Value::Object(m) if m.len() == 1 => {
-            let (k, d) = m.iter().next().ok_or_else(e)?;
+            let (k, d) = m.first().ok_or_else(e)?;
             (k.as_str(), d)
         }
         _ => return Err(e()),
@@ -672,15 +681,21 @@ fn redis_value(v: &Value) -> Result<RedisValue, Fail> {
     Ok(match (tag, data) {
         ("Nil", Value::Null) => RedisValue::Nil,
         ("Int", Value::Number(n)) => RedisValue::Int(n.as_i64().ok_or_else(e)?),
-        ("Bulk", Value::Array(b)) => RedisValue::Bulk(
-            b.iter()
-                .map(|x| x.as_u64().and_then(|x| u8::try_from(x).ok()).ok_or_else(e))
-                .collect::<Result<_, _>>()?,
-        ),
+        ("Bulk", Value::Array(b)) => {
+            let mut bytes = Vec::with_capacity(b.len());
+            for x in b {
+                let byte = match x {
+                    Value::Number(n) => n.as_u64().and_then(|x| u8::try_from(x).ok()),
+                    _ => None,
+                };
+                bytes.push(byte.ok_or_else(e)?);
+            }
+            RedisValue::Bulk(bytes)
+        }
         ("Status", Value::String(s)) => RedisValue::Status(s.clone()),
         ("Error", Value::String(s)) => RedisValue::Error(s.clone()),
         ("Array", Value::Array(a)) => {
-            RedisValue::Array(a.iter().map(redis_value).collect::<Result<_, _>>()?)
+            RedisValue::Array(redis_array(a)?)
         }
         _ => return Err(e()),
     })

@@ -1,9 +1,9 @@
 //! Hand-rolled JSON plumbing for the dispatcher, to keep the module small.
 //!
-//! Reading: a request (or a nested object) is split once into its members as raw JSON text
-//! ([`Obj`]), with serde_json doing the lexing; each member is then converted by hand. That is
-//! one serde instantiation (a map of raw values) instead of one derived `Deserialize` per
-//! request struct and per core type (and none of serde's buffering for tagged enums). The
+//! Reading: a request is read once by karlton-core's JSON reader ([`karlton_core::json`], the
+//! one the policy parser uses) into a tree, and each member is converted by hand ([`Obj`]). No
+//! serde on this path (its type-directed deserializers and serde_json's parser cost tens of
+//! kilobytes). The
 //! conversions accept exactly what the serde derives of the same shapes accept, member by
 //! member (missing, `null`, duplicate and unknown members included); only the wording of
 //! `bad_request` messages differs.
@@ -11,26 +11,23 @@
 //! Writing: replies are written straight into the output buffer, byte-identical to
 //! `serde_json::to_writer` of the same values (compact, same escapes, declaration order).
 
-use serde::de;
-use serde_json::Value;
-use std::borrow::Cow;
+use karlton_core::json::{self as cj, Number, Value};
 
 use crate::api::Fail;
 
 // ---------------------------------------------------------------------------------------------
 // Reading
 
-/// Members of a JSON object, in document order: (unescaped name, raw JSON text of the value).
-pub(crate) type Members<'a> = Vec<(Cow<'a, str>, &'a str)>;
-
-/// The members of a JSON object, in document order, each as raw JSON text.
+/// The members of a JSON object, in document order, read once by the core's JSON reader; for
+/// the request itself also each member's raw JSON text (a policy is cached by its text, and key
+/// params are checked as text).
 pub(crate) struct Obj<'a> {
-    fields: Members<'a>,
+    fields: &'a [(String, Value)],
+    raw: &'a [&'a str],
 }
 
-fn serde_fail(e: serde_json::Error) -> Fail {
-    let code = if e.is_data() { "bad_request" } else { "json" };
-    Fail::new(code, e.to_string())
+fn json_fail(e: cj::Error) -> Fail {
+    Fail::new("json", e.to_string())
 }
 
 pub(crate) fn bad(msg: impl Into<String>) -> Fail {
@@ -41,135 +38,70 @@ fn invalid(what: &str, expected: &str) -> Fail {
     bad(format!("invalid type for `{what}`: expected {expected}"))
 }
 
-fn ws(b: &[u8], mut i: usize) -> usize {
-    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-        i += 1;
-    }
-    i
-}
-
-/// `b[i]` is the opening quote of a string in valid JSON: the index after its closing quote.
-fn skip_string(b: &[u8], mut i: usize) -> usize {
-    i += 1;
-    while b[i] != b'"' {
-        i += if b[i] == b'\\' { 2 } else { 1 };
-    }
-    i + 1
-}
-
-/// `b[i]` starts a value in valid JSON: the index after it.
-fn skip_value(b: &[u8], mut i: usize) -> usize {
-    match b[i] {
-        b'"' => skip_string(b, i),
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            loop {
-                match b[i] {
-                    b'"' => {
-                        i = skip_string(b, i);
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return i + 1;
-                        }
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-        }
-        _ => {
-            while !matches!(
-                b.get(i),
-                None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
-            ) {
-                i += 1;
-            }
-            i
-        }
-    }
-}
-
-/// Check that `text` is one JSON value (serde_json's syntax errors, including for members the
-/// op ignores) and split it into members if it is an object (`None` otherwise).
-pub(crate) fn split(text: &str) -> Result<Option<Members<'_>>, serde_json::Error> {
-    serde_json::from_str::<de::IgnoredAny>(text)?;
-    let b = text.as_bytes();
-    let mut i = ws(b, 0);
-    if b[i] != b'{' {
-        return Ok(None);
-    }
-    i = ws(b, i + 1);
-    let mut fields = Vec::new();
-    if b[i] == b'}' {
-        return Ok(Some(fields));
-    }
-    loop {
-        let ks = i;
-        i = skip_string(b, i);
-        let key = &text[ks + 1..i - 1];
-        let key = if key.contains('\\') {
-            // Escapes: let serde_json decode them.
-            match serde_json::from_str::<Value>(&text[ks..i])? {
-                Value::String(s) => Cow::Owned(s),
-                _ => Cow::Borrowed(key),
-            }
-        } else {
-            Cow::Borrowed(key)
-        };
-        i = ws(b, ws(b, i) + 1);
-        let vs = i;
-        i = skip_value(b, i);
-        fields.push((key, &text[vs..i]));
-        i = ws(b, i);
-        if b[i] != b',' {
-            return Ok(Some(fields));
-        }
-        i = ws(b, i + 1);
-    }
-}
-
-/// Parse JSON text that must be an object. `code` is the error code for "not an object".
-pub(crate) fn obj<'a>(text: &'a str, code: &'static str, what: &str) -> Result<Obj<'a>, Fail> {
-    match split(text).map_err(serde_fail)? {
-        Some(fields) => Ok(Obj { fields }),
-        None => Err(Fail::new(code, format!("{what} must be a JSON object"))),
-    }
+/// A request: its JSON tree and the raw text of its members (empty if it is not an object).
+pub(crate) fn parse(text: &str) -> Result<(Value, Vec<&str>), Fail> {
+    cj::parse_members(text).map_err(json_fail)
 }
 
 impl<'a> Obj<'a> {
-    /// A nested object member.
-    pub(crate) fn sub(raw: &'a str, what: &str) -> Result<Obj<'a>, Fail> {
-        obj(raw, "bad_request", what)
+    /// The request (from [`parse`]); `None` if it is not an object.
+    pub(crate) fn top(doc: &'a Value, raw: &'a [&'a str]) -> Option<Obj<'a>> {
+        match doc {
+            Value::Object(m) => Some(Obj { fields: m, raw }),
+            _ => None,
+        }
     }
 
-    /// The member `k`, if present (more than once is an error, as with serde's derives).
-    pub(crate) fn get(&self, k: &str) -> Result<Option<&'a str>, Fail> {
-        let mut it = self.fields.iter().filter(|(n, _)| n == k);
-        let first = it.next().map(|f| f.1);
+    /// A nested object member.
+    pub(crate) fn sub(v: &'a Value, what: &str) -> Result<Obj<'a>, Fail> {
+        match v {
+            Value::Object(m) => Ok(Obj { fields: m, raw: &[] }),
+            _ => Err(bad(format!("{what} must be a JSON object"))),
+        }
+    }
+
+    fn index(&self, k: &str) -> Result<Option<usize>, Fail> {
+        let mut it = self.fields.iter().enumerate().filter(|(_, (n, _))| n == k);
+        let first = it.next().map(|f| f.0);
         if it.next().is_some() {
             return Err(bad(format!("duplicate field `{k}`")));
         }
         Ok(first)
     }
 
+    /// The member `k`, if present (more than once is an error, as with serde's derives).
+    pub(crate) fn get(&self, k: &str) -> Result<Option<&'a Value>, Fail> {
+        let fields = self.fields;
+        Ok(self.index(k)?.map(|i| &fields[i].1))
+    }
+
+    /// The raw JSON text of the request's member `k` unless absent or `null`.
+    pub(crate) fn raw_opt(&self, k: &str) -> Result<Option<&'a str>, Fail> {
+        let raw = self.raw;
+        Ok(self.index(k)?.and_then(|i| raw.get(i).copied()).filter(|r| *r != "null"))
+    }
+
+    /// The raw JSON text of the request's member `k`, which must be present.
+    pub(crate) fn raw_req(&self, k: &str) -> Result<&'a str, Fail> {
+        let raw = self.raw;
+        self.index(k)?
+            .and_then(|i| raw.get(i).copied())
+            .ok_or_else(|| missing(k))
+    }
+
     /// The member `k`, which must be present.
-    pub(crate) fn req(&self, k: &str) -> Result<&'a str, Fail> {
-        self.get(k)?
-            .ok_or_else(|| bad(format!("missing field `{k}`")))
+    pub(crate) fn req(&self, k: &str) -> Result<&'a Value, Fail> {
+        self.get(k)?.ok_or_else(|| missing(k))
     }
 
     /// The member `k` unless absent or `null`.
-    pub(crate) fn opt(&self, k: &str) -> Result<Option<&'a str>, Fail> {
-        Ok(self.get(k)?.filter(|r| *r != "null"))
+    pub(crate) fn opt(&self, k: &str) -> Result<Option<&'a Value>, Fail> {
+        Ok(self.get(k)?.filter(|v| !matches!(v, Value::Null)))
     }
 
     /// Refuse members not in `known` (serde's `deny_unknown_fields`).
     pub(crate) fn deny_unknown(&self, known: &[&str]) -> Result<(), Fail> {
-        match self.fields.iter().find(|(n, _)| !known.contains(&&**n)) {
+        match self.fields.iter().find(|(n, _)| !known.contains(&n.as_str())) {
             Some((n, _)) => Err(bad(format!("unknown field `{n}`"))),
             None => Ok(()),
         }
@@ -184,10 +116,10 @@ impl<'a> Obj<'a> {
         self.opt(k)?.map(|r| string(r, k)).transpose()
     }
     pub(crate) fn u64(&self, k: &str) -> Result<u64, Fail> {
-        u64_plain(self.req(k)?, k)
+        num_u64(self.req(k)?, k)
     }
     pub(crate) fn u64_opt(&self, k: &str) -> Result<Option<u64>, Fail> {
-        self.opt(k)?.map(|r| u64_plain(r, k)).transpose()
+        self.opt(k)?.map(|r| num_u64(r, k)).transpose()
     }
     /// A `u64` argument: a number or a decimal string.
     pub(crate) fn arg(&self, k: &str) -> Result<u64, Fail> {
@@ -203,15 +135,15 @@ impl<'a> Obj<'a> {
         self.opt(k)?.map(|r| u32_plain(r, k)).transpose()
     }
     pub(crate) fn u8(&self, k: &str) -> Result<u8, Fail> {
-        let v = u64_plain(self.req(k)?, k)?;
+        let v = num_u64(self.req(k)?, k)?;
         u8::try_from(v).map_err(|_| bad(format!("invalid value for `{k}`: expected u8")))
     }
     pub(crate) fn bool(&self, k: &str) -> Result<bool, Fail> {
         bool(self.req(k)?, k)
     }
     pub(crate) fn f64(&self, k: &str) -> Result<f64, Fail> {
-        match value(self.req(k)?)? {
-            Value::Number(n) => n.as_f64().ok_or_else(|| invalid(k, "f64")),
+        match self.req(k)? {
+            Value::Number(n) => Ok(n.as_f64()),
             _ => Err(invalid(k, "f64")),
         }
     }
@@ -236,22 +168,20 @@ impl<'a> Obj<'a> {
     }
 }
 
-/// The value of raw JSON text (valid by construction; numbers out of range are errors).
-pub(crate) fn value(raw: &str) -> Result<Value, Fail> {
-    serde_json::from_str(raw).map_err(serde_fail)
+fn missing(k: &str) -> Fail {
+    bad(format!("missing field `{k}`"))
 }
 
-pub(crate) fn string(raw: &str, k: &str) -> Result<String, Fail> {
-    match value(raw)? {
-        Value::String(s) => Ok(s),
+pub(crate) fn string(v: &Value, k: &str) -> Result<String, Fail> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
         _ => Err(invalid(k, "a string")),
     }
 }
 
-fn bool(raw: &str, k: &str) -> Result<bool, Fail> {
-    match raw {
-        "true" => Ok(true),
-        "false" => Ok(false),
+fn bool(v: &Value, k: &str) -> Result<bool, Fail> {
+    match v {
+        Value::Bool(b) => Ok(*b),
         _ => Err(invalid(k, "a boolean")),
     }
 }
@@ -265,33 +195,25 @@ fn num_u64(v: &Value, k: &str) -> Result<u64, Fail> {
     }
 }
 
-fn u64_plain(raw: &str, k: &str) -> Result<u64, Fail> {
-    num_u64(&value(raw)?, k)
-}
-
-fn u32_plain(raw: &str, k: &str) -> Result<u32, Fail> {
-    let v = u64_plain(raw, k)?;
+fn u32_plain(v: &Value, k: &str) -> Result<u32, Fail> {
+    let v = num_u64(v, k)?;
     u32::try_from(v).map_err(|_| bad(format!("invalid value for `{k}`: expected u32")))
 }
 
 /// A `u64` given as a JSON number or a decimal string.
-fn u64_arg(raw: &str, k: &str) -> Result<u64, Fail> {
+fn u64_arg(v: &Value, k: &str) -> Result<u64, Fail> {
     let err = |why: &str| bad(format!("`{k}`: {why}"));
-    match value(raw)? {
-        Value::Number(n) => {
-            if let Some(u) = n.as_u64() {
-                Ok(u)
-            } else if n.is_i64() {
-                Err(err("negative integer"))
+    match v {
+        Value::Number(Number::U64(u)) => Ok(*u),
+        Value::Number(Number::I64(_)) => Err(err("negative integer")),
+        Value::Number(Number::F64(v)) => {
+            // JSON from JavaScript may write a large integer as a float (1e21); accept only
+            // exact integers below 2^53.
+            let v = *v;
+            if v >= 0.0 && v.fract() == 0.0 && v <= 9_007_199_254_740_992.0 {
+                Ok(v as u64)
             } else {
-                // JSON from JavaScript may write a large integer as a float (1e21); accept
-                // only exact integers below 2^53.
-                let v = n.as_f64().unwrap_or(f64::NAN);
-                if v >= 0.0 && v.fract() == 0.0 && v <= 9_007_199_254_740_992.0 {
-                    Ok(v as u64)
-                } else {
-                    Err(err("not a non-negative integer below 2^53"))
-                }
+                Err(err("not a non-negative integer below 2^53"))
             }
         }
         Value::String(s) => {
@@ -311,48 +233,45 @@ fn u64_arg(raw: &str, k: &str) -> Result<u64, Fail> {
     }
 }
 
-fn strings(raw: &str, k: &str) -> Result<Vec<String>, Fail> {
-    match value(raw)? {
-        Value::Array(a) => a
-            .into_iter()
-            .map(|v| match v {
-                Value::String(s) => Ok(s),
-                _ => Err(invalid(k, "a string")),
-            })
-            .collect(),
-        _ => Err(invalid(k, "an array of strings")),
+fn strings(v: &Value, k: &str) -> Result<Vec<String>, Fail> {
+    let Value::Array(a) = v else {
+        return Err(invalid(k, "an array of strings"));
+    };
+    let mut out = Vec::with_capacity(a.len());
+    for x in a {
+        out.push(string(x, k)?);
     }
+    Ok(out)
 }
 
-pub(crate) fn u64s(raw: &str, k: &str) -> Result<Vec<u64>, Fail> {
-    match value(raw)? {
-        Value::Array(a) => a.iter().map(|v| num_u64(v, k)).collect(),
-        _ => Err(invalid(k, "an array of u64")),
+pub(crate) fn u64s(v: &Value, k: &str) -> Result<Vec<u64>, Fail> {
+    let Value::Array(a) = v else {
+        return Err(invalid(k, "an array of u64"));
+    };
+    let mut out = Vec::with_capacity(a.len());
+    for x in a {
+        out.push(num_u64(x, k)?);
     }
+    Ok(out)
 }
 
 /// The name of a unit variant as serde_json reads an externally tagged enum: `"name"` or
 /// `{"name": null}`; any other JSON is a `json` error ("expected value"), as serde_json's
 /// `deserialize_enum` reports it.
-pub(crate) fn variant_name(raw: &str) -> Result<String, Fail> {
-    let expected = || Fail::new("json", "expected value");
-    match raw.as_bytes().first() {
-        Some(b'"') => string(raw, "variant"),
-        Some(b'{') => match split(raw)
-            .map_err(serde_fail)?
-            .unwrap_or_default()
-            .as_slice()
-        {
-            [(name, v)] if *v == "null" => Ok(name.to_string()),
+pub(crate) fn variant_name(v: &Value) -> Result<&str, Fail> {
+    match v {
+        Value::String(s) => Ok(s),
+        Value::Object(m) => match m.as_slice() {
+            [(name, Value::Null)] => Ok(name),
             [(_, _)] => Err(bad("invalid type: expected unit variant")),
-            _ => Err(expected()),
+            _ => Err(Fail::new("json", "expected value")),
         },
-        _ => Err(expected()),
+        _ => Err(Fail::new("json", "expected value")),
     }
 }
 
-pub(crate) fn variant<T: Copy>(raw: &str, k: &str, names: &[(&str, T)]) -> Result<T, Fail> {
-    let s = variant_name(raw)?;
+pub(crate) fn variant<T: Copy>(v: &Value, k: &str, names: &[(&str, T)]) -> Result<T, Fail> {
+    let s = variant_name(v)?;
     names
         .iter()
         .find(|(n, _)| *n == s)
@@ -467,7 +386,7 @@ pub(crate) fn f64(out: &mut Vec<u8>, v: f64) {
     if v.is_sign_negative() {
         out.push(b'-');
     }
-    let Some((d, e)) = crate::policy::digits(v) else {
+    let Some((d, e)) = digits(v) else {
         return out.extend_from_slice(b"0.0");
     };
     let n = d.len() as i32;
@@ -495,6 +414,37 @@ pub(crate) fn f64(out: &mut Vec<u8>, v: f64) {
         out.push(if e < 0 { b'-' } else { b'+' });
         u64(out, u64::from(e.unsigned_abs()));
     }
+}
+
+/// Shortest round-trip digits of a finite `f64` and the decimal exponent of the first digit
+/// (`(b"15", 0)` for 1.5), from ryu-js. `None` for zero.
+fn digits(v: f64) -> Option<(Vec<u8>, i32)> {
+    if v == 0.0 {
+        return None;
+    }
+    let mut buf = ryu_js::Buffer::new();
+    let s = buf.format_finite(v.abs()).as_bytes();
+    let (mant, exp) = match s.iter().position(|&c| c == b'e') {
+        Some(i) => (&s[..i], {
+            let e = &s[i + 1..];
+            let (neg, e) = match e[0] {
+                b'-' => (true, &e[1..]),
+                b'+' => (false, &e[1..]),
+                _ => (false, e),
+            };
+            let n = e.iter().fold(0i32, |a, &c| a * 10 + i32::from(c - b'0'));
+            if neg { -n } else { n }
+        }),
+        None => (s, 0),
+    };
+    let point = mant.iter().position(|&c| c == b'.').unwrap_or(mant.len());
+    let mut d: Vec<u8> = mant.iter().copied().filter(|&c| c != b'.').collect();
+    let lead = d.iter().take_while(|&&c| c == b'0').count();
+    d.drain(..lead);
+    while d.last() == Some(&b'0') {
+        d.pop();
+    }
+    Some((d, point as i32 - lead as i32 - 1 + exp))
 }
 
 #[cfg(test)]

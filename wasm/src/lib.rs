@@ -41,7 +41,6 @@
 pub mod api;
 mod forms;
 mod json;
-mod policy;
 #[cfg(target_arch = "wasm32")]
 mod walloc;
 

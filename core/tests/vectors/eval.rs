@@ -158,25 +158,7 @@ pub fn keys_value_path(input: &Value) -> Option<Value> {
 /// Stable error object for a [`PolicyError`]: `kind` and the field it names (`null` when the
 /// JSON error names none).
 pub fn policy_error(e: &PolicyError) -> Value {
-    match e {
-        PolicyError::Zero { field } => json!({ "kind": "zero", "field": field }),
-        PolicyError::HardBeforeSoft { .. } => {
-            json!({ "kind": "hard_before_soft", "field": "hard_ttl_ms" })
-        }
-        PolicyError::OutOfRange { field, .. } => json!({ "kind": "out_of_range", "field": field }),
-        PolicyError::TooLong { field, .. } => json!({ "kind": "too_long", "field": field }),
-        PolicyError::LoadTimeouts { .. } => {
-            json!({ "kind": "load_timeouts", "field": "load_soft_timeout_ms" })
-        }
-        PolicyError::Json(msg) => {
-            // serde names the field only for unknown and duplicate fields: "unknown field `x`, …".
-            let field = ["unknown field `", "duplicate field `"]
-                .iter()
-                .find_map(|p| msg.strip_prefix(p))
-                .and_then(|rest| rest.split('`').next());
-            json!({ "kind": "json", "field": field })
-        }
-    }
+    json!({ "kind": e.kind(), "field": e.field() })
 }
 
 /// The policy JSON text of a case input: `spec_json` verbatim, or `spec` serialized.
