@@ -260,7 +260,9 @@ impl Key {
     }
 
     fn render(&self) -> String {
-        let mut out = prefix(&self.namespace, self.hash_tag);
+        // Room for the common case (few escapes), so rendering allocates once.
+        let room = self.segments.iter().map(|s| s.len() + 1).sum::<usize>() + 64;
+        let mut out = prefix(&self.namespace, self.hash_tag, room);
         for s in &self.segments {
             out.push(':');
             escape_segment_into(&mut out, s);
@@ -324,21 +326,21 @@ pub fn tag_key(namespace: &str, hash_tag: bool, tag: &str) -> String {
 }
 
 fn generation_key_full(namespace: &str, hash_tag: bool) -> String {
-    let mut out = prefix(namespace, hash_tag);
+    let mut out = prefix(namespace, hash_tag, 5);
     out.push_str(":!gen");
     out
 }
 
 fn tag_key_full(namespace: &str, hash_tag: bool, tag: &str) -> String {
-    let mut out = prefix(namespace, hash_tag);
+    let mut out = prefix(namespace, hash_tag, 6 + tag.len());
     out.push_str(":!tag:");
     escape_into(&mut out, tag);
     out
 }
 
-/// `ns` or `{ns}`, escaped.
-fn prefix(namespace: &str, hash_tag: bool) -> String {
-    let mut out = String::with_capacity(namespace.len() + 2);
+/// `ns` or `{ns}`, escaped, with room for `more` bytes after it.
+fn prefix(namespace: &str, hash_tag: bool, more: usize) -> String {
+    let mut out = String::with_capacity(namespace.len() + 2 + more);
     if hash_tag {
         out.push('{');
         escape_into(&mut out, namespace);

@@ -114,8 +114,8 @@ fn tags_arg(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
 
 fn gen_keys(key: &PyKey, tags: &[String]) -> Vec<String> {
     let mut g = Vec::with_capacity(1 + tags.len());
-    g.push(key.gen_key.clone());
-    g.extend(tags.iter().map(|t| key.tag_key_str(t)));
+    g.extend_from_slice(key.gen_keys());
+    g.extend(tags.iter().map(|t| key.inner.tag_key(t)));
     g
 }
 
@@ -899,7 +899,7 @@ impl PyCall {
 }
 
 fn request(key: &PyKey, tags: Vec<String>) -> Request {
-    Request { key: key.built.clone(), gen_keys: gen_keys(key, &tags), tags }
+    Request { key: key.built().to_owned(), gen_keys: gen_keys(key, &tags), tags }
 }
 
 /// The native driver of one `Cache`/`AsyncCache`: its coordinator, store, policy and codec.
@@ -998,7 +998,7 @@ impl PyDriver {
         let key = key_arg(key)?.get();
         let tags = tags_arg(tags)?;
         let bad = if tags.is_empty() {
-            match self.host.memory_hit(&key.built, std::slice::from_ref(&key.gen_key), &policy) {
+            match self.host.memory_hit(key.built(), key.gen_keys(), &policy) {
                 Some(s) => match self.host.decode(py, &s) {
                     Ok(v) => return Ok(v),
                     Err(_) => Some(s),
@@ -1052,7 +1052,7 @@ impl PyDriver {
         let tags = tags_arg(tags)?;
         let gk = gen_keys(key, &tags);
         let policy = self.host.policy.clone();
-        if let Some(s) = self.host.memory_hit(&key.built, &gk, &policy) {
+        if let Some(s) = self.host.memory_hit(key.built(), &gk, &policy) {
             match self.host.decode(py, &s) {
                 Ok(v) => return Ok(v),
                 Err(_) => {
@@ -1061,8 +1061,8 @@ impl PyDriver {
                 }
             }
         }
-        let op = Op::Get { key: key.built.clone(), gen_keys: gk };
-        self.op(py, op, Kind::Get, key.built.clone(), policy, default)
+        let op = Op::Get { key: key.built().to_owned(), gen_keys: gk };
+        self.op(py, op, Kind::Get, key.built().to_owned(), policy, default)
     }
 
     /// Write-through: an authoritative fill that never lowers a version.
@@ -1093,7 +1093,7 @@ impl PyDriver {
             }
         };
         let write = Write {
-            key: key.built.clone(),
+            key: key.built().to_owned(),
             gen_keys: gen_keys(key, &tags),
             tags,
             value: value.into(),
@@ -1101,7 +1101,7 @@ impl PyDriver {
             version,
         };
         let policy = self.policy_of(policy)?;
-        self.op(py, Op::Set { write }, Kind::Write, key.built.clone(), policy, None)
+        self.op(py, Op::Set { write }, Kind::Write, key.built().to_owned(), policy, None)
     }
 
     /// Delete (`mode="delete"`) or mark stale (`mode="stale"`); revokes the lease.
@@ -1113,8 +1113,8 @@ impl PyDriver {
             "stale" => InvalidateMode::MarkStale,
             m => return Err(PyValueError::new_err(format!("mode must be \"delete\" or \"stale\", got {m:?}"))),
         };
-        let op = Op::Invalidate { key: key.built.clone(), mode };
-        self.op(py, op, Kind::Write, key.built.clone(), self.host.policy.clone(), None)
+        let op = Op::Invalidate { key: key.built().to_owned(), mode };
+        self.op(py, op, Kind::Write, key.built().to_owned(), self.host.policy.clone(), None)
     }
 
     /// Move a generation counter (namespace or tag) to a new value.
