@@ -327,15 +327,74 @@ impl Host {
         }
     }
 
-    /// The memory store's fresh hit (lock-free, counted by the core).
-    fn memory_hit(&self, key: &str, gk: &[String], policy: &Policy) -> Option<Served> {
-        self.counters.memory_hit(self.memory.as_ref()?, now_ms(), key, gk, policy)
+    /// The memory store's fresh hit (lock-free, counted by the core) as this caller's own
+    /// object: a JSON or raw value is decoded once per stored entry and kept with it
+    /// ([`Decoded`]); each caller gets [`own_copy`] of it. `Err`: the value does not decode.
+    fn memory_hit(&self, py: Python<'_>, key: &str, gk: &[String], policy: &Policy) -> PyResult<Option<Result<Py<PyAny>, Served>>> {
+        let Some(m) = &self.memory else { return Ok(None) };
+        let Some(hit) = self.counters.memory_hit_memo(m, now_ms(), key, gk, policy) else { return Ok(None) };
+        if let Some(d) = hit.memo.as_deref().and_then(|m| m.downcast_ref::<Decoded>()) {
+            return Ok(Some(Ok(d.own_copy(py)?.unbind())));
+        }
+        let s = hit.served();
+        let Ok(v) = self.decode(py, &s) else { return Ok(Some(Err(s))) };
+        if s.negative || !matches!(s.codec, codec::JSON | codec::RAW) {
+            return Ok(Some(Ok(v))); // a user codec's objects are its own: decoded per hit
+        }
+        let d = Decoded::new(v.into_bound(py));
+        let mine = d.own_copy(py)?.unbind();
+        m.attach_memo(key, &hit.entry, Arc::new(d));
+        Ok(Some(Ok(mine)))
     }
 
     /// Run a memory-store op (outside the coordinator's lock; big values without the GIL).
     fn apply(&self, py: Python<'_>, m: &MemoryStore, op: &StoreOp) -> karlton_core::StoreReply {
         let big = matches!(op, StoreOp::Fill { entry, .. } if entry.len() >= DETACH_BYTES);
         if big { py.detach(|| m.apply(now_ms(), op)) } else { m.apply(now_ms(), op) }
+    }
+}
+
+/// A cached value decoded once, kept with its memory-store entry (the core's `Memo`: it goes
+/// when the entry is replaced, deleted or evicted). Never handed out itself: each caller gets
+/// [`Decoded::own_copy`]. `inner` lists the dicts and lists inside a dict (by key) or a list
+/// (by index), so a copy touches only those, not every leaf.
+struct Decoded {
+    value: Py<PyAny>,
+    inner: Vec<(Result<Py<PyAny>, usize>, Decoded)>,
+}
+
+impl Decoded {
+    fn new(v: Bound<'_, PyAny>) -> Decoded {
+        let nested = |x: &Bound<'_, PyAny>| x.is_exact_instance_of::<PyDict>() || x.is_exact_instance_of::<PyList>();
+        let inner = if let Ok(d) = v.cast_exact::<PyDict>() {
+            d.iter().filter(|(_, x)| nested(x)).map(|(k, x)| (Ok(k.unbind()), Decoded::new(x))).collect()
+        } else if let Ok(l) = v.cast_exact::<PyList>() {
+            l.iter().enumerate().filter(|(_, x)| nested(x)).map(|(i, x)| (Err(i), Decoded::new(x))).collect()
+        } else {
+            Vec::new()
+        };
+        Decoded { value: v.unbind(), inner }
+    }
+
+    /// A caller's own copy: new dicts and lists all the way down, sharing only the immutable
+    /// leaves (str, int, float, bool, None; raw bytes). So every caller gets an object it may
+    /// change, as from a fresh decode (or from Redis), for a fraction of the cost.
+    fn own_copy<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let v = self.value.bind(py);
+        let out = if let Ok(d) = v.cast_exact::<PyDict>() {
+            d.copy()?.into_any()
+        } else if let Ok(l) = v.cast_exact::<PyList>() {
+            l.get_slice(0, l.len()).into_any()
+        } else {
+            return Ok(v.clone());
+        };
+        for (at, x) in &self.inner {
+            match at {
+                Ok(k) => out.set_item(k, x.own_copy(py)?)?,
+                Err(i) => out.set_item(i, x.own_copy(py)?)?,
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -998,11 +1057,9 @@ impl PyDriver {
         let key = key_arg(key)?.get();
         let tags = tags_arg(tags)?;
         let bad = if tags.is_empty() {
-            match self.host.memory_hit(key.built(), key.gen_keys(), &policy) {
-                Some(s) => match self.host.decode(py, &s) {
-                    Ok(v) => return Ok(v),
-                    Err(_) => Some(s),
-                },
+            match self.host.memory_hit(py, key.built(), key.gen_keys(), &policy)? {
+                Some(Ok(v)) => return Ok(v),
+                Some(Err(s)) => Some(s),
                 None => None,
             }
         } else {
@@ -1052,14 +1109,13 @@ impl PyDriver {
         let tags = tags_arg(tags)?;
         let gk = gen_keys(key, &tags);
         let policy = self.host.policy.clone();
-        if let Some(s) = self.host.memory_hit(key.built(), &gk, &policy) {
-            match self.host.decode(py, &s) {
-                Ok(v) => return Ok(v),
-                Err(_) => {
-                    self.host.counters.report_undecodable(&s);
-                    return Ok(default.unwrap_or_else(|| py.None()));
-                }
+        match self.host.memory_hit(py, key.built(), &gk, &policy)? {
+            Some(Ok(v)) => return Ok(v),
+            Some(Err(s)) => {
+                self.host.counters.report_undecodable(&s);
+                return Ok(default.unwrap_or_else(|| py.None()));
             }
+            None => {}
         }
         let op = Op::Get { key: key.built().to_owned(), gen_keys: gk };
         self.op(py, op, Kind::Get, key.built().to_owned(), policy, default)
