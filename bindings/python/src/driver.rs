@@ -356,22 +356,28 @@ impl Host {
 
 /// A cached value decoded once, kept with its memory-store entry (the core's `Memo`: it goes
 /// when the entry is replaced, deleted or evicted). Never handed out itself: each caller gets
-/// [`Decoded::own_copy`]. `inner` lists the dicts and lists inside a dict (by key) or a list
-/// (by index), so a copy touches only those, not every leaf.
+/// [`Decoded::own_copy`]. `inner` lists the dicts and lists inside a dict or a list, so a copy
+/// touches only those, not every leaf.
 struct Decoded {
     value: Py<PyAny>,
-    inner: Vec<(Result<Py<PyAny>, usize>, Decoded)>,
+    inner: Inner,
+}
+
+enum Inner {
+    Leaf,
+    Dict(Vec<(Py<PyAny>, Decoded)>),
+    List(Vec<(usize, Decoded)>),
 }
 
 impl Decoded {
     fn new(v: Bound<'_, PyAny>) -> Decoded {
         let nested = |x: &Bound<'_, PyAny>| x.is_exact_instance_of::<PyDict>() || x.is_exact_instance_of::<PyList>();
         let inner = if let Ok(d) = v.cast_exact::<PyDict>() {
-            d.iter().filter(|(_, x)| nested(x)).map(|(k, x)| (Ok(k.unbind()), Decoded::new(x))).collect()
+            Inner::Dict(d.iter().filter(|(_, x)| nested(x)).map(|(k, x)| (k.unbind(), Decoded::new(x))).collect())
         } else if let Ok(l) = v.cast_exact::<PyList>() {
-            l.iter().enumerate().filter(|(_, x)| nested(x)).map(|(i, x)| (Err(i), Decoded::new(x))).collect()
+            Inner::List(l.iter().enumerate().filter(|(_, x)| nested(x)).map(|(i, x)| (i, Decoded::new(x))).collect())
         } else {
-            Vec::new()
+            Inner::Leaf
         };
         Decoded { value: v.unbind(), inner }
     }
@@ -381,20 +387,24 @@ impl Decoded {
     /// change, as from a fresh decode (or from Redis), for a fraction of the cost.
     fn own_copy<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let v = self.value.bind(py);
-        let out = if let Ok(d) = v.cast_exact::<PyDict>() {
-            d.copy()?.into_any()
-        } else if let Ok(l) = v.cast_exact::<PyList>() {
-            l.get_slice(0, l.len()).into_any()
-        } else {
-            return Ok(v.clone());
-        };
-        for (at, x) in &self.inner {
-            match at {
-                Ok(k) => out.set_item(k, x.own_copy(py)?)?,
-                Err(i) => out.set_item(i, x.own_copy(py)?)?,
+        match &self.inner {
+            Inner::Leaf => Ok(v.clone()),
+            Inner::Dict(inner) => {
+                let out = v.cast::<PyDict>()?.copy()?;
+                for (k, x) in inner {
+                    out.set_item(k, x.own_copy(py)?)?;
+                }
+                Ok(out.into_any())
+            }
+            Inner::List(inner) => {
+                let l = v.cast::<PyList>()?;
+                let out = l.get_slice(0, l.len());
+                for (i, x) in inner {
+                    out.set_item(*i, x.own_copy(py)?)?;
+                }
+                Ok(out.into_any())
             }
         }
-        Ok(out)
     }
 }
 
@@ -965,8 +975,9 @@ fn request(key: &PyKey, tags: Vec<String>) -> Request {
 #[pyclass(module = "karlton._karlton", name = "Driver", frozen)]
 pub struct PyDriver {
     host: Arc<Host>,
-    /// The Python driver's `_slow(call, loader)`, for what `get_or_load` cannot finish natively.
-    slow: std::sync::OnceLock<Py<PyAny>>,
+    /// The sync driver's `(_slow(call, loader), _op(call, default))`, for what `get_or_load`
+    /// and the one-op calls cannot finish natively (Redis, a load, a wait).
+    slow: std::sync::OnceLock<(Py<PyAny>, Py<PyAny>)>,
     /// The sync Redis fast-read sender `(packed, n) -> replies | str`.
     fast: std::sync::OnceLock<Py<PyAny>>,
 }
@@ -990,7 +1001,11 @@ impl PyDriver {
         if c.code() == ANSWER {
             return c.result(py, default);
         }
-        Ok(Py::new(py, c)?.into_any())
+        let call = Py::new(py, c)?.into_any();
+        match self.slow.get() {
+            Some((_, op)) => op.call1(py, (call, default)),
+            None => Ok(call),
+        }
     }
 }
 
@@ -1035,9 +1050,10 @@ impl PyDriver {
         })
     }
 
-    /// Install the Python slow path `slow(call, loader)` used by `get_or_load` (once).
-    fn set_slow(&self, slow: Py<PyAny>) -> PyResult<()> {
-        self.slow.set(slow).map_err(|_| PyRuntimeError::new_err("set_slow(): already set"))
+    /// Install the sync driver's slow paths (once): `slow(call, loader)` for `get_or_load`,
+    /// `op(call, default)` for `get` and the writes. Without them those return a `Call`.
+    fn set_slow(&self, slow: Py<PyAny>, op: Py<PyAny>) -> PyResult<()> {
+        self.slow.set((slow, op)).map_err(|_| PyRuntimeError::new_err("set_slow(): already set"))
     }
 
     /// Install the sync Redis fast-read sender (once): `fast(packed, n)` sends the RESP
@@ -1053,11 +1069,12 @@ impl PyDriver {
     /// Start a `get_or_load`: the value when it finished natively (a hit), else a `Call`.
     #[pyo3(signature = (key, tags = None, policy = None))]
     fn start(&self, py: Python<'_>, key: &Bound<'_, PyAny>, tags: Option<&Bound<'_, PyAny>>, policy: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
-        let policy = self.policy_of(policy)?;
+        let custom = policy_arg(policy)?;
+        let policy = custom.as_ref().map_or(&self.host.policy, |p| &p.get().inner);
         let key = key_arg(key)?.get();
         let tags = tags_arg(tags)?;
         let bad = if tags.is_empty() {
-            match self.host.memory_hit(py, key.built(), key.gen_keys(), &policy)? {
+            match self.host.memory_hit(py, key.built(), key.gen_keys(), policy)? {
                 Some(Ok(v)) => return Ok(v),
                 Some(Err(s)) => Some(s),
                 None => None,
@@ -1065,7 +1082,7 @@ impl PyDriver {
         } else {
             None
         };
-        let mut c = PyCall::new(self.host.clone(), Kind::GetOrLoad, Some(request(key, tags)), policy);
+        let mut c = PyCall::new(self.host.clone(), Kind::GetOrLoad, Some(request(key, tags)), policy.clone());
         match bad {
             Some(s) => c.replace(py, s),
             None => c.start(py),
@@ -1098,18 +1115,25 @@ impl PyDriver {
                 return Ok(v.clone_ref(py));
             }
         }
-        let slow = self.slow.get().ok_or_else(|| PyRuntimeError::new_err("no slow path installed"))?;
+        let (slow, _) = self.slow.get().ok_or_else(|| PyRuntimeError::new_err("no slow path installed"))?;
         slow.call1(py, (call, loader))
     }
 
-    /// A plain read (no lease, no load): the value or `default`, or a `Call` for Python.
-    #[pyo3(signature = (key, default = None, tags = None))]
+    /// A plain read (no lease, no load): the value or `default` (or, with no slow path
+    /// installed, a `Call` for Python).
+    #[pyo3(signature = (key, default = None, *, tags = None))]
     fn get(&self, py: Python<'_>, key: &Bound<'_, PyAny>, default: Option<Py<PyAny>>, tags: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
         let key = key_arg(key)?.get();
         let tags = tags_arg(tags)?;
-        let gk = gen_keys(key, &tags);
-        let policy = self.host.policy.clone();
-        match self.host.memory_hit(py, key.built(), &gk, &policy)? {
+        let with_tags;
+        let gk = if tags.is_empty() {
+            key.gen_keys()
+        } else {
+            with_tags = gen_keys(key, &tags);
+            &with_tags
+        };
+        let policy = &self.host.policy;
+        match self.host.memory_hit(py, key.built(), gk, policy)? {
             Some(Ok(v)) => return Ok(v),
             Some(Err(s)) => {
                 self.host.counters.report_undecodable(&s);
@@ -1117,8 +1141,8 @@ impl PyDriver {
             }
             None => {}
         }
-        let op = Op::Get { key: key.built().to_owned(), gen_keys: gk };
-        self.op(py, op, Kind::Get, key.built().to_owned(), policy, default)
+        let op = Op::Get { key: key.built().to_owned(), gen_keys: gk.to_vec() };
+        self.op(py, op, Kind::Get, key.built().to_owned(), policy.clone(), default)
     }
 
     /// Write-through: an authoritative fill that never lowers a version.
