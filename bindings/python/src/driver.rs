@@ -443,7 +443,7 @@ pub struct PyCall {
     /// The coordinator still knows this call (it must be cancelled if dropped).
     live: bool,
     kind: Kind,
-    req: Option<Request>,
+    req: Request,
     policy: Arc<Policy>,
     st: St,
     /// The flight this call leads (for handing its loader exception to the joiners).
@@ -456,7 +456,7 @@ pub struct PyCall {
 }
 
 impl PyCall {
-    fn new(host: Arc<Host>, kind: Kind, req: Option<Request>, policy: Arc<Policy>) -> PyCall {
+    fn new(host: Arc<Host>, kind: Kind, req: Request, policy: Arc<Policy>) -> PyCall {
         PyCall {
             host,
             id: CallId(0),
@@ -497,15 +497,19 @@ impl PyCall {
         }
     }
 
-    /// Take a ticket: decided under the lock, so a `Join`'s waiter exists before any `Wake`.
-    fn ticket_locked(st: &mut State, t: &Ticket) -> Option<Arc<Waiter>> {
-        match t {
-            Ticket::Join { flight, .. } => Some(st.waiters.entry(*flight).or_default().clone()),
-            _ => None,
-        }
-    }
-
-    fn take_ticket(&mut self, py: Python<'_>, t: Ticket, waiter: Option<Arc<Waiter>>) {
+    /// Get a ticket from the coordinator (`f`, under the lock, where a `Join`'s waiter is made
+    /// too, so it exists before any `Wake`), fire what the decision woke, and take the ticket.
+    fn ticket(&mut self, py: Python<'_>, f: impl FnOnce(&mut Coordinator, u64) -> Ticket) {
+        let host = self.host.clone();
+        let ((t, waiter), fired) = host.decide(|st| {
+            let t = f(&mut st.coord, now_ms());
+            let w = match &t {
+                Ticket::Join { flight, .. } => Some(st.waiters.entry(*flight).or_default().clone()),
+                _ => None,
+            };
+            (t, w)
+        });
+        self.fire(py, fired);
         match t {
             Ticket::Answer { answer } => self.act(py, Action::Answer(answer)),
             Ticket::Lead { call, action } => {
@@ -525,40 +529,29 @@ impl PyCall {
         }
     }
 
-    /// Start a `get_or_load` (after the memory fast hit missed).
-    fn start(&mut self, py: Python<'_>) {
-        let host = self.host.clone();
-        let req = self.req.clone().expect("get_or_load has a request");
+    /// Start a `get_or_load` (after the memory fast hit missed); with `bad`, a value that did
+    /// not decode: count it, and run with that entry as a miss.
+    fn start(&mut self, py: Python<'_>, bad: Option<Served>) {
+        let req = self.req.clone();
         let policy = self.policy.clone();
-        let ((t, w), fired) = host.decide(|st| {
-            let t = st.coord.get_or_load(now_ms(), req, policy);
-            let w = Self::ticket_locked(st, &t);
-            (t, w)
+        self.ticket(py, |c, now| match bad {
+            None => c.get_or_load(now, req, policy),
+            Some(bad) => c.get_or_load_replacing(now, req, policy, bad),
         });
-        self.fire(py, fired);
-        self.take_ticket(py, t, w);
     }
 
-    /// The value `bad` did not decode: count it, and run again with that entry as a miss.
-    fn replace(&mut self, py: Python<'_>, bad: Served) {
+    /// Decide this call's next step (`f`, under the lock) and fire what that woke.
+    fn next(&mut self, py: Python<'_>, f: impl FnOnce(&mut Coordinator, CallId) -> Action) -> Action {
         let host = self.host.clone();
-        let req = self.req.clone().expect("get_or_load has a request");
-        let policy = self.policy.clone();
-        let ((t, w), fired) = host.decide(|st| {
-            let t = st.coord.get_or_load_replacing(now_ms(), req, policy, bad);
-            let w = Self::ticket_locked(st, &t);
-            (t, w)
-        });
+        let id = self.id;
+        let (a, fired) = host.decide(|st| f(&mut st.coord, id));
         self.fire(py, fired);
-        self.take_ticket(py, t, w);
+        a
     }
 
     /// Feed an input to the coordinator and act on what it says.
     fn feed(&mut self, py: Python<'_>, input: Input) {
-        let host = self.host.clone();
-        let id = self.id;
-        let (a, fired) = host.decide(|st| st.coord.handle(now_ms(), id, input));
-        self.fire(py, fired);
+        let a = self.next(py, |c, id| c.handle(now_ms(), id, input));
         self.act(py, a);
     }
 
@@ -569,11 +562,7 @@ impl PyCall {
                 Action::Store(op) => match self.host.memory.clone() {
                     Some(m) => {
                         let r = self.host.apply(py, &m, &op);
-                        let host = self.host.clone();
-                        let id = self.id;
-                        let (a, fired) = host.decide(|st| st.coord.handle(now_ms(), id, Input::Store(r)));
-                        self.fire(py, fired);
-                        action = a;
+                        action = self.next(py, |c, id| c.handle(now_ms(), id, Input::Store(r)));
                     }
                     None => {
                         let call = encode_op(&op);
@@ -628,7 +617,7 @@ impl PyCall {
             Ok(Reply::Value(s)) => match self.host.decode(py, &s) {
                 Ok(v) => St::Value(v),
                 Err(e) => match self.kind {
-                    Kind::GetOrLoad if s.source != Source::Loaded => return self.replace(py, s),
+                    Kind::GetOrLoad if s.source != Source::Loaded => return self.start(py, Some(s)),
                     Kind::Get => {
                         self.host.counters.report_undecodable(&s);
                         St::Missing
@@ -664,7 +653,7 @@ impl PyCall {
             self.host.apply(py, &m, op);
         }
         match then {
-            Some(bad) => self.replace(py, bad),
+            Some(bad) => self.start(py, Some(bad)),
             None => self.st = St::Finished,
         }
     }
@@ -731,7 +720,7 @@ impl PyCall {
     /// The built entry key (empty for writes of generation counters).
     #[getter]
     fn key(&self) -> &str {
-        self.req.as_ref().map_or("", |r| r.key.as_str())
+        &self.req.key
     }
 
     /// STORE (Redis): `(sha, numkeys, *keys, *args)` for `evalsha`.
@@ -791,7 +780,7 @@ impl PyCall {
                 self.feed(py, input);
             }
             St::Release { then, .. } => match then {
-                Some(bad) => self.replace(py, bad),
+                Some(bad) => self.start(py, Some(bad)),
                 None => self.st = St::Finished,
             },
             _ => unreachable!("checked by expect"),
@@ -804,7 +793,7 @@ impl PyCall {
         self.expect(&[STORE], "feed_store_error")?;
         match std::mem::replace(&mut self.st, St::Finished) {
             St::Store { .. } => self.feed(py, Input::StoreFailed(StoreFailure { message })),
-            St::Release { then: Some(bad), .. } => self.replace(py, bad),
+            St::Release { then: Some(bad), .. } => self.start(py, Some(bad)),
             _ => {}
         }
         Ok(())
@@ -818,10 +807,7 @@ impl PyCall {
             FastReply::Replies(v) => Ok(v),
             FastReply::Failed(e) => Err(e),
         };
-        let host = self.host.clone();
-        let id = self.id;
-        let (a, fired) = host.decide(|st| st.coord.handle_fast_read(now_ms(), id, replies));
-        self.fire(py, fired);
+        let a = self.next(py, |c, id| c.handle_fast_read(now_ms(), id, replies));
         self.act(py, a);
         Ok(())
     }
@@ -900,22 +886,9 @@ impl PyCall {
     /// JOIN: after the wake-up — the flight's answer, or this call runs again (it may lead).
     fn joined(&mut self, py: Python<'_>) -> PyResult<()> {
         self.expect(&[JOIN], "joined")?;
-        let host = self.host.clone();
         let id = self.id;
-        let ((t, w), fired) = host.decide(|st| {
-            let t = st.coord.joined(now_ms(), id);
-            let w = Self::ticket_locked(st, &t);
-            (t, w)
-        });
-        self.fire(py, fired);
-        if !matches!(t, Ticket::Join { .. }) {
-            self.live = false;
-        }
-        let keep = self.waiter.take();
-        self.take_ticket(py, t, w);
-        if self.waiter.is_none() {
-            self.waiter = keep;
-        }
+        // An answer keeps this call's waiter (a failed load re-raises the leader's exception).
+        self.ticket(py, |c, now| c.joined(now, id));
         Ok(())
     }
 
@@ -989,7 +962,7 @@ impl PyDriver {
 
     /// Run a one-op call as far as it goes natively: the answer, or the `Call` for Python.
     fn op(&self, py: Python<'_>, op: Op, kind: Kind, key: String, policy: Arc<Policy>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
-        let mut c = PyCall::new(self.host.clone(), kind, Some(Request { key, gen_keys: Vec::new(), tags: Vec::new() }), policy.clone());
+        let mut c = PyCall::new(self.host.clone(), kind, Request { key, gen_keys: Vec::new(), tags: Vec::new() }, policy.clone());
         let ((id, a), fired) = self.host.decide(|st| st.coord.op(now_ms(), op, policy));
         c.id = id;
         c.live = true;
@@ -1082,11 +1055,8 @@ impl PyDriver {
         } else {
             None
         };
-        let mut c = PyCall::new(self.host.clone(), Kind::GetOrLoad, Some(request(key, tags)), policy.clone());
-        match bad {
-            Some(s) => c.replace(py, s),
-            None => c.start(py),
-        }
+        let mut c = PyCall::new(self.host.clone(), Kind::GetOrLoad, request(key, tags), policy.clone());
+        c.start(py, bad);
         if c.code() == ANSWER {
             if let St::Value(v) = &c.st {
                 return Ok(v.clone_ref(py));
