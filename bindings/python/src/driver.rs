@@ -10,7 +10,7 @@
 //! Locking: one `Mutex` around the coordinator, held only while it decides (pure Rust, the GIL
 //! held, never released inside), never across IO, a loader, a decode or a Python callback.
 
-use crate::convert::json_to_py;
+use crate::convert::{is_int, json_to_py, type_err};
 use crate::key::PyKey;
 use crate::policy::{PyMemoryStore, PyPolicy};
 use karlton_core::coordinator::Answer;
@@ -80,12 +80,7 @@ pub(crate) fn error(py: Python<'_>, name: &str, msg: String) -> PyErr {
 
 
 fn key_arg<'a, 'py>(key: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyKey>> {
-    key.cast::<PyKey>().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "key must be a karlton.Key, not {}",
-            key.get_type().name().map(|n| n.to_string()).unwrap_or_default()
-        ))
-    })
+    key.cast::<PyKey>().map_err(|_| type_err("key must be a karlton.Key", key))
 }
 
 fn tags_arg(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
@@ -94,12 +89,7 @@ fn tags_arg(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
         return Err(PyTypeError::new_err("tags must be a list of str, not a str"));
     }
     let mut out = Vec::new();
-    for item in t.try_iter().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "tags must be a list of str, not {}",
-            t.get_type().name().map(|n| n.to_string()).unwrap_or_default()
-        ))
-    })? {
+    for item in t.try_iter().map_err(|_| type_err("tags must be a list of str", t))? {
         let item = item?;
         let Ok(s) = item.cast::<PyString>() else {
             return Err(PyTypeError::new_err(format!(
@@ -190,10 +180,7 @@ fn fast_reply(reply: &Bound<'_, PyAny>) -> PyResult<FastReply> {
     } else if let Ok(s) = reply.cast::<PyString>() {
         Ok(FastReply::Failed(StoreFailure { message: s.to_str()?.to_owned() }))
     } else {
-        Err(PyTypeError::new_err(format!(
-            "fast read: expected a list of replies or a str, not {}",
-            reply.get_type().name()?
-        )))
+        Err(type_err("fast read: expected a list of replies or a str", reply))
     }
 }
 
@@ -218,10 +205,7 @@ fn policy_arg<'py>(policy: Option<&Bound<'py, PyAny>>) -> PyResult<Option<Bound<
     }
     match p.getattr("_native").ok().and_then(|n| n.cast_into::<PyPolicy>().ok()) {
         Some(n) => Ok(Some(n)),
-        None => Err(PyTypeError::new_err(format!(
-            "policy must be a karlton.Policy, not {}",
-            p.get_type().name()?
-        ))),
+        None => Err(type_err("policy must be a karlton.Policy", p)),
     }
 }
 
@@ -1132,15 +1116,13 @@ impl PyDriver {
         let tags = tags_arg(tags)?;
         let version = match version.filter(|v| !v.is_none()) {
             None => None,
-            Some(v) if v.is_instance_of::<PyInt>() && !v.is_instance_of::<PyBool>() => Some(
+            Some(v) if is_int(v) => Some(
                 v.extract::<u64>()
                     .ok()
                     .filter(|&n| n < (1 << 53))
                     .ok_or_else(|| PyValueError::new_err(format!("version must be an int in 0..2**53, got {v}")))?,
             ),
-            Some(v) => {
-                return Err(PyTypeError::new_err(format!("version must be an int, not {}", v.get_type().name()?)));
-            }
+            Some(v) => return Err(type_err("version must be an int", v)),
         };
         let write = Write {
             key: key.built().to_owned(),

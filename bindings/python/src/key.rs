@@ -1,6 +1,6 @@
 //! `karlton.Key`: the core's key scheme, built once at construction.
 
-use crate::convert::to_json;
+use crate::convert::{is_int, to_json, type_err};
 use karlton_core::Key;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -19,21 +19,18 @@ pub struct PyKey {
 }
 
 fn non_negative(v: &Bound<'_, PyAny>, what: &str) -> PyResult<u64> {
-    if v.is_instance_of::<PyBool>() || !v.is_instance_of::<PyInt>() {
-        return Err(PyTypeError::new_err(format!(
-            "{what} must be an int, not {}",
-            v.get_type().name()?
-        )));
+    if !is_int(v) {
+        return Err(type_err(&format!("{what} must be an int"), v));
     }
     v.extract::<u64>()
         .map_err(|_| PyValueError::new_err(format!("{what} must be a non-negative int below 2**64, got {v}")))
 }
 
-/// One segment's text: borrowed from a Python str, or an int written in decimal on the stack
+/// One segment's text: borrowed from a Python str, an int written in decimal on the stack
 /// (what `str(n)` gives for an exact int), or `str(n)` of a larger int or an int subclass.
 enum Seg<'a> {
     Str(&'a str),
-    Int([u8; 20], u8),
+    Int([u8; 20], usize),
     Owned(String),
 }
 
@@ -41,30 +38,19 @@ impl AsRef<str> for Seg<'_> {
     fn as_ref(&self) -> &str {
         match self {
             Seg::Str(s) => s,
-            // Only ASCII digits and '-' are written there.
-            Seg::Int(b, start) => std::str::from_utf8(&b[usize::from(*start)..]).unwrap_or_default(),
+            Seg::Int(b, n) => std::str::from_utf8(&b[..*n]).unwrap_or_default(),
             Seg::Owned(s) => s,
         }
     }
 }
 
 fn int_seg(n: i64) -> Seg<'static> {
+    use std::io::Write;
     let mut b = [0u8; 20];
-    let mut i = b.len();
-    let mut m = n.unsigned_abs();
-    loop {
-        i -= 1;
-        b[i] = b'0' + (m % 10) as u8;
-        m /= 10;
-        if m == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        i -= 1;
-        b[i] = b'-';
-    }
-    Seg::Int(b, i as u8)
+    let mut w = &mut b[..];
+    let _ = write!(w, "{n}"); // an i64 takes at most 20 bytes
+    let len = 20 - w.len();
+    Seg::Int(b, len)
 }
 
 fn segment<'a>(s: Borrowed<'a, '_, PyAny>, i: usize) -> PyResult<Seg<'a>> {
@@ -76,13 +62,10 @@ fn segment<'a>(s: Borrowed<'a, '_, PyAny>, i: usize) -> PyResult<Seg<'a>> {
             return Ok(int_seg(n));
         }
     }
-    if s.is_instance_of::<PyInt>() && !s.is_instance_of::<PyBool>() {
+    if is_int(&s) {
         return Ok(Seg::Owned(s.str()?.to_str()?.to_owned()));
     }
-    Err(PyTypeError::new_err(format!(
-        "Key(): segment {i} must be a str or int, not {}",
-        s.get_type().name()?
-    )))
+    Err(type_err(&format!("Key(): segment {i} must be a str or int"), &s))
 }
 
 impl PyKey {
@@ -117,10 +100,7 @@ impl PyKey {
             return Err(PyTypeError::new_err("Key() missing 1 required positional argument: 'namespace'"));
         };
         if !namespace.is_instance_of::<PyString>() {
-            return Err(PyTypeError::new_err(format!(
-                "Key(): namespace must be a str, not {}",
-                namespace.get_type().name()?
-            )));
+            return Err(type_err("Key(): namespace must be a str", &namespace));
         }
         let mut key = Key::new(namespace.extract::<&str>()?)
             .map_err(|e| PyValueError::new_err(format!("Key(): namespace: {e}")))?;
@@ -138,9 +118,7 @@ impl PyKey {
             key = key.version(non_negative(v, "Key(): version")?);
         }
         if let Some(h) = hash_tag {
-            let Ok(b) = h.cast::<PyBool>() else {
-                return Err(PyTypeError::new_err(format!("Key(): hash_tag must be a bool, not {}", h.get_type().name()?)));
-            };
+            let Ok(b) = h.cast::<PyBool>() else { return Err(type_err("Key(): hash_tag must be a bool", h)) };
             key = key.hash_tag(b.is_true());
         }
         if let Some(m) = max_len.filter(|m| !m.is_none()) {
@@ -171,9 +149,7 @@ impl PyKey {
     /// Key of `tag`'s generation counter in this namespace (what `invalidate_tag` moves).
     #[pyo3(name = "tag_key")]
     fn py_tag_key(&self, tag: &Bound<'_, PyAny>) -> PyResult<String> {
-        let Ok(t) = tag.cast::<PyString>() else {
-            return Err(PyTypeError::new_err(format!("tag must be a str, not {}", tag.get_type().name()?)));
-        };
+        let Ok(t) = tag.cast::<PyString>() else { return Err(type_err("tag must be a str", tag)) };
         Ok(self.inner.tag_key(t.to_str()?))
     }
 
