@@ -38,19 +38,27 @@ impl AsRef<str> for Seg<'_> {
     fn as_ref(&self) -> &str {
         match self {
             Seg::Str(s) => s,
-            Seg::Int(b, n) => std::str::from_utf8(&b[..*n]).unwrap_or_default(),
+            Seg::Int(b, i) => std::str::from_utf8(&b[*i..]).unwrap_or_default(),
             Seg::Owned(s) => s,
         }
     }
 }
 
 fn int_seg(n: i64) -> Seg<'static> {
-    use std::io::Write;
-    let mut b = [0u8; 20];
-    let mut w = &mut b[..];
-    let _ = write!(w, "{n}"); // an i64 takes at most 20 bytes
-    let len = 20 - w.len();
-    Seg::Int(b, len)
+    let (mut b, mut i, mut m) = ([0u8; 20], 20, n.unsigned_abs());
+    loop {
+        i -= 1;
+        b[i] = b'0' + (m % 10) as u8;
+        m /= 10;
+        if m == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        i -= 1;
+        b[i] = b'-';
+    }
+    Seg::Int(b, i)
 }
 
 fn segment<'a>(s: Borrowed<'a, '_, PyAny>, i: usize) -> PyResult<Seg<'a>> {
@@ -104,11 +112,12 @@ impl PyKey {
         }
         let mut key = Key::new(namespace.extract::<&str>()?)
             .map_err(|e| PyValueError::new_err(format!("Key(): namespace: {e}")))?;
-        if args.len() > 1 {
-            let segs = (1..args.len())
-                .map(|i| segment(args.get_borrowed_item(i)?, i - 1))
-                .collect::<PyResult<Vec<_>>>()?;
-            key = key.segments(&segs);
+        let mut bad = None;
+        key = key.segments((1..args.len()).map_while(|i| {
+            args.get_borrowed_item(i).and_then(|s| segment(s, i - 1)).map_err(|e| bad = Some(e)).ok()
+        }));
+        if let Some(e) = bad {
+            return Err(e);
         }
         if let Some(p) = params.filter(|p| !p.is_none()) {
             let v = to_json(p, "Key(): params")?;
