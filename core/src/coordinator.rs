@@ -294,15 +294,27 @@ impl Counters {
         gen_keys: &[String],
         policy: &Policy,
     ) -> Option<Served> {
-        let s = flow::memory_fresh_hit(store, now, key, gen_keys, policy, self.next_seed())?;
-        self.stats.add(&hit_stats(&s));
-        Some(s)
+        self.memory_hit_memo(store, now, key, gen_keys, policy).map(|h| h.served())
+    }
+
+    /// [`Counters::memory_hit`] as a [`flow::MemoryHit`] (the entry and the host's memo on it).
+    pub fn memory_hit_memo(
+        &self,
+        store: &crate::memory::MemoryStore,
+        now: u64,
+        key: &str,
+        gen_keys: &[String],
+        policy: &Policy,
+    ) -> Option<flow::MemoryHit> {
+        let h = flow::memory_fresh_hit_memo(store, now, key, gen_keys, policy, self.next_seed())?;
+        self.stats.add(&hit_stats(h.negative));
+        Some(h)
     }
 }
 
-fn hit_stats(s: &Served) -> Stats {
+fn hit_stats(negative: bool) -> Stats {
     let mut st = Stats::default();
-    if s.negative {
+    if negative {
         st.negative_hits = 1;
     } else {
         st.hits_fresh = 1;
@@ -569,7 +581,7 @@ impl Coordinator {
                     Err(_) => None,
                 };
                 if let Some(s) = hit {
-                    self.counters.add(&hit_stats(&s));
+                    self.counters.add(&hit_stats(s.negative));
                     return self.end(call, Ok(Reply::Value(s)), false);
                 }
                 let mut step = flow.start(now);
@@ -588,7 +600,7 @@ impl Coordinator {
                     Ok(r) => {
                         match crate::redis::fast_read_hit(&r, policy, self.counters.next_seed()) {
                             Some(s) => {
-                                self.counters.add(&hit_stats(&s));
+                                self.counters.add(&hit_stats(s.negative));
                                 self.calls.remove(&call);
                                 Action::Answer(Ok(Reply::Value(s)))
                             }

@@ -746,7 +746,49 @@ pub fn memory_fresh_hit(
     policy: &Policy,
     rand: u64,
 ) -> Option<Served> {
-    let (bytes, marked) = store.peek_valid(now, key, gen_keys)?;
+    memory_fresh_hit_memo(store, now, key, gen_keys, policy, rand).map(|h| h.served())
+}
+
+/// A fresh memory-store hit ([`memory_fresh_hit_memo`]): the entry it came from and the host's
+/// memo on it ([`crate::memory::MemoryStore::attach_memo`]); the value is copied out only when
+/// asked for ([`MemoryHit::served`]), so a host whose memo answers copies nothing.
+#[derive(Debug, Clone)]
+pub struct MemoryHit {
+    /// The stored entry's bytes (their identity names the entry).
+    pub entry: Bytes,
+    /// The host's memo on the entry, if any.
+    pub memo: Option<crate::memory::Memo>,
+    /// A cached "not found".
+    pub negative: bool,
+    codec: u8,
+    version: Option<u64>,
+    value_at: usize,
+}
+
+impl MemoryHit {
+    /// The value served.
+    pub fn served(&self) -> Served {
+        Served {
+            value: self.entry[self.value_at..].into(),
+            codec: self.codec,
+            negative: self.negative,
+            version: self.version,
+            source: Source::Fresh,
+            cached: true,
+        }
+    }
+}
+
+/// [`memory_fresh_hit`], as a [`MemoryHit`].
+pub fn memory_fresh_hit_memo(
+    store: &crate::memory::MemoryStore,
+    now: u64,
+    key: &str,
+    gen_keys: &[String],
+    policy: &Policy,
+    rand: u64,
+) -> Option<MemoryHit> {
+    let (bytes, marked, memo) = store.peek_valid(now, key, gen_keys)?;
     if marked {
         return None;
     }
@@ -756,14 +798,9 @@ pub fn memory_fresh_hit(
     {
         return None;
     }
-    Some(Served {
-        value: value.into(),
-        codec: h.codec,
-        negative: h.negative,
-        version: h.version,
-        source: Source::Fresh,
-        cached: true,
-    })
+    // The value is the entry's tail (`decode_view` checks there are no trailing bytes).
+    let value_at = bytes.len() - value.len();
+    Some(MemoryHit { negative: h.negative, codec: h.codec, version: h.version, value_at, entry: bytes, memo })
 }
 
 /// [`memory_fresh_hit`], counted into `stats`.

@@ -96,12 +96,15 @@ pub enum KeyError {
 
 /// A cache key under construction: namespace, segments, optional params hash and version.
 ///
-/// Built with [`Key::new`] and the builder methods, rendered with [`Key::build`]. Raw (unescaped)
-/// inputs are stored; escaping happens when building.
+/// Built with [`Key::new`] and the builder methods, rendered with [`Key::build`]. The namespace
+/// is stored raw; segments are escaped as they are added (into one string, so a key costs a
+/// few allocations, not one per segment).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
     namespace: String,
-    segments: Vec<String>,
+    /// `:seg1:seg2…`, each segment escaped (escaping is injective, so equal strings mean equal
+    /// segment lists).
+    segments: String,
     params_hash: Option<String>,
     version: Option<u64>,
     hash_tag: bool,
@@ -161,7 +164,7 @@ impl Key {
         }
         Ok(Key {
             namespace: namespace.to_owned(),
-            segments: Vec::new(),
+            segments: String::new(),
             params_hash: None,
             version: None,
             hash_tag: false,
@@ -174,7 +177,8 @@ impl Key {
     #[must_use]
     pub fn segment(mut self, s: &str) -> Key {
         self.rendered = Rendered::default();
-        self.segments.push(s.to_owned());
+        self.segments.push(':');
+        escape_segment_into(&mut self.segments, s);
         self
     }
 
@@ -182,8 +186,10 @@ impl Key {
     #[must_use]
     pub fn segments<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, it: I) -> Key {
         self.rendered = Rendered::default();
-        self.segments
-            .extend(it.into_iter().map(|s| s.as_ref().to_owned()));
+        for s in it {
+            self.segments.push(':');
+            escape_segment_into(&mut self.segments, s.as_ref());
+        }
         self
     }
 
@@ -265,11 +271,9 @@ impl Key {
     }
 
     fn render(&self) -> String {
-        let mut out = prefix(&self.namespace, self.hash_tag);
-        for s in &self.segments {
-            out.push(':');
-            escape_segment_into(&mut out, s);
-        }
+        // Room for the segments, a params hash and a version: rendering allocates once.
+        let mut out = prefix(&self.namespace, self.hash_tag, self.segments.len() + 64);
+        out.push_str(&self.segments);
         if let Some(h) = &self.params_hash {
             out.push_str(":#");
             out.push_str(h);
@@ -334,21 +338,21 @@ pub fn tag_key(namespace: &str, hash_tag: bool, tag: &str) -> String {
 }
 
 fn generation_key_full(namespace: &str, hash_tag: bool) -> String {
-    let mut out = prefix(namespace, hash_tag);
+    let mut out = prefix(namespace, hash_tag, 5);
     out.push_str(":!gen");
     out
 }
 
 fn tag_key_full(namespace: &str, hash_tag: bool, tag: &str) -> String {
-    let mut out = prefix(namespace, hash_tag);
+    let mut out = prefix(namespace, hash_tag, 6 + tag.len());
     out.push_str(":!tag:");
     escape_into(&mut out, tag);
     out
 }
 
-/// `ns` or `{ns}`, escaped.
-fn prefix(namespace: &str, hash_tag: bool) -> String {
-    let mut out = String::with_capacity(namespace.len() + 2);
+/// `ns` or `{ns}`, escaped, with room for `more` bytes after it.
+fn prefix(namespace: &str, hash_tag: bool, more: usize) -> String {
+    let mut out = String::with_capacity(namespace.len() + 2 + more);
     if hash_tag {
         out.push('{');
         escape_into(&mut out, namespace);

@@ -83,6 +83,8 @@ struct Slot {
     /// The generations the lease was granted under: a lease from before a bump does not hold
     /// the key against readers of the new generation (its load can never fill).
     lease_gens: Vec<u64>,
+    /// The host's memo on `entry` (see [`Memo`]); dropped with it.
+    memo: Option<Memo>,
 }
 
 impl Slot {
@@ -97,6 +99,7 @@ impl Slot {
             marked_stale: false,
             lease: None,
             lease_gens: Vec::new(),
+            memo: None,
         }
     }
     fn live_lease(&self, now: u64) -> Option<(Token, u64)> {
@@ -243,6 +246,12 @@ pub struct SlotInfo {
     pub lease: Option<(Token, u64)>,
 }
 
+/// What a host keeps with one stored entry — its decoded value, say — so that a hit on the
+/// same bytes need not decode them again ([`MemoryStore::attach_memo`]). The store never reads
+/// it and does not count its size; it goes with the entry (replaced, deleted, expired or
+/// evicted), so it never outlives or mismatches the bytes it was made from.
+pub type Memo = std::sync::Arc<dyn std::any::Any + Send + Sync>;
+
 /// The embedded store. Thread-safe (`&self` everywhere); clock-free.
 pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
@@ -350,9 +359,9 @@ impl MemoryStore {
     }
 
     /// The entry bytes for `key` if present and not orphaned by a generation bump, with its
-    /// marked-stale flag; touches the LRU. No lease, no allocation: the fresh-hit fast path
-    /// (`flow::fast_hit`) is built on it.
-    pub fn peek_valid(&self, now_ms: u64, key: &str, gen_keys: &[String]) -> Option<(Bytes, bool)> {
+    /// marked-stale flag and the host's memo on it; touches the LRU. No lease, no allocation:
+    /// the fresh-hit fast path (`flow::fast_hit`) is built on it.
+    pub fn peek_valid(&self, now_ms: u64, key: &str, gen_keys: &[String]) -> Option<(Bytes, bool, Option<Memo>)> {
         // Lock order everywhere: generations, then a shard (never the other way round).
         let gens = (!gen_keys.is_empty()).then(|| self.gens.read().unwrap_or_else(|p| p.into_inner()));
         let (mut sh, _) = self.shard(key);
@@ -370,7 +379,19 @@ impl MemoryStore {
                 }
             }
         }
-        Some((e.clone(), s.marked_stale))
+        Some((e.clone(), s.marked_stale, s.memo.clone()))
+    }
+
+    /// Keep `memo` with `key`'s entry if it still is `entry` (the bytes `peek_valid` gave, by
+    /// identity); otherwise do nothing. No LRU touch.
+    pub fn attach_memo(&self, key: &str, entry: &Bytes, memo: Memo) {
+        let (mut sh, _) = self.shard(key);
+        if let Some(&i) = sh.map.get(key) {
+            let s = &mut sh.nodes[i].slot;
+            if s.entry.as_ref().is_some_and(|e| std::sync::Arc::ptr_eq(e, entry)) {
+                s.memo = Some(memo);
+            }
+        }
     }
 
     /// What the store holds for `key` at `now_ms` (no LRU touch).
@@ -443,6 +464,7 @@ impl MemoryStore {
                     // A fill consumes its own lease; an authoritative write revokes any lease.
                     lease: None,
                     lease_gens: Vec::new(),
+                    memo: None,
                 };
                 let i = match found {
                     Some(i) => {
@@ -468,6 +490,7 @@ impl MemoryStore {
                 match mode {
                     InvalidateMode::Delete => {
                         slot.entry = None;
+                        slot.memo = None;
                         slot.marked_stale = false;
                     }
                     InvalidateMode::MarkStale => slot.marked_stale = existed,
@@ -569,5 +592,48 @@ impl MemoryStore {
             LeaseOutcome::Granted { token }
         };
         ReadReply { now_ms: now, entry, marked_stale, generations, lease }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::Entry;
+    use std::sync::Arc;
+
+    fn fill(m: &MemoryStore, key: &str, value: &[u8]) {
+        let e = Entry { value: value.to_vec(), soft_at: 1_000, hard_at: 2_000, ..Entry::default() };
+        let op = StoreOp::Fill {
+            key: key.into(),
+            entry: e.encode().into(),
+            soft_at: 1_000,
+            hard_at: 2_000,
+            expire_at: 2_000,
+            version: None,
+            generations: None,
+            gen_keys: Vec::new(),
+            token: None,
+        };
+        assert_eq!(m.apply(0, &op), StoreReply::Stored);
+    }
+
+    #[test]
+    fn a_memo_lives_exactly_as_long_as_its_entry() {
+        let m = MemoryStore::new(MemoryStoreConfig::default());
+        fill(&m, "k", b"1");
+        let (e1, _, memo) = m.peek_valid(0, "k", &[]).unwrap();
+        assert!(memo.is_none());
+        m.attach_memo("k", &e1, Arc::new(1u8));
+        let memo = m.peek_valid(0, "k", &[]).unwrap().2.unwrap();
+        assert_eq!(memo.downcast_ref::<u8>(), Some(&1));
+        // Marking stale keeps the bytes, so the memo stays; a refill drops it, and a memo for
+        // the old bytes is not attached to the new entry.
+        m.apply(0, &StoreOp::Invalidate { key: "k".into(), mode: InvalidateMode::MarkStale });
+        assert!(m.peek_valid(0, "k", &[]).unwrap().2.is_some());
+        fill(&m, "k", b"2");
+        m.attach_memo("k", &e1, Arc::new(1u8));
+        assert!(m.peek_valid(0, "k", &[]).unwrap().2.is_none());
+        m.apply(0, &StoreOp::Invalidate { key: "k".into(), mode: InvalidateMode::Delete });
+        assert!(m.peek_valid(0, "k", &[]).is_none());
     }
 }

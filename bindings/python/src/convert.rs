@@ -12,6 +12,17 @@ use std::fmt;
 
 const MAX_DEPTH: usize = 128;
 
+/// `TypeError("{expected}, not {type of v}")`.
+pub fn type_err(expected: &str, v: &Bound<'_, PyAny>) -> PyErr {
+    let name = v.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+    PyTypeError::new_err(format!("{expected}, not {name}"))
+}
+
+/// An int and not a bool.
+pub fn is_int(v: &Bound<'_, PyAny>) -> bool {
+    v.is_instance_of::<PyInt>() && !v.is_instance_of::<PyBool>()
+}
+
 /// A Python value (dict/list/tuple/str/int/float/bool/None) as JSON. `what` names the argument
 /// in error messages.
 pub fn to_json(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Value> {
@@ -49,12 +60,7 @@ fn to_json_at(obj: &Bound<'_, PyAny>, what: &str, depth: usize) -> PyResult<Valu
     if let Ok(d) = obj.cast::<PyDict>() {
         let mut m = Map::new();
         for (k, v) in d.iter() {
-            let Ok(ks) = k.cast::<PyString>() else {
-                return Err(PyTypeError::new_err(format!(
-                    "{what}: dict keys must be str, not {}",
-                    k.get_type().name()?
-                )));
-            };
+            let Ok(ks) = k.cast::<PyString>() else { return Err(type_err(&format!("{what}: dict keys must be str"), &k)) };
             m.insert(ks.to_str()?.to_owned(), to_json_at(&v, what, depth + 1)?);
         }
         return Ok(Value::Object(m));
@@ -65,10 +71,7 @@ fn to_json_at(obj: &Bound<'_, PyAny>, what: &str, depth: usize) -> PyResult<Valu
     if let Ok(t) = obj.cast::<PyTuple>() {
         return t.iter().map(|v| to_json_at(&v, what, depth + 1)).collect::<PyResult<_>>().map(Value::Array);
     }
-    Err(PyTypeError::new_err(format!(
-        "{what}: values must be dict, list, tuple, str, int, float, bool or None, not {}",
-        obj.get_type().name()?
-    )))
+    Err(type_err(&format!("{what}: values must be dict, list, tuple, str, int, float, bool or None"), obj))
 }
 
 /// Decode JSON bytes into Python objects (like `json.loads`).

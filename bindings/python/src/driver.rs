@@ -10,7 +10,7 @@
 //! Locking: one `Mutex` around the coordinator, held only while it decides (pure Rust, the GIL
 //! held, never released inside), never across IO, a loader, a decode or a Python callback.
 
-use crate::convert::json_to_py;
+use crate::convert::{is_int, json_to_py, type_err};
 use crate::key::PyKey;
 use crate::policy::{PyMemoryStore, PyPolicy};
 use karlton_core::coordinator::Answer;
@@ -80,12 +80,7 @@ pub(crate) fn error(py: Python<'_>, name: &str, msg: String) -> PyErr {
 
 
 fn key_arg<'a, 'py>(key: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyKey>> {
-    key.cast::<PyKey>().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "key must be a karlton.Key, not {}",
-            key.get_type().name().map(|n| n.to_string()).unwrap_or_default()
-        ))
-    })
+    key.cast::<PyKey>().map_err(|_| type_err("key must be a karlton.Key", key))
 }
 
 fn tags_arg(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
@@ -94,12 +89,7 @@ fn tags_arg(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
         return Err(PyTypeError::new_err("tags must be a list of str, not a str"));
     }
     let mut out = Vec::new();
-    for item in t.try_iter().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "tags must be a list of str, not {}",
-            t.get_type().name().map(|n| n.to_string()).unwrap_or_default()
-        ))
-    })? {
+    for item in t.try_iter().map_err(|_| type_err("tags must be a list of str", t))? {
         let item = item?;
         let Ok(s) = item.cast::<PyString>() else {
             return Err(PyTypeError::new_err(format!(
@@ -114,8 +104,8 @@ fn tags_arg(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
 
 fn gen_keys(key: &PyKey, tags: &[String]) -> Vec<String> {
     let mut g = Vec::with_capacity(1 + tags.len());
-    g.push(key.gen_key.clone());
-    g.extend(tags.iter().map(|t| key.tag_key_str(t)));
+    g.extend_from_slice(key.gen_keys());
+    g.extend(tags.iter().map(|t| key.inner.tag_key(t)));
     g
 }
 
@@ -190,10 +180,7 @@ fn fast_reply(reply: &Bound<'_, PyAny>) -> PyResult<FastReply> {
     } else if let Ok(s) = reply.cast::<PyString>() {
         Ok(FastReply::Failed(StoreFailure { message: s.to_str()?.to_owned() }))
     } else {
-        Err(PyTypeError::new_err(format!(
-            "fast read: expected a list of replies or a str, not {}",
-            reply.get_type().name()?
-        )))
+        Err(type_err("fast read: expected a list of replies or a str", reply))
     }
 }
 
@@ -218,10 +205,7 @@ fn policy_arg<'py>(policy: Option<&Bound<'py, PyAny>>) -> PyResult<Option<Bound<
     }
     match p.getattr("_native").ok().and_then(|n| n.cast_into::<PyPolicy>().ok()) {
         Some(n) => Ok(Some(n)),
-        None => Err(PyTypeError::new_err(format!(
-            "policy must be a karlton.Policy, not {}",
-            p.get_type().name()?
-        ))),
+        None => Err(type_err("policy must be a karlton.Policy", p)),
     }
 }
 
@@ -327,15 +311,84 @@ impl Host {
         }
     }
 
-    /// The memory store's fresh hit (lock-free, counted by the core).
-    fn memory_hit(&self, key: &str, gk: &[String], policy: &Policy) -> Option<Served> {
-        self.counters.memory_hit(self.memory.as_ref()?, now_ms(), key, gk, policy)
+    /// The memory store's fresh hit (lock-free, counted by the core) as this caller's own
+    /// object: a JSON or raw value is decoded once per stored entry and kept with it
+    /// ([`Decoded`]); each caller gets [`own_copy`] of it. `Err`: the value does not decode.
+    fn memory_hit(&self, py: Python<'_>, key: &str, gk: &[String], policy: &Policy) -> PyResult<Option<Result<Py<PyAny>, Served>>> {
+        let Some(m) = &self.memory else { return Ok(None) };
+        let Some(hit) = self.counters.memory_hit_memo(m, now_ms(), key, gk, policy) else { return Ok(None) };
+        if let Some(d) = hit.memo.as_deref().and_then(|m| m.downcast_ref::<Decoded>()) {
+            return Ok(Some(Ok(d.own_copy(py)?.unbind())));
+        }
+        let s = hit.served();
+        let Ok(v) = self.decode(py, &s) else { return Ok(Some(Err(s))) };
+        if s.negative || !matches!(s.codec, codec::JSON | codec::RAW) {
+            return Ok(Some(Ok(v))); // a user codec's objects are its own: decoded per hit
+        }
+        let d = Decoded::new(v.into_bound(py));
+        let mine = d.own_copy(py)?.unbind();
+        m.attach_memo(key, &hit.entry, Arc::new(d));
+        Ok(Some(Ok(mine)))
     }
 
     /// Run a memory-store op (outside the coordinator's lock; big values without the GIL).
     fn apply(&self, py: Python<'_>, m: &MemoryStore, op: &StoreOp) -> karlton_core::StoreReply {
         let big = matches!(op, StoreOp::Fill { entry, .. } if entry.len() >= DETACH_BYTES);
         if big { py.detach(|| m.apply(now_ms(), op)) } else { m.apply(now_ms(), op) }
+    }
+}
+
+/// A cached value decoded once, kept with its memory-store entry (the core's `Memo`: it goes
+/// when the entry is replaced, deleted or evicted). Never handed out itself: each caller gets
+/// [`Decoded::own_copy`]. `inner` lists the dicts and lists inside a dict or a list, so a copy
+/// touches only those, not every leaf.
+struct Decoded {
+    value: Py<PyAny>,
+    inner: Inner,
+}
+
+enum Inner {
+    Leaf,
+    Dict(Vec<(Py<PyAny>, Decoded)>),
+    List(Vec<(usize, Decoded)>),
+}
+
+impl Decoded {
+    fn new(v: Bound<'_, PyAny>) -> Decoded {
+        let nested = |x: &Bound<'_, PyAny>| x.is_exact_instance_of::<PyDict>() || x.is_exact_instance_of::<PyList>();
+        let inner = if let Ok(d) = v.cast_exact::<PyDict>() {
+            Inner::Dict(d.iter().filter(|(_, x)| nested(x)).map(|(k, x)| (k.unbind(), Decoded::new(x))).collect())
+        } else if let Ok(l) = v.cast_exact::<PyList>() {
+            Inner::List(l.iter().enumerate().filter(|(_, x)| nested(x)).map(|(i, x)| (i, Decoded::new(x))).collect())
+        } else {
+            Inner::Leaf
+        };
+        Decoded { value: v.unbind(), inner }
+    }
+
+    /// A caller's own copy: new dicts and lists all the way down, sharing only the immutable
+    /// leaves (str, int, float, bool, None; raw bytes). So every caller gets an object it may
+    /// change, as from a fresh decode (or from Redis), for a fraction of the cost.
+    fn own_copy<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let v = self.value.bind(py);
+        match &self.inner {
+            Inner::Leaf => Ok(v.clone()),
+            Inner::Dict(inner) => {
+                let out = v.cast::<PyDict>()?.copy()?;
+                for (k, x) in inner {
+                    out.set_item(k, x.own_copy(py)?)?;
+                }
+                Ok(out.into_any())
+            }
+            Inner::List(inner) => {
+                let l = v.cast::<PyList>()?;
+                let out = l.get_slice(0, l.len());
+                for (i, x) in inner {
+                    out.set_item(*i, x.own_copy(py)?)?;
+                }
+                Ok(out.into_any())
+            }
+        }
     }
 }
 
@@ -374,7 +427,7 @@ pub struct PyCall {
     /// The coordinator still knows this call (it must be cancelled if dropped).
     live: bool,
     kind: Kind,
-    req: Option<Request>,
+    req: Request,
     policy: Arc<Policy>,
     st: St,
     /// The flight this call leads (for handing its loader exception to the joiners).
@@ -387,7 +440,7 @@ pub struct PyCall {
 }
 
 impl PyCall {
-    fn new(host: Arc<Host>, kind: Kind, req: Option<Request>, policy: Arc<Policy>) -> PyCall {
+    fn new(host: Arc<Host>, kind: Kind, req: Request, policy: Arc<Policy>) -> PyCall {
         PyCall {
             host,
             id: CallId(0),
@@ -428,15 +481,19 @@ impl PyCall {
         }
     }
 
-    /// Take a ticket: decided under the lock, so a `Join`'s waiter exists before any `Wake`.
-    fn ticket_locked(st: &mut State, t: &Ticket) -> Option<Arc<Waiter>> {
-        match t {
-            Ticket::Join { flight, .. } => Some(st.waiters.entry(*flight).or_default().clone()),
-            _ => None,
-        }
-    }
-
-    fn take_ticket(&mut self, py: Python<'_>, t: Ticket, waiter: Option<Arc<Waiter>>) {
+    /// Get a ticket from the coordinator (`f`, under the lock, where a `Join`'s waiter is made
+    /// too, so it exists before any `Wake`), fire what the decision woke, and take the ticket.
+    fn ticket(&mut self, py: Python<'_>, f: impl FnOnce(&mut Coordinator, u64) -> Ticket) {
+        let host = self.host.clone();
+        let ((t, waiter), fired) = host.decide(|st| {
+            let t = f(&mut st.coord, now_ms());
+            let w = match &t {
+                Ticket::Join { flight, .. } => Some(st.waiters.entry(*flight).or_default().clone()),
+                _ => None,
+            };
+            (t, w)
+        });
+        self.fire(py, fired);
         match t {
             Ticket::Answer { answer } => self.act(py, Action::Answer(answer)),
             Ticket::Lead { call, action } => {
@@ -456,40 +513,29 @@ impl PyCall {
         }
     }
 
-    /// Start a `get_or_load` (after the memory fast hit missed).
-    fn start(&mut self, py: Python<'_>) {
-        let host = self.host.clone();
-        let req = self.req.clone().expect("get_or_load has a request");
+    /// Start a `get_or_load` (after the memory fast hit missed); with `bad`, a value that did
+    /// not decode: count it, and run with that entry as a miss.
+    fn start(&mut self, py: Python<'_>, bad: Option<Served>) {
+        let req = self.req.clone();
         let policy = self.policy.clone();
-        let ((t, w), fired) = host.decide(|st| {
-            let t = st.coord.get_or_load(now_ms(), req, policy);
-            let w = Self::ticket_locked(st, &t);
-            (t, w)
+        self.ticket(py, |c, now| match bad {
+            None => c.get_or_load(now, req, policy),
+            Some(bad) => c.get_or_load_replacing(now, req, policy, bad),
         });
-        self.fire(py, fired);
-        self.take_ticket(py, t, w);
     }
 
-    /// The value `bad` did not decode: count it, and run again with that entry as a miss.
-    fn replace(&mut self, py: Python<'_>, bad: Served) {
+    /// Decide this call's next step (`f`, under the lock) and fire what that woke.
+    fn next(&mut self, py: Python<'_>, f: impl FnOnce(&mut Coordinator, CallId) -> Action) -> Action {
         let host = self.host.clone();
-        let req = self.req.clone().expect("get_or_load has a request");
-        let policy = self.policy.clone();
-        let ((t, w), fired) = host.decide(|st| {
-            let t = st.coord.get_or_load_replacing(now_ms(), req, policy, bad);
-            let w = Self::ticket_locked(st, &t);
-            (t, w)
-        });
+        let id = self.id;
+        let (a, fired) = host.decide(|st| f(&mut st.coord, id));
         self.fire(py, fired);
-        self.take_ticket(py, t, w);
+        a
     }
 
     /// Feed an input to the coordinator and act on what it says.
     fn feed(&mut self, py: Python<'_>, input: Input) {
-        let host = self.host.clone();
-        let id = self.id;
-        let (a, fired) = host.decide(|st| st.coord.handle(now_ms(), id, input));
-        self.fire(py, fired);
+        let a = self.next(py, |c, id| c.handle(now_ms(), id, input));
         self.act(py, a);
     }
 
@@ -500,11 +546,7 @@ impl PyCall {
                 Action::Store(op) => match self.host.memory.clone() {
                     Some(m) => {
                         let r = self.host.apply(py, &m, &op);
-                        let host = self.host.clone();
-                        let id = self.id;
-                        let (a, fired) = host.decide(|st| st.coord.handle(now_ms(), id, Input::Store(r)));
-                        self.fire(py, fired);
-                        action = a;
+                        action = self.next(py, |c, id| c.handle(now_ms(), id, Input::Store(r)));
                     }
                     None => {
                         let call = encode_op(&op);
@@ -559,7 +601,7 @@ impl PyCall {
             Ok(Reply::Value(s)) => match self.host.decode(py, &s) {
                 Ok(v) => St::Value(v),
                 Err(e) => match self.kind {
-                    Kind::GetOrLoad if s.source != Source::Loaded => return self.replace(py, s),
+                    Kind::GetOrLoad if s.source != Source::Loaded => return self.start(py, Some(s)),
                     Kind::Get => {
                         self.host.counters.report_undecodable(&s);
                         St::Missing
@@ -595,7 +637,7 @@ impl PyCall {
             self.host.apply(py, &m, op);
         }
         match then {
-            Some(bad) => self.replace(py, bad),
+            Some(bad) => self.start(py, Some(bad)),
             None => self.st = St::Finished,
         }
     }
@@ -662,7 +704,7 @@ impl PyCall {
     /// The built entry key (empty for writes of generation counters).
     #[getter]
     fn key(&self) -> &str {
-        self.req.as_ref().map_or("", |r| r.key.as_str())
+        &self.req.key
     }
 
     /// STORE (Redis): `(sha, numkeys, *keys, *args)` for `evalsha`.
@@ -722,7 +764,7 @@ impl PyCall {
                 self.feed(py, input);
             }
             St::Release { then, .. } => match then {
-                Some(bad) => self.replace(py, bad),
+                Some(bad) => self.start(py, Some(bad)),
                 None => self.st = St::Finished,
             },
             _ => unreachable!("checked by expect"),
@@ -735,7 +777,7 @@ impl PyCall {
         self.expect(&[STORE], "feed_store_error")?;
         match std::mem::replace(&mut self.st, St::Finished) {
             St::Store { .. } => self.feed(py, Input::StoreFailed(StoreFailure { message })),
-            St::Release { then: Some(bad), .. } => self.replace(py, bad),
+            St::Release { then: Some(bad), .. } => self.start(py, Some(bad)),
             _ => {}
         }
         Ok(())
@@ -749,10 +791,7 @@ impl PyCall {
             FastReply::Replies(v) => Ok(v),
             FastReply::Failed(e) => Err(e),
         };
-        let host = self.host.clone();
-        let id = self.id;
-        let (a, fired) = host.decide(|st| st.coord.handle_fast_read(now_ms(), id, replies));
-        self.fire(py, fired);
+        let a = self.next(py, |c, id| c.handle_fast_read(now_ms(), id, replies));
         self.act(py, a);
         Ok(())
     }
@@ -831,22 +870,9 @@ impl PyCall {
     /// JOIN: after the wake-up — the flight's answer, or this call runs again (it may lead).
     fn joined(&mut self, py: Python<'_>) -> PyResult<()> {
         self.expect(&[JOIN], "joined")?;
-        let host = self.host.clone();
         let id = self.id;
-        let ((t, w), fired) = host.decide(|st| {
-            let t = st.coord.joined(now_ms(), id);
-            let w = Self::ticket_locked(st, &t);
-            (t, w)
-        });
-        self.fire(py, fired);
-        if !matches!(t, Ticket::Join { .. }) {
-            self.live = false;
-        }
-        let keep = self.waiter.take();
-        self.take_ticket(py, t, w);
-        if self.waiter.is_none() {
-            self.waiter = keep;
-        }
+        // An answer keeps this call's waiter (a failed load re-raises the leader's exception).
+        self.ticket(py, |c, now| c.joined(now, id));
         Ok(())
     }
 
@@ -899,15 +925,16 @@ impl PyCall {
 }
 
 fn request(key: &PyKey, tags: Vec<String>) -> Request {
-    Request { key: key.built.clone(), gen_keys: gen_keys(key, &tags), tags }
+    Request { key: key.built().to_owned(), gen_keys: gen_keys(key, &tags), tags }
 }
 
 /// The native driver of one `Cache`/`AsyncCache`: its coordinator, store, policy and codec.
 #[pyclass(module = "karlton._karlton", name = "Driver", frozen)]
 pub struct PyDriver {
     host: Arc<Host>,
-    /// The Python driver's `_slow(call, loader)`, for what `get_or_load` cannot finish natively.
-    slow: std::sync::OnceLock<Py<PyAny>>,
+    /// The sync driver's `(_slow(call, loader), _op(call, default))`, for what `get_or_load`
+    /// and the one-op calls cannot finish natively (Redis, a load, a wait).
+    slow: std::sync::OnceLock<(Py<PyAny>, Py<PyAny>)>,
     /// The sync Redis fast-read sender `(packed, n) -> replies | str`.
     fast: std::sync::OnceLock<Py<PyAny>>,
 }
@@ -919,7 +946,7 @@ impl PyDriver {
 
     /// Run a one-op call as far as it goes natively: the answer, or the `Call` for Python.
     fn op(&self, py: Python<'_>, op: Op, kind: Kind, key: String, policy: Arc<Policy>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
-        let mut c = PyCall::new(self.host.clone(), kind, Some(Request { key, gen_keys: Vec::new(), tags: Vec::new() }), policy.clone());
+        let mut c = PyCall::new(self.host.clone(), kind, Request { key, gen_keys: Vec::new(), tags: Vec::new() }, policy.clone());
         let ((id, a), fired) = self.host.decide(|st| st.coord.op(now_ms(), op, policy));
         c.id = id;
         c.live = true;
@@ -931,7 +958,11 @@ impl PyDriver {
         if c.code() == ANSWER {
             return c.result(py, default);
         }
-        Ok(Py::new(py, c)?.into_any())
+        let call = Py::new(py, c)?.into_any();
+        match self.slow.get() {
+            Some((_, op)) => op.call1(py, (call, default)),
+            None => Ok(call),
+        }
     }
 }
 
@@ -976,9 +1007,10 @@ impl PyDriver {
         })
     }
 
-    /// Install the Python slow path `slow(call, loader)` used by `get_or_load` (once).
-    fn set_slow(&self, slow: Py<PyAny>) -> PyResult<()> {
-        self.slow.set(slow).map_err(|_| PyRuntimeError::new_err("set_slow(): already set"))
+    /// Install the sync driver's slow paths (once): `slow(call, loader)` for `get_or_load`,
+    /// `op(call, default)` for `get` and the writes. Without them those return a `Call`.
+    fn set_slow(&self, slow: Py<PyAny>, op: Py<PyAny>) -> PyResult<()> {
+        self.slow.set((slow, op)).map_err(|_| PyRuntimeError::new_err("set_slow(): already set"))
     }
 
     /// Install the sync Redis fast-read sender (once): `fast(packed, n)` sends the RESP
@@ -994,25 +1026,21 @@ impl PyDriver {
     /// Start a `get_or_load`: the value when it finished natively (a hit), else a `Call`.
     #[pyo3(signature = (key, tags = None, policy = None))]
     fn start(&self, py: Python<'_>, key: &Bound<'_, PyAny>, tags: Option<&Bound<'_, PyAny>>, policy: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
-        let policy = self.policy_of(policy)?;
+        let custom = policy_arg(policy)?;
+        let policy = custom.as_ref().map_or(&self.host.policy, |p| &p.get().inner);
         let key = key_arg(key)?.get();
         let tags = tags_arg(tags)?;
         let bad = if tags.is_empty() {
-            match self.host.memory_hit(&key.built, std::slice::from_ref(&key.gen_key), &policy) {
-                Some(s) => match self.host.decode(py, &s) {
-                    Ok(v) => return Ok(v),
-                    Err(_) => Some(s),
-                },
+            match self.host.memory_hit(py, key.built(), key.gen_keys(), policy)? {
+                Some(Ok(v)) => return Ok(v),
+                Some(Err(s)) => Some(s),
                 None => None,
             }
         } else {
             None
         };
-        let mut c = PyCall::new(self.host.clone(), Kind::GetOrLoad, Some(request(key, tags)), policy);
-        match bad {
-            Some(s) => c.replace(py, s),
-            None => c.start(py),
-        }
+        let mut c = PyCall::new(self.host.clone(), Kind::GetOrLoad, request(key, tags), policy.clone());
+        c.start(py, bad);
         if c.code() == ANSWER {
             if let St::Value(v) = &c.st {
                 return Ok(v.clone_ref(py));
@@ -1041,28 +1069,34 @@ impl PyDriver {
                 return Ok(v.clone_ref(py));
             }
         }
-        let slow = self.slow.get().ok_or_else(|| PyRuntimeError::new_err("no slow path installed"))?;
+        let (slow, _) = self.slow.get().ok_or_else(|| PyRuntimeError::new_err("no slow path installed"))?;
         slow.call1(py, (call, loader))
     }
 
-    /// A plain read (no lease, no load): the value or `default`, or a `Call` for Python.
-    #[pyo3(signature = (key, default = None, tags = None))]
+    /// A plain read (no lease, no load): the value or `default` (or, with no slow path
+    /// installed, a `Call` for Python).
+    #[pyo3(signature = (key, default = None, *, tags = None))]
     fn get(&self, py: Python<'_>, key: &Bound<'_, PyAny>, default: Option<Py<PyAny>>, tags: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
         let key = key_arg(key)?.get();
         let tags = tags_arg(tags)?;
-        let gk = gen_keys(key, &tags);
-        let policy = self.host.policy.clone();
-        if let Some(s) = self.host.memory_hit(&key.built, &gk, &policy) {
-            match self.host.decode(py, &s) {
-                Ok(v) => return Ok(v),
-                Err(_) => {
-                    self.host.counters.report_undecodable(&s);
-                    return Ok(default.unwrap_or_else(|| py.None()));
-                }
+        let with_tags;
+        let gk = if tags.is_empty() {
+            key.gen_keys()
+        } else {
+            with_tags = gen_keys(key, &tags);
+            &with_tags
+        };
+        let policy = &self.host.policy;
+        match self.host.memory_hit(py, key.built(), gk, policy)? {
+            Some(Ok(v)) => return Ok(v),
+            Some(Err(s)) => {
+                self.host.counters.report_undecodable(&s);
+                return Ok(default.unwrap_or_else(|| py.None()));
             }
+            None => {}
         }
-        let op = Op::Get { key: key.built.clone(), gen_keys: gk };
-        self.op(py, op, Kind::Get, key.built.clone(), policy, default)
+        let op = Op::Get { key: key.built().to_owned(), gen_keys: gk.to_vec() };
+        self.op(py, op, Kind::Get, key.built().to_owned(), policy.clone(), default)
     }
 
     /// Write-through: an authoritative fill that never lowers a version.
@@ -1082,18 +1116,16 @@ impl PyDriver {
         let tags = tags_arg(tags)?;
         let version = match version.filter(|v| !v.is_none()) {
             None => None,
-            Some(v) if v.is_instance_of::<PyInt>() && !v.is_instance_of::<PyBool>() => Some(
+            Some(v) if is_int(v) => Some(
                 v.extract::<u64>()
                     .ok()
                     .filter(|&n| n < (1 << 53))
                     .ok_or_else(|| PyValueError::new_err(format!("version must be an int in 0..2**53, got {v}")))?,
             ),
-            Some(v) => {
-                return Err(PyTypeError::new_err(format!("version must be an int, not {}", v.get_type().name()?)));
-            }
+            Some(v) => return Err(type_err("version must be an int", v)),
         };
         let write = Write {
-            key: key.built.clone(),
+            key: key.built().to_owned(),
             gen_keys: gen_keys(key, &tags),
             tags,
             value: value.into(),
@@ -1101,7 +1133,7 @@ impl PyDriver {
             version,
         };
         let policy = self.policy_of(policy)?;
-        self.op(py, Op::Set { write }, Kind::Write, key.built.clone(), policy, None)
+        self.op(py, Op::Set { write }, Kind::Write, key.built().to_owned(), policy, None)
     }
 
     /// Delete (`mode="delete"`) or mark stale (`mode="stale"`); revokes the lease.
@@ -1113,8 +1145,8 @@ impl PyDriver {
             "stale" => InvalidateMode::MarkStale,
             m => return Err(PyValueError::new_err(format!("mode must be \"delete\" or \"stale\", got {m:?}"))),
         };
-        let op = Op::Invalidate { key: key.built.clone(), mode };
-        self.op(py, op, Kind::Write, key.built.clone(), self.host.policy.clone(), None)
+        let op = Op::Invalidate { key: key.built().to_owned(), mode };
+        self.op(py, op, Kind::Write, key.built().to_owned(), self.host.policy.clone(), None)
     }
 
     /// Move a generation counter (namespace or tag) to a new value.

@@ -1,9 +1,9 @@
 //! The native side of `karlton.Policy` and `karlton.MemoryStore`.
 
+use crate::convert::{is_int, type_err};
 use karlton_core::{MemoryStore, MemoryStoreConfig, Policy};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyInt};
 use std::sync::Arc;
 
 /// A validated core policy (built by `karlton.Policy` from seconds).
@@ -37,8 +37,8 @@ pub struct PyMemoryStore {
 }
 
 fn positive(v: &Bound<'_, PyAny>, what: &str) -> PyResult<usize> {
-    if v.is_instance_of::<PyBool>() || !v.is_instance_of::<PyInt>() {
-        return Err(PyTypeError::new_err(format!("MemoryStore(): {what} must be an int, not {}", v.get_type().name()?)));
+    if !is_int(v) {
+        return Err(type_err(&format!("MemoryStore(): {what} must be an int"), v));
     }
     match v.extract::<usize>() {
         Ok(n) if n > 0 => Ok(n),
@@ -60,9 +60,7 @@ impl PyMemoryStore {
         // The seed keys shard placement and eviction's admission coin: from the OS by default
         // (so keys cannot be aimed at one sketch slot); given, it replays evictions exactly.
         cfg.seed = match seed.filter(|s| !s.is_none()) {
-            Some(s) if s.is_instance_of::<PyBool>() || !s.is_instance_of::<PyInt>() => {
-                return Err(PyTypeError::new_err(format!("MemoryStore(): seed must be an int, not {}", s.get_type().name()?)));
-            }
+            Some(s) if !is_int(s) => return Err(type_err("MemoryStore(): seed must be an int", s)),
             Some(s) => s
                 .extract::<u64>()
                 .map_err(|_| PyValueError::new_err(format!("MemoryStore(): seed must be in [0, 2**64), got {s}")))?,

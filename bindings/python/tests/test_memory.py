@@ -48,6 +48,44 @@ def test_each_caller_gets_its_own_object() -> None:
     assert cache.get_or_load(k, lambda: None) == {"x": [1]}
 
 
+@pytest.mark.parametrize("read", ["get_or_load", "get", "async"])
+def test_hits_decode_once_but_every_caller_owns_its_object(read: str) -> None:
+    """The documented choice (README "Values"): a memory-store hit does not decode the JSON
+    again (the decoded value is kept with the entry), yet no two callers share a dict or list —
+    each gets new containers all the way down, so changing one never changes what the cache
+    serves, on the memory store as on Redis. Immutable leaves (str, int, …) are shared."""
+    cache, acache = Cache(), AsyncCache()
+    k = Key("own", read)
+    value = {"id": 1, "name": "Ada", "roles": ["a", {"deep": [1, 2]}], "meta": {"n": None}}
+    expected = {"id": 1, "name": "Ada", "roles": ["a", {"deep": [1, 2]}], "meta": {"n": None}}
+
+    def hit() -> Any:
+        if read == "get_or_load":
+            return cache.get_or_load(k, lambda: pytest.fail("loaded twice"))
+        if read == "get":
+            return cache.get(k)
+        return asyncio.run(acache.get_or_load(k, lambda: pytest.fail("loaded twice")))
+
+    first = asyncio.run(acache.get_or_load(k, lambda: value)) if read == "async" else cache.get_or_load(k, lambda: value)
+    a, b = hit(), hit()
+    assert a == b == first == expected
+    assert a is not b and a["roles"] is not b["roles"] and a["roles"][1] is not b["roles"][1]
+    assert a["roles"][1]["deep"] is not b["roles"][1]["deep"] and a["meta"] is not b["meta"]
+    assert a["name"] is b["name"]  # a str is immutable: shared
+    a["roles"][1]["deep"].append(3)
+    a["meta"]["n"] = 5
+    del a["id"]
+    first["roles"].clear()
+    value.clear()
+    assert hit() == expected
+    # A write replaces the entry and what was decoded from it.
+    if read == "async":
+        asyncio.run(acache.set(k, {"id": 2}))
+    else:
+        cache.set(k, {"id": 2})
+    assert hit() == {"id": 2}
+
+
 def test_bytes_pass_through_raw() -> None:
     cache = Cache()
     k = Key("blob")

@@ -217,7 +217,10 @@ class AsyncCache:
 
     async def get(self, key: Key, default: Any = None, *, tags: Optional[Iterable[str]] = None) -> Any:
         """See ``Cache.get``."""
-        return await self._op(self._d.get(key, default, tags), default)
+        r = self._d.get(key, default, tags=tags)
+        if r.__class__ is not Call:
+            return r
+        return await self._op(r, default)
 
     async def set(
         self,

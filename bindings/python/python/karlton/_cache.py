@@ -9,7 +9,7 @@ from concurrent import futures
 from typing import Any, Callable, Iterable, Optional, TypeVar
 
 from ._base import BaseCache, ErrorCallback, check_loader, describe, gen_key, native_policy, tag_key
-from ._karlton import AWAIT, FAST, FINISHED, JOIN, LOAD, SERVE, STORE, WAIT, Call, Key, MemoryStore
+from ._karlton import AWAIT, FAST, FINISHED, JOIN, LOAD, SERVE, STORE, WAIT, Key, MemoryStore
 from ._policy import Policy
 from ._redis import RedisStore
 
@@ -50,8 +50,8 @@ class Cache:
         self._max_workers = max_workers
         self._bg: Optional[futures.ThreadPoolExecutor] = None
         self._loaders: Optional[futures.ThreadPoolExecutor] = None
-        # The hit path is one native call: `get_or_load` is the driver's own method, which calls
-        # back into `_slow` only when the flow needs a load, a wait or Redis.
+        # The hit path is one native call: `get_or_load` and `get` are the driver's own methods,
+        # which call back into `_slow` / `_op` only when the flow needs a load, a wait or Redis.
         ref = weakref.ref(self)
 
         def slow(call: Any, loader: Any) -> Any:
@@ -59,13 +59,19 @@ class Cache:
             assert cache is not None
             return cache._slow(call, loader)
 
-        self._d.set_slow(slow)
+        def op(call: Any, default: Any) -> Any:
+            cache = ref()
+            assert cache is not None
+            return cache._op(call, default)
+
+        self._d.set_slow(slow, op)
         # Redis: a fresh hit is one pipelined round trip of plain commands (core decides).
         redis = self._b._redis
         self._fast = redis._fast if redis is not None and redis.fast_reads else None
         if self._fast is not None:
             self._d.set_fast(self._fast)
         self.get_or_load = self._d.get_or_load  # type: ignore[method-assign]
+        self.get = self._d.get  # type: ignore[method-assign]
 
     # -- read path ---------------------------------------------------------------------------
 
@@ -189,9 +195,7 @@ class Cache:
     # -- write path --------------------------------------------------------------------------
 
     def _op(self, r: Any, default: Any = None) -> Any:
-        """A one-op call's answer (the native side answers the memory store itself)."""
-        if r.__class__ is not Call:
-            return r
+        """Finish a one-op call on Redis (the native side answers the memory store itself)."""
         while True:
             kind = r.kind
             if kind == STORE:
@@ -203,7 +207,8 @@ class Cache:
 
     def get(self, key: Key, default: Any = None, *, tags: Optional[Iterable[str]] = None) -> Any:
         """The cached value if fresh or stale (never past hard expiry), else ``default``. No load."""
-        return self._op(self._d.get(key, default, tags), default)
+        # (Instances call the native method directly; this is the same, for the docs.)
+        return self._d.get(key, default, tags=tags)
 
     def set(
         self,
@@ -220,7 +225,7 @@ class Cache:
         data, cid, negative = self._b._encode(value)
         if negative:
             raise ValueError("set(): value must not be None (use invalidate to remove a key)")
-        return bool(self._op(self._d.set(key, data, cid, version, tags, native_policy(policy))))
+        return bool(self._d.set(key, data, cid, version, tags, native_policy(policy)))
 
     def invalidate(self, key: Key, *, mode: str = "delete") -> bool:
         """Delete the entry (``mode="delete"``) or mark it stale (``mode="stale"``: served while
@@ -228,15 +233,15 @@ class Cache:
         whether an entry was there."""
         if not isinstance(mode, str):
             raise TypeError(f"invalidate(): mode must be a str, not {type(mode).__name__}")
-        return bool(self._op(self._d.invalidate(key, mode)))
+        return bool(self._d.invalidate(key, mode))
 
     def bump(self, key: Key | str) -> int:
         """Orphan every entry of ``key``'s namespace (or the namespace ``key`` names)."""
-        return int(self._op(self._d.bump(gen_key(key, "bump()"))))
+        return int(self._d.bump(gen_key(key, "bump()")))
 
     def invalidate_tag(self, key: Key | str, tag: str) -> int:
         """Orphan every entry filled with ``tag`` in ``key``'s namespace."""
-        return int(self._op(self._d.bump(tag_key(key, tag))))
+        return int(self._d.bump(tag_key(key, tag)))
 
     def stats(self) -> dict[str, int]:
         """A snapshot of the counters (see ``karlton.Cache`` docs)."""
