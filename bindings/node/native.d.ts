@@ -104,6 +104,9 @@ export declare class NativePolicy {
 /** Build a key: `[entryKey, namespaceGenerationKey]`. */
 export declare function buildKey(namespace: string, segments: Array<string>, paramsJson: string | undefined | null, version: string | undefined | null, hashTag: boolean, maxLen?: number | undefined | null): Array<string>
 
+/** The raw `buildKey(namespace, segments)` function (see [`build_key_raw`]). */
+export declare function buildKeyFunction(): (namespace: string, segments: string[]) => string
+
 /** Decode stored entry bytes into the core's JSON form; throws on corrupt bytes. */
 export declare function decodeEntry(bytes: Uint8Array): string
 
@@ -117,11 +120,20 @@ export declare function encodeEntry(entryJson: string): Buffer
 /** `get(cache, key, tags?, policy?)`: the memory fresh hit's value, or the one-op read. */
 export declare function getFunction(): (cache: object, key: object, tags?: string[], policy?: object) => unknown
 
+/** `getKey(cache, key, generationKey, policy?)`: [`get_function`] for an untagged call. */
+export declare function getKeyFunction(): (cache: object, key: string, generationKey: string, policy?: object) => unknown
+
 /**
  * `getOrLoad(cache, key, tags?, policy?)`: the memory fresh hit's value, or a ticket (see
  * [`encode`]'s codes).
  */
 export declare function getOrLoadFunction(): (cache: object, key: object, tags?: string[], policy?: object) => unknown
+
+/**
+ * `getOrLoadKey(cache, key, generationKey, policy?)`: [`get_or_load_function`] for an
+ * untagged call, over the key's built strings.
+ */
+export declare function getOrLoadKeyFunction(): (cache: object, key: string, generationKey: string, policy?: object) => unknown
 
 /** A built key as an opaque handle (the hot paths read it without a string crossing). */
 export declare function keyHandle(namespace: string, segments: Array<string>, paramsJson: string | undefined | null, version: string | undefined | null, hashTag: boolean, maxLen?: number | undefined | null): object
@@ -145,7 +157,7 @@ export interface ScriptInfo {
 export declare function statsFields(): Array<string>
 
 /** The generation-counter key of `tag` in a namespace (same form as the namespace's keys). */
-export declare function tagKey(namespace: string, hashTag: boolean, maxLen: number | undefined | null, tag: string): string
+export declare function tagKey(namespace: string, hashTag: boolean, maxLen: number | undefined | null, tag: unknown): string
 
 /**
  * Evaluate one conformance-vector case (`kind`, `input` as JSON text) with the core's own

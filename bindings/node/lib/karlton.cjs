@@ -9,19 +9,25 @@ const native = require('../native.cjs');
 
 const nativeGetOrLoad = native.getOrLoadFunction();
 const nativeGet = native.getFunction();
+const nativeBuildKey = native.buildKeyFunction();
+const nativeGetOrLoadKey = native.getOrLoadKeyFunction();
+const nativeGetKey = native.getKeyFunction();
 
 const CODEC_RAW = 0;
 const CODEC_JSON = 1;
 
 const kNative = Symbol('karlton.native');
-const kBuilt = Symbol('karlton.built');
+const kBuilt = Symbol('karlton.built'); // the builder steps' constructor tag
 const kHandle = Symbol('karlton.handle');
 const kPolicyHandle = Symbol('karlton.policyHandle');
-
-/** [entry key, generation key] of a Key (strings cross from native once, when first needed). */
-function built(key) {
-  return key[kBuilt] ?? (key[kBuilt] = native.keyStrings(key[kHandle]));
-}
+const kNs = Symbol('karlton.namespace');
+const kSegs = Symbol('karlton.segments');
+const kParams = Symbol('karlton.params');
+const kVersion = Symbol('karlton.version');
+const kHashTag = Symbol('karlton.hashTag');
+const kMaxLen = Symbol('karlton.maxLen');
+const kStr = Symbol('karlton.key');
+const kGen = Symbol('karlton.generationKey');
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -91,60 +97,59 @@ function checkVersion(name, v) {
  * A cache key: `namespace:segment:segment…`, escaped so different segment lists never collide,
  * with an optional canonical params hash, version and Redis Cluster hash tag. Immutable: the
  * builder methods return a new Key.
+ *
+ * Building one is one native call that returns the core's key string; the generation key comes
+ * from a per-namespace memo, and a native key object is made only when a call needs one (tags,
+ * writes) — a `new Key` per request costs about as much as the strings it holds.
  */
 class Key {
-  #ns;
-  #segments;
-  #params;
-  #version;
-  #hashTag;
-  #maxLen;
-  #tagKeys = null;
-
   constructor(namespace, ...segments) {
     if (namespace === kBuilt) {
-      this.#init(...segments);
+      // a builder step: [ns, segs, params, version, hashTag, maxLen, [entry key, generation key]]
+      const [ns, segs, params, version, hashTag, maxLen, [k, g]] = segments;
+      // (the same property order as below: one hidden class for every Key)
+      this[kStr] = k;
+      this[kNs] = ns;
+      this[kSegs] = segs;
+      this[kParams] = params;
+      this[kVersion] = version;
+      this[kHashTag] = hashTag;
+      this[kMaxLen] = maxLen;
+      this[kGen] = g;
+      this[kHandle] = null;
       return;
     }
     if (typeof namespace !== 'string') throw typeError('namespace', 'a string', namespace);
-    const segs = new Array(segments.length);
     for (let i = 0; i < segments.length; i++) {
       const s = segments[i];
-      if (typeof s === 'string') segs[i] = s;
-      else if (typeof s === 'number' && Number.isFinite(s)) segs[i] = String(s);
-      else if (typeof s === 'bigint') segs[i] = s.toString();
+      if (typeof s === 'string') continue;
+      else if (typeof s === 'number' && Number.isFinite(s)) segments[i] = String(s);
+      else if (typeof s === 'bigint') segments[i] = s.toString();
       else throw typeError(`segments[${i}]`, 'a string, a finite number or a bigint', s);
     }
-    this.#init(namespace, segs, null, null, false, null);
+    // the core builds the string; throws RangeError (`karlton: …`) for an invalid namespace or
+    // a string that is not valid Unicode (a lone surrogate)
+    this[kStr] = nativeBuildKey(namespace, segments);
+    this[kNs] = namespace;
+    this[kSegs] = segments;
+    this[kParams] = null;
+    this[kVersion] = null;
+    this[kHashTag] = false;
+    this[kMaxLen] = null;
+    this[kGen] = null; // the namespace generation key (from the memo, on first use)
+    this[kHandle] = null; // the native key object (on first use)
   }
 
-  #init(ns, segs, params, version, hashTag, maxLen) {
-    this.#ns = ns;
-    this.#segments = segs;
-    this.#params = params;
-    this.#version = version;
-    this.#hashTag = hashTag;
-    this.#maxLen = maxLen;
-    let handle;
+  #with(field, value) {
+    const next = [this[kNs], this[kSegs], this[kParams], this[kVersion], this[kHashTag], this[kMaxLen]];
+    next[field] = value;
+    let built;
     try {
-      handle = native.keyHandle(ns, segs, params, version, hashTag, maxLen);
+      built = native.buildKey(next[0], next[1], next[2], next[3], next[4], next[5]);
     } catch (e) {
       throw rangeFrom(e);
     }
-    this[kHandle] = handle;
-    this[kBuilt] = null; // [entry key, namespace generation key], read from the handle on demand
-  }
-
-  #with(changes) {
-    return new Key(
-      kBuilt,
-      this.#ns,
-      this.#segments,
-      'params' in changes ? changes.params : this.#params,
-      'version' in changes ? changes.version : this.#version,
-      'hashTag' in changes ? changes.hashTag : this.#hashTag,
-      'maxLen' in changes ? changes.maxLen : this.#maxLen,
-    );
+    return new Key(kBuilt, ...next, built);
   }
 
   /** Parameters (any JSON value), hashed canonically (RFC 8785 + SHA-256) into the key. */
@@ -156,60 +161,88 @@ class Key {
       throw new TypeError(`karlton: \`params\` must be JSON-serializable: ${e.message}`);
     }
     if (json === undefined) throw typeError('params', 'a JSON value', params);
-    return this.#with({ params: json });
+    return this.#with(2, json);
   }
 
   /** A version suffix (`:v7`). */
   version(v) {
-    return this.#with({ version: checkVersion('version', v) });
+    return this.#with(3, checkVersion('version', v));
   }
 
   /** The Redis Cluster hash-tag form (`{ns}:…`): every key of the namespace in one slot. */
   hashTag(on = true) {
     if (typeof on !== 'boolean') throw typeError('on', 'a boolean', on);
-    return this.#with({ hashTag: on });
+    return this.#with(4, on);
   }
 
-  /** Longest key in bytes (≥ 128); longer keys keep a readable prefix and end in a hash. */
+  /**
+   * Longest key in bytes (≥ 128); longer keys keep a readable prefix and end in a hash. Taken
+   * exactly: a fraction, a negative number or one beyond 2^53 is a RangeError (never wrapped).
+   */
   maxLen(n) {
-    if (!Number.isSafeInteger(n) || n < 0) throw typeError('n', 'a non-negative integer', n);
-    return this.#with({ maxLen: n });
+    if (typeof n !== 'number') throw typeError('n', 'a non-negative integer', n);
+    if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`karlton: \`n\` must be a non-negative safe integer, got ${n}`);
+    return this.#with(5, n);
   }
 
   /** The namespace (unescaped). */
   get namespace() {
-    return this.#ns;
+    return this[kNs];
   }
 
   /** The namespace's generation counter key (bump it to orphan the namespace). */
   get generationKey() {
-    return built(this)[1];
+    return genOf(this);
   }
 
   /** The generation counter key of `tag` in this key's namespace. */
   tagKey(tag) {
     if (typeof tag !== 'string') throw typeError('tag', 'a string', tag);
-    if (this.#tagKeys === null) this.#tagKeys = new Map();
-    let k = this.#tagKeys.get(tag);
-    if (k === undefined) {
-      k = native.tagKey(this.#ns, this.#hashTag, this.#maxLen, tag);
-      this.#tagKeys.set(tag, k);
+    try {
+      return native.tagKey(this[kNs], this[kHashTag], this[kMaxLen], tag);
+    } catch (e) {
+      throw rangeFrom(e);
     }
-    return k;
   }
 
   /** The built key string. */
   toString() {
-    return built(this)[0];
+    return this[kStr];
   }
 
   toJSON() {
-    return built(this)[0];
+    return this[kStr];
   }
 
   [Symbol.for('nodejs.util.inspect.custom')]() {
-    return `Key(${built(this)[0]})`;
+    return `Key(${this[kStr]})`;
   }
+}
+
+/** namespace → its generation key in the default form (no hash tag, default maxLen). */
+const GEN_MEMO = new Map();
+const GEN_MEMO_MAX = 4096;
+
+/** The namespace generation key of `key` (memoized per namespace for default-form keys). */
+function genOf(key) {
+  let g = key[kGen];
+  if (g !== null) return g;
+  g = GEN_MEMO.get(key[kNs]);
+  if (g === undefined) {
+    g = native.buildKey(key[kNs], [], null, null, false, null)[1];
+    if (GEN_MEMO.size >= GEN_MEMO_MAX) GEN_MEMO.clear();
+    GEN_MEMO.set(key[kNs], g);
+  }
+  return (key[kGen] = g);
+}
+
+/** The native key object of `key` (made on first need: tagged calls, writes). */
+function handleOf(key) {
+  let h = key[kHandle];
+  if (h === null) {
+    h = key[kHandle] = native.keyHandle(key[kNs], key[kSegs], key[kParams], key[kVersion], key[kHashTag], key[kMaxLen]);
+  }
+  return h;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -607,6 +640,146 @@ function callOptions(options, what) {
   return [checkTags(options.tags), p === null ? undefined : p[kPolicyHandle]];
 }
 
+// ---------------------------------------------------------------------------------------------
+// Fresh hits: a decode per entry value, a copy per caller
+
+/**
+ * Every caller gets its own value, as in the Python package (a fresh decode per hit: callers
+ * never share a mutable object). Decoding JSON per hit would cost more than the rest of a memory
+ * hit, so a key remembers its last decode: the native hot path answers `true` when a fresh hit
+ * serves the very bytes this key last answered to this cache (equal bytes decode alike), and
+ * the caller gets a copy of that decode — structurally identical to `JSON.parse` of the bytes,
+ * own properties in the same order, a new object every time.
+ *
+ * The copy is generic at first; once one decode has answered a few hits it is made by a
+ * function compiled from the value's JSON text (`(text)` is a JavaScript expression with the
+ * same value — JSON is a subset of JavaScript since ES2019 — except for a `__proto__` member,
+ * which an object literal would treat as a prototype, and such values keep the generic copy),
+ * so V8 clones a literal's boilerplate instead of walking the value.
+ */
+const COMPILE_AFTER = 4; // hits of one decode before its copier is compiled
+const MAX_COMPILED_TEXT = 4096; // longer texts keep the generic copy (bounded compile cost)
+
+/** A deep copy of a JSON.parse result (plain objects, arrays, primitives). */
+function copyJson(v) {
+  if (typeof v !== 'object' || v === null) return v;
+  if (Array.isArray(v)) {
+    const n = v.length;
+    const out = new Array(n);
+    for (let i = 0; i < n; i++) out[i] = copyJson(v[i]);
+    return out;
+  }
+  const out = {};
+  const ks = Object.keys(v);
+  for (let i = 0; i < ks.length; i++) {
+    const k = ks[i];
+    if (k === '__proto__') Object.defineProperty(out, k, { value: copyJson(v[k]), writable: true, enumerable: true, configurable: true });
+    else out[k] = copyJson(v[k]);
+  }
+  return out;
+}
+
+function hasProtoKey(v) {
+  if (typeof v !== 'object' || v === null) return false;
+  if (Array.isArray(v)) return v.some(hasProtoKey);
+  for (const k of Object.keys(v)) if (k === '__proto__' || hasProtoKey(v[k])) return true;
+  return false;
+}
+
+/** A cache's decode of one key's value bytes (JSON text). */
+class Decoded {
+  constructor(text) {
+    this.text = text;
+    this.value = NO_VALUE; // the private decode the copies come from (made on the second hit)
+    this.hits = 0;
+    this.copier = null;
+  }
+
+  /** A new copy of the value (primitives are values already). */
+  fresh() {
+    let v = this.value;
+    if (v === NO_VALUE) v = this.value = JSON.parse(this.text); // parsed before: cannot throw
+    if (typeof v !== 'object' || v === null) return v;
+    if (this.copier !== null) return this.copier();
+    if (++this.hits === COMPILE_AFTER) this.copier = compileCopier(v, this.text);
+    return copyJson(v);
+  }
+}
+
+const NO_VALUE = Symbol('karlton.noValue');
+
+/**
+ * key string → Decoded, per cache: bounded by entries and by text length (cleared when either
+ * bound is passed — a working set larger than that decodes per hit, as without the memo).
+ */
+class DecodedMemo {
+  static MAX_ENTRIES = 10_000;
+  static MAX_TEXT = 16 * 1024 * 1024;
+  map = new Map();
+  text = 0;
+
+  get(k) {
+    return this.map.get(k);
+  }
+
+  set(k, d) {
+    if (this.map.size >= DecodedMemo.MAX_ENTRIES || this.text + d.text.length > DecodedMemo.MAX_TEXT) {
+      this.map.clear();
+      this.text = 0;
+    }
+    const old = this.map.get(k);
+    if (old !== undefined) this.text -= old.text.length;
+    this.map.set(k, d);
+    this.text += d.text.length;
+  }
+
+  delete(k) {
+    const old = this.map.get(k);
+    if (old !== undefined) {
+      this.text -= old.text.length;
+      this.map.delete(k);
+    }
+  }
+}
+
+function compileCopier(v, text) {
+  if (text.length > MAX_COMPILED_TEXT || hasProtoKey(v)) return () => copyJson(v);
+  try {
+    // `text` parsed as JSON (JSON.parse accepted exactly this string), so it is a JavaScript
+    // expression without side effects; the literal gives the same value (see above).
+    return new Function(`'use strict'; return (${text});`);
+  } catch {
+    // code generation disallowed (--disallow-code-generation-from-strings)
+    return () => copyJson(v);
+  }
+}
+
+const NOT_FAST = Symbol('karlton.notFast');
+
+/**
+ * The caller's value for a hot-path answer `r` that is a memory fresh hit (JSON text: a copy of
+ * the memo's decode when the text is the one it decoded, else decoded now and remembered; null:
+ * a cached "not found"; undefined: a get's miss), or NOT_FAST (a ticket, a non-JSON value, text
+ * that does not decode — the slow path counts and replaces it).
+ */
+function fastValue(memo, k, r) {
+  if (typeof r === 'string') {
+    const d = memo.get(k);
+    if (d !== undefined && d.text === r) return d.fresh();
+    let v;
+    try {
+      v = JSON.parse(r);
+    } catch {
+      memo.delete(k);
+      return NOT_FAST;
+    }
+    memo.set(k, new Decoded(r));
+    return v;
+  }
+  if (r === null || r === undefined) return undefined;
+  return NOT_FAST;
+}
+
 /** One call driven by a Cache: what the host must remember across actions. */
 class Call {
   constructor(loader) {
@@ -637,6 +810,8 @@ class Cache extends EventEmitter {
   #store;
   #codec;
   #policy;
+  /** key string → the decode of its last memory fresh hit (see fastValue). */
+  #decoded = new DecodedMemo();
   /** flight id → { promise, wake, error }: what the flight's joiners await. */
   #flights = new Map();
   #onBackgroundError;
@@ -688,15 +863,14 @@ class Cache extends EventEmitter {
         return Promise.reject(e);
       }
     }
-    const r = tags === undefined && ph === undefined ? nativeGetOrLoad(this.#handle, key[kHandle]) : nativeGetOrLoad(this.#handle, key[kHandle], tags, ph);
-    if (typeof r === 'string') {
-      // the memory fresh hit (JSON text)
-      try {
-        return Promise.resolve(JSON.parse(r));
-      } catch {
-        // not JSON after all: a corrupt entry
-      }
-    } else if (r === null) return Promise.resolve(undefined);
+    let r, v;
+    try {
+      r = tags === undefined ? nativeGetOrLoadKey(this.#handle, key[kStr], key[kGen] ?? genOf(key), ph) : nativeGetOrLoad(this.#handle, handleOf(key), tags, ph);
+      v = typeof r === 'object' && r !== null ? NOT_FAST : fastValue(this.#decoded, key[kStr], r);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (v !== NOT_FAST) return Promise.resolve(v);
     const c = new Call(loader);
     const p = new Promise((resolve, reject) => {
       c.resolve = resolve;
@@ -710,11 +884,28 @@ class Cache extends EventEmitter {
   }
 
   /** The cached value if fresh or stale (never past hard expiry), else `undefined`. No load. */
-  async get(key, options) {
-    if (!(key instanceof Key)) throw typeError('key', 'a Key', key);
+  get(key, options) {
+    if (!(key instanceof Key)) return Promise.reject(typeError('key', 'a Key', key));
     let tags, ph;
-    if (options !== undefined) [tags, ph] = callOptions(options, 'an object { tags, policy }');
-    const r = tags === undefined && ph === undefined ? nativeGet(this.#handle, key[kHandle]) : nativeGet(this.#handle, key[kHandle], tags, ph);
+    if (options !== undefined) {
+      try {
+        [tags, ph] = callOptions(options, 'an object { tags, policy }');
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    let r, v;
+    try {
+      r = tags === undefined ? nativeGetKey(this.#handle, key[kStr], key[kGen] ?? genOf(key), ph) : nativeGet(this.#handle, handleOf(key), tags, ph);
+      v = typeof r === 'object' && r !== null ? NOT_FAST : fastValue(this.#decoded, key[kStr], r);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (v !== NOT_FAST) return Promise.resolve(v);
+    return this.#getSlow(r);
+  }
+
+  async #getSlow(r) {
     const v = Array.isArray(r) ? await this.#one(r) : r;
     if (v === undefined || v === null) return undefined;
     try {
@@ -741,7 +932,7 @@ class Cache extends EventEmitter {
     }
     if (value === undefined || value === null) throw typeError('value', 'a value (use invalidate to remove one)', value);
     const [encoded, codec] = this.#encode(value);
-    return this.#one(this.#native.set(key[kHandle], tags, encoded, codec, version, ph));
+    return this.#one(this.#native.set(handleOf(key), tags, encoded, codec, version, ph));
   }
 
   /**
@@ -757,20 +948,20 @@ class Cache extends EventEmitter {
       if (mode !== 'delete' && mode !== 'markStale') throw typeError('options.mode', "'delete' or 'markStale'", mode);
       mark = mode === 'markStale';
     }
-    return this.#one(this.#native.invalidate(key[kHandle], mark));
+    return this.#one(this.#native.invalidate(handleOf(key), mark));
   }
 
   /** Orphan every entry of `key`'s namespace at once (one counter moves; nothing is scanned). */
   async bump(key) {
     if (!(key instanceof Key)) throw typeError('key', 'a Key (any key of the namespace)', key);
-    return this.#one(this.#native.bump(key[kHandle]));
+    return this.#one(this.#native.bump(handleOf(key)));
   }
 
   /** Orphan every entry filled with `tag` in `key`'s namespace. */
   async invalidateTag(key, tag) {
     if (!(key instanceof Key)) throw typeError('key', 'a Key (any key of the namespace)', key);
     if (typeof tag !== 'string') throw typeError('tag', 'a string', tag);
-    return this.#one(this.#native.bump(key[kHandle], tag));
+    return this.#one(this.#native.bump(handleOf(key), tag));
   }
 
   /** A snapshot of the counters (hitsFresh, hitsStale, misses, loads, coalesced, …). */
@@ -927,7 +1118,7 @@ class Cache extends EventEmitter {
       if (e?.code !== ERROR_CODES.codec) throw e;
       await this.#cancel(call);
       c.replaced = true;
-      c.again = this.#native.replacing(c.key[kHandle], c.tags, c.ph, typeof v === 'string' || Buffer.isBuffer(v) ? v : v.value, 'stale');
+      c.again = this.#native.replacing(handleOf(c.key), c.tags, c.ph, typeof v === 'string' || Buffer.isBuffer(v) ? v : v.value, 'stale');
       return true;
     }
     c.answered = true;
@@ -1015,7 +1206,7 @@ class Cache extends EventEmitter {
         // A cached value this reader cannot decode: a corrupt entry. The coordinator counts it
         // and runs the call again treating the entry as a miss (the loader's fill replaces it).
         c.replaced = true;
-        c.again = this.#native.replacing(c.key[kHandle], c.tags, c.ph, typeof v === 'string' || Buffer.isBuffer(v) ? v : v.value);
+        c.again = this.#native.replacing(handleOf(c.key), c.tags, c.ph, typeof v === 'string' || Buffer.isBuffer(v) ? v : v.value);
         return;
       }
       c.answered = true;

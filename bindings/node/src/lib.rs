@@ -188,7 +188,16 @@ pub fn parse_duration_ms(text: String) -> Result<f64> {
     core_parse_duration(&text).map(|v| v as f64).map_err(|e| invalid(e.to_string()))
 }
 
-fn make_key(namespace: &str, segments: &[String], params_json: Option<&str>, version: Option<&str>, hash_tag: bool, max_len: Option<u32>) -> Result<Key> {
+/// A `maxLen` from JavaScript, exactly: a non-negative safe integer (never wrapped to 32 bits
+/// nor rounded; values beyond the address space saturate, which means "never truncate").
+fn max_len_arg(n: f64) -> Result<usize> {
+    if !(n >= 0.0 && n < 9_007_199_254_740_992.0 && n.fract() == 0.0) {
+        return Err(invalid(format!("`n` must be a non-negative safe integer, got {n}")));
+    }
+    Ok(usize::try_from(n as u64).unwrap_or(usize::MAX))
+}
+
+fn make_key(namespace: &str, segments: &[String], params_json: Option<&str>, version: Option<&str>, hash_tag: bool, max_len: Option<f64>) -> Result<Key> {
     let mut k = Key::new(namespace).map_err(|e| invalid(e.to_string()))?.segments(segments).hash_tag(hash_tag);
     if let Some(p) = params_json {
         k = k.params_json(p).map_err(|e| invalid(e.to_string()))?;
@@ -197,21 +206,23 @@ fn make_key(namespace: &str, segments: &[String], params_json: Option<&str>, ver
         k = k.version(parse_u64("version", v)?);
     }
     if let Some(n) = max_len {
-        k = k.max_len(n as usize).map_err(|e| invalid(e.to_string()))?;
+        k = k.max_len(max_len_arg(n)?).map_err(|e| invalid(e.to_string()))?;
     }
     Ok(k)
 }
 
 /// Build a key: `[entryKey, namespaceGenerationKey]`.
 #[napi]
-pub fn build_key(namespace: String, segments: Vec<String>, params_json: Option<String>, version: Option<String>, hash_tag: bool, max_len: Option<u32>) -> Result<Vec<String>> {
+pub fn build_key(namespace: String, segments: Vec<String>, params_json: Option<String>, version: Option<String>, hash_tag: bool, max_len: Option<f64>) -> Result<Vec<String>> {
     let k = make_key(&namespace, &segments, params_json.as_deref(), version.as_deref(), hash_tag, max_len)?;
     Ok(vec![k.build(), k.generation_key()])
 }
 
 /// The generation-counter key of `tag` in a namespace (same form as the namespace's keys).
 #[napi]
-pub fn tag_key(namespace: String, hash_tag: bool, max_len: Option<u32>, tag: String) -> Result<String> {
+pub fn tag_key(env: &napi::Env, namespace: String, hash_tag: bool, max_len: Option<f64>, tag: Unknown) -> Result<String> {
+    // the tag read strictly: a lone surrogate is refused, never replaced
+    let tag = unsafe { strict_string(env.raw(), tag.raw()) }.map_err(|e| strict_error("tag", e))?;
     Ok(make_key(&namespace, &[], None, None, hash_tag, max_len)?.tag_key(&tag))
 }
 
@@ -344,7 +355,7 @@ const CACHE_MAGIC: u64 = 0x6b61_726c_746f_6e43; // "karltonC"
 
 const POLICY_MAGIC: u64 = 0x6b61_726c_746f_6e50; // "karltonP"
 
-/// A built key (rendered once: `as_str` and `generation_keys` borrow its cache).
+/// A built key (rendered once, on first use: `as_str` and `generation_keys` borrow its cache).
 #[repr(C)]
 struct KeyData {
     magic: u64,
@@ -480,10 +491,130 @@ unsafe fn raw_string(env: sys::napi_env, v: sys::napi_value) -> Option<String> {
 
 /// A built key as an opaque handle (the hot paths read it without a string crossing).
 #[napi(ts_return_type = "object")]
-pub fn key_handle<'env>(env: &'env napi::Env, namespace: String, segments: Vec<String>, params_json: Option<String>, version: Option<String>, hash_tag: bool, max_len: Option<u32>) -> Result<Unknown<'env>> {
+pub fn key_handle<'env>(env: &'env napi::Env, namespace: String, segments: Vec<String>, params_json: Option<String>, version: Option<String>, hash_tag: bool, max_len: Option<f64>) -> Result<Unknown<'env>> {
     let key = make_key(&namespace, &segments, params_json.as_deref(), version.as_deref(), hash_tag, max_len)?;
-    let data = KeyData { magic: KEY_MAGIC, key };
-    unsafe { Ok(Unknown::from_raw_unchecked(env.raw(), make_external(env.raw(), data)?)) }
+    unsafe { Ok(Unknown::from_raw_unchecked(env.raw(), make_external(env.raw(), KeyData { magic: KEY_MAGIC, key })?)) }
+}
+
+/// Why a JavaScript string could not be read.
+enum StrError {
+    NotString,
+    /// A lone surrogate at this UTF-16 index: not a Unicode scalar value sequence, so it has no
+    /// UTF-8 form; replacing it (U+FFFD) would let distinct inputs build one key.
+    LoneSurrogate(usize),
+}
+
+/// A JavaScript string as UTF-8, strictly: a lone surrogate is an error, never replaced.
+unsafe fn strict_string(env: sys::napi_env, v: sys::napi_value) -> std::result::Result<String, StrError> {
+    const OK: sys::napi_status = sys::Status::napi_ok;
+    unsafe {
+        let mut stack = [0u16; 128];
+        let mut len = 0usize;
+        // One call when it fits the stack buffer (the usual key segment); a second one for the
+        // rest. `napi_get_value_string_utf16` copies the code units unchanged.
+        if sys::napi_get_value_string_utf16(env, v, stack.as_mut_ptr(), stack.len(), &mut len) != OK {
+            return Err(StrError::NotString);
+        }
+        let heap;
+        let units: &[u16] = if len + 1 < stack.len() {
+            &stack[..len]
+        } else {
+            let mut total = 0usize;
+            if sys::napi_get_value_string_utf16(env, v, std::ptr::null_mut(), 0, &mut total) != OK {
+                return Err(StrError::NotString);
+            }
+            let mut buf = vec![0u16; total + 1];
+            if sys::napi_get_value_string_utf16(env, v, buf.as_mut_ptr(), total + 1, &mut len) != OK {
+                return Err(StrError::NotString);
+            }
+            buf.truncate(len);
+            heap = buf;
+            &heap
+        };
+        if units.iter().all(|&u| u < 0x80) {
+            return Ok(units.iter().map(|&u| u as u8 as char).collect());
+        }
+        let mut out = String::with_capacity(units.len() + units.len() / 2);
+        for (i, c) in char::decode_utf16(units.iter().copied()).enumerate() {
+            match c {
+                Ok(c) => out.push(c),
+                Err(_) => {
+                    // the index in code units: count what came before
+                    let at = char::decode_utf16(units.iter().copied()).take(i).map(|c| c.map_or(1, char::len_utf16)).sum();
+                    return Err(StrError::LoneSurrogate(at));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn strict_error(what: &str, e: StrError) -> Error {
+    match e {
+        StrError::NotString => Error::new(Status::StringExpected, format!("`{what}` must be a string")),
+        StrError::LoneSurrogate(at) => invalid(format!("`{what}` is not valid Unicode: a lone surrogate at index {at} (it has no UTF-8 form)")),
+    }
+}
+
+/// Throw `e` as a RangeError (InvalidArg) or TypeError (anything else), `karlton: ` prefixed.
+unsafe fn throw(env: sys::napi_env, e: &Error) {
+    let msg = std::ffi::CString::new(format!("karlton: {}", e.reason).replace('\0', " ")).unwrap_or_default();
+    unsafe {
+        if e.status == Status::InvalidArg {
+            sys::napi_throw_range_error(env, std::ptr::null(), msg.as_ptr());
+        } else {
+            sys::napi_throw_type_error(env, std::ptr::null(), msg.as_ptr());
+        }
+    }
+}
+
+/// `buildKey(namespace, segments)`: the built key string of
+/// `Key::new(namespace).segments(segments)` (each segment a string; the facade turns numbers and
+/// bigints into their decimal text). One raw N-API call per key — no napi-rs argument
+/// conversion, no native object to track — with the strings read strictly (a lone surrogate is a
+/// RangeError naming the argument).
+unsafe extern "C" fn build_key_raw(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    let mut argc = 2usize;
+    let mut argv = [std::ptr::null_mut(); 2];
+    unsafe {
+        sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), std::ptr::null_mut(), std::ptr::null_mut());
+        let r = (|| -> Result<sys::napi_value> {
+            if argc < 2 {
+                return Err(Error::new(Status::InvalidArg, "buildKey(namespace, segments)".to_string()));
+            }
+            let ns = strict_string(env, argv[0]).map_err(|e| strict_error("namespace", e))?;
+            let mut n = 0u32;
+            if sys::napi_get_array_length(env, argv[1], &mut n) != sys::Status::napi_ok {
+                return Err(Error::new(Status::ArrayExpected, "`segments` must be an array".to_string()));
+            }
+            let mut key = Key::new(&ns).map_err(|e| invalid(e.to_string()))?;
+            for i in 0..n {
+                let mut item = std::ptr::null_mut();
+                sys::napi_get_element(env, argv[1], i, &mut item);
+                let seg = strict_string(env, item).map_err(|e| strict_error(&format!("segments[{i}]"), e))?;
+                key = key.segment(&seg);
+            }
+            let k = key.as_str();
+            let mut out = std::ptr::null_mut();
+            if sys::napi_create_string_utf8(env, k.as_ptr().cast(), k.len() as isize, &mut out) != sys::Status::napi_ok {
+                return Err(Error::new(Status::GenericFailure, "failed to create a string".to_string()));
+            }
+            Ok(out)
+        })();
+        match r {
+            Ok(v) => v,
+            Err(e) => {
+                throw(env, &e);
+                std::ptr::null_mut()
+            }
+        }
+    }
+}
+
+/// The raw `buildKey(namespace, segments)` function (see [`build_key_raw`]).
+#[napi(ts_return_type = "(namespace: string, segments: string[]) => string")]
+pub fn build_key_function<'env>(env: &'env napi::Env) -> Result<Unknown<'env>> {
+    raw_function(env, c"buildKey", Some(build_key_raw))
 }
 
 fn key_of<'a>(env: &napi::Env, handle: &Unknown) -> Result<&'a Key> {
@@ -672,7 +803,8 @@ impl Host {
 
     /// `getOrLoad`: the memory store's fresh hit first (lock-free, counted by the core), then a
     /// ticket.
-    fn get_or_load(&self, key: &Key, tags: Vec<String>, policy: Option<Arc<Policy>>) -> Out {
+    fn get_or_load(self: &Arc<Host>, kd: &KeyData, tags: Vec<String>, policy: Option<Arc<Policy>>) -> Out {
+        let key = &kd.key;
         let policy = policy.unwrap_or_else(|| self.policy.clone());
         let gk;
         let gen_keys: &[String] = if tags.is_empty() {
@@ -693,7 +825,8 @@ impl Host {
     }
 
     /// `get`: the memory fresh hit first, then the one-op read.
-    fn get(&self, key: &Key, tags: Vec<String>, policy: Option<Arc<Policy>>) -> Out {
+    fn get(self: &Arc<Host>, kd: &KeyData, tags: Vec<String>, policy: Option<Arc<Policy>>) -> Out {
+        let key = &kd.key;
         let policy = policy.unwrap_or_else(|| self.policy.clone());
         let gk;
         let gen_keys: &[String] = if tags.is_empty() {
@@ -708,6 +841,35 @@ impl Host {
             }
         }
         self.op(Op::Get { key: key.as_str().to_owned(), gen_keys: gen_keys.to_vec() }, policy)
+    }
+
+    /// [`Host::get_or_load`] for an untagged call given the key's strings.
+    fn get_or_load_str(&self, key: &str, gen_key: &str, policy: Option<Arc<Policy>>) -> Out {
+        let policy = policy.unwrap_or_else(|| self.policy.clone());
+        let gen_keys = [gen_key.to_owned()];
+        if let Some(mem) = &self.memory {
+            if let Some(s) = self.counters.memory_hit(mem, now_ms(), key, &gen_keys, &policy) {
+                return Out::served(&s);
+            }
+        }
+        let [gen_key] = gen_keys;
+        let req = Request { key: key.to_owned(), gen_keys: vec![gen_key], tags: Vec::new() };
+        let mut st = self.lock();
+        let t = st.coord.get_or_load(now_ms(), req, policy);
+        self.ticket(&mut st, t)
+    }
+
+    /// [`Host::get`] for an untagged call given the key's strings.
+    fn get_str(&self, key: &str, gen_key: &str, policy: Option<Arc<Policy>>) -> Out {
+        let policy = policy.unwrap_or_else(|| self.policy.clone());
+        let gen_keys = [gen_key.to_owned()];
+        if let Some(mem) = &self.memory {
+            if let Some(s) = self.counters.memory_hit(mem, now_ms(), key, &gen_keys, &policy) {
+                return Out::served(&s);
+            }
+        }
+        let [gen_key] = gen_keys;
+        self.op(Op::Get { key: key.to_owned(), gen_keys: vec![gen_key] }, policy)
     }
 
     fn op(&self, op: Op, policy: Arc<Policy>) -> Out {
@@ -951,27 +1113,28 @@ pub fn stats_fields() -> Vec<String> {
 // ---------------------------------------------------------------------------------------------
 // The hot paths as raw N-API functions: one get_cb_info, two externals, the core call.
 
-unsafe fn strings_arg(env: sys::napi_env, v: sys::napi_value) -> Option<Vec<String>> {
+/// The `tags` argument of a hot call: an array of strings (read strictly), or nothing.
+unsafe fn strings_arg(env: sys::napi_env, v: sys::napi_value) -> Result<Vec<String>> {
     unsafe {
         let mut t = 0;
-        if sys::napi_typeof(env, v, &mut t) != sys::Status::napi_ok || t != sys::ValueType::napi_object {
-            return None;
+        if sys::napi_typeof(env, v, &mut t) != sys::Status::napi_ok || t == sys::ValueType::napi_undefined || t == sys::ValueType::napi_null {
+            return Ok(Vec::new());
         }
         let mut n = 0u32;
-        if sys::napi_get_array_length(env, v, &mut n) != sys::Status::napi_ok {
-            return None;
+        if t != sys::ValueType::napi_object || sys::napi_get_array_length(env, v, &mut n) != sys::Status::napi_ok {
+            return Err(Error::new(Status::ArrayExpected, "`options.tags` must be an array of strings".to_string()));
         }
         let mut out = Vec::with_capacity(n as usize);
         for i in 0..n {
             let mut item = std::ptr::null_mut();
             sys::napi_get_element(env, v, i, &mut item);
-            out.push(raw_string(env, item)?);
+            out.push(strict_string(env, item).map_err(|e| strict_error(&format!("options.tags[{i}]"), e))?);
         }
-        Some(out)
+        Ok(out)
     }
 }
 
-type HotFn = fn(&Host, &Key, Vec<String>, Option<Arc<Policy>>) -> Out;
+type HotFn = fn(&Arc<Host>, &KeyData, Vec<String>, Option<Arc<Policy>>) -> Out;
 
 /// `(cache, key, tags?, policy?)` → [`Host::get_or_load`] / [`Host::get`].
 unsafe fn hot(env: sys::napi_env, info: sys::napi_callback_info, f: HotFn, usage: &std::ffi::CStr) -> sys::napi_value {
@@ -985,9 +1148,19 @@ unsafe fn hot(env: sys::napi_env, info: sys::napi_callback_info, f: HotFn, usage
             sys::napi_throw_type_error(env, std::ptr::null(), usage.as_ptr());
             return std::ptr::null_mut();
         };
-        let tags = if argc >= 3 { strings_arg(env, argv[2]).unwrap_or_default() } else { Vec::new() };
+        let tags = if argc >= 3 {
+            match strings_arg(env, argv[2]) {
+                Ok(t) => t,
+                Err(e) => {
+                    throw(env, &e);
+                    return std::ptr::null_mut();
+                }
+            }
+        } else {
+            Vec::new()
+        };
         let policy = if argc >= 4 { external_ref::<PolicyData>(env, argv[3], POLICY_MAGIC).map(|p| p.policy.clone()) } else { None };
-        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&cache.host, &key.key, tags, policy)));
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&cache.host, key, tags, policy)));
         let result = match out {
             Ok(o) => Out::to_napi_value(env, o),
             Err(_) => Err(Error::new(Status::GenericFailure, "panic in karlton")),
@@ -1001,6 +1174,80 @@ unsafe fn hot(env: sys::napi_env, info: sys::napi_callback_info, f: HotFn, usage
             }
         }
     }
+}
+
+/// A built key string from JavaScript (the facade passes only strings the core built) into
+/// `buf` when it fits, without an allocation.
+unsafe fn key_str<'b>(env: sys::napi_env, v: sys::napi_value, buf: &'b mut [std::mem::MaybeUninit<u8>; 512], heap: &'b mut Vec<u8>) -> Option<&'b str> {
+    unsafe {
+        let mut len = 0usize;
+        if sys::napi_get_value_string_utf8(env, v, buf.as_mut_ptr().cast(), buf.len(), &mut len) != sys::Status::napi_ok {
+            return None;
+        }
+        if len + 1 < buf.len() {
+            // SAFETY: napi wrote `len` bytes (plus a NUL) into the buffer.
+            let bytes = std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len);
+            return std::str::from_utf8(bytes).ok();
+        }
+        *heap = raw_string(env, v)?.into_bytes();
+        std::str::from_utf8(heap).ok()
+    }
+}
+
+type StrHotFn = fn(&Host, &str, &str, Option<Arc<Policy>>) -> Out;
+
+/// `(cache, key, generationKey, policy?)` → [`Host::get_or_load_str`] / [`Host::get_str`]: the
+/// untagged hot path over the key's strings (no native key object per `Key`).
+unsafe fn hot_str(env: sys::napi_env, info: sys::napi_callback_info, f: StrHotFn, usage: &std::ffi::CStr) -> sys::napi_value {
+    let mut argc = 4usize;
+    let mut argv = [std::ptr::null_mut(); 4];
+    unsafe {
+        sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), std::ptr::null_mut(), std::ptr::null_mut());
+        let cache: Option<&CacheData> = if argc >= 3 { external_ref(env, argv[0], CACHE_MAGIC) } else { None };
+        let (mut kb, mut gb) = ([std::mem::MaybeUninit::<u8>::uninit(); 512], [std::mem::MaybeUninit::<u8>::uninit(); 512]);
+        let (mut kh, mut gh) = (Vec::new(), Vec::new());
+        let key = if argc >= 3 { key_str(env, argv[1], &mut kb, &mut kh) } else { None };
+        let gen_key = if argc >= 3 { key_str(env, argv[2], &mut gb, &mut gh) } else { None };
+        let (Some(cache), Some(key), Some(gen_key)) = (cache, key, gen_key) else {
+            sys::napi_throw_type_error(env, std::ptr::null(), usage.as_ptr());
+            return std::ptr::null_mut();
+        };
+        let policy = if argc >= 4 { external_ref::<PolicyData>(env, argv[3], POLICY_MAGIC).map(|p| p.policy.clone()) } else { None };
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&cache.host, key, gen_key, policy)));
+        let result = match out {
+            Ok(o) => Out::to_napi_value(env, o),
+            Err(_) => Err(Error::new(Status::GenericFailure, "panic in karlton")),
+        };
+        match result {
+            Ok(v) => v,
+            Err(e) => {
+                let msg = std::ffi::CString::new(e.reason.replace('\0', " ")).unwrap_or_default();
+                sys::napi_throw_error(env, std::ptr::null(), msg.as_ptr());
+                std::ptr::null_mut()
+            }
+        }
+    }
+}
+
+unsafe extern "C" fn get_or_load_key_raw(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    unsafe { hot_str(env, info, Host::get_or_load_str, c"getOrLoadKey(cacheHandle, key, generationKey, policyHandle?)") }
+}
+
+unsafe extern "C" fn get_key_raw(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    unsafe { hot_str(env, info, Host::get_str, c"getKey(cacheHandle, key, generationKey, policyHandle?)") }
+}
+
+/// `getOrLoadKey(cache, key, generationKey, policy?)`: [`get_or_load_function`] for an
+/// untagged call, over the key's built strings.
+#[napi(ts_return_type = "(cache: object, key: string, generationKey: string, policy?: object) => unknown")]
+pub fn get_or_load_key_function<'env>(env: &'env napi::Env) -> Result<Unknown<'env>> {
+    raw_function(env, c"getOrLoadKey", Some(get_or_load_key_raw))
+}
+
+/// `getKey(cache, key, generationKey, policy?)`: [`get_function`] for an untagged call.
+#[napi(ts_return_type = "(cache: object, key: string, generationKey: string, policy?: object) => unknown")]
+pub fn get_key_function<'env>(env: &'env napi::Env) -> Result<Unknown<'env>> {
+    raw_function(env, c"getKey", Some(get_key_raw))
 }
 
 unsafe extern "C" fn get_or_load_raw(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {

@@ -95,3 +95,68 @@ test('KarltonError carries a code', async () => {
   const cache = new Cache({ policy: { loadHardTimeout: 20 } });
   await assert.rejects(cache.getOrLoad(new Key('t', 'slow'), () => new Promise((r) => setTimeout(r, 200, 1))), (e) => e instanceof KarltonError && e.code === 'ERR_KARLTON_LOAD_TIMEOUT');
 });
+
+test('Key: a string with a lone surrogate is refused (never replaced by U+FFFD)', () => {
+  // Replacing would let distinct inputs build one key: 'n:\uD800' and 'n:\uFFFD' must differ.
+  const bad = (e, what) => e instanceof RangeError && e.message.includes(what) && /lone surrogate/.test(e.message);
+  assert.throws(() => new Key('n', '\uD800'), (e) => bad(e, 'segments[0]'));
+  assert.throws(() => new Key('n', 'ok', 'a\uDC00b'), (e) => bad(e, 'segments[1]') && /index 1/.test(e.message));
+  assert.throws(() => new Key('n\uD83D'), (e) => bad(e, 'namespace'));
+  assert.throws(() => new Key('n', 1).tagKey('t\uD800'), (e) => bad(e, 'tag'));
+  assert.equal(String(new Key('n', '\uFFFD')), 'n:\uFFFD', 'U+FFFD itself is an ordinary character');
+  assert.equal(String(new Key('n', '😀é')), 'n:😀é', 'surrogate pairs are one character');
+  assert.equal(String(new Key('n', 'x'.repeat(300) + 'é')).length <= 200, true, 'long strings read whole');
+  assert.throws(() => new Key('n', 'x'.repeat(300) + '\uD800'), (e) => bad(e, 'segments[0]') && /index 300/.test(e.message));
+});
+
+test('Cache: a tag with a lone surrogate is refused, not dropped', async () => {
+  const cache = new Cache({ store: new MemoryStore() });
+  await assert.rejects(cache.getOrLoad(new Key('n', 1), () => 1, { tags: ['t\uDFFF'] }), (e) => e instanceof RangeError && /options\.tags\[0\]/.test(e.message));
+  await assert.rejects(cache.get(new Key('n', 1), { tags: ['t\uDFFF'] }), RangeError);
+});
+
+test('Key#maxLen takes the number exactly: never wrapped to 32 bits, never rounded', () => {
+  const seg = 'x'.repeat(300);
+  const whole = String(new Key('n', seg).maxLen(1000));
+  assert.equal(whole, `n:${seg}`);
+  // 2**32 + 200 used to wrap to 200 (and truncate this key); it is a very large maximum
+  assert.equal(String(new Key('n', seg).maxLen(2 ** 32 + 200)), whole);
+  assert.equal(new Key('n', seg).maxLen(2 ** 32 + 200).tagKey('t'), 'n:!tag:t');
+  for (const n of [127, -1, 1.5, 2 ** 53, Infinity, NaN]) {
+    assert.throws(() => new Key('n', seg).maxLen(n), RangeError, `maxLen(${n})`);
+  }
+  assert.throws(() => new Key('n').maxLen('300'), TypeError);
+});
+
+test('Cache: every hit hands the caller its own value, equal to a fresh decode', async () => {
+  const store = new MemoryStore();
+  const cache = new Cache({ store, policy: { softTtl: '1h' } });
+  const key = new Key('hits', 1);
+  const value = { a: [1, { b: -0 }], s: 'é\u2028', n: null, t: true, ['__proto__']: { x: 1 } };
+  const text = JSON.stringify(value);
+  await cache.set(key, JSON.parse(text));
+  for (let i = 0; i < 20; i++) {
+    // past the point where the copier is compiled, and through both entry points
+    const v = i % 2 ? await cache.get(key) : await cache.getOrLoad(key, () => assert.fail('no load on a hit'));
+    assert.deepEqual(v, JSON.parse(text));
+    assert.equal(Object.getPrototypeOf(v), Object.prototype, 'a __proto__ member stays a member');
+    assert.ok(Object.hasOwn(v, '__proto__'));
+    v.a.push('mutated');
+    v.s = 'mutated';
+  }
+  // another Key object for the same key string, and a new Key per call
+  assert.deepEqual(await cache.getOrLoad(new Key('hits', 1), () => 0), JSON.parse(text));
+  // a new value is seen at once (the memo compares the served bytes)
+  await cache.set(key, { v: 2 });
+  assert.deepEqual(await cache.getOrLoad(key, () => 0), { v: 2 });
+  assert.deepEqual(await cache.get(new Key('hits', 1)), { v: 2 });
+  // a second cache on the same store with the same keys: its own memo
+  const other = new Cache({ store, policy: { softTtl: '1h' } });
+  assert.deepEqual(await other.get(key), { v: 2 });
+  await other.set(key, [3]);
+  assert.deepEqual(await cache.get(key), [3]);
+  // primitives
+  await cache.set(key, 'text');
+  for (let i = 0; i < 6; i++) assert.equal(await cache.getOrLoad(key, () => 0), 'text');
+  assert.equal(cache.stats().loads, 0);
+});
