@@ -78,7 +78,6 @@ pub(crate) fn error(py: Python<'_>, name: &str, msg: String) -> PyErr {
     }
 }
 
-
 fn key_arg<'a, 'py>(key: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyKey>> {
     key.cast::<PyKey>().map_err(|_| type_err("key must be a karlton.Key", key))
 }
@@ -108,7 +107,6 @@ fn gen_keys(key: &PyKey, tags: &[String]) -> Vec<String> {
     g.extend(tags.iter().map(|t| key.inner.tag_key(t)));
     g
 }
-
 
 fn flow_error_kind(e: &FlowError) -> &'static str {
     match e {
@@ -167,23 +165,6 @@ fn fast_packed<'py>(py: Python<'py>, key: &str, gen_keys: &[String]) -> (Bound<'
     (PyBytes::new(py, &out), cmds.len())
 }
 
-/// What the Python sender answered for a fast read: the replies (a list; error replies as
-/// exceptions), or a `str` saying why the server could not be reached.
-enum FastReply {
-    Replies(Vec<RedisValue>),
-    Failed(StoreFailure),
-}
-
-fn fast_reply(reply: &Bound<'_, PyAny>) -> PyResult<FastReply> {
-    if let Ok(l) = reply.cast::<PyList>() {
-        Ok(FastReply::Replies(l.iter().map(|x| redis_value(&x, 0)).collect()))
-    } else if let Ok(s) = reply.cast::<PyString>() {
-        Ok(FastReply::Failed(StoreFailure { message: s.to_str()?.to_owned() }))
-    } else {
-        Err(type_err("fast read: expected a list of replies or a str", reply))
-    }
-}
-
 /// `(sha, numkeys, *keys, *args)`: ready for `client.evalsha(*call)`.
 fn call_tuple<'py>(py: Python<'py>, c: &RedisCall) -> PyResult<Bound<'py, PyTuple>> {
     let mut items: Vec<Bound<'py, PyAny>> = Vec::with_capacity(2 + c.keys.len() + c.args.len());
@@ -208,7 +189,6 @@ fn policy_arg<'py>(policy: Option<&Bound<'py, PyAny>>) -> PyResult<Option<Bound<
         None => Err(type_err("policy must be a karlton.Policy", p)),
     }
 }
-
 
 /// A flight's wake-up, shared by its joiners: a flag and condvar for threads, callbacks for
 /// asyncio, and the leader's loader exception (joiners re-raise the original).
@@ -787,9 +767,13 @@ impl PyCall {
     /// could not be reached.
     fn feed_fast(&mut self, py: Python<'_>, reply: &Bound<'_, PyAny>) -> PyResult<()> {
         self.expect(&[FAST], "feed_fast")?;
-        let replies = match fast_reply(reply)? {
-            FastReply::Replies(v) => Ok(v),
-            FastReply::Failed(e) => Err(e),
+        // The replies (error replies as exceptions), or a str: the server could not be reached.
+        let replies = if let Ok(l) = reply.cast::<PyList>() {
+            Ok(l.iter().map(|x| redis_value(&x, 0)).collect())
+        } else if let Ok(s) = reply.cast::<PyString>() {
+            Err(StoreFailure { message: s.to_str()?.to_owned() })
+        } else {
+            return Err(type_err("fast read: expected a list of replies or a str", reply));
         };
         let a = self.next(py, |c, id| c.handle_fast_read(now_ms(), id, replies));
         self.act(py, a);

@@ -38,27 +38,21 @@ impl AsRef<str> for Seg<'_> {
     fn as_ref(&self) -> &str {
         match self {
             Seg::Str(s) => s,
-            Seg::Int(b, i) => std::str::from_utf8(&b[*i..]).unwrap_or_default(),
+            Seg::Int(b, n) => std::str::from_utf8(&b[..*n]).unwrap_or_default(),
             Seg::Owned(s) => s,
         }
     }
 }
 
 fn int_seg(n: i64) -> Seg<'static> {
-    let (mut b, mut i, mut m) = ([0u8; 20], 20, n.unsigned_abs());
-    loop {
-        i -= 1;
-        b[i] = b'0' + (m % 10) as u8;
-        m /= 10;
-        if m == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        i -= 1;
-        b[i] = b'-';
-    }
-    Seg::Int(b, i)
+    use std::io::Write;
+    let mut b = [0u8; 20];
+    let room = {
+        let mut w = &mut b[..];
+        let _ = write!(w, "{n}"); // an i64 takes at most 20 bytes
+        w.len()
+    };
+    Seg::Int(b, 20 - room)
 }
 
 fn segment<'a>(s: Borrowed<'a, '_, PyAny>, i: usize) -> PyResult<Seg<'a>> {

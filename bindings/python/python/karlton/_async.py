@@ -6,7 +6,7 @@ import asyncio
 import inspect
 from typing import Any, Awaitable, Callable, Iterable, Optional, TypeVar, Union
 
-from ._base import BaseCache, ErrorCallback, check_loader, describe, gen_key, native_policy, tag_key
+from ._base import BaseCache, ErrorCallback, check_loader, gen_key, native_policy, tag_key
 from ._karlton import AWAIT, FAST, FINISHED, JOIN, LOAD, SERVE, STORE, WAIT, Call, Key, MemoryStore
 from ._policy import Policy
 from ._redis import RedisStore
@@ -108,15 +108,7 @@ class AsyncCache:
         exc: Optional[BaseException] = None
         try:
             task, exc = await self._run(call, loader, task, exc)
-            if call.kind == SERVE:
-                value = call.value()
-                call.feed_continue()
-                self._spawn(self._background(call, loader, task, exc))
-                return value
-            value = call.outcome(exc)
-            if exc is not None:  # a stale value hid the loader's error
-                self._b._report(call.key, exc)
-            return value
+            return self._b._answer(call, exc, lambda: self._spawn(self._background(call, loader, task, exc)))
         except BaseException:
             self._cancel(call)
             raise
@@ -149,14 +141,12 @@ class AsyncCache:
                 call.feed_fast(await self._afast(*call.packed))  # type: ignore[misc]
             elif kind == LOAD or kind == AWAIT:
                 timeout = call.timeout
+                err: Optional[BaseException] = None
                 if task is None and timeout is None:
                     try:
-                        value = await _call(loader)
+                        value, err = await _call(loader), None
                     except Exception as e:  # noqa: BLE001 - handed to the core, re-raised by outcome
-                        exc = e
-                        call.feed_load_failed(describe(e), e)
-                        continue
-                    exc = self._b._feed(call, value) or exc
+                        value, err = None, e
                 else:
                     if task is None:
                         task = asyncio.ensure_future(_call(loader))
@@ -166,11 +156,8 @@ class AsyncCache:
                         continue
                     t, task = task, None
                     err = t.exception()
-                    if err is not None:
-                        exc = err
-                        call.feed_load_failed(describe(err), err)
-                        continue
-                    exc = self._b._feed(call, t.result()) or exc
+                    value = None if err is not None else t.result()
+                exc = self._b._feed(call, value, err) or exc
             elif kind == WAIT:
                 await asyncio.sleep(call.delay)
                 call.feed_timeout()
@@ -192,10 +179,9 @@ class AsyncCache:
         try:
             while True:
                 task, exc = await self._run(call, loader, task, exc)
-                if call.kind == SERVE:
-                    call.feed_continue()
-                    continue
-                break
+                if call.kind != SERVE:
+                    break
+                call.feed_continue()
             if call.kind == FINISHED:
                 self._b._finished(call, exc)
         except BaseException as e:  # noqa: BLE001 - reported, never lost

@@ -6,18 +6,14 @@ import logging
 from typing import Any, Callable, Optional
 
 from ._codec import check_codec, encoder
-from ._errors import flow_error
-from ._karlton import Driver, Key, MemoryStore
+from ._errors import describe, flow_error
+from ._karlton import SERVE, Driver, Key, MemoryStore
 from ._policy import Policy
 from ._redis import RedisStore
 
 log = logging.getLogger("karlton")
 
 ErrorCallback = Callable[[str, BaseException], None]
-
-
-def describe(e: BaseException) -> str:
-    return f"{type(e).__name__}: {e}"
 
 
 def native_policy(policy: Any) -> Any:
@@ -98,15 +94,32 @@ class BaseCache:
                 log.exception("karlton: on_error callback failed")
         log.warning("karlton: background load of %r failed: %s", key, describe(exc), exc_info=exc)
 
-    def _feed(self, call: Any, value: Any) -> Optional[BaseException]:
-        """Encode the loader's value into the call. Returns the exception if encoding failed."""
-        try:
-            data, cid, negative = self._encode(value)
-        except Exception as e:  # noqa: BLE001 - unencodable value: a load failure, re-raised
-            call.feed_load_failed(describe(e), e)
-            return e
-        call.feed_loaded(data, cid, negative)
-        return None
+    def _feed(self, call: Any, value: Any, err: Optional[BaseException]) -> Optional[BaseException]:
+        """Hand the loader's outcome to the call: its value, encoded, or its exception (also
+        when the value does not encode). Returns that exception, if any."""
+        if err is None:
+            try:
+                data, cid, negative = self._encode(value)
+            except Exception as e:  # noqa: BLE001 - unencodable value: a load failure, re-raised
+                err = e
+            else:
+                call.feed_loaded(data, cid, negative)
+                return None
+        call.feed_load_failed(describe(err), err)
+        return err
+
+    def _answer(self, call: Any, exc: Optional[BaseException], background: Callable[[], Any]) -> Any:
+        """A driven call's answer: the value served (its refresh goes on: ``background()``), or
+        the outcome; a stale value that hid the loader's error reports it."""
+        if call.kind == SERVE:
+            value = call.value()
+            call.feed_continue()
+            background()
+            return value
+        value = call.outcome(exc)
+        if exc is not None:
+            self._report(call.key, exc)
+        return value
 
     def _finished(self, call: Any, exc: Optional[BaseException]) -> None:
         """A refresh after a stale serve ended: report its failure, if any."""

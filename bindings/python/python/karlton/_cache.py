@@ -8,7 +8,7 @@ import weakref
 from concurrent import futures
 from typing import Any, Callable, Iterable, Optional, TypeVar
 
-from ._base import BaseCache, ErrorCallback, check_loader, describe, gen_key, native_policy, tag_key
+from ._base import BaseCache, ErrorCallback, check_loader, gen_key, native_policy, tag_key
 from ._karlton import AWAIT, FAST, FINISHED, JOIN, LOAD, SERVE, STORE, WAIT, Key, MemoryStore
 from ._policy import Policy
 from ._redis import RedisStore
@@ -100,15 +100,7 @@ class Cache:
         exc: Optional[BaseException] = None
         try:
             fut, exc = self._run(call, loader, fut, exc)
-            if call.kind == SERVE:
-                value = call.value()
-                call.feed_continue()
-                self._pool("_bg").submit(self._background, call, loader, fut, exc)
-                return value
-            value = call.outcome(exc)
-            if exc is not None:  # a stale value hid the loader's error
-                self._b._report(call.key, exc)
-            return value
+            return self._b._answer(call, exc, lambda: self._pool("_bg").submit(self._background, call, loader, fut, exc))
         except BaseException:
             self._cancel(call)
             raise
@@ -136,14 +128,12 @@ class Cache:
                 call.feed_fast(self._fast(*call.packed))  # type: ignore[misc]
             elif kind == LOAD or kind == AWAIT:
                 timeout = call.timeout
+                err: Optional[BaseException] = None
                 if fut is None and timeout is None:
                     try:
-                        value = loader()
+                        value, err = loader(), None
                     except Exception as e:  # noqa: BLE001 - handed to the core, re-raised by outcome
-                        exc = e
-                        call.feed_load_failed(describe(e), e)
-                        continue
-                    exc = self._b._feed(call, value) or exc
+                        value, err = None, e
                 else:
                     if fut is None:
                         fut = self._pool("_loaders").submit(loader)
@@ -153,11 +143,8 @@ class Cache:
                         continue
                     f, fut = fut, None
                     err = f.exception()
-                    if err is not None:
-                        exc = err
-                        call.feed_load_failed(describe(err), err)
-                        continue
-                    exc = self._b._feed(call, f.result()) or exc
+                    value = None if err is not None else f.result()
+                exc = self._b._feed(call, value, err) or exc
             elif kind == WAIT:
                 time.sleep(call.delay)
                 call.feed_timeout()
@@ -172,10 +159,9 @@ class Cache:
         try:
             while True:
                 fut, exc = self._run(call, loader, fut, exc)
-                if call.kind == SERVE:
-                    call.feed_continue()
-                    continue
-                break
+                if call.kind != SERVE:
+                    break
+                call.feed_continue()
             if call.kind == FINISHED:
                 self._b._finished(call, exc)
         except BaseException as e:  # noqa: BLE001 - reported, never lost

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 
+def describe(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
+
+
 class KarltonError(Exception):
     """Base class of karlton's own errors."""
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from typing import Any
 
+from ._errors import describe as _describe
 from ._karlton import redis_scripts
-
-
-def _describe(e: BaseException) -> str:
-    return f"{type(e).__name__}: {e}"
 
 
 def _conn_args(pool: Any) -> tuple[str, ...]:
@@ -76,7 +74,7 @@ class RedisStore:
         # redis.asyncio fails calls beyond its pool size ("Too many connections") instead of
         # queueing them; queue here so a burst of tasks is not mistaken for a store outage.
         limit = getattr(pool, "max_connections", None)
-        self._sem = asyncio.Semaphore(limit) if is_async and isinstance(limit, int) and limit < 1 << 20 else None
+        self._sem: Any = asyncio.Semaphore(limit) if is_async and isinstance(limit, int) and limit < 1 << 20 else None
         self._errors = (redis.exceptions.RedisError, OSError)
         self._noscript = redis.exceptions.NoScriptError
         self._response = redis.exceptions.ResponseError
@@ -99,20 +97,14 @@ class RedisStore:
 
     async def _aexec(self, x: Any) -> None:
         """``_exec`` for an asyncio client."""
-        if self._sem is not None:
-            async with self._sem:
-                await self._aexec1(x)
-        else:
-            await self._aexec1(x)
-
-    async def _aexec1(self, x: Any) -> None:
         call = x.call
         c = self.client
         try:
-            try:
-                reply = await c.evalsha(*call)
-            except self._noscript:
-                reply = await c.eval(x.source, *call[1:])
+            async with self._sem or contextlib.nullcontext():
+                try:
+                    reply = await c.evalsha(*call)
+                except self._noscript:
+                    reply = await c.eval(x.source, *call[1:])
         except self._response as e:
             reply = e
         except self._errors as e:
@@ -146,10 +138,8 @@ class RedisStore:
 
     async def _afast(self, packed: bytes, n: int) -> Any:
         """``_fast`` for an asyncio client."""
-        if self._sem is not None:
-            async with self._sem:
-                return await self._afast1(packed, n)
-        return await self._afast1(packed, n)
+        async with self._sem or contextlib.nullcontext():
+            return await self._afast1(packed, n)
 
     async def _afast1(self, packed: bytes, n: int) -> Any:
         pool = self.client.connection_pool
