@@ -282,36 +282,9 @@ pub(crate) fn variant<T: Copy>(v: &Value, k: &str, names: &[(&str, T)]) -> Resul
 // ---------------------------------------------------------------------------------------------
 // Writing
 
-/// A JSON string, escaped as serde_json does.
+/// A JSON string, escaped as serde_json does (core's writer: one copy of the escaping rules).
 pub(crate) fn str(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
-    let b = s.as_bytes();
-    let mut start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        let esc: &[u8] = match c {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&b[start..i]);
-        if esc.is_empty() {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(c >> 4)]);
-            out.push(HEX[usize::from(c & 15)]);
-        } else {
-            out.extend_from_slice(esc);
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&b[start..]);
-    out.push(b'"');
+    karlton_core::json::write_str(out, s);
 }
 
 /// An unsigned integer.
