@@ -146,6 +146,15 @@ async function main() {
     mem.push(['**karlton getOrLoad (MemoryStore)**', await time('karlton', async (n) => {
       for (let i = 0; i < n; i++) sink += (await cache.getOrLoad(key, loader)).id;
     })]);
+    mem.push(['karlton get (MemoryStore)', await time('karlton-get', async (n) => {
+      for (let i = 0; i < n; i++) sink += (await cache.get(key)).id;
+    })]);
+    mem.push(['`new Key(\'user\', 42)` (key building, sync)', await time('newkey', async (n) => {
+      for (let i = 0; i < n; i++) sink += new Key('user', 42) ? 1 : 0;
+    })]);
+    mem.push(['`String(new Key(\'user\', 42))` (key building, sync)', await time('newkey-str', async (n) => {
+      for (let i = 0; i < n; i++) sink += String(new Key('user', 42)).length;
+    })]);
     mem.push(['karlton getOrLoad, new Key each call', await time('karlton-newkey', async (n) => {
       for (let i = 0; i < n; i++) sink += (await cache.getOrLoad(new Key('bench', 'user', 42), loader)).id;
     }, Math.min(N, 100_000))]);
@@ -175,6 +184,9 @@ async function main() {
   out('| what | ns/op | × Map.get |');
   out('|---|---:|---:|');
   for (const [label, ns] of mem) out(`| ${label} | ${ns.toFixed(0)} | ${(ns / base).toFixed(1)} |`);
+  out();
+  const row = (l) => mem.find(([label]) => label.includes(l))?.[1];
+  if (row('karlton get (') !== undefined) out(`karlton \`get\` / \`getOrLoad\` (memory hit): ${(row('karlton get (') / row('karlton getOrLoad (')).toFixed(2)}×`);
   out();
 
   // ---- 2/3. Redis ----
