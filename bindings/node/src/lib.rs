@@ -1161,18 +1161,7 @@ unsafe fn hot(env: sys::napi_env, info: sys::napi_callback_info, f: HotFn, usage
         };
         let policy = if argc >= 4 { external_ref::<PolicyData>(env, argv[3], POLICY_MAGIC).map(|p| p.policy.clone()) } else { None };
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&cache.host, key, tags, policy)));
-        let result = match out {
-            Ok(o) => Out::to_napi_value(env, o),
-            Err(_) => Err(Error::new(Status::GenericFailure, "panic in karlton")),
-        };
-        match result {
-            Ok(v) => v,
-            Err(e) => {
-                let msg = std::ffi::CString::new(e.reason.replace('\0', " ")).unwrap_or_default();
-                sys::napi_throw_error(env, std::ptr::null(), msg.as_ptr());
-                std::ptr::null_mut()
-            }
-        }
+        answer(env, out)
     }
 }
 
@@ -1191,6 +1180,23 @@ unsafe fn key_str<'b>(env: sys::napi_env, v: sys::napi_value, buf: &'b mut [std:
         }
         *heap = raw_string(env, v)?.into_bytes();
         std::str::from_utf8(heap).ok()
+    }
+}
+
+/// What a raw hot-path entry point hands back to JavaScript: the answer converted, or a thrown
+/// error (a panic in the core included) and null.
+unsafe fn answer(env: sys::napi_env, out: std::thread::Result<Out>) -> sys::napi_value {
+    let result = match out {
+        Ok(o) => unsafe { Out::to_napi_value(env, o) },
+        Err(_) => Err(Error::new(Status::GenericFailure, "panic in karlton")),
+    };
+    match result {
+        Ok(v) => v,
+        Err(e) => {
+            let msg = std::ffi::CString::new(e.reason.replace('\0', " ")).unwrap_or_default();
+            unsafe { sys::napi_throw_error(env, std::ptr::null(), msg.as_ptr()) };
+            std::ptr::null_mut()
+        }
     }
 }
 
@@ -1214,18 +1220,7 @@ unsafe fn hot_str(env: sys::napi_env, info: sys::napi_callback_info, f: StrHotFn
         };
         let policy = if argc >= 4 { external_ref::<PolicyData>(env, argv[3], POLICY_MAGIC).map(|p| p.policy.clone()) } else { None };
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&cache.host, key, gen_key, policy)));
-        let result = match out {
-            Ok(o) => Out::to_napi_value(env, o),
-            Err(_) => Err(Error::new(Status::GenericFailure, "panic in karlton")),
-        };
-        match result {
-            Ok(v) => v,
-            Err(e) => {
-                let msg = std::ffi::CString::new(e.reason.replace('\0', " ")).unwrap_or_default();
-                sys::napi_throw_error(env, std::ptr::null(), msg.as_ptr());
-                std::ptr::null_mut()
-            }
-        }
+        answer(env, out)
     }
 }
 
