@@ -33,9 +33,9 @@
 //! // memory store only, outside any lock:
 //! if let Some(v) = counters.memory_hit(store, now, key, gen_keys, policy) { return v }
 //! let mut ticket = coord.get_or_load(now, request, policy);        // + make a waker for Join
-//! loop {
+//! 'outer: loop {
 //!     match ticket {
-//!         Ticket::Answer(r) => return r,
+//!         Ticket::Answer(r) => return r,   // a value that does not decode: get_or_load_replacing
 //!         Ticket::Join { call, flight } => { wait_for_wake(flight); ticket = coord.joined(now, call) }
 //!         Ticket::Lead { call, mut action } => loop {
 //!             let input = match action {
@@ -44,6 +44,7 @@
 //!                 Action::StartLoad { timeout_at } => { start_loader(); await_until(timeout_at) } // Loaded | LoadFailed | Timeout
 //!                 Action::AwaitLoad { timeout_at } => await_until(timeout_at),   // the loader already runs
 //!                 Action::Wait { until_ms }       => { sleep_until(until_ms); Input::Timeout }
+//!                 Action::Serve(v) if !decodes(v) => { ticket = coord.replace_served(now, call); continue 'outer }
 //!                 Action::Serve(v)                => { answer(Ok(v)); Input::Continue } // the rest runs in the background
 //!                 Action::Answer(r)               => { answer(r); break }
 //!                 Action::Finished                => break,
@@ -491,6 +492,81 @@ impl Coordinator {
         self.lead(now, req, policy, Some(bad.value))
     }
 
+    /// The value [`Action::Serve`] handed `call`'s caller did not decode (bad JSON, an unknown
+    /// codec): call this instead of feeding [`Input::Continue`]. The call leads again, under
+    /// the new id of the [`Ticket::Lead`] it answers: the hit becomes a corrupt entry and a
+    /// miss, the entry holding those bytes reads as a miss, and the refresh the call was about
+    /// to run in the background — with the lease it holds, or the loader already running after
+    /// a soft timeout — answers the caller instead, so no lease is given back and taken again.
+    /// Callers reporting the same bytes ([`Coordinator::get_or_load_replacing`]) join it. Any
+    /// other call gets a protocol error (and is ended).
+    pub fn replace_served(&mut self, now: u64, call: CallId) -> Ticket {
+        let step = match self.calls.get_mut(&call) {
+            Some(Call::Lead {
+                flow, fast: false, ..
+            }) => flow.take_back_served(now),
+            _ => None,
+        };
+        let Some((step, bad)) = step else {
+            // Not a leader with a served value pending: end it (its joiners run again).
+            return Ticket::Answer {
+                answer: Err(self.protocol_error(call, "replace_served")),
+            };
+        };
+        let Some(Call::Lead { flow, loading, .. }) = self.calls.remove(&call) else {
+            return Ticket::Answer {
+                answer: Err(FlowError::Protocol("replace_served: no such call".into())),
+            };
+        };
+        let key = flow.request().key.clone();
+        let same = self.table.get(&key).is_some_and(|f| {
+            self.flights
+                .get(f)
+                .and_then(|f| f.replaces.as_ref())
+                .is_some_and(|b| *b == bad)
+        });
+        // Another caller already reported these bytes and leads their replacement: it will
+        // read this call's fill (this call holds the lease); only one corrupt entry counts.
+        let flight = if same {
+            None
+        } else {
+            self.counters.stats.add(&Stats {
+                corrupt_entries: 1,
+                ..Stats::default()
+            });
+            self.detach(|f| f.key == key);
+            Some(())
+        };
+        let id = CallId(self.id());
+        let flight = flight.map(|()| {
+            let f = FlightId(id.0);
+            self.table.insert(key.clone(), f);
+            self.flights.insert(
+                f,
+                Flight {
+                    key,
+                    gen_keys: flow.request().gen_keys.clone(),
+                    joiners: 0,
+                    revoked: false,
+                    outcome: None,
+                    replaces: Some(bad),
+                },
+            );
+            f
+        });
+        self.calls.insert(
+            id,
+            Call::Lead {
+                flow,
+                flight,
+                loading,
+                fast: false,
+            },
+        );
+        let action = self.step(id, step);
+        Ticket::Lead { call: id, action }
+    }
+
     fn join(&mut self, flight: FlightId, req: Request, policy: Arc<Policy>) -> Ticket {
         let call = CallId(self.id());
         if let Some(f) = self.flights.get_mut(&flight) {
@@ -898,6 +974,11 @@ impl Coordinator {
     }
 
     fn protocol(&mut self, call: CallId, what: &str) -> Action {
+        Action::Answer(Err(self.protocol_error(call, what)))
+    }
+
+    /// End `call` (if known) because of an input it did not expect, and say so.
+    fn protocol_error(&mut self, call: CallId, what: &str) -> FlowError {
         let known = self.calls.contains_key(&call);
         let msg = if known {
             format!("unexpected input \"{what}\" for call {}", call.0)
@@ -908,7 +989,7 @@ impl Coordinator {
             // End it cleanly: its flight (if any) must not strand joiners.
             let _ = self.cancel(call);
         }
-        Action::Answer(Err(FlowError::Protocol(msg)))
+        FlowError::Protocol(msg)
     }
 }
 

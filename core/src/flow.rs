@@ -265,6 +265,49 @@ impl GetOrLoad {
         self.distrusted = Some(value);
     }
 
+    /// The value this flow handed out with [`Step::Serve`] did not decode in the host: take it
+    /// back. The hit it counted becomes a miss (the caller of this counts the corrupt entry),
+    /// the entry holding those bytes reads as a miss from now on, and the caller waits for
+    /// this flow's answer again — the refresh it was about to run in the background (the
+    /// lease it holds, the loader already running after a soft timeout) now answers the
+    /// caller. Returns the next step and the bytes taken back, or `None` when no served value
+    /// is pending (the flow is unchanged then).
+    pub fn take_back_served(&mut self, now: u64) -> Option<(Step, Bytes)> {
+        let after = match &self.state {
+            State::AfterServe(a) => Some(*a),
+            State::Loading { phase: Phase::Hard, .. } => None,
+            _ => return None,
+        };
+        let bad = self.served.take()?;
+        let mut hit = Stats::default();
+        if bad.negative {
+            hit.negative_hits = 1;
+        } else if bad.source == Source::Fresh {
+            hit.hits_fresh = 1;
+        } else if bad.source == Source::Stale {
+            hit.hits_stale = 1;
+        } else {
+            hit.stale_if_error = 1;
+        }
+        self.stats.hits_fresh -= hit.hits_fresh.min(self.stats.hits_fresh);
+        self.stats.hits_stale -= hit.hits_stale.min(self.stats.hits_stale);
+        self.stats.negative_hits -= hit.negative_hits.min(self.stats.negative_hits);
+        self.stats.stale_if_error -= hit.stale_if_error.min(self.stats.stale_if_error);
+        self.stats.misses += 1;
+        // Never serve those bytes again, not even on error.
+        if self.stale.as_ref().is_some_and(|e| e.value[..] == bad.value[..]) {
+            self.stale = None;
+        }
+        self.distrusted = Some(bad.value.clone());
+        let step = match after {
+            Some(After::Load) => self.load(now, true),
+            Some(After::TakeLease) => self.read(true),
+            // The loader runs (it passed its soft timeout): keep waiting for it.
+            None => Step::Load { timeout_at: self.hard_deadline() },
+        };
+        Some((step, bad.value))
+    }
+
     /// The request.
     pub fn request(&self) -> &Request {
         &self.req

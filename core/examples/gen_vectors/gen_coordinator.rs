@@ -165,6 +165,15 @@ impl Script {
         self.run(now, label);
     }
 
+    /// `label` was served (`Action::Serve`) a value it cannot decode: `replace_served`, then its
+    /// store ops.
+    fn replace_served(&mut self, now: u64, label: &str) {
+        let t = self.c.replace_served(T0 + now, self.id(label));
+        self.ticket(label, t);
+        self.record(json!({ "now": T0 + now, "call": label, "do": "replace_served" }));
+        self.run(now, label);
+    }
+
     /// A `get` answered a value that did not decode (`Counters::report_undecodable`).
     fn get_undecodable(&mut self, now: u64, label: &str, bad: &[u8], source: Source) {
         self.c.counters().report_undecodable(&undecodable(bad, source));
@@ -376,7 +385,7 @@ pub fn coordinator() -> File {
     let mut f = File::new(
         "coordinator",
         "Several calls in one process, interleaved by a script: input {policy, seed, fast_read, \
-         steps: [{now, call, do: get_or_load|replacing|joined|feed|fast_read|cancel|op, ...}]}; \
+         steps: [{now, call, do: get_or_load|replacing|replace_served|joined|feed|fast_read|cancel|op, ...}]}; \
          expect {outputs: [{out, events?}] per step with call and flight ids named by the script, \
          stats (non-zero counters), pending: [calls, flights]}. See eval_coordinator.",
     );
@@ -386,6 +395,7 @@ pub fn coordinator() -> File {
     cancels(&mut f);
     replacing(&mut f);
     stale(&mut f);
+    served_undecodable(&mut f);
     fast_reads(&mut f);
     ops(&mut f);
     waits_and_failures(&mut f);
@@ -644,6 +654,109 @@ fn replacing(f: &mut File) {
         (0, 1, 1, 1)
     );
     s.emit(f, "undecodable value: counted once", "the caller whose answer did not decode counts a corrupt entry and a miss (its load), not also the hit it first read", true);
+}
+
+/// A value served ahead of a refresh (`Action::Serve`) that the host cannot decode.
+fn served_undecodable(f: &mut File) {
+    let bad = b"\xffnot json";
+    let swr = pol(json!({"soft_ttl_ms": 100, "hard_ttl_ms": 3000}));
+    let bad_write = |s: &Script, now: u64| {
+        let mut w = write("k", "", None);
+        w.value = bad.to_vec().into();
+        s.other(now, &karlton_core::flow::set_op(&w, &s.policy, T0 + now, 9));
+    };
+
+    // Stale, with the refresh lease: the refresh answers the caller; no lease changes hands.
+    let mut s = Script::new(swr.clone(), false);
+    bad_write(&s, 0);
+    s.call(200, "a", "k", &[NS]);
+    assert!(matches!(s.act["a"], Action::Serve(_)));
+    s.replace_served(200, "a");
+    assert_eq!(s.tickets["a"], "lead");
+    assert!(matches!(s.act["a"], Action::StartLoad { .. }), "{:?}", s.act["a"]);
+    s.got.remove("a");
+    s.load(210, "a", "good");
+    s.is("a", "good");
+    s.call(220, "b", "k", &[NS]);
+    s.is("b", "good");
+    assert_eq!(
+        (s.stat("hits_stale"), s.stat("misses"), s.stat("corrupt_entries"), s.stat("loads"), s.stat("hits_fresh")),
+        (0, 1, 1, 1, 1)
+    );
+    s.emit(f, "served stale value undecodable: the refresh answers", "a stale value served ahead of its refresh does not decode: the call leads again with the lease it holds, loads, fills over the bad bytes and answers the loaded value; one corrupt entry and one miss, not a stale hit", true);
+
+    // The joiners that shared the stale serve report the same bytes: they join the replacement.
+    let mut s = Script::new(swr.clone(), true);
+    bad_write(&s, 0);
+    s.call(200, "a", "k", &[NS]);
+    assert_eq!(s.call(200, "j", "k", &[NS]), "join");
+    let mut e = entry("", false, 100);
+    e.value = bad.to_vec();
+    e.hard_at = T0 + 3000;
+    s.fast_read(201, "a", Ok(fast_replies(201, Some(&e))));
+    assert!(matches!(s.act.get("a"), Some(Action::Serve(_))), "{:?}", s.act.get("a"));
+    s.replace_served(201, "a");
+    s.joined(202, "j");
+    assert_eq!(s.source("j"), Some(Source::Stale), "the joiner shared the serve");
+    s.got.remove("j");
+    s.replacing(202, "j", "k", bad);
+    assert_eq!(s.tickets["j"], "join", "same bytes: it joins the leader's replacement");
+    s.got.remove("a");
+    s.load(210, "a", "good");
+    s.joined(210, "j");
+    s.is("a", "good");
+    s.is("j", "good");
+    assert_eq!((s.stat("corrupt_entries"), s.stat("loads")), (1, 1));
+    s.emit(f, "served stale value undecodable: joiners follow", "joiners that shared the undecodable stale serve report the same bytes and join the leader's replacement: one load, one corrupt entry", true);
+
+    // A joiner reported the bytes first: it leads a replacement and waits on this call's
+    // lease; this call still refreshes (it holds the lease) and the corrupt entry counts once.
+    let mut s = Script::new(swr.clone(), true);
+    bad_write(&s, 0);
+    s.call(200, "a", "k", &[NS]);
+    assert_eq!(s.call(200, "j", "k", &[NS]), "join");
+    s.fast_read(201, "a", Ok(fast_replies(201, Some(&e))));
+    s.joined(201, "j");
+    s.got.remove("j");
+    s.replacing(201, "j", "k", bad);
+    assert_eq!(s.tickets["j"], "lead");
+    assert!(matches!(s.act.get("j"), Some(Action::FastRead { .. }) | Some(Action::Wait { .. })), "{:?}", s.act.get("j"));
+    s.replace_served(201, "a");
+    s.got.remove("a");
+    s.load(210, "a", "good");
+    s.is("a", "good");
+    s.drive(211, "j", "unused");
+    s.is("j", "good");
+    assert_eq!((s.stat("corrupt_entries"), s.stat("loads")), (1, 1));
+    s.emit(f, "served stale value undecodable: reported first by a joiner", "the joiner's replacement waits on the lease the served call holds and reads its fill; the bytes count one corrupt entry", true);
+
+    // Served stale after a soft load timeout: keep waiting for the running loader.
+    let mut s = Script::new(pol(json!({"soft_ttl_ms": 100, "hard_ttl_ms": 200, "stale_if_error_ms": 5000, "load_soft_timeout_ms": 50})), false);
+    bad_write(&s, 0);
+    s.call(300, "a", "k", &[NS]);
+    let Some(Action::StartLoad { timeout_at: Some(t) }) = s.act.get("a").cloned() else { panic!("{:?}", s.act.get("a")) };
+    s.feed(t - T0, "a", Input::Timeout);
+    assert_eq!(s.source("a"), Some(Source::StaleOnTimeout));
+    s.replace_served(t - T0, "a");
+    assert!(matches!(s.act.get("a"), Some(Action::AwaitLoad { .. })), "{:?}", s.act.get("a"));
+    s.got.remove("a");
+    s.feed(t - T0 + 10, "a", Input::LoadFailed("db down".into()));
+    s.run(t - T0 + 10, "a");
+    assert!(s.err("a").contains("db down"), "the undecodable stale value is not served on error either");
+    assert_eq!((s.stat("stale_if_error"), s.stat("corrupt_entries"), s.stat("load_errors")), (0, 1, 1));
+    s.emit(f, "served on soft timeout, undecodable: await the load", "a stale value served after the soft load timeout does not decode: the call waits for the loader already running; if it fails the caller gets the error, never the bad bytes", true);
+
+    // Anything but a served call: a protocol error that ends the call and strands nobody.
+    let mut s = Script::new(base_policy(), false);
+    s.call(0, "a", "k", &[NS]);
+    s.call(0, "j", "k", &[NS]);
+    s.replace_served(0, "a");
+    assert!(s.err("a").contains("Protocol"));
+    assert_eq!(s.joined(1, "j"), "lead", "its joiner runs again");
+    s.drive(1, "j", "v");
+    s.replace_served(2, "ghost");
+    assert!(s.err("ghost").contains("Protocol"));
+    s.emit(f, "protocol: replace_served without a serve", "replace_served is only for a call whose last action was Serve: otherwise the call ends with a protocol error and its joiners run again", true);
 }
 
 fn stale(f: &mut File) {

@@ -483,6 +483,10 @@ pub fn eval_coordinator(input: &Value) -> Value {
                 let t = c.get_or_load_replacing(now, request(), policy.clone(), undecodable(s));
                 names.ticket(label, &t)
             }
+            "replace_served" => {
+                let t = c.replace_served(now, names.call(label));
+                names.ticket(label, &t)
+            }
             "get_undecodable" => {
                 c.counters().report_undecodable(&undecodable(s));
                 json!(null)
