@@ -317,6 +317,8 @@ impl<S: Store> Cache<S> {
             None => inner.ticket(|c| c.get_or_load(now_ms(), req.clone(), policy.clone())),
             Some(b) => inner.ticket(|c| c.get_or_load_replacing(now_ms(), req.clone(), policy.clone(), b)),
         };
+        // A lead whose served value did not decode: it leads on (same loader task, same lease).
+        let mut again: Option<Lead<S>> = None;
         loop {
             let answer = match ticket {
                 Ticket::Answer { answer } => answer,
@@ -330,28 +332,40 @@ impl<S: Store> Cache<S> {
                     (ticket, rx) = inner.ticket(|c| c.joined(now_ms(), call));
                     continue;
                 }
-                Ticket::Lead { call, action } => match Lead::new(inner.clone(), call, loader.take()).run(action).await {
-                    // A leader that answered from the store (a fast read, a hit) never started
-                    // the loader: it comes back, so an undecodable hit can still be replaced.
-                    Ran::Answer(a, unused) => {
-                        loader = unused;
-                        a
+                Ticket::Lead { call, action } => {
+                    let lead = match again.take() {
+                        Some(mut l) => {
+                            l.call = call;
+                            l
+                        }
+                        None => Lead::new(inner.clone(), call, loader.take()),
+                    };
+                    match lead.run(action).await {
+                        // A leader that answered from the store (a fast read, a hit) never started
+                        // the loader: it comes back, so an undecodable hit can still be replaced.
+                        Ran::Answer(a, unused) => {
+                            loader = unused;
+                            a
+                        }
+                        // A stale value served while a refresh goes on: decoded before the refresh
+                        // is let go; one this reader cannot decode is taken back and the refresh
+                        // (this lead, its lease, its loader) answers instead.
+                        Ran::Serve(v, mut lead) => match decode(&v) {
+                            Err(Error::Codec(_)) => {
+                                let call = lead.call;
+                                (ticket, rx) = inner.ticket(|c| c.replace_served(now_ms(), call));
+                                // Anything but a new lead means the coordinator ended the call.
+                                lead.live = matches!(ticket, Ticket::Lead { .. });
+                                again = Some(lead);
+                                continue;
+                            }
+                            r => {
+                                lead.background();
+                                return r;
+                            }
+                        },
                     }
-                    // A stale value served while a refresh goes on: decoded before the refresh
-                    // is let go, so one this reader cannot decode is replaced by a load now.
-                    Ran::Serve(v, lead) => match decode(&v) {
-                        Err(Error::Codec(_)) => {
-                            loader = lead.abandon().await;
-                            (ticket, rx) = inner
-                                .ticket(|c| c.get_or_load_replacing(now_ms(), req.clone(), policy.clone(), v));
-                            continue;
-                        }
-                        r => {
-                            lead.background();
-                            return r;
-                        }
-                    },
-                },
+                }
             };
             let served = match answer {
                 Ok(Reply::Value(s)) => s,
@@ -534,7 +548,7 @@ impl<S: Store> Lead<S> {
     }
 
     /// Drive to the caller's answer. The loader comes back if it was never started; a stale
-    /// serve comes back with the call, for [`Lead::background`] or [`Lead::abandon`].
+    /// serve comes back with the call, for [`Lead::background`] or `replace_served`.
     async fn run(mut self, action: Action) -> Ran<S> {
         match self.drive(action).await {
             Driven::Answer(a) => Ran::Answer(a, self.loader.take()),
@@ -550,21 +564,6 @@ impl<S: Store> Lead<S> {
             // Its end (and any error, as an event) is the coordinator's to report.
             let _ = self.drive(next).await;
         });
-    }
-
-    /// The caller cannot use what was served: end the call now — its lease released before
-    /// the replacement asks for one — and hand back the loader if it never started.
-    async fn abandon(mut self) -> Option<Loader> {
-        let loader = self.loader.take();
-        if let Some(t) = self.running.take() {
-            t.abort();
-        }
-        self.live = false;
-        let call = self.call;
-        if let Some(op) = self.inner.decide(|c| c.cancel(call)) {
-            let _ = self.inner.exec(op).await;
-        }
-        loader
     }
 
     async fn drive(&mut self, mut action: Action) -> Driven {
