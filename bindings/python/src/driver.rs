@@ -383,8 +383,8 @@ enum Kind {
 enum St {
     /// Redis: run `call`, feed its reply.
     Store { op: StoreOp, call: RedisCall },
-    /// Redis: a cancelled lead's lease goes back (reply ignored); then replace `then`, if any.
-    Release { call: RedisCall, then: Option<Served> },
+    /// Redis: a cancelled lead's lease goes back (reply ignored).
+    Release { call: RedisCall },
     Fast { key: String, gen_keys: Vec<String> },
     Load(Option<u64>),
     Await(Option<u64>),
@@ -556,10 +556,10 @@ impl PyCall {
                         return;
                     }
                     Err(_) => {
-                        // A stale value that does not decode: let go of this lead (its lease
-                        // back first), then replace the entry.
-                        self.abandon(py, Some(s));
-                        return;
+                        // A stale value that does not decode: the core takes it back and this
+                        // call leads on (same lease, same loader) to answer from its refresh.
+                        let id = self.id;
+                        return self.ticket(py, |c, now| c.replace_served(now, id));
                     }
                 },
                 Action::Answer(a) => {
@@ -596,9 +596,8 @@ impl PyCall {
         };
     }
 
-    /// Cancel this call in the coordinator; its lease (if any) goes back. `then`: replace this
-    /// undecodable value afterwards.
-    fn abandon(&mut self, py: Python<'_>, then: Option<Served>) {
+    /// Cancel this call in the coordinator; its lease (if any) goes back.
+    fn abandon(&mut self, py: Python<'_>) {
         let release = if self.live {
             self.live = false;
             let host = self.host.clone();
@@ -610,16 +609,13 @@ impl PyCall {
             None
         };
         if let (Some(op), None) = (&release, &self.host.memory) {
-            self.st = St::Release { call: encode_op(op), then };
+            self.st = St::Release { call: encode_op(op) };
             return;
         }
         if let (Some(op), Some(m)) = (&release, self.host.memory.clone()) {
             self.host.apply(py, &m, op);
         }
-        match then {
-            Some(bad) => self.start(py, Some(bad)),
-            None => self.st = St::Finished,
-        }
+        self.st = St::Finished;
     }
 
     /// Send the fast read with the installed sync sender while the call is at FAST.
@@ -668,7 +664,7 @@ impl Drop for PyCall {
         if self.live {
             // A call nobody drives any more (an exception escaped the driver): leave the
             // coordinator consistent. A Redis lease it held expires by itself.
-            Python::attach(|py| self.abandon(py, None));
+            Python::attach(|py| self.abandon(py));
         }
     }
 }
@@ -743,10 +739,7 @@ impl PyCall {
                 };
                 self.feed(py, input);
             }
-            St::Release { then, .. } => match then {
-                Some(bad) => self.start(py, Some(bad)),
-                None => self.st = St::Finished,
-            },
+            St::Release { .. } => self.st = St::Finished,
             _ => unreachable!("checked by expect"),
         }
         Ok(())
@@ -757,7 +750,6 @@ impl PyCall {
         self.expect(&[STORE], "feed_store_error")?;
         match std::mem::replace(&mut self.st, St::Finished) {
             St::Store { .. } => self.feed(py, Input::StoreFailed(StoreFailure { message })),
-            St::Release { then: Some(bad), .. } => self.start(py, Some(bad)),
             _ => {}
         }
         Ok(())
@@ -904,7 +896,7 @@ impl PyCall {
         if matches!(self.st, St::Release { .. }) {
             return;
         }
-        self.abandon(py, None);
+        self.abandon(py);
     }
 }
 
