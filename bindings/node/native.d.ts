@@ -50,6 +50,11 @@ export declare class NativeCache {
   /** Go on after a serve (the rest runs in the background). */
   resume(call: number): unknown
   /**
+   * Instead of `resume`: the served value did not decode. The core takes it back and the
+   * call leads on under a new id (its lease, its running loader) to answer from the refresh.
+   */
+  replaceServed(call: number): unknown
+  /**
    * The call went away (a bug, a throw after its lease was taken): its flight ends (joiners
    * run again), and the lease it held is returned — inline on the memory store; on Redis as
    * `[script, [keys, args]]` to run (reply ignored). Also hands over the decision's events.

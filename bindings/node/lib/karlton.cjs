@@ -1025,7 +1025,7 @@ class Cache extends EventEmitter {
             r = this.#native.timeout(call);
             break;
           case A_SERVE:
-            if (await this.#serve(c, call, r[2])) {
+            if (this.#serve(c, call, r[2])) {
               r = c.again;
               c.again = undefined;
             } else {
@@ -1102,12 +1102,12 @@ class Cache extends EventEmitter {
 
   /**
    * SERVE: answer the caller with the stale value and let the refresh go on — unless the value
-   * does not decode: then this call lets go of its lead (its lease back first, so the
-   * replacement does not wait behind it) and runs again with the entry as a miss. True when it
-   * runs again (`c.again` is its ticket).
+   * does not decode: then the core takes it back (`replaceServed`) and this call leads on, with
+   * its lease and its loader, to answer from the refresh. True when it does (`c.again` is its
+   * ticket).
    */
-  async #serve(c, call, v) {
-    if (c.answered || c.raw || c.started || c.replaced || v === null || v === undefined) {
+  #serve(c, call, v) {
+    if (c.answered || c.raw || v === null || v === undefined) {
       this.#answerValue(c, v, false);
       return false;
     }
@@ -1116,9 +1116,7 @@ class Cache extends EventEmitter {
       out = this.#decode(v);
     } catch (e) {
       if (e?.code !== ERROR_CODES.codec) throw e;
-      await this.#cancel(call);
-      c.replaced = true;
-      c.again = this.#native.replacing(handleOf(c.key), c.tags, c.ph, typeof v === 'string' || Buffer.isBuffer(v) ? v : v.value, 'stale');
+      c.again = this.#native.replaceServed(call);
       return true;
     }
     c.answered = true;

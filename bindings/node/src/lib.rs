@@ -1025,6 +1025,15 @@ impl NativeCache {
         self.host.feed(call_id(call), Input::Continue)
     }
 
+    /// Instead of `resume`: the served value did not decode. The core takes it back and the
+    /// call leads on under a new id (its lease, its running loader) to answer from the refresh.
+    #[napi(ts_return_type = "unknown")]
+    pub fn replace_served(&self, call: f64) -> Out {
+        let mut st = self.host.lock();
+        let t = st.coord.replace_served(now_ms(), call_id(call));
+        self.host.ticket(&mut st, t)
+    }
+
     /// The call went away (a bug, a throw after its lease was taken): its flight ends (joiners
     /// run again), and the lease it held is returned — inline on the memory store; on Redis as
     /// `[script, [keys, args]]` to run (reply ignored). Also hands over the decision's events.
