@@ -166,6 +166,8 @@ export declare class Coordinator {
   readonly id: number;
   getOrLoad(nowMs: U64, request: FlowRequest, opts?: Opts): Ticket;
   getOrLoadReplacing(nowMs: U64, request: FlowRequest, served: Served, opts?: Opts): Ticket;
+  /** Instead of `continue` after a `serve` that did not decode: the call leads again; its refresh answers. */
+  replaceServed(nowMs: U64, call: number, opts?: { store?: number }): Ticket;
   joined(nowMs: U64, call: number, opts?: { store?: number }): Ticket;
   handle(nowMs: U64, call: number, input: Input, opts?: { store?: number }): Action;
   handleFastRead(nowMs: U64, call: number, replies: unknown[] | { error: string }, opts?: { store?: number }): Action;

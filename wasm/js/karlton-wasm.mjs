@@ -312,6 +312,13 @@ export class Coordinator {
   getOrLoadReplacing(nowMs, request, served, { policy, store } = {}) {
     return this.#call("get_or_load_replacing", { now_ms: nowMs, request, served, policy: this.#pol(policy), store });
   }
+  /**
+   * Instead of feeding `continue` after a `serve` whose value did not decode: the call leads
+   * again (a new call id, the same lease and loader) and its refresh answers the caller.
+   */
+  replaceServed(nowMs, call, { store } = {}) {
+    return this.#call("replace_served", { now_ms: nowMs, call, store });
+  }
   /** A joiner whose flight woke: its Ticket. */
   joined(nowMs, call, { store } = {}) {
     return this.#call("joined", { now_ms: nowMs, call, store });

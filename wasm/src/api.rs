@@ -37,6 +37,7 @@
 //! | `coord_create` | `seed` u64, `fast_read?` bool | coordinator handle (number) |
 //! | `coord_get_or_load` | `coord`, `now_ms`, `request`, `policy`, `store?` | Ticket JSON |
 //! | `coord_get_or_load_replacing` | `coord`, `now_ms`, `request`, `policy`, `served` (the Served that did not decode), `store?` | Ticket JSON |
+//! | `coord_replace_served` | `coord`, `now_ms`, `call` (whose last action was `serve` of a value that did not decode), `store?` | Ticket JSON |
 //! | `coord_joined` | `coord`, `now_ms`, `call` u64, `store?` | Ticket JSON |
 //! | `coord_handle` | `coord`, `now_ms`, `call`, `input` (Input JSON), `store?` | Action JSON |
 //! | `coord_handle_fast_read` | `coord`, `now_ms`, `call`, `replies` ([RedisValue JSON]) or `error` (message), `store?` | Action JSON |
@@ -675,7 +676,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
 /// The `coord_*` ops (see the module docs): `name` is the op without its prefix.
 fn coord(st: &mut State, r: &Obj<'_>, name: &str, out: &mut Vec<u8>) -> Res {
     const OPS: &[&str] = &[
-        "create", "drop", "get_or_load", "get_or_load_replacing", "joined", "handle",
+        "create", "drop", "get_or_load", "get_or_load_replacing", "replace_served", "joined", "handle",
         "handle_fast_read", "cancel", "op", "poll_event", "events", "stats", "pending",
         "report_undecodable", "memory_hit",
     ];
@@ -728,6 +729,11 @@ fn coord(st: &mut State, r: &Obj<'_>, name: &str, out: &mut Vec<u8>) -> Res {
             let (now, req) = (now()?, request()?);
             let bad = forms::served(r.req("served")?)?;
             let t = c.get_or_load_replacing(now, req, pol()?, bad);
+            forms::write_ticket(out, &inline_ticket(c, store, now, t));
+        }
+        "replace_served" => {
+            let (now, call) = (now()?, call()?);
+            let t = c.replace_served(now, call);
             forms::write_ticket(out, &inline_ticket(c, store, now, t));
         }
         "joined" => {

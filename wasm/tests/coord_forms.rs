@@ -81,6 +81,9 @@ fn coordinator_replies_are_the_cores_serde_bytes() {
                     let served = serde_json::to_value(bad()).unwrap();
                     ("null".to_owned(), with("coord_report_undecodable", json!({"served": served})))
                 }
+                "replace_served" => {
+                    (serde_json::to_string(&c.replace_served(now, id)).unwrap(), with("coord_replace_served", json!({})))
+                }
                 "joined" => (serde_json::to_string(&c.joined(now, id)).unwrap(), with("coord_joined", json!({}))),
                 "feed" => {
                     let inp: Input = serde_json::from_value(s["input"].clone()).unwrap();

@@ -211,6 +211,10 @@ fn coordinator(k: &mut Instance, input: &Value) -> Value {
                 let t = call(k, json!({"op": "coord_get_or_load_replacing", "coord": coord, "now_ms": now, "request": request(), "policy": policy, "served": undecodable(s)}));
                 names.ticket(label, t)
             }
+            "replace_served" => {
+                let t = call(k, json!({"op": "coord_replace_served", "coord": coord, "now_ms": now, "call": names.call(label)}));
+                names.ticket(label, t)
+            }
             "get_undecodable" => call(k, json!({"op": "coord_report_undecodable", "coord": coord, "served": undecodable(s)})),
             "joined" => {
                 let t = call(k, json!({"op": "coord_joined", "coord": coord, "now_ms": now, "call": names.call(label)}));

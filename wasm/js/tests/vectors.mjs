@@ -157,6 +157,9 @@ function coordinator(k, input) {
       case "replacing":
         out = ticket(s.call, callBig(k, { op: "coord_get_or_load_replacing", ...base, request: request(), policy, served: undecodable(s) }));
         break;
+      case "replace_served":
+        out = ticket(s.call, callBig(k, { op: "coord_replace_served", ...base, call: callOf(s.call) }));
+        break;
       case "get_undecodable":
         out = callBig(k, { op: "coord_report_undecodable", coord, served: undecodable(s) });
         break;
