@@ -59,6 +59,12 @@ export interface PolicyOptions {
   loadHardTimeout?: Duration | null;
   /** When the store fails: answer from the loader (default) or fail. */
   onStoreError?: 'load' | 'error';
+  /**
+   * The largest encoded value that is cached, in bytes (default 16 MiB, at most 512 MiB). A
+   * larger one is returned to its callers but not stored (`valuesTooLarge`); `set` of one
+   * removes the key.
+   */
+  maxValueBytes?: number;
 }
 
 /** A validated policy. Invalid combinations (hardTtl < softTtl, …) throw a RangeError here. */
@@ -184,6 +190,8 @@ export interface CacheStats {
   staleIfError: number;
   earlyRefreshes: number;
   evictions: number;
+  /** Values not cached because they exceed `maxValueBytes` (returned, not stored). */
+  valuesTooLarge: number;
   /** Callers answered by another caller's flight in this process (a stampede's joiners). */
   coalesced: number;
 }

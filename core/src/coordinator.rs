@@ -875,6 +875,10 @@ impl Coordinator {
                 gen_keys: gen_keys.clone(),
             },
             Op::Get { key, gen_keys } => Action::Store(flow::get_op(key, gen_keys)),
+            // Too big to cache: remove the key rather than leave the value this write replaces.
+            Op::Set { write } if write.value.len() as u64 > policy.max_value_bytes() => {
+                Action::Store(flow::invalidate_op(&write.key, InvalidateMode::Delete))
+            }
             Op::Set { write } => Action::Store(flow::set_op(
                 write,
                 &policy,
@@ -925,6 +929,11 @@ impl Coordinator {
             (Op::Set { .. }, StoreReply::Stored) => Ok(Reply::Stored(true)),
             (Op::Set { .. }, StoreReply::Rejected { .. }) => {
                 st.fills_rejected += 1;
+                Ok(Reply::Stored(false))
+            }
+            // A value over `max_value_bytes`: the key was removed instead (see `op`).
+            (Op::Set { .. }, StoreReply::Invalidated { .. }) => {
+                st.values_too_large += 1;
                 Ok(Reply::Stored(false))
             }
             (Op::Invalidate { .. }, StoreReply::Invalidated { existed }) => {

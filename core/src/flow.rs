@@ -692,6 +692,11 @@ impl GetOrLoad {
         let Some(token) = self.token.filter(|_| fill) else {
             return self.done(Ok(served));
         };
+        if l.value.len() as u64 > self.policy.max_value_bytes() {
+            // Too big to cache: the caller (and its joiners) get it; the lease goes back.
+            self.stats.values_too_large += 1;
+            return self.release_then(Ok(served));
+        }
         if ttls.0 == 0 {
             // Negative caching off: give the lease back so the next caller loads at once.
             return self.release_then(Ok(served));

@@ -466,6 +466,23 @@ impl MemoryStore {
                     lease_gens: Vec::new(),
                     memo: None,
                 };
+                if slot.cost(key) > sh.max_bytes {
+                    // Larger than this shard's whole budget: keeping it would flush the shard
+                    // and still break `max_bytes`. It is evicted at once, as Caffeine does with
+                    // an entry heavier than the cache; the value it replaces goes too (a reader
+                    // must not get it after this write), its version floor stays.
+                    if let Some(i) = found {
+                        let old = &sh.nodes[i].slot;
+                        if old.version.is_none() && slot.version.is_none() {
+                            sh.remove(i);
+                        } else {
+                            let floor = Slot { entry: None, memo: None, lease: None, ..slot };
+                            sh.set_slot(i, floor, false);
+                        }
+                    }
+                    self.evictions.fetch_add(1, Ordering::Relaxed);
+                    return StoreReply::Stored;
+                }
                 let i = match found {
                     Some(i) => {
                         sh.set_slot(i, slot, true);
@@ -635,5 +652,28 @@ mod tests {
         assert!(m.peek_valid(0, "k", &[]).unwrap().2.is_none());
         m.apply(0, &StoreOp::Invalidate { key: "k".into(), mode: InvalidateMode::Delete });
         assert!(m.peek_valid(0, "k", &[]).is_none());
+    }
+
+    /// Issue 11: an entry heavier than its shard's whole budget is not kept (it would flush
+    /// the shard and still break `max_bytes`); the value it replaces goes too.
+    #[test]
+    fn max_bytes_holds_for_an_entry_larger_than_its_shard() {
+        let cfg = MemoryStoreConfig { max_entries: 1_000, max_bytes: 64 << 10, shards: 1, seed: 0 };
+        let m = MemoryStore::new(cfg);
+        for i in 0..20 {
+            fill(&m, &format!("small{i}"), &[b'x'; 100]);
+        }
+        fill(&m, "big", b"old");
+        let before = m.len();
+        fill(&m, "big", &vec![b'y'; 100 << 10]);
+        assert!(m.bytes() <= 64 << 10, "bytes {} over max_bytes", m.bytes());
+        assert!(m.peek_valid(0, "big", &[]).is_none(), "neither the big value nor the one it replaced is served");
+        assert_eq!(m.len(), before - 1, "the other entries stay");
+        assert_eq!(m.evictions(), 1);
+        // Many of them never add up past the bound either.
+        for i in 0..50 {
+            fill(&m, &format!("big{i}"), &vec![b'z'; 70 << 10]);
+        }
+        assert!(m.bytes() <= 64 << 10);
     }
 }

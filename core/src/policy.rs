@@ -67,7 +67,18 @@ pub struct PolicySpec {
     pub load_hard_timeout_ms: Option<u64>,
     /// What to do when the store fails.
     pub on_store_error: OnStoreError,
+    /// The largest value (encoded bytes) that is cached. A larger one is answered to its
+    /// caller and its joiners but not stored (counted in `values_too_large`), and a `set` of
+    /// one removes the key instead of storing it. In `[1, 512 MiB]` (Redis's string limit).
+    pub max_value_bytes: u64,
 }
+
+/// The default [`PolicySpec::max_value_bytes`]: 16 MiB, within one shard of the default
+/// memory store and far below what blocks a Redis server for long.
+pub const DEFAULT_MAX_VALUE_BYTES: u64 = 16 << 20;
+
+/// The largest [`PolicySpec::max_value_bytes`]: 512 MiB, the largest Redis string.
+pub const MAX_VALUE_BYTES: u64 = 512 << 20;
 
 impl Default for PolicySpec {
     fn default() -> Self {
@@ -85,6 +96,7 @@ impl Default for PolicySpec {
             load_soft_timeout_ms: None,
             load_hard_timeout_ms: None,
             on_store_error: OnStoreError::Load,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
         }
     }
 }
@@ -275,6 +287,13 @@ impl Policy {
                 return Err(PolicyError::LoadTimeouts { soft: s, hard: h });
             }
         }
+        if !(1..=MAX_VALUE_BYTES).contains(&spec.max_value_bytes) {
+            return Err(PolicyError::OutOfRange {
+                field: "max_value_bytes",
+                value: spec.max_value_bytes as f64,
+                expected: "a size in bytes in [1, 536870912]",
+            });
+        }
         // Round to the nearest ppm; jitter < 1 so this is < 1_000_000.
         let jitter_ppm = libm::round(spec.jitter * 1_000_000.0) as u64;
         Ok(Policy { hard_ttl_ms: hard, jitter_ppm: jitter_ppm.min(999_999), spec })
@@ -353,10 +372,14 @@ impl Policy {
     pub fn on_store_error(&self) -> OnStoreError {
         self.spec.on_store_error
     }
+    /// The largest value that is cached.
+    pub fn max_value_bytes(&self) -> u64 {
+        self.spec.max_value_bytes
+    }
 }
 
 /// The `PolicySpec` fields, in declaration order.
-const FIELDS: [&str; 13] = [
+const FIELDS: [&str; 14] = [
     "soft_ttl_ms",
     "hard_ttl_ms",
     "jitter",
@@ -370,6 +393,7 @@ const FIELDS: [&str; 13] = [
     "load_soft_timeout_ms",
     "load_hard_timeout_ms",
     "on_store_error",
+    "max_value_bytes",
 ];
 
 fn json_err(message: String) -> PolicyError {
@@ -496,10 +520,11 @@ fn spec_from_json(text: &str) -> Result<PolicySpec, PolicyError> {
             }
             10 => spec.load_soft_timeout_ms = opt_u64(v)?,
             11 => spec.load_hard_timeout_ms = opt_u64(v)?,
-            _ => {
+            12 => {
                 spec.on_store_error =
                     variant(v, &["load", "error"], &[OnStoreError::Load, OnStoreError::Error])?
             }
+            _ => spec.max_value_bytes = u64_of(v)?,
         }
     }
     Ok(spec)

@@ -69,4 +69,6 @@ stats! {
     coalesced,
     /// Entries the store evicted for space (memory store; filled in by the driver).
     evictions,
+    /// Values not cached because they exceed `max_value_bytes` (answered, not stored).
+    values_too_large,
 }

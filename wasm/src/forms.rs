@@ -571,6 +571,7 @@ pub(crate) fn write_policy(out: &mut Vec<u8>, p: &Policy) {
         load_soft_timeout_ms,
         load_hard_timeout_ms,
         on_store_error,
+        max_value_bytes,
     } = p.spec();
     let mut o = O::new(out);
     o.u64("soft_ttl_ms", soft_ttl_ms)
@@ -599,6 +600,7 @@ pub(crate) fn write_policy(out: &mut Vec<u8>, p: &Policy) {
                 karlton_core::OnStoreError::Error => "error",
             },
         )
+        .u64("max_value_bytes", max_value_bytes)
         .end();
 }
 

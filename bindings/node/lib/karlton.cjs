@@ -259,7 +259,7 @@ const DURATION_FIELDS = {
   loadHardTimeout: 'load_hard_timeout_ms',
 };
 const NULLABLE = new Set(['hardTtl', 'loadSoftTimeout', 'loadHardTimeout']);
-const NUMBER_FIELDS = { jitter: 'jitter', earlyRefresh: 'early_refresh' };
+const NUMBER_FIELDS = { jitter: 'jitter', earlyRefresh: 'early_refresh', maxValueBytes: 'max_value_bytes' };
 const ENUM_FIELDS = {
   onLockTimeout: ['on_lock_timeout', { load: 'load', serveStale: 'serve_stale', serve_stale: 'serve_stale', error: 'error' }],
   onStoreError: ['on_store_error', { load: 'load', error: 'error' }],

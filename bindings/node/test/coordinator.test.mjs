@@ -195,7 +195,39 @@ for (const [label, makeStore] of Object.entries(stores)) {
     assert.equal(await cache.getOrLoad(key, async () => 'next'), 'next', 'the lease was released');
     assert.deepEqual(cache.pending(), { calls: 0, flights: 0 });
   });
+
+  test(`${label}: issue 11 — a value over maxValueBytes is answered to every caller, never stored, and its lease goes back`, async () => {
+    const cache = new Cache({ store: makeStore(), policy: { softTtl: '1m', maxValueBytes: 64 } });
+    const key = new Key(ns('toolarge'), 'x');
+    const big = 'x'.repeat(100);
+    const gate = deferred();
+    let calls = 0;
+    const loader = async () => {
+      calls++;
+      await gate.promise;
+      return big;
+    };
+    const callers = Array.from({ length: 10 }, () => cache.getOrLoad(key, loader));
+    gate.resolve();
+    assert.deepEqual(await Promise.all(callers), Array(10).fill(big), 'joiners share it (not run again)');
+    assert.equal(calls, 1);
+    assert.equal(await cache.get(key), undefined, 'not stored');
+    const s = cache.stats();
+    assert.equal(s.valuesTooLarge, 1);
+    assert.equal(s.fillsRejected, 0);
+    assert.equal(await cache.getOrLoad(key, async () => 'small'), 'small', 'the lease went back: loads at once');
+    assert.equal(await cache.set(key, big), false, 'a set over the limit is refused…');
+    assert.equal(await cache.get(key), undefined, '…and removes the value it would replace');
+    assert.equal(cache.stats().valuesTooLarge, 2);
+    assert.deepEqual(cache.pending(), { calls: 0, flights: 0 });
+  });
 }
+
+test('issue 11: maxValueBytes is validated by the core', () => {
+  assert.throws(() => new Cache({ policy: { maxValueBytes: 0 } }), /maxValueBytes/);
+  assert.throws(() => new Cache({ policy: { maxValueBytes: 2 ** 29 + 1 } }), /maxValueBytes/);
+  assert.throws(() => new Cache({ policy: { maxValueBytes: '1' } }), TypeError);
+});
 
 test('seeds: caches created at once draw different jitter (OS seeds, not the clock)', async () => {
   // The same key, the same policy and the same instant in five caches, each on its own store:

@@ -28,7 +28,7 @@ function same(a, b) {
 }
 
 const camel = (s) => s.replace(/_ms$/, '').replace(/_([a-z])/g, (_, c) => c.toUpperCase());
-const SPEC_FIELDS = new Set(['soft_ttl_ms', 'hard_ttl_ms', 'jitter', 'early_refresh', 'negative_ttl_ms', 'stale_if_error_ms', 'lease_ttl_ms', 'lock_wait_ms', 'lock_backoff_ms', 'on_lock_timeout', 'load_soft_timeout_ms', 'load_hard_timeout_ms', 'on_store_error']);
+const SPEC_FIELDS = new Set(['soft_ttl_ms', 'hard_ttl_ms', 'jitter', 'early_refresh', 'negative_ttl_ms', 'stale_if_error_ms', 'lease_ttl_ms', 'lock_wait_ms', 'lock_backoff_ms', 'on_lock_timeout', 'load_soft_timeout_ms', 'load_hard_timeout_ms', 'on_store_error', 'max_value_bytes']);
 
 /** Parse vector text keeping integers beyond 2^53 exact: they travel as marked strings and are
  * written back as bare digits when the case is serialized for the addon. */

@@ -331,3 +331,53 @@ def test_caches_built_together_draw_different_jitter(redis_client: Any) -> None:
         c.close()
     gaps = [abs(a - b) for j, a in enumerate(soft) for b in soft[j + 1 :]]
     assert min(gaps) > 1_000, f"soft expiries {soft}: two caches drew the same jitter"
+
+
+# -- issue 11: values over max_value_bytes are answered, never stored ------------------------
+
+
+def test_value_over_max_value_bytes_is_answered_not_stored(stores: tuple[Any, Any]) -> None:
+    key = Key("big", "k")
+    small = POLICY.replace(max_value_bytes=64)
+    big = "x" * 100
+    with Cache(stores[0], small) as cache:
+        barrier = threading.Barrier(8)
+        calls = []
+
+        def loader() -> str:
+            calls.append(1)
+            time.sleep(0.05)
+            return big
+
+        def caller() -> Any:
+            barrier.wait()
+            return cache.get_or_load(key, loader)
+
+        threads = [threading.Thread(target=lambda: out.append(caller())) for _ in range(8)]
+        out: list[Any] = []
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert out == [big] * 8, "every caller gets the value, joiners included"
+        assert cache.get(key, "absent") == "absent", "not stored"
+        s = cache.stats()
+        assert s["values_too_large"] == 1 and s["fills_rejected"] == 0
+        # The lease went back: the next caller loads at once (no lock_wait).
+        assert cache.get_or_load(key, lambda: "small") == "small"
+        assert cache.get(key) == "small"
+        assert 1 <= sum(calls) <= 2, f"one load for the stampede (two only if a caller was late): {calls}"
+        # A set over the limit removes the key instead of leaving the value it replaces.
+        assert cache.set(key, big) is False
+        assert cache.get(key, "absent") == "absent"
+        assert cache.stats()["values_too_large"] == 2
+
+
+def test_max_value_bytes_is_validated() -> None:
+    with pytest.raises(ValueError, match="max_value_bytes"):
+        Policy(max_value_bytes=0)
+    with pytest.raises(ValueError, match="max_value_bytes"):
+        Policy(max_value_bytes=(512 << 20) + 1)
+    with pytest.raises(TypeError, match="max_value_bytes"):
+        Policy(max_value_bytes=1.5)  # type: ignore[arg-type]
+    assert Policy(max_value_bytes=512 << 20).max_value_bytes == 512 << 20

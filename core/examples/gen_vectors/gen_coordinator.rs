@@ -401,7 +401,38 @@ pub fn coordinator() -> File {
     waits_and_failures(&mut f);
     protocol(&mut f);
     keys_and_skew(&mut f);
+    too_large(&mut f);
     f
+}
+
+/// Values over `max_value_bytes`: answered, never stored.
+fn too_large(f: &mut File) {
+    let small = pol(json!({"max_value_bytes": 8}));
+    // A load: leader and joiner get it, the lease goes back, nothing is stored.
+    let mut s = Script::new(small.clone(), false);
+    s.call(0, "a", "k", &[NS]);
+    assert_eq!(s.call(0, "j", "k", &[NS]), "join");
+    s.load(5, "a", "far too long for eight bytes");
+    s.joined(5, "j");
+    s.is("a", "far too long for eight bytes");
+    s.is("j", "far too long for eight bytes");
+    assert!(s.store.inspect(T0 + 5, "k").is_none_or(|i| i.entry.is_none() && i.lease.is_none()), "not stored, lease released");
+    assert_eq!((s.stat("values_too_large"), s.stat("loads"), s.stat("fills_rejected")), (1, 1, 0));
+    s.call(6, "b", "k", &[NS]);
+    assert!(matches!(s.act["b"], Action::StartLoad { .. }), "the next caller loads at once: no lease left behind");
+    s.load(7, "b", "ok");
+    s.is("b", "ok");
+    s.emit(f, "value too large: answered, not stored", "a loaded value over max_value_bytes goes to the caller and its joiners (not run again), is not stored, and the lease is released so the next caller loads at once", true);
+
+    // A set: the key is removed rather than left holding the value it replaces.
+    let mut s = Script::new(small, false);
+    s.other_set(0, "k", "old", None);
+    s.op(1, "w", json!({"op": "set", "write": {"key": "k", "gen_keys": [NS], "tags": [], "value": karlton_core::store::hex::encode(&enc("far too long for eight bytes")), "codec": 1, "version": null}}));
+    assert_eq!(s.got["w"], Ok(Reply::Stored(false)));
+    s.op(2, "g", json!({"op": "get", "key": "k", "gen_keys": [NS]}));
+    assert_eq!(s.got["g"], Ok(Reply::Missing), "the old value is gone");
+    assert_eq!(s.stat("values_too_large"), 1);
+    s.emit(f, "set of a value too large removes the key", "a set over max_value_bytes answers false and deletes the key: no reader gets the value that write replaced", true);
 }
 
 fn stampedes(f: &mut File) {

@@ -443,7 +443,7 @@ fn norm(over: Value) -> Value {
         "soft_ttl_ms": 60000, "hard_ttl_ms": 60000, "jitter": 0.0, "early_refresh": 0.0,
         "negative_ttl_ms": 0, "stale_if_error_ms": 0, "lease_ttl_ms": 10000, "lock_wait_ms": 5000,
         "lock_backoff_ms": [2, 5, 10], "on_lock_timeout": "load", "load_soft_timeout_ms": null,
-        "load_hard_timeout_ms": null, "on_store_error": "load"
+        "load_hard_timeout_ms": null, "on_store_error": "load", "max_value_bytes": 16777216
     });
     for (k, v) in over.as_object().unwrap() {
         p[k] = v.clone();
@@ -474,7 +474,7 @@ pub fn policy() -> File {
         "soft_ttl_ms": 1000, "hard_ttl_ms": 5000, "jitter": 0.1, "early_refresh": 1.0,
         "negative_ttl_ms": 500, "stale_if_error_ms": 60000, "lease_ttl_ms": 2000, "lock_wait_ms": 300,
         "lock_backoff_ms": [5, 10, 20, 40], "on_lock_timeout": "serve_stale", "load_soft_timeout_ms": 100,
-        "load_hard_timeout_ms": 1000, "on_store_error": "error"
+        "load_hard_timeout_ms": 1000, "on_store_error": "error", "max_value_bytes": 1024
     });
     f.hand("every_field", "every field set", sp(full.clone()), norm(full));
     f.hand("jitter_zero", "jitter 0 allowed", sp(json!({"jitter": 0})), norm(json!({"jitter": 0.0})));
@@ -495,6 +495,10 @@ pub fn policy() -> File {
         f.hand(&format!("on_store_error_{v}"), "each on_store_error value", sp(json!({"on_store_error": v})), norm(json!({"on_store_error": v})));
     }
     f.hand("normalized_roundtrip", "a normalized policy parses to itself", sp(norm(json!({}))["ok"].clone()), norm(json!({})));
+    f.hand("max_value_bytes_1", "1 byte is the smallest value limit", sp(json!({"max_value_bytes": 1})), norm(json!({"max_value_bytes": 1})));
+    f.hand("max_value_bytes_512mib", "512 MiB (Redis's largest string) is the largest", sp(json!({"max_value_bytes": 536870912u64})), norm(json!({"max_value_bytes": 536870912u64})));
+    f.hand("max_value_bytes_zero", "a value limit of 0 would cache nothing", sp(json!({"max_value_bytes": 0})), perr("out_of_range", Some("max_value_bytes")));
+    f.hand("max_value_bytes_over", "above 512 MiB is refused", sp(json!({"max_value_bytes": 536870913u64})), perr("out_of_range", Some("max_value_bytes")));
     // ---- zero
     f.hand("soft_zero", "soft_ttl must be > 0", sp(json!({"soft_ttl_ms": 0})), perr("zero", Some("soft_ttl_ms")));
     f.hand("lease_zero", "lease_ttl must be > 0", sp(json!({"lease_ttl_ms": 0})), perr("zero", Some("lease_ttl_ms")));

@@ -75,6 +75,7 @@ impl Gen {
             load_soft_timeout_ms: if self.chance(30) { Some(1 + self.below(100)) } else { None },
             load_hard_timeout_ms: if self.chance(30) { Some(200 + self.below(1_000)) } else { None },
             on_store_error: *self.pick(&[karlton_core::OnStoreError::Load, karlton_core::OnStoreError::Error]),
+            max_value_bytes: *self.pick(&[8, 1_024, karlton_core::policy::DEFAULT_MAX_VALUE_BYTES]),
         }
     }
     fn entry(&mut self) -> Entry {

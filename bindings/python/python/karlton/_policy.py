@@ -32,6 +32,12 @@ def _ms(name: str, value: Any) -> int:
     return round(secs * 1000)
 
 
+def _int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"Policy(): {name} must be an int (bytes), not {type(value).__name__}")
+    return value
+
+
 def _fraction(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"Policy(): {name} must be a number, not {type(value).__name__}")
@@ -59,6 +65,9 @@ class Policy:
     ``on_lock_timeout``: ``"load"`` | ``"serve_stale"`` | ``"error"``. ``load_soft_timeout``:
     after this, a slow load with a stale value at hand serves it. ``load_hard_timeout``: a load
     is abandoned after this. ``on_store_error``: ``"load"`` (answer from the loader) | ``"error"``.
+    ``max_value_bytes``: the largest encoded value that is cached (default 16 MiB, at most
+    512 MiB); a larger one is returned to its callers but not stored (``values_too_large``),
+    and ``set`` of one removes the key.
 
     Invalid combinations raise ``ValueError`` (wrong types ``TypeError``) here, never later.
     """
@@ -81,13 +90,14 @@ class Policy:
         load_soft_timeout: Seconds | None = None,
         load_hard_timeout: Seconds | None = None,
         on_store_error: str = "load",
+        max_value_bytes: int = 16 << 20,
     ) -> None:
         kwargs = dict(
             soft_ttl=soft_ttl, hard_ttl=hard_ttl, jitter=jitter, early_refresh=early_refresh,
             negative_ttl=negative_ttl, stale_if_error=stale_if_error, lease_ttl=lease_ttl,
             lock_wait=lock_wait, lock_backoff=lock_backoff, on_lock_timeout=on_lock_timeout,
             load_soft_timeout=load_soft_timeout, load_hard_timeout=load_hard_timeout,
-            on_store_error=on_store_error,
+            on_store_error=on_store_error, max_value_bytes=max_value_bytes,
         )
         if isinstance(lock_backoff, (str, bytes)) or not isinstance(lock_backoff, (list, tuple)):
             raise TypeError(f"Policy(): lock_backoff must be a list of seconds, not {type(lock_backoff).__name__}")
@@ -105,6 +115,7 @@ class Policy:
             "load_soft_timeout_ms": None if load_soft_timeout is None else _ms("load_soft_timeout", load_soft_timeout),
             "load_hard_timeout_ms": None if load_hard_timeout is None else _ms("load_hard_timeout", load_hard_timeout),
             "on_store_error": _choice("on_store_error", on_store_error, _ON_STORE_ERROR),
+            "max_value_bytes": _int("max_value_bytes", max_value_bytes),
         }
         try:
             native = PolicyCore.from_json(json.dumps(spec))
