@@ -24,6 +24,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+tokio::task_local! {
+    /// The flights whose loaders this task runs inside, with the cache each belongs to (its
+    /// `Inner`'s address): a `get_or_load` for a key one of them is loading would wait for
+    /// itself, so the coordinator refuses it (`FlowError::Reentrant`). A loader that spawns
+    /// tasks of its own leaves this behind (task-locals do not follow `tokio::spawn`).
+    static LOADING: Vec<(usize, FlightId)>;
+}
+
 /// What can go wrong in a cache call.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
@@ -314,7 +322,13 @@ impl<S: Store> Cache<S> {
         let req = Request { key: k.to_owned(), gen_keys: gen_keys.to_vec(), tags: opts.tags.clone() };
         let mut loader: Option<Loader> = Some(Box::new(move || Box::pin(loader()) as BoxLoad));
         let (mut ticket, mut rx) = match bad.take() {
-            None => inner.ticket(|c| c.get_or_load(now_ms(), req.clone(), policy.clone())),
+            None => {
+                let me = Arc::as_ptr(inner) as *const () as usize;
+                let within: Vec<FlightId> = LOADING
+                    .try_with(|v| v.iter().filter(|(c, _)| *c == me).map(|(_, f)| *f).collect())
+                    .unwrap_or_default();
+                inner.ticket(|c| c.get_or_load_within(now_ms(), req.clone(), policy.clone(), &within))
+            }
             Some(b) => inner.ticket(|c| c.get_or_load_replacing(now_ms(), req.clone(), policy.clone(), b)),
         };
         // A lead whose served value did not decode: it leads on (same loader task, same lease).
@@ -579,7 +593,12 @@ impl<S: Store> Lead<S> {
                 Action::StartLoad { timeout_at } => {
                     match self.loader.take() {
                         // A task, so a panicking loader is a failed load, not a stranded key.
-                        Some(l) => self.running = Some(tokio::spawn(l())),
+                        Some(l) => {
+                            // The loader's task knows which flight it loads (re-entrance check).
+                            let mut chain = LOADING.try_with(Vec::clone).unwrap_or_default();
+                            chain.push((Arc::as_ptr(&self.inner) as *const () as usize, FlightId(call.0)));
+                            self.running = Some(tokio::spawn(LOADING.scope(chain, l())));
+                        }
                         None => {
                             action = self.inner.decide(|c| {
                                 c.handle(now_ms(), call, Input::LoadFailed("the loader was already used".into()))

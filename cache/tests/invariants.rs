@@ -572,6 +572,12 @@ async fn l3_dropped_leader_releases_its_lease() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reentrant_get_or_load_is_an_error_not_a_deadlock() {
+    let cache = Cache::new(MemoryStore::default(), scenarios::policy(60_000, 60_000));
+    scenarios::reentrant_get_or_load_is_an_error_not_a_deadlock(cache, key("reentrant"), key("reentrant-2")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panicking_loader_fails_its_call_and_frees_the_key() {
     let cache = Cache::new(MemoryStore::default(), scenarios::policy(60_000, 60_000));
     scenarios::panicking_loader_fails_the_call_and_frees_the_key(cache, key("panic")).await;

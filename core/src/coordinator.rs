@@ -464,6 +464,26 @@ impl Coordinator {
         self.lead(now, req, policy, None)
     }
 
+    /// [`Coordinator::get_or_load`] from inside loaders: `within` are the flights whose loaders
+    /// the calling chain runs in (the host tracks them: a task-local, a context variable,
+    /// `AsyncLocalStorage`). A call for a key one of them is loading would wait for itself, so
+    /// it is answered [`FlowError::Reentrant`] at once — in every runtime, not a hang.
+    pub fn get_or_load_within(
+        &mut self,
+        now: u64,
+        req: Request,
+        policy: Arc<Policy>,
+        within: &[FlightId],
+    ) -> Ticket {
+        let own = within.iter().any(|f| self.flights.get(f).is_some_and(|f| f.key == req.key));
+        if own {
+            return Ticket::Answer {
+                answer: Err(FlowError::Reentrant(req.key)),
+            };
+        }
+        self.get_or_load(now, req, policy)
+    }
+
     /// The value `get_or_load` answered did not decode (bad JSON, an unknown codec): count it
     /// as a corrupt entry (taking back the hit it was counted as) and run again treating that
     /// entry as a miss, so the loader runs and its fill replaces the bytes. `bad` is the

@@ -101,6 +101,10 @@ pub enum FlowError {
     /// The driver fed an input the flow did not ask for (a driver bug).
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// A loader asked for a key its own call chain is loading (`get_or_load` of its own key,
+    /// directly or through other keys' loaders): waiting would deadlock. Names the key.
+    #[error("re-entrant get_or_load of `{0}`: this call chain is already loading it (waiting would deadlock)")]
+    Reentrant(String),
 }
 
 /// What the loader produced.

@@ -65,6 +65,12 @@ async fn panicking_loader_fails_its_call_and_frees_the_key() {
     scenarios::panicking_loader_fails_the_call_and_frees_the_key(cache(&server).await, key("panic")).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reentrant_get_or_load_is_an_error_not_a_deadlock() {
+    let server = RedisServer::start();
+    scenarios::reentrant_get_or_load_is_an_error_not_a_deadlock(cache(&server).await, key("reentrant"), key("reentrant-2")).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn undecodable_value_is_counted_and_replaced_by_a_load() {
     let server = RedisServer::start();

@@ -257,3 +257,40 @@ pub async fn undecodable_stale_value_is_replaced_by_a_load<S: Store>(cache: Cach
     assert_eq!(cache.get::<String>(&key).await.unwrap().as_deref(), Some("loaded"), "the fill replaced it");
     assert_eq!(cache.pending(), (0, 0));
 }
+
+/// Issue 11: a loader that calls `get_or_load` on the key it is loading — directly, or through
+/// another key's loader — gets `FlowError::Reentrant` at once instead of waiting for itself.
+/// (Before, the inner call joined its own flight and the outer call never ended.) The timeout
+/// makes a regression fail instead of hang.
+pub async fn reentrant_get_or_load_is_an_error_not_a_deadlock<S: Store>(cache: Cache<S>, key: Key, other: Key) {
+    use karlton::Error;
+    use karlton::core::FlowError;
+    let c = cache.clone();
+    let k = key.clone();
+    let direct = cache.get_or_load(&key, move || async move {
+        let inner = c.get_or_load(&k, || async { Ok::<_, String>(Some(0u32)) }).await;
+        assert!(matches!(inner, Err(Error::Flow(FlowError::Reentrant(_)))), "inner call: {inner:?}");
+        Ok::<_, String>(Some(1u32))
+    });
+    let got = tokio::time::timeout(Duration::from_secs(5), direct).await.expect("no deadlock");
+    assert_eq!(got.unwrap(), Some(1), "the outer call still answers from its own loader");
+
+    // key -> other -> key.
+    cache.invalidate(&key).await.unwrap();
+    let (c1, k1, o1) = (cache.clone(), key.clone(), other.clone());
+    let cycle = cache.get_or_load(&key, move || async move {
+        let c2 = c1.clone();
+        let k2 = k1.clone();
+        let mid = c1
+            .get_or_load(&o1, move || async move {
+                let inner = c2.get_or_load(&k2, || async { Ok::<_, String>(Some(0u32)) }).await;
+                Ok::<_, String>(Some(if matches!(inner, Err(Error::Flow(FlowError::Reentrant(_)))) { 20 } else { 99 }))
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(mid)
+    });
+    let got = tokio::time::timeout(Duration::from_secs(5), cycle).await.expect("no deadlock through another key");
+    assert_eq!(got.unwrap(), Some(20), "the innermost call was refused as re-entrant");
+    assert_eq!(cache.pending(), (0, 0));
+}

@@ -6,7 +6,7 @@
 
 use crate::File;
 use crate::eval::stats_json;
-use karlton_core::coordinator::{Action, Answer, CallId, Coordinator, Reply, Ticket};
+use karlton_core::coordinator::{Action, Answer, CallId, Coordinator, FlightId, Reply, Ticket};
 use karlton_core::entry::codec;
 use karlton_core::flow::{Input, Loaded, Write};
 use karlton_core::redis::RedisValue;
@@ -151,6 +151,18 @@ impl Script {
         let t = self.c.get_or_load(T0 + now, req, self.policy.clone());
         self.ticket(label, t);
         self.record(json!({ "now": T0 + now, "call": label, "do": "get_or_load", "key": key, "gen_keys": gen_keys }));
+        self.run(now, label);
+        self.tickets[label]
+    }
+
+    /// A `get_or_load` by `label` made inside the loaders of the flights `within` (named by
+    /// the labels that lead them).
+    fn call_within(&mut self, now: u64, label: &str, key: &str, within: &[&str]) -> &'static str {
+        let req = karlton_core::Request { key: key.into(), gen_keys: vec![NS.into()], tags: vec![] };
+        let ids: Vec<FlightId> = within.iter().map(|l| FlightId(self.id(l).0)).collect();
+        let t = self.c.get_or_load_within(T0 + now, req, self.policy.clone(), &ids);
+        self.ticket(label, t);
+        self.record(json!({ "now": T0 + now, "call": label, "do": "get_or_load", "key": key, "gen_keys": [NS], "within": within }));
         self.run(now, label);
         self.tickets[label]
     }
@@ -402,7 +414,37 @@ pub fn coordinator() -> File {
     protocol(&mut f);
     keys_and_skew(&mut f);
     too_large(&mut f);
+    reentrant(&mut f);
     f
+}
+
+/// A loader that asks for a key its own call chain is loading.
+fn reentrant(f: &mut File) {
+    // Its own key: an error at once, not a join that waits for itself forever.
+    let mut s = Script::new(base_policy(), false);
+    s.call(0, "a", "k", &[NS]);
+    assert!(matches!(s.act["a"], Action::StartLoad { .. }));
+    assert_eq!(s.call_within(1, "inner", "k", &["a"]), "answer");
+    assert!(s.err("inner").contains("Reentrant"), "{:?}", s.got["inner"]);
+    // The same key from a caller outside that chain still joins.
+    assert_eq!(s.call(1, "j", "k", &[NS]), "join");
+    // Another key from inside the loader is an ordinary call.
+    assert_eq!(s.call_within(1, "other", "k2", &["a"]), "lead");
+    s.load(2, "other", "v2");
+    s.load(3, "a", "v");
+    s.joined(3, "j");
+    s.is("j", "v");
+    s.emit(f, "re-entrant get_or_load of its own key", "a loader calling get_or_load on the key it is loading gets FlowError::Reentrant at once (joining would wait for itself); other keys and other callers are unaffected", true);
+
+    // Through another key: a loads k, its loader asks k2, whose loader asks k again.
+    let mut s = Script::new(base_policy(), false);
+    s.call(0, "a", "k", &[NS]);
+    assert_eq!(s.call_within(1, "b", "k2", &["a"]), "lead");
+    assert_eq!(s.call_within(2, "c", "k", &["a", "b"]), "answer");
+    assert!(s.err("c").contains("Reentrant"));
+    s.load(3, "b", "v2");
+    s.load(4, "a", "v");
+    s.emit(f, "re-entrant get_or_load through another key", "a cycle through other keys' loaders (k -> k2 -> k) is refused the same way", true);
 }
 
 /// Values over `max_value_bytes`: answered, never stored.

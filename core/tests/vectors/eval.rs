@@ -476,7 +476,24 @@ pub fn eval_coordinator(input: &Value) -> Value {
         };
         let out = match str_of(s, "do") {
             "get_or_load" => {
-                let t = c.get_or_load(now, request(), policy.clone());
+                // `within`: the flights (by name) whose loaders this call runs inside.
+                let within: Vec<FlightId> = s
+                    .get("within")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .map(|n| {
+                                let n = n.as_str().expect("within: flight names");
+                                names
+                                    .flights
+                                    .iter()
+                                    .find(|(_, v)| v.as_str() == n)
+                                    .map_or(FlightId(u64::MAX), |(k, _)| *k)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let t = c.get_or_load_within(now, request(), policy.clone(), &within);
                 names.ticket(label, &t)
             }
             "replacing" => {
