@@ -204,7 +204,9 @@ export declare class KarltonError extends Error {
     | 'ERR_KARLTON_STORE'
     | 'ERR_KARLTON_PROTOCOL'
     | 'ERR_KARLTON_CODEC'
-    | 'ERR_KARLTON_LOAD';
+    | 'ERR_KARLTON_LOAD'
+    /** A loader called getOrLoad on a key its own call chain is loading (it would wait for itself). */
+    | 'ERR_KARLTON_REENTRANT';
 }
 
 /**

@@ -107,6 +107,21 @@ pub enum FlowError {
     Reentrant(String),
 }
 
+impl FlowError {
+    /// The error's kind, as its wire form names it (`load`, `load_timeout`, `lock_timeout`,
+    /// `store`, `protocol`, `reentrant`): each host maps these to its own error classes.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FlowError::Load(_) => "load",
+            FlowError::LoadTimeout(_) => "load_timeout",
+            FlowError::LockTimeout(_) => "lock_timeout",
+            FlowError::Store(_) => "store",
+            FlowError::Protocol(_) => "protocol",
+            FlowError::Reentrant(_) => "reentrant",
+        }
+    }
+}
+
 /// What the loader produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Loaded {

@@ -371,6 +371,7 @@ pub(crate) fn write_flow_error(out: &mut Vec<u8>, e: &FlowError) {
         FlowError::LockTimeout(ms) => o.str("error", "lock_timeout").u64("message", *ms),
         FlowError::Store(m) => o.str("error", "store").str("message", m),
         FlowError::Protocol(m) => o.str("error", "protocol").str("message", m),
+        FlowError::Reentrant(k) => o.str("error", "reentrant").str("message", k),
     }
     .end();
 }

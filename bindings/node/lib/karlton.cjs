@@ -48,6 +48,7 @@ const ERROR_CODES = {
   protocol: 'ERR_KARLTON_PROTOCOL',
   codec: 'ERR_KARLTON_CODEC',
   load: 'ERR_KARLTON_LOAD',
+  reentrant: 'ERR_KARLTON_REENTRANT',
 };
 
 function describe(v) {

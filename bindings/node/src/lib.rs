@@ -681,15 +681,6 @@ fn os_seed() -> u64 {
     })
 }
 
-fn flow_error_kind(e: &FlowError) -> &'static str {
-    match e {
-        FlowError::Load(_) => "load",
-        FlowError::LoadTimeout(_) => "load_timeout",
-        FlowError::LockTimeout(_) => "lock_timeout",
-        FlowError::Store(_) => "store",
-        FlowError::Protocol(_) => "protocol",
-    }
-}
 
 fn reply_out(r: Reply) -> Out {
     match r {
@@ -764,7 +755,7 @@ impl Host {
             Err(e) => Out::List(vec![
                 Out::Num(A_ERROR as f64),
                 Out::Num(call.0 as f64),
-                Out::Str(flow_error_kind(&e).into()),
+                Out::Str(e.kind().into()),
                 Out::Str(e.to_string()),
                 events,
             ]),
@@ -788,7 +779,7 @@ impl Host {
             out.push(match e {
                 Event::Wake { flight } => Out::Num(flight.0 as f64),
                 Event::BackgroundError { key, error } => {
-                    Out::List(vec![Out::Str(key), Out::Str(flow_error_kind(&error).into()), Out::Str(error.to_string())])
+                    Out::List(vec![Out::Str(key), Out::Str(error.kind().into()), Out::Str(error.to_string())])
                 }
             });
         }

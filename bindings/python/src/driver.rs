@@ -23,6 +23,7 @@ use karlton_core::{
 };
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -108,15 +109,6 @@ fn gen_keys(key: &PyKey, tags: &[String]) -> Vec<String> {
     g
 }
 
-fn flow_error_kind(e: &FlowError) -> &'static str {
-    match e {
-        FlowError::Load(_) => "load",
-        FlowError::LoadTimeout(_) => "load_timeout",
-        FlowError::LockTimeout(_) => "lock_timeout",
-        FlowError::Store(_) => "store",
-        FlowError::Protocol(_) => "protocol",
-    }
-}
 
 /// A Python reply (redis-py, RESP2 shapes) as the core's `RedisValue`.
 fn redis_value(v: &Bound<'_, PyAny>, depth: usize) -> RedisValue {
@@ -498,8 +490,9 @@ impl PyCall {
     fn start(&mut self, py: Python<'_>, bad: Option<Served>) {
         let req = self.req.clone();
         let policy = self.policy.clone();
+        let within = if bad.is_none() { loading_within(py, &self.host) } else { Vec::new() };
         self.ticket(py, |c, now| match bad {
-            None => c.get_or_load(now, req, policy),
+            None => c.get_or_load_within(now, req, policy, &within),
             Some(bad) => c.get_or_load_replacing(now, req, policy, bad),
         });
     }
@@ -648,11 +641,29 @@ impl PyCall {
     }
 }
 
+/// `karlton._base.LOADING`, the context variable the drive loops set around each loader.
+static LOADING: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The flights of `host` whose loaders the calling context runs in (`LOADING` holds
+/// `(host, flight)` pairs, from [`PyCall::loading`]), for `get_or_load_within`.
+fn loading_within(py: Python<'_>, host: &Arc<Host>) -> Vec<FlightId> {
+    let var = LOADING.get_or_try_init(py, || py.import("karlton._base")?.getattr("LOADING").map(Bound::unbind));
+    let Ok(chain) = var.and_then(|v| v.bind(py).call_method0("get")) else { return Vec::new() };
+    let me = Arc::as_ptr(host) as usize;
+    let Ok(chain) = chain.cast_into::<PyTuple>() else { return Vec::new() };
+    chain
+        .iter()
+        .filter_map(|p| p.extract::<(usize, u64)>().ok())
+        .filter(|(h, _)| *h == me)
+        .map(|(_, f)| FlightId(f))
+        .collect()
+}
+
 fn flow_error(py: Python<'_>, e: &FlowError) -> PyErr {
     let made = py
         .import("karlton._errors")
         .and_then(|m| m.getattr("flow_error"))
-        .and_then(|f| f.call1((flow_error_kind(e), e.to_string())));
+        .and_then(|f| f.call1((e.kind(), e.to_string())));
     match made {
         Ok(inst) => PyErr::from_value(inst),
         Err(err) => err,
@@ -887,7 +898,13 @@ impl PyCall {
     /// timed out (the error is reported, not raised).
     #[getter]
     fn bg_error(&self) -> Option<(&'static str, String)> {
-        self.bg_error.as_ref().map(|e| (flow_error_kind(e), e.to_string()))
+        self.bg_error.as_ref().map(|e| (e.kind(), e.to_string()))
+    }
+
+    /// LOAD: `(cache, flight)` for `karlton._base.LOADING` while this call's loader runs.
+    #[getter]
+    fn loading(&self) -> (usize, u64) {
+        (Arc::as_ptr(&self.host) as usize, self.leads.map_or(0, |f| f.0))
     }
 
     /// The caller went away (an exception, a cancelled task): leave the coordinator; a lease

@@ -381,3 +381,75 @@ def test_max_value_bytes_is_validated() -> None:
     with pytest.raises(TypeError, match="max_value_bytes"):
         Policy(max_value_bytes=1.5)  # type: ignore[arg-type]
     assert Policy(max_value_bytes=512 << 20).max_value_bytes == 512 << 20
+
+
+# -- issue 11: a loader asking for the key its own chain loads raises, never deadlocks -------
+
+
+def test_reentrant_get_or_load_raises_instead_of_deadlocking(stores: tuple[Any, Any]) -> None:
+    from karlton import ReentrantCallError
+
+    key, other = Key("reent", "k"), Key("reent", "k2")
+    for policy in (POLICY, POLICY.replace(load_hard_timeout=5)):  # inline loader / pool thread
+        with Cache(stores[0], policy) as cache:
+            cache.invalidate(key)
+            seen: list[BaseException] = []
+
+            def inner() -> str:
+                try:
+                    cache.get_or_load(key, lambda: "never")
+                except ReentrantCallError as e:
+                    seen.append(e)
+                return "outer"
+
+            done: list[Any] = []
+            t = threading.Thread(target=lambda: done.append(cache.get_or_load(key, inner)), daemon=True)
+            t.start()
+            t.join(10)
+            assert done == ["outer"], "the outer call answers (a deadlock leaves the thread hanging)"
+            assert len(seen) == 1 and "re-entrant" in str(seen[0])
+
+            # Through another key: key -> other -> key.
+            cache.invalidate(key)
+            cache.invalidate(other)
+            got: list[Any] = []
+
+            def via_other() -> Any:
+                def deepest() -> str:
+                    try:
+                        cache.get_or_load(key, lambda: "never")
+                        return "joined"
+                    except ReentrantCallError:
+                        return "refused"
+
+                return cache.get_or_load(other, deepest)
+
+            t = threading.Thread(target=lambda: got.append(cache.get_or_load(key, via_other)), daemon=True)
+            t.start()
+            t.join(10)
+            assert got == ["refused"]
+            # Other callers of the same key outside the chain still coalesce normally.
+            assert cache.get_or_load(key, lambda: "x") == "refused"
+
+
+def test_reentrant_get_or_load_raises_in_asyncio(stores: tuple[Any, Any]) -> None:
+    from karlton import ReentrantCallError
+
+    async def main() -> list[Any]:
+        out: list[Any] = []
+        for policy in (POLICY, POLICY.replace(load_hard_timeout=5)):  # awaited inline / a task
+            cache = AsyncCache(stores[1], policy)
+            key = Key("reenta", str(len(out)))
+            await cache.invalidate(key)
+
+            async def inner() -> str:
+                try:
+                    await cache.get_or_load(key, lambda: "never")
+                    return "joined"
+                except ReentrantCallError:
+                    return "refused"
+
+            out.append(await asyncio.wait_for(cache.get_or_load(key, inner), 10))
+        return out
+
+    assert asyncio.run(main()) == ["refused", "refused"]

@@ -14,7 +14,7 @@ from ._async import AsyncCache
 from ._cache import Cache
 from ._cached import cached
 from ._codec import Codec
-from ._errors import CodecError, KarltonError, LoaderError, LoadTimeoutError, LockTimeoutError, StoreError
+from ._errors import CodecError, KarltonError, LoaderError, LoadTimeoutError, LockTimeoutError, ReentrantCallError, StoreError
 from ._karlton import Key, MemoryStore, decode_entry, params_hash
 from ._policy import Policy
 from ._redis import RedisStore
@@ -32,6 +32,7 @@ __all__ = [
     "MemoryStore",
     "Policy",
     "RedisStore",
+    "ReentrantCallError",
     "StoreError",
     "cached",
     "decode_entry",

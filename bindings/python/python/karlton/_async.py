@@ -6,7 +6,7 @@ import asyncio
 import inspect
 from typing import Any, Awaitable, Callable, Iterable, Optional, TypeVar, Union
 
-from ._base import BaseCache, ErrorCallback, check_loader, gen_key, native_policy, tag_key
+from ._base import LOADING, BaseCache, ErrorCallback, check_loader, gen_key, loading, native_policy, tag_key
 from ._karlton import AWAIT, FAST, FINISHED, JOIN, LOAD, SERVE, STORE, WAIT, Call, Key, MemoryStore
 from ._policy import Policy
 from ._redis import RedisStore
@@ -143,13 +143,19 @@ class AsyncCache:
                 timeout = call.timeout
                 err: Optional[BaseException] = None
                 if task is None and timeout is None:
+                    tok = loading(call)
                     try:
                         value, err = await _call(loader), None
                     except Exception as e:  # noqa: BLE001 - handed to the core, re-raised by outcome
                         value, err = None, e
+                    finally:
+                        LOADING.reset(tok)
                 else:
                     if task is None:
+                        # The task copies this context, marked as loading.
+                        tok = loading(call)
                         task = asyncio.ensure_future(_call(loader))
+                        LOADING.reset(tok)
                     done, _ = await asyncio.wait((task,), timeout=timeout)
                     if not done:
                         call.feed_timeout()

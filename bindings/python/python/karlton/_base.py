@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar, Token
 from typing import Any, Callable, Optional
 
 from ._codec import check_codec, encoder
@@ -10,6 +11,16 @@ from ._errors import describe, flow_error
 from ._karlton import SERVE, Driver, Key, MemoryStore
 from ._policy import Policy
 from ._redis import RedisStore
+
+#: The flights whose loaders the current context runs in, as ``(cache, flight)`` pairs. The
+#: native driver reads it when a ``get_or_load`` starts: one for a key this chain is loading
+#: would wait for itself, so the core answers it ``ReentrantCallError`` instead.
+LOADING: ContextVar[tuple[tuple[int, int], ...]] = ContextVar("karlton_loading", default=())
+
+
+def loading(call: Any) -> Token[tuple[tuple[int, int], ...]]:
+    """Mark the current context as running ``call``'s loader, until ``LOADING.reset``."""
+    return LOADING.set(LOADING.get() + (call.loading,))
 
 log = logging.getLogger("karlton")
 

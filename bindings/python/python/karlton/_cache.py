@@ -8,7 +8,9 @@ import weakref
 from concurrent import futures
 from typing import Any, Callable, Iterable, Optional, TypeVar
 
-from ._base import BaseCache, ErrorCallback, check_loader, gen_key, native_policy, tag_key
+import contextvars
+
+from ._base import LOADING, BaseCache, ErrorCallback, check_loader, gen_key, loading, native_policy, tag_key
 from ._karlton import AWAIT, FAST, FINISHED, JOIN, LOAD, SERVE, STORE, WAIT, Key, MemoryStore
 from ._policy import Policy
 from ._redis import RedisStore
@@ -130,13 +132,20 @@ class Cache:
                 timeout = call.timeout
                 err: Optional[BaseException] = None
                 if fut is None and timeout is None:
+                    tok = loading(call)
                     try:
                         value, err = loader(), None
                     except Exception as e:  # noqa: BLE001 - handed to the core, re-raised by outcome
                         value, err = None, e
+                    finally:
+                        LOADING.reset(tok)
                 else:
                     if fut is None:
-                        fut = self._pool("_loaders").submit(loader)
+                        # The pool thread runs the loader in this context, marked as loading.
+                        tok = loading(call)
+                        ctx = contextvars.copy_context()
+                        LOADING.reset(tok)
+                        fut = self._pool("_loaders").submit(ctx.run, loader)
                     done, _ = futures.wait((fut,), timeout=timeout)
                     if not done:
                         call.feed_timeout()

@@ -27,6 +27,11 @@ class LockTimeoutError(KarltonError, TimeoutError):
     """Waited ``lock_wait`` for another caller's load (``on_lock_timeout="error"``)."""
 
 
+class ReentrantCallError(KarltonError, RuntimeError):
+    """A loader called ``get_or_load`` on a key its own call chain is loading (directly or
+    through other keys' loaders): waiting would deadlock, so the inner call raises this."""
+
+
 class CodecError(KarltonError, ValueError):
     """A cached value could not be decoded (unknown codec id, invalid JSON)."""
 
@@ -37,6 +42,7 @@ _BY_KIND = {
     "lock_timeout": LockTimeoutError,
     "store": StoreError,
     "protocol": KarltonError,
+    "reentrant": ReentrantCallError,
 }
 
 
