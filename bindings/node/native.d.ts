@@ -50,6 +50,11 @@ export declare class NativeCache {
   /** Go on after a serve (the rest runs in the background). */
   resume(call: number): unknown
   /**
+   * Before a `getOrLoad` made inside loaders (`flights`: the ones this call chain runs in):
+   * the re-entrance error's message if `key` is one of theirs (it would wait for itself).
+   */
+  reentrant(key: string, flights: Array<number>): string | null
+  /**
    * Instead of `resume`: the served value did not decode. The core takes it back and the
    * call leads on under a new id (its lease, its running loader) to answer from the refresh.
    */

@@ -475,13 +475,19 @@ impl Coordinator {
         policy: Arc<Policy>,
         within: &[FlightId],
     ) -> Ticket {
-        let own = within.iter().any(|f| self.flights.get(f).is_some_and(|f| f.key == req.key));
-        if own {
-            return Ticket::Answer {
-                answer: Err(FlowError::Reentrant(req.key)),
-            };
+        if let Some(e) = self.reentrant(&req.key, within) {
+            return Ticket::Answer { answer: Err(e) };
         }
         self.get_or_load(now, req, policy)
+    }
+
+    /// The check [`Coordinator::get_or_load_within`] makes, for a host that asks before its
+    /// call (the flights in `within` cannot end meanwhile: their loaders are still running).
+    pub fn reentrant(&self, key: &str, within: &[FlightId]) -> Option<FlowError> {
+        within
+            .iter()
+            .any(|f| self.flights.get(f).is_some_and(|f| f.key == key))
+            .then(|| FlowError::Reentrant(key.to_owned()))
     }
 
     /// The value `get_or_load` answered did not decode (bad JSON, an unknown codec): count it

@@ -5,6 +5,11 @@
 // promises, timers, the loader call, the codec, and the user's ioredis client.
 
 const { EventEmitter } = require('node:events');
+const { AsyncLocalStorage } = require('node:async_hooks');
+
+// The flights whose loaders the current async context runs in, as [cache, flight] pairs: a
+// getOrLoad for a key this chain is loading would wait for itself, so the core refuses it.
+const LOADING = new AsyncLocalStorage();
 const native = require('../native.cjs');
 
 const nativeGetOrLoad = native.getOrLoadFunction();
@@ -864,6 +869,12 @@ class Cache extends EventEmitter {
         return Promise.reject(e);
       }
     }
+    const chain = LOADING.getStore();
+    if (chain !== undefined) {
+      const mine = chain.filter((p) => p[0] === this.#native).map((p) => p[1]);
+      const reentrant = mine.length > 0 ? this.#native.reentrant(key[kStr], mine) : null;
+      if (reentrant != null) return Promise.reject(this.#flowError('reentrant', reentrant));
+    }
     let r, v;
     try {
       r = tags === undefined ? nativeGetOrLoadKey(this.#handle, key[kStr], key[kGen] ?? genOf(key), ph) : nativeGetOrLoad(this.#handle, handleOf(key), tags, ph);
@@ -1016,7 +1027,7 @@ class Cache extends EventEmitter {
             r = await this.#fastRead(call, r[2]);
             break;
           case A_START_LOAD:
-            c.running = this.#startLoader(c);
+            c.running = this.#startLoader(c, call);
           // fall through
           case A_AWAIT_LOAD:
             r = await this.#awaitLoad(c, call, r[2]);
@@ -1146,10 +1157,12 @@ class Cache extends EventEmitter {
   }
 
   /** Start the loader; the promise settles to {ok, value | error} and never rejects. */
-  #startLoader(c) {
+  #startLoader(c, call) {
     c.started = true;
     try {
-      return Promise.resolve(c.loader()).then(
+      // The loader's async context knows which flight it loads (a flight is named by its lead).
+      const chain = [...(LOADING.getStore() ?? []), [this.#native, call]];
+      return Promise.resolve(LOADING.run(chain, c.loader)).then(
         (value) => ({ ok: true, value }),
         (error) => ({ ok: false, error }),
       );

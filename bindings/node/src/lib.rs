@@ -23,7 +23,7 @@ use karlton_core::key::Key;
 use karlton_core::policy::parse_duration_ms as core_parse_duration;
 use karlton_core::redis::{self, RedisValue};
 use karlton_core::{
-    Action, CallId, Coordinator, Counters, Event, FlowError, Input, InvalidateMode, Loaded, MemoryStore,
+    Action, CallId, Coordinator, Counters, Event, FlightId, FlowError, Input, InvalidateMode, Loaded, MemoryStore,
     MemoryStoreConfig, Op, Policy, Reply, Request, Served, Stats, StoreFailure, StoreOp, Ticket,
 };
 use napi::bindgen_prelude::{ToNapiValue, TypeName};
@@ -1014,6 +1014,14 @@ impl NativeCache {
     #[napi(ts_return_type = "unknown")]
     pub fn resume(&self, call: f64) -> Out {
         self.host.feed(call_id(call), Input::Continue)
+    }
+
+    /// Before a `getOrLoad` made inside loaders (`flights`: the ones this call chain runs in):
+    /// the re-entrance error's message if `key` is one of theirs (it would wait for itself).
+    #[napi]
+    pub fn reentrant(&self, key: String, flights: Vec<f64>) -> Option<String> {
+        let within: Vec<FlightId> = flights.into_iter().map(|f| FlightId(f as u64)).collect();
+        self.host.lock().coord.reentrant(&key, &within).map(|e| e.to_string())
     }
 
     /// Instead of `resume`: the served value did not decode. The core takes it back and the

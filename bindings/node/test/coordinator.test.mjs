@@ -223,6 +223,38 @@ for (const [label, makeStore] of Object.entries(stores)) {
   });
 }
 
+for (const [label, makeStore] of Object.entries(stores)) {
+  test(`${label}: issue 11 — a loader calling getOrLoad on the key its own chain loads is refused, not a hang`, async () => {
+    const cache = new Cache({ store: makeStore(), policy: { softTtl: '1m' } });
+    const key = new Key(ns('reentrant'), 'k');
+    const other = new Key(ns('reentrant'), 'k2');
+    const withTimeout = (p) => Promise.race([p, new Promise((_, rej) => setTimeout(() => rej(new Error('deadlock: no answer in 5 s')), 5000).unref())]);
+    let inner;
+    const outer = await withTimeout(
+      cache.getOrLoad(key, async () => {
+        inner = await cache.getOrLoad(key, async () => 'never').catch((e) => e);
+        return 'outer';
+      }),
+    );
+    assert.equal(outer, 'outer');
+    assert.equal(inner?.code, 'ERR_KARLTON_REENTRANT', String(inner));
+    // key -> other -> key
+    await cache.invalidate(key);
+    const got = await withTimeout(
+      cache.getOrLoad(key, () =>
+        cache.getOrLoad(other, async () => {
+          const e = await cache.getOrLoad(key, async () => 'never').catch((x) => x);
+          return e?.code ?? 'joined';
+        }),
+      ),
+    );
+    assert.equal(got, 'ERR_KARLTON_REENTRANT');
+    // Callers outside the chain are unaffected, and nothing is left pending.
+    assert.equal(await cache.getOrLoad(key, async () => 'x'), 'ERR_KARLTON_REENTRANT');
+    assert.deepEqual(cache.pending(), { calls: 0, flights: 0 });
+  });
+}
+
 test('issue 11: maxValueBytes is validated by the core', () => {
   assert.throws(() => new Cache({ policy: { maxValueBytes: 0 } }), /maxValueBytes/);
   assert.throws(() => new Cache({ policy: { maxValueBytes: 2 ** 29 + 1 } }), /maxValueBytes/);
