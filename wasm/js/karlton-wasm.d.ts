@@ -164,7 +164,7 @@ type Opts = { policy?: PolicySpec; store?: number };
 export declare class Coordinator {
   /** The module's handle for it. */
   readonly id: number;
-  getOrLoad(nowMs: U64, request: FlowRequest, opts?: Opts): Ticket;
+  getOrLoad(nowMs: U64, request: FlowRequest, opts?: Opts & { within?: U64[] }): Ticket;
   getOrLoadReplacing(nowMs: U64, request: FlowRequest, served: Served, opts?: Opts): Ticket;
   /** Instead of `continue` after a `serve` that did not decode: the call leads again; its refresh answers. */
   replaceServed(nowMs: U64, call: number, opts?: { store?: number }): Ticket;

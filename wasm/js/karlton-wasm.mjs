@@ -305,8 +305,12 @@ export class Coordinator {
     return p;
   }
   /** A new read-through call: a Ticket (`answer`, `lead` with its first Action, or `join`). */
-  getOrLoad(nowMs, request, { policy, store } = {}) {
-    return this.#call("get_or_load", { now_ms: nowMs, request, policy: this.#pol(policy), store });
+  /**
+   * `within`: the flights whose loaders this call runs in; a key one of them is loading is
+   * answered a `reentrant` error (the call would wait for itself).
+   */
+  getOrLoad(nowMs, request, { policy, store, within } = {}) {
+    return this.#call("get_or_load", { now_ms: nowMs, request, policy: this.#pol(policy), store, within });
   }
   /** The Served a `get_or_load` answered did not decode: count it, take its hit back, load again. */
   getOrLoadReplacing(nowMs, request, served, { policy, store } = {}) {

@@ -35,7 +35,7 @@
 //! | `invalidate_op` | `key`, `mode?` (`"delete"` / `"mark_stale"`) | StoreOp JSON |
 //! | `bump_op` | `gen_key`, `rand` u64 | StoreOp JSON |
 //! | `coord_create` | `seed` u64, `fast_read?` bool | coordinator handle (number) |
-//! | `coord_get_or_load` | `coord`, `now_ms`, `request`, `policy`, `store?` | Ticket JSON |
+//! | `coord_get_or_load` | `coord`, `now_ms`, `request`, `policy`, `store?`, `within?` (flights whose loaders the call runs in: their keys answer a `reentrant` error) | Ticket JSON |
 //! | `coord_get_or_load_replacing` | `coord`, `now_ms`, `request`, `policy`, `served` (the Served that did not decode), `store?` | Ticket JSON |
 //! | `coord_replace_served` | `coord`, `now_ms`, `call` (whose last action was `serve` of a value that did not decode), `store?` | Ticket JSON |
 //! | `coord_joined` | `coord`, `now_ms`, `call` u64, `store?` | Ticket JSON |
@@ -80,7 +80,7 @@ use karlton_core::freshness::{
 };
 use karlton_core::key::{self, Key, KeyError};
 use karlton_core::store::{InvalidateMode, StoreFailure, hex};
-use karlton_core::coordinator::{Action, CallId, Coordinator, Ticket};
+use karlton_core::coordinator::{Action, CallId, Coordinator, FlightId, Ticket};
 use karlton_core::{GetOrLoad, MemoryStore, MemoryStoreConfig, Policy, PolicyError, Stats, Step};
 use std::borrow::Cow;
 
@@ -722,7 +722,11 @@ fn coord(st: &mut State, r: &Obj<'_>, name: &str, out: &mut Vec<u8>) -> Res {
     match name {
         "get_or_load" => {
             let (now, req) = (now()?, request()?);
-            let t = c.get_or_load(now, req, pol()?);
+            let within = match r.get("within")? {
+                Some(_) => r.u64s("within")?.into_iter().map(FlightId).collect(),
+                None => Vec::new(),
+            };
+            let t = c.get_or_load_within(now, req, pol()?, &within);
             forms::write_ticket(out, &inline_ticket(c, store, now, t));
         }
         "get_or_load_replacing" => {

@@ -68,8 +68,11 @@ fn coordinator_replies_are_the_cores_serde_bytes() {
             };
             let (native, via) = match s["do"].as_str().unwrap() {
                 "get_or_load" => {
-                    let t = c.get_or_load(now, req(), policy.clone());
-                    (serde_json::to_string(&t).unwrap(), with("coord_get_or_load", json!({"request": req_json(), "policy": i["policy"]})))
+                    let names: Vec<&str> = s.get("within").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+                    let within: Vec<karlton_core::FlightId> = names.iter().map(|n| karlton_core::FlightId(calls[*n].0)).collect();
+                    let t = c.get_or_load_within(now, req(), policy.clone(), &within);
+                    let ids: Vec<u64> = within.iter().map(|f| f.0).collect();
+                    (serde_json::to_string(&t).unwrap(), with("coord_get_or_load", json!({"request": req_json(), "policy": i["policy"], "within": ids})))
                 }
                 "replacing" => {
                     let t = c.get_or_load_replacing(now, req(), policy.clone(), bad());

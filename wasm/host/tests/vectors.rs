@@ -204,7 +204,16 @@ fn coordinator(k: &mut Instance, input: &Value) -> Value {
         let request = || json!({"key": s["key"], "gen_keys": s.get("gen_keys").cloned().unwrap_or(json!([])), "tags": s.get("tags").cloned().unwrap_or(json!([]))});
         let out = match s["do"].as_str().expect("do") {
             "get_or_load" => {
-                let t = call(k, json!({"op": "coord_get_or_load", "coord": coord, "now_ms": now, "request": request(), "policy": policy}));
+                let mut req = json!({"op": "coord_get_or_load", "coord": coord, "now_ms": now, "request": request(), "policy": policy});
+                if let Some(w) = s.get("within").and_then(Value::as_array) {
+                    // Flights by name -> their ids.
+                    let ids: Vec<u64> = w
+                        .iter()
+                        .map(|n| names.flights.iter().find(|(_, v)| Some(v.as_str()) == n.as_str()).map_or(u64::MAX, |(id, _)| *id))
+                        .collect();
+                    req["within"] = json!(ids);
+                }
+                let t = call(k, req);
                 names.ticket(label, t)
             }
             "replacing" => {

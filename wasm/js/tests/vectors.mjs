@@ -151,9 +151,12 @@ function coordinator(k, input) {
     const request = () => ({ key: s.key, gen_keys: s.gen_keys ?? [], tags: s.tags ?? [] });
     let out;
     switch (s.do) {
-      case "get_or_load":
-        out = ticket(s.call, callBig(k, { op: "coord_get_or_load", ...base, request: request(), policy }));
+      case "get_or_load": {
+        // `within`: flights by name -> their ids.
+        const within = s.within?.map((n) => [...flights].find(([, v]) => v === n)?.[0] ?? "18446744073709551615");
+        out = ticket(s.call, callBig(k, { op: "coord_get_or_load", ...base, request: request(), policy, ...(within ? { within } : {}) }));
         break;
+      }
       case "replacing":
         out = ticket(s.call, callBig(k, { op: "coord_get_or_load_replacing", ...base, request: request(), policy, served: undecodable(s) }));
         break;
