@@ -336,11 +336,14 @@ impl<S: Store> Cache<S> {
         loop {
             let answer = match ticket {
                 Ticket::Answer { answer } => answer,
-                Ticket::Join { call, .. } => {
+                Ticket::Join { call, until_ms, .. } => {
                     let guard = CallGuard { inner: inner.clone(), call: Some(call) };
                     if let Some(mut r) = rx.take() {
-                        // Err only if the flight's channel went away unsent: ask again.
-                        let _ = r.wait_for(|woken| *woken).await;
+                        // At most until `until_ms` (lock_wait): then the coordinator decides.
+                        let wait = std::time::Duration::from_millis(until_ms.saturating_sub(now_ms()));
+                        // Err only if the flight's channel went away unsent or the wait ran
+                        // out: ask again either way.
+                        let _ = tokio::time::timeout(wait, r.wait_for(|woken| *woken)).await;
                     }
                     guard.disarm();
                     (ticket, rx) = inner.ticket(|c| c.joined(now_ms(), call));

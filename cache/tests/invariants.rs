@@ -572,6 +572,12 @@ async fn l3_dropped_leader_releases_its_lease() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joiner_waits_at_most_lock_wait() {
+    let p = Policy::new(PolicySpec { soft_ttl_ms: 60_000, lock_wait_ms: 200, ..Default::default() }).unwrap();
+    scenarios::joiner_waits_at_most_lock_wait(Cache::new(MemoryStore::default(), p), key("bounded-joiner")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reentrant_get_or_load_is_an_error_not_a_deadlock() {
     let cache = Cache::new(MemoryStore::default(), scenarios::policy(60_000, 60_000));
     scenarios::reentrant_get_or_load_is_an_error_not_a_deadlock(cache, key("reentrant"), key("reentrant-2")).await;

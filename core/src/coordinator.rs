@@ -36,7 +36,7 @@
 //! 'outer: loop {
 //!     match ticket {
 //!         Ticket::Answer(r) => return r,   // a value that does not decode: get_or_load_replacing
-//!         Ticket::Join { call, flight } => { wait_for_wake(flight); ticket = coord.joined(now, call) }
+//!         Ticket::Join { call, flight, until_ms } => { wait_for_wake(flight, until_ms); ticket = coord.joined(now, call) }
 //!         Ticket::Lead { call, mut action } => loop {
 //!             let input = match action {
 //!                 Action::Store(op)               => run(op),              // Input::Store | StoreFailed
@@ -122,12 +122,15 @@ pub enum Ticket {
         /// Its first action.
         action: Action,
     },
-    /// Wait until [`Event::Wake`] for `flight`, then ask [`Coordinator::joined`].
+    /// Wait until [`Event::Wake`] for `flight` — but no later than `until_ms` (local clock:
+    /// the joiner's `lock_wait`) — then ask [`Coordinator::joined`].
     Join {
         /// The waiting call.
         call: CallId,
         /// The flight it waits for.
         flight: FlightId,
+        /// When to stop waiting and ask anyway (then `on_lock_timeout` applies).
+        until_ms: u64,
     },
 }
 
@@ -387,6 +390,8 @@ enum Call {
         flight: FlightId,
         req: Request,
         policy: Arc<Policy>,
+        /// When it stops waiting (`lock_wait` after it joined).
+        until: u64,
     },
     Op {
         op: Op,
@@ -459,7 +464,7 @@ impl Coordinator {
     /// A new read-through call (after the memory fast hit missed, on a memory store).
     pub fn get_or_load(&mut self, now: u64, req: Request, policy: Arc<Policy>) -> Ticket {
         if let Some(&flight) = self.table.get(&req.key) {
-            return self.join(flight, req, policy);
+            return self.join(now, flight, req, policy);
         }
         self.lead(now, req, policy, None)
     }
@@ -511,7 +516,7 @@ impl Coordinator {
         });
         if let Some(flight) = same {
             self.counters.stats.sub(&read_stats(&bad));
-            return self.join(flight, req, policy);
+            return self.join(now, flight, req, policy);
         }
         self.counters.undecodable(&bad);
         self.detach(|f| f.key == req.key);
@@ -593,7 +598,12 @@ impl Coordinator {
         Ticket::Lead { call: id, action }
     }
 
-    fn join(&mut self, flight: FlightId, req: Request, policy: Arc<Policy>) -> Ticket {
+    fn join(&mut self, now: u64, flight: FlightId, req: Request, policy: Arc<Policy>) -> Ticket {
+        let until = now.saturating_add(policy.lock_wait_ms());
+        if until <= now {
+            // `lock_wait` 0: never wait.
+            return self.join_timed_out(now, req, policy);
+        }
         let call = CallId(self.id());
         if let Some(f) = self.flights.get_mut(&flight) {
             f.joiners += 1;
@@ -604,9 +614,46 @@ impl Coordinator {
                 flight,
                 req,
                 policy,
+                until,
             },
         );
-        Ticket::Join { call, flight }
+        Ticket::Join {
+            call,
+            flight,
+            until_ms: until,
+        }
+    }
+
+    /// A joiner waited its `lock_wait` for a flight that has not ended: `on_lock_timeout`, as a
+    /// lease wait would — an error, or its own loader run without the lease (no fill; there is
+    /// no stale value a joiner has read, so `serve_stale` loads too).
+    fn join_timed_out(&mut self, now: u64, req: Request, policy: Arc<Policy>) -> Ticket {
+        if policy.on_lock_timeout() == crate::policy::OnLockTimeout::Error {
+            self.counters.add(&Stats {
+                misses: 1,
+                lease_timeouts: 1,
+                ..Stats::default()
+            });
+            return Ticket::Answer {
+                answer: Err(FlowError::LockTimeout(policy.lock_wait_ms())),
+            };
+        }
+        let call = CallId(self.id());
+        let mut flow = GetOrLoad::new(req, policy, self.counters.next_seed());
+        let step = flow.load_unleased(now);
+        self.calls.insert(
+            call,
+            Call::Lead {
+                flow: Box::new(flow),
+                flight: None,
+                loading: false,
+                fast: false,
+            },
+        );
+        Ticket::Lead {
+            call,
+            action: self.step(call, step),
+        }
     }
 
     fn lead(
@@ -828,23 +875,34 @@ impl Coordinator {
     /// A joiner was woken (or asks after a spurious wake-up): its answer, a new ticket to run
     /// again, or `Join` again if its flight has not ended.
     pub fn joined(&mut self, now: u64, call: CallId) -> Ticket {
-        let Some(Call::Join { flight, .. }) = self.calls.get(&call) else {
+        let Some(&Call::Join { flight, until, .. }) = self.calls.get(&call) else {
             return Ticket::Answer {
                 answer: Err(FlowError::Protocol("joined: not a joiner".into())),
             };
         };
-        let flight = *flight;
         let outcome = match self.flights.get(&flight) {
             Some(f) => match &f.outcome {
-                None => return Ticket::Join { call, flight },
-                Some(o) => o.clone(),
+                None if now < until => {
+                    return Ticket::Join {
+                        call,
+                        flight,
+                        until_ms: until,
+                    };
+                }
+                None => None,
+                Some(o) => Some(o.clone()),
             },
-            None => Outcome::Again,
+            None => Some(Outcome::Again),
         };
         let Some(Call::Join { req, policy, .. }) = self.calls.remove(&call) else {
-            unreachable!("checked above")
+            return Ticket::Answer {
+                answer: Err(FlowError::Protocol("joined: not a joiner".into())),
+            };
         };
         self.leave(flight);
+        let Some(outcome) = outcome else {
+            return self.join_timed_out(now, req, policy);
+        };
         match outcome {
             Outcome::Shared(a) => {
                 self.counters.add(&joined_stats(&a));
@@ -1129,7 +1187,7 @@ mod tests {
 
     fn join(t: Ticket) -> (CallId, FlightId) {
         match t {
-            Ticket::Join { call, flight } => (call, flight),
+            Ticket::Join { call, flight, .. } => (call, flight),
             other => panic!("expected join, got {other:?}"),
         }
     }

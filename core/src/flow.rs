@@ -327,6 +327,16 @@ impl GetOrLoad {
         Some((step, bad.value))
     }
 
+    /// Start as a caller whose `lock_wait` already ran out (an in-process joiner whose flight
+    /// did not end in time): count the miss and the timeout, and load without the lease — the
+    /// value answers this caller only, nothing is filled.
+    pub fn load_unleased(&mut self, now: u64) -> Step {
+        self.started_local = now;
+        self.stats.misses += 1;
+        self.stats.lease_timeouts += 1;
+        self.load(now, false)
+    }
+
     /// The request.
     pub fn request(&self) -> &Request {
         &self.req

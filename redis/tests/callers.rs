@@ -66,6 +66,13 @@ async fn panicking_loader_fails_its_call_and_frees_the_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joiner_waits_at_most_lock_wait() {
+    let server = RedisServer::start();
+    let p = karlton::Policy::new(karlton::PolicySpec { soft_ttl_ms: 60_000, lock_wait_ms: 200, ..Default::default() }).unwrap();
+    scenarios::joiner_waits_at_most_lock_wait(cache_with(&server, p).await, key("bounded-joiner")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reentrant_get_or_load_is_an_error_not_a_deadlock() {
     let server = RedisServer::start();
     scenarios::reentrant_get_or_load_is_an_error_not_a_deadlock(cache(&server).await, key("reentrant"), key("reentrant-2")).await;

@@ -795,10 +795,11 @@ pub(crate) fn write_ticket(out: &mut Vec<u8>, t: &Ticket) {
             o.str("ticket", "lead").u64("call", call.0);
             write_action(o.key("action"), action);
         }
-        Ticket::Join { call, flight } => {
+        Ticket::Join { call, flight, until_ms } => {
             o.str("ticket", "join")
                 .u64("call", call.0)
-                .u64("flight", flight.0);
+                .u64("flight", flight.0)
+                .u64("until_ms", *until_ms);
         }
     }
     o.end();

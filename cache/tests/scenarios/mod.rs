@@ -294,3 +294,32 @@ pub async fn reentrant_get_or_load_is_an_error_not_a_deadlock<S: Store>(cache: C
     assert_eq!(got.unwrap(), Some(20), "the innermost call was refused as re-entrant");
     assert_eq!(cache.pending(), (0, 0));
 }
+
+/// Issue 11: an in-process joiner waits at most `lock_wait` for its flight; then (here
+/// `on_lock_timeout = load`) it runs its own loader and answers from it. The leader's loader
+/// is held until the joiner has its answer, so an unbounded joiner fails by timeout.
+pub async fn joiner_waits_at_most_lock_wait<S: Store>(cache: Cache<S>, key: Key) {
+    let go = Arc::new(Notify::new());
+    let started = Arc::new(Notify::new());
+    let leader = tokio::spawn({
+        let (c, k, go, started) = (cache.clone(), key.clone(), go.clone(), started.clone());
+        async move {
+            c.get_or_load(&k, move || async move {
+                started.notify_one();
+                go.notified().await;
+                Ok::<_, String>(Some("leader".to_string()))
+            })
+            .await
+        }
+    });
+    started.notified().await;
+    let joiner = cache.get_or_load(&key, || async { Ok::<_, String>(Some("joiner".to_string())) });
+    let got = tokio::time::timeout(Duration::from_secs(10), joiner).await.expect("the joiner is bounded by lock_wait");
+    assert_eq!(got.unwrap().as_deref(), Some("joiner"), "past lock_wait it answers from its own loader");
+    go.notify_one();
+    assert_eq!(leader.await.unwrap().unwrap().as_deref(), Some("leader"));
+    assert_eq!(cache.get::<String>(&key).await.unwrap().as_deref(), Some("leader"), "only the lease holder filled");
+    let s = cache.stats();
+    assert_eq!((s.lease_timeouts, s.loads), (1, 2), "{s:?}");
+    assert_eq!(cache.pending(), (0, 0));
+}

@@ -415,7 +415,44 @@ pub fn coordinator() -> File {
     keys_and_skew(&mut f);
     too_large(&mut f);
     reentrant(&mut f);
+    joiner_waits(&mut f);
     f
+}
+
+/// A joiner waits at most `lock_wait` for its flight, then `on_lock_timeout` applies.
+fn joiner_waits(f: &mut File) {
+    // load: the joiner runs its own loader, answers from it, fills nothing.
+    let mut s = Script::new(base_policy(), false);
+    s.call(0, "a", "k", &[NS]);
+    assert_eq!(s.call(1, "j", "k", &[NS]), "join");
+    assert_eq!(s.joined_hold(50, "j"), "join", "inside lock_wait (100 ms) it keeps waiting");
+    assert_eq!(s.joined(101, "j"), "lead", "past it, the joiner leads a load of its own");
+    assert!(matches!(s.act["j"], Action::StartLoad { .. }));
+    s.load(110, "j", "mine");
+    s.is("j", "mine");
+    assert!(s.store.inspect(T0 + 110, "k").is_none_or(|i| i.entry.is_none()), "the joiner did not fill");
+    s.load(200, "a", "v");
+    s.is("a", "v");
+    assert_eq!((s.stat("lease_timeouts"), s.stat("loads"), s.stat("coalesced")), (1, 2, 0));
+    s.emit(f, "joiner past lock_wait loads without the lease", "an in-process joiner waits at most lock_wait for its flight, then (on_lock_timeout load) runs its own loader and answers from it without filling; the leader still fills", true);
+
+    // error: a lock timeout.
+    let mut s = Script::new(pol(json!({"on_lock_timeout": "error"})), false);
+    s.call(0, "a", "k", &[NS]);
+    assert_eq!(s.call(1, "j", "k", &[NS]), "join");
+    assert_eq!(s.joined(101, "j"), "answer");
+    assert!(s.err("j").contains("LockTimeout"));
+    s.load(200, "a", "v");
+    s.emit(f, "joiner past lock_wait: lock timeout error", "with on_lock_timeout error a joiner past lock_wait gets LockTimeout; the flight goes on", true);
+
+    // lock_wait 0: never wait — no join at all.
+    let mut s = Script::new(pol(json!({"lock_wait_ms": 0})), false);
+    s.call(0, "a", "k", &[NS]);
+    assert_eq!(s.call(1, "j", "k", &[NS]), "lead", "lock_wait 0: straight to on_lock_timeout");
+    s.load(2, "j", "mine");
+    s.load(3, "a", "v");
+    s.is("j", "mine");
+    s.emit(f, "lock_wait 0: a caller never joins", "with lock_wait 0 a caller that finds a flight does not wait for it: on_lock_timeout at once", true);
 }
 
 /// A loader that asks for a key its own call chain is loading.

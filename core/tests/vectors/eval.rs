@@ -424,7 +424,7 @@ pub fn eval_coordinator(input: &Value) -> Value {
                     self.flight_led_by(label, FlightId(call.0));
                     v["call"] = json!(label);
                 }
-                Ticket::Join { call, flight } => {
+                Ticket::Join { call, flight, .. } => {
                     self.bind(label, *call);
                     v["call"] = json!(label);
                     v["flight"] = self.flight(flight.0);
