@@ -210,10 +210,14 @@ export function createWorker({ karlton = null, clock = Date.now, random = random
           return { answer: ticket.answer, windows };
         case "join": {
           const flight = ticket.flight;
+          // Woken by the flight's end, or at until_ms (lock_wait): then the coordinator decides.
+          let timer;
           windows = await new Promise((wake) => {
             if (!waiters.has(flight)) waiters.set(flight, []);
             waiters.get(flight).push(wake);
+            timer = setTimeout(() => wake(null), Math.max(0, Number(ticket.until_ms) - clock()));
           });
+          clearTimeout(timer);
           ticket = coord.joined(clock(), ticket.call);
           break;
         }

@@ -1055,7 +1055,8 @@ class Cache extends EventEmitter {
           case A_JOIN: {
             const f = this.#flight(r[2]);
             c.flight = f;
-            await f.promise;
+            // At most until lock_wait runs out (r[3], epoch ms); then the core decides.
+            await raceTimeout(f.promise, r[3] - Date.now());
             r = this.#native.joined(call);
             break;
           }

@@ -766,9 +766,9 @@ impl Host {
         match t {
             Ticket::Answer { answer } => self.answer(st, CallId(0), answer),
             Ticket::Lead { call, action } => self.drive(st, call, action),
-            Ticket::Join { call, flight } => {
+            Ticket::Join { call, flight, until_ms } => {
                 let events = self.events(st);
-                Out::List(vec![Out::Num(A_JOIN as f64), Out::Num(call.0 as f64), Out::Num(flight.0 as f64), Out::Miss, events])
+                Out::List(vec![Out::Num(A_JOIN as f64), Out::Num(call.0 as f64), Out::Num(flight.0 as f64), Out::Num(until_ms as f64), events])
             }
         }
     }

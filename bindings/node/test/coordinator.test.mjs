@@ -255,6 +255,31 @@ for (const [label, makeStore] of Object.entries(stores)) {
   });
 }
 
+for (const [label, makeStore] of Object.entries(stores)) {
+  test(`${label}: issue 11 — a joiner waits at most lockWait, then loads for itself (no fill)`, async () => {
+    const cache = new Cache({ store: makeStore(), policy: { softTtl: '1m', lockWait: 200 } });
+    const key = new Key(ns('boundjoin'), 'k');
+    const started = deferred();
+    const go = deferred();
+    const leader = cache.getOrLoad(key, async () => {
+      started.resolve();
+      await go.promise; // released only after the joiner answered: an unbounded joiner hangs
+      return 'leader';
+    });
+    await started.promise;
+    const joiner = await Promise.race([
+      cache.getOrLoad(key, async () => 'joiner'),
+      new Promise((_, rej) => setTimeout(() => rej(new Error('joiner not bounded by lockWait')), 5000).unref()),
+    ]);
+    assert.equal(joiner, 'joiner');
+    go.resolve();
+    assert.equal(await leader, 'leader');
+    assert.equal(await cache.get(key), 'leader', 'only the lease holder filled');
+    assert.equal(cache.stats().leaseTimeouts, 1);
+    assert.deepEqual(cache.pending(), { calls: 0, flights: 0 });
+  });
+}
+
 test('issue 11: maxValueBytes is validated by the core', () => {
   assert.throws(() => new Cache({ policy: { maxValueBytes: 0 } }), /maxValueBytes/);
   assert.throws(() => new Cache({ policy: { maxValueBytes: 2 ** 29 + 1 } }), /maxValueBytes/);

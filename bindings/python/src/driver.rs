@@ -381,7 +381,8 @@ enum St {
     Load(Option<u64>),
     Await(Option<u64>),
     Wait(u64),
-    Join,
+    /// Waiting for a flight, until this local time at most (lock_wait).
+    Join(u64),
     Serve(Py<PyAny>),
     Value(Py<PyAny>),
     Missing,
@@ -435,7 +436,7 @@ impl PyCall {
             St::Load(_) => LOAD,
             St::Await(_) => AWAIT,
             St::Wait(_) => WAIT,
-            St::Join => JOIN,
+            St::Join(_) => JOIN,
             St::Serve(_) => SERVE,
             St::Value(_) | St::Missing | St::Failed(_) | St::Raise(_) => ANSWER,
             St::Finished => FINISHED,
@@ -475,12 +476,12 @@ impl PyCall {
                 self.leads = Some(FlightId(call.0));
                 self.act(py, action);
             }
-            Ticket::Join { call, .. } => {
+            Ticket::Join { call, until_ms, .. } => {
                 self.id = call;
                 self.live = true;
                 self.leads = None;
                 self.waiter = waiter;
-                self.st = St::Join;
+                self.st = St::Join(until_ms);
             }
         }
     }
@@ -734,7 +735,7 @@ impl PyCall {
     #[getter]
     fn delay(&self) -> f64 {
         match self.st {
-            St::Wait(until) => until.saturating_sub(now_ms()) as f64 / 1000.0,
+            St::Wait(until) | St::Join(until) => until.saturating_sub(now_ms()) as f64 / 1000.0,
             _ => 0.0,
         }
     }
@@ -825,7 +826,8 @@ impl PyCall {
         let w = self.waiter.clone().ok_or_else(|| PyRuntimeError::new_err("wait(): no waiter"))?;
         let deadline = timeout.map(|t| std::time::Instant::now() + std::time::Duration::from_secs_f64(t.max(0.0)));
         loop {
-            let slice = std::time::Duration::from_millis(100);
+            let left = deadline.map_or(std::time::Duration::from_millis(100), |d| d.saturating_duration_since(std::time::Instant::now()));
+            let slice = left.min(std::time::Duration::from_millis(100));
             let woken = py.detach(|| {
                 let g = w.lock();
                 let (g, _) = w.cv.wait_timeout_while(g, slice, |s| !s.woken).unwrap_or_else(|p| p.into_inner());

@@ -453,3 +453,63 @@ def test_reentrant_get_or_load_raises_in_asyncio(stores: tuple[Any, Any]) -> Non
         return out
 
     assert asyncio.run(main()) == ["refused", "refused"]
+
+
+# -- issue 11: an in-process joiner waits at most lock_wait ---------------------------------
+
+
+def test_joiner_waits_at_most_lock_wait_then_loads_itself(stores: tuple[Any, Any]) -> None:
+    key = Key("boundjoin", "k")
+    policy = POLICY.replace(lock_wait=0.2)
+    with Cache(stores[0], policy) as cache:
+        cache.invalidate(key)
+        started, go = threading.Event(), threading.Event()
+
+        def slow() -> str:
+            started.set()
+            go.wait(30)  # released only after the joiner answered: an unbounded joiner hangs
+            return "leader"
+
+        out: list[Any] = []
+        leader = threading.Thread(target=lambda: out.append(cache.get_or_load(key, slow)), daemon=True)
+        leader.start()
+        assert started.wait(10)
+        joined: list[Any] = []
+        j = threading.Thread(target=lambda: joined.append(cache.get_or_load(key, lambda: "joiner")), daemon=True)
+        j.start()
+        j.join(10)
+        assert joined == ["joiner"], "past lock_wait the joiner answers from its own loader"
+        go.set()
+        leader.join(10)
+        assert out == ["leader"]
+        assert cache.get(key) == "leader", "only the lease holder filled"
+        assert cache.stats()["lease_timeouts"] == 1
+
+
+def test_async_joiner_waits_at_most_lock_wait(stores: tuple[Any, Any]) -> None:
+    async def main() -> tuple[Any, Any]:
+        cache = AsyncCache(stores[1], POLICY.replace(lock_wait=0.2, on_lock_timeout="error"))
+        key = Key("boundjoina", "k")
+        await cache.invalidate(key)
+        started, go = asyncio.Event(), asyncio.Event()
+
+        async def slow() -> str:
+            started.set()
+            await go.wait()
+            return "leader"
+
+        leader = asyncio.ensure_future(cache.get_or_load(key, slow))
+        await started.wait()
+        try:
+            await asyncio.wait_for(cache.get_or_load(key, lambda: "joiner"), 10)
+            joiner: Any = "no error"
+        except Exception as e:  # noqa: BLE001 - the kind is asserted below
+            joiner = e
+        go.set()
+        return joiner, await leader
+
+    from karlton import LockTimeoutError
+
+    joiner, leader = asyncio.run(main())
+    assert isinstance(joiner, LockTimeoutError), joiner
+    assert leader == "leader"

@@ -171,7 +171,8 @@ class AsyncCache:
                 loop = asyncio.get_running_loop()
                 woken = loop.create_future()
                 if call.on_wake(_waker(loop, woken)):
-                    await woken
+                    # At most until lock_wait runs out; then the core decides.
+                    await asyncio.wait((woken,), timeout=call.delay)
                 call.joined()
             else:
                 return task, exc

@@ -158,7 +158,7 @@ class Cache:
                 time.sleep(call.delay)
                 call.feed_timeout()
             elif kind == JOIN:
-                call.wait()
+                call.wait(call.delay)  # at most until lock_wait runs out; then the core decides
                 call.joined()
             else:
                 return fut, exc
