@@ -76,10 +76,21 @@ struct Inner<S> {
     /// Held only while the coordinator decides — never across IO.
     state: Mutex<State>,
     on_background_error: Mutex<Option<OnError>>,
+    /// The process that seeded the coordinator: a forked child re-seeds (see `lock`).
+    pid: std::sync::atomic::AtomicU32,
 }
 
 impl<S: Store> Inner<S> {
+    /// The coordinator's lock. In a process forked from the one that seeded it, first draw a
+    /// new OS seed: the child copied the random stream, and would draw the parent's lease
+    /// tokens and jitter.
     fn lock(&self) -> MutexGuard<'_, State> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let pid = std::process::id();
+        if self.pid.load(Relaxed) != pid {
+            self.pid.store(pid, Relaxed);
+            self.counters.reseed(os_seed());
+        }
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -196,6 +207,7 @@ impl<S: Store> Cache<S> {
                 counters: coord.counters().clone(),
                 state: Mutex::new(State { coord, wakers: HashMap::new() }),
                 on_background_error: Mutex::new(None),
+                pid: std::sync::atomic::AtomicU32::new(std::process::id()),
             }),
         }
     }

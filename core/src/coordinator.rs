@@ -265,6 +265,13 @@ impl Counters {
         SplitMix64::new(state).next()
     }
 
+    /// Start the random stream again from `seed` (from the OS). A host calls it in a process
+    /// forked from the one that created the coordinator: the child copied the stream's state,
+    /// so parent and children would draw the same lease tokens and jitter.
+    pub fn reseed(&self, seed: u64) {
+        self.seed.store(seed, Ordering::Relaxed);
+    }
+
     /// A value a `get` answered did not decode (bad JSON, an unknown codec): the host answers
     /// "missing", so the hit the read counted becomes a miss, plus one `corrupt_entries`.
     /// (`get_or_load` reports it with [`Coordinator::get_or_load_replacing`] instead, which

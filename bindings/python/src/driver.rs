@@ -924,7 +924,7 @@ fn request(key: &PyKey, tags: Vec<String>) -> Request {
 }
 
 /// The native driver of one `Cache`/`AsyncCache`: its coordinator, store, policy and codec.
-#[pyclass(module = "karlton._karlton", name = "Driver", frozen)]
+#[pyclass(module = "karlton._karlton", name = "Driver", frozen, weakref)]
 pub struct PyDriver {
     host: Arc<Host>,
     /// The sync driver's `(_slow(call, loader), _op(call, default))`, for what `get_or_load`
@@ -1161,6 +1161,12 @@ impl PyDriver {
             d.set_item(k, v)?;
         }
         Ok(d)
+    }
+
+    /// In a forked child: draw a new seed from the OS (the child copied the parent's random
+    /// stream, so it would draw the parent's lease tokens and jitter).
+    fn after_fork(&self) {
+        self.host.counters.reseed(os_seed());
     }
 
     /// `(calls, flights)` alive in the coordinator (0, 0 when idle: nothing leaked).

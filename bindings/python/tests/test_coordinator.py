@@ -4,6 +4,7 @@ memory store and real Redis): the same answers and counters as Rust, Node and WA
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from typing import Any
@@ -513,3 +514,47 @@ def test_async_joiner_waits_at_most_lock_wait(stores: tuple[Any, Any]) -> None:
     joiner, leader = asyncio.run(main())
     assert isinstance(joiner, LockTimeoutError), joiner
     assert leader == "leader"
+
+
+# -- issue 11: forked workers never share lease tokens (C2) ---------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_workers_draw_different_lease_tokens(redis_server: Any, redis_client: Any) -> None:
+    """A cache built before ``os.fork()`` (gunicorn --preload): each child takes a lease on
+    its own key; their tokens must differ. Before the after-fork re-seed, every child drew
+    the same token from the copied random stream, so one worker's stale fill could pass
+    another's fencing."""
+    import redis
+
+    cache = Cache(RedisStore(redis.Redis(port=redis_server.port, socket_timeout=2)), POLICY)
+    cache.get_or_load(Key("fork", "warm"), lambda: 1)  # the stream is in use before the fork
+    keys = [Key("fork", str(i)) for i in range(3)]
+    for k in keys:
+        cache.invalidate(k)
+    pids = []
+    for k in keys:
+        pid = os.fork()
+        if pid == 0:  # the child: hold a lease on its key for a moment
+            code = 1
+            try:
+                cache.get_or_load(k, lambda: time.sleep(1.5) or "v")
+                code = 0
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    try:
+        tokens: dict[str, bytes] = {}
+        deadline = time.monotonic() + 10
+        while len(tokens) < len(keys) and time.monotonic() < deadline:
+            for k in keys:
+                raw = redis_client.get(str(k))
+                if raw and raw.split(b"|")[8]:
+                    tokens[str(k)] = raw.split(b"|")[8]
+            time.sleep(0.01)
+        assert len(tokens) == len(keys), f"every child took its lease: {tokens}"
+        assert len(set(tokens.values())) == len(keys), f"children drew the same lease token: {tokens}"
+    finally:
+        for pid in pids:
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import weakref
 from contextvars import ContextVar, Token
 from typing import Any, Callable, Optional
 
@@ -16,6 +18,22 @@ from ._redis import RedisStore
 #: native driver reads it when a ``get_or_load`` starts: one for a key this chain is loading
 #: would wait for itself, so the core answers it ``ReentrantCallError`` instead.
 LOADING: ContextVar[tuple[tuple[int, int], ...]] = ContextVar("karlton_loading", default=())
+
+
+#: Every live native driver, so a forked child can re-seed them all (see ``_after_fork``).
+_DRIVERS: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    """In a child after ``os.fork()`` (gunicorn ``--preload``, Celery prefork, multiprocessing
+    fork): each driver draws a new OS seed, so workers forked from one parent never share lease
+    tokens or jitter draws."""
+    for d in list(_DRIVERS):
+        d.after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def loading(call: Any) -> Token[tuple[tuple[int, int], ...]]:
@@ -93,6 +111,7 @@ class BaseCache:
         self._encode = encoder(codec)
         fast = redis is not None and redis.fast_reads
         self._d = Driver(native_store, policy._native, codec.id if codec else None, codec.decode if codec else None, fast)
+        _DRIVERS.add(self._d)
 
     def _report(self, key: str, exc: BaseException) -> None:
         """A background refresh failed, or a stale value hid a loader error: tell someone."""
