@@ -846,6 +846,7 @@ module.exports.getFunction = nativeBinding.getFunction
 module.exports.getKeyFunction = nativeBinding.getKeyFunction
 module.exports.getOrLoadFunction = nativeBinding.getOrLoadFunction
 module.exports.getOrLoadKeyFunction = nativeBinding.getOrLoadKeyFunction
+module.exports.jsonNestingOk = nativeBinding.jsonNestingOk
 module.exports.keyHandle = nativeBinding.keyHandle
 module.exports.keyStrings = nativeBinding.keyStrings
 module.exports.parseDurationMs = nativeBinding.parseDurationMs

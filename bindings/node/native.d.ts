@@ -145,6 +145,9 @@ export declare function getOrLoadFunction(): (cache: object, key: object, tags?:
  */
 export declare function getOrLoadKeyFunction(): (cache: object, key: string, generationKey: string, policy?: object) => unknown
 
+/** Whether JSON text nests at most the core's limit (128), the depth every reader takes. */
+export declare function jsonNestingOk(text: string): boolean
+
 /** A built key as an opaque handle (the hot paths read it without a string crossing). */
 export declare function keyHandle(namespace: string, segments: Array<string>, paramsJson: string | undefined | null, version: string | undefined | null, hashTag: boolean, maxLen?: number | undefined | null): object
 

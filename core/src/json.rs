@@ -91,6 +91,41 @@ pub struct Error {
     pub column: usize,
 }
 
+/// The deepest nesting of arrays and objects karlton reads — in params, in policies and in
+/// cached JSON values, in every runtime (serde_json's default limit, which the Python reader
+/// has). Writers refuse deeper values ([`nesting_within_limit`]) so nothing is stored that a
+/// reader would reject.
+pub const MAX_DEPTH: u32 = 128;
+
+/// Whether the JSON text `bytes` nests arrays and objects at most [`MAX_DEPTH`] deep (a scan
+/// of brackets outside strings; the text is assumed to be JSON a serializer wrote).
+pub fn nesting_within_limit(bytes: &[u8]) -> bool {
+    let (mut depth, mut in_str, mut esc) = (0u32, false, false);
+    for &b in bytes {
+        if in_str {
+            match b {
+                _ if esc => esc = false,
+                b'\\' => esc = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
+}
+
 /// Parse one JSON text (whitespace around it allowed, nothing else after it).
 pub fn parse(text: &str) -> Result<Value, Error> {
     parse_members(text).map(|(v, _)| v)
@@ -202,7 +237,7 @@ impl Parser<'_> {
             b'-' | b'0'..=b'9' => Ok(Value::Number(self.number()?)),
             b'[' | b'{' => {
                 self.depth += 1;
-                if self.depth > 128 {
+                if self.depth > MAX_DEPTH {
                     return Err(self.err("recursion limit exceeded"));
                 }
                 self.i += 1;
@@ -675,6 +710,20 @@ pub(crate) fn decimal_to_f64(d: &[u8], exp: i64) -> f64 {
 
 #[cfg(test)]
 mod tests {
+
+    /// Issue 11: one nesting limit for writers and readers — a value the parser refuses is
+    /// never written, and one it takes is never refused.
+    #[test]
+    fn nesting_limit_matches_the_parser() {
+        for depth in [1usize, 127, 128, 129, 400] {
+            let text = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            assert_eq!(nesting_within_limit(text.as_bytes()), parse(&text).is_ok(), "depth {depth}");
+        }
+        // Brackets inside strings (and escaped quotes) do not count.
+        let s = format!("[\"{}\\\"{}\"]", "[".repeat(300), "{".repeat(300));
+        assert!(parse(&s).is_ok() && nesting_within_limit(s.as_bytes()));
+    }
+
     use super::*;
 
     fn num(t: &str) -> Number {

@@ -581,6 +581,8 @@ const jsonCodec = Object.freeze({
   encode(value) {
     const s = JSON.stringify(value);
     if (s === undefined) throw new TypeError(`karlton: value is not JSON-serializable (${describe(value)})`);
+    // Deeper than any reader takes (128): refuse it rather than store what cannot be read.
+    if (s.length > 256 && !native.jsonNestingOk(s)) throw new RangeError('karlton: value is nested deeper than 128 levels: no karlton reader could decode it');
     return s;
   },
   decode(buf) {

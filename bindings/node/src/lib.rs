@@ -182,6 +182,12 @@ fn parse_u64(what: &str, s: &str) -> Result<u64> {
 // ---------------------------------------------------------------------------------------------
 // Free functions: keys, durations, scripts, entry codec
 
+/// Whether JSON text nests at most the core's limit (128), the depth every reader takes.
+#[napi]
+pub fn json_nesting_ok(text: String) -> bool {
+    karlton_core::json::nesting_within_limit(text.as_bytes())
+}
+
 /// Parse `"250ms"`, `"5m"`, `"1.5h"` … into milliseconds (core's `parse_duration_ms`).
 #[napi]
 pub fn parse_duration_ms(text: String) -> Result<f64> {

@@ -280,6 +280,20 @@ for (const [label, makeStore] of Object.entries(stores)) {
   });
 }
 
+test('issue 11: a value nested deeper than readers take (128) is refused, never stored', async () => {
+  const cache = new Cache({ policy: { softTtl: '1m' } });
+  const key = new Key(ns('deep'), 'k');
+  let deep = 'leaf';
+  for (let i = 0; i < 130; i++) deep = [deep];
+  let ok = 'leaf';
+  for (let i = 0; i < 127; i++) ok = [ok];
+  await assert.rejects(cache.set(key, deep), RangeError);
+  await assert.rejects(cache.getOrLoad(key, async () => deep), RangeError);
+  assert.equal(await cache.get(key), undefined, 'nothing stored');
+  assert.deepEqual(await cache.getOrLoad(key, async () => ok), ok);
+  assert.deepEqual(cache.pending(), { calls: 0, flights: 0 });
+});
+
 test('issue 11: maxValueBytes is validated by the core', () => {
   assert.throws(() => new Cache({ policy: { maxValueBytes: 0 } }), /maxValueBytes/);
   assert.throws(() => new Cache({ policy: { maxValueBytes: 2 ** 29 + 1 } }), /maxValueBytes/);

@@ -63,6 +63,12 @@ fn vector_eval(kind: &str, input: &str) -> PyResult<String> {
     Ok(eval::eval(kind, &v).to_string())
 }
 
+/// Whether JSON text nests at most the core's limit (128), the depth every reader takes.
+#[pyfunction]
+fn json_nesting_ok(data: &[u8]) -> bool {
+    karlton_core::json::nesting_within_limit(data)
+}
+
 /// Wall-clock milliseconds (the drivers' clock).
 #[pyfunction]
 fn now_ms() -> u64 {
@@ -80,6 +86,7 @@ fn _karlton(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(redis_scripts, m)?)?;
     m.add_function(wrap_pyfunction!(params_hash, m)?)?;
     m.add_function(wrap_pyfunction!(now_ms, m)?)?;
+    m.add_function(wrap_pyfunction!(json_nesting_ok, m)?)?;
     #[cfg(feature = "vectors")]
     m.add_function(wrap_pyfunction!(vector_eval, m)?)?;
     for (name, v) in [

@@ -558,3 +558,25 @@ def test_forked_workers_draw_different_lease_tokens(redis_server: Any, redis_cli
         for pid in pids:
             _, status = os.waitpid(pid, 0)
             assert os.waitstatus_to_exitcode(status) == 0
+
+
+# -- issue 11: nothing is stored that a reader would refuse ---------------------------------
+
+
+def test_values_nested_deeper_than_readers_take_are_refused_not_stored(stores: tuple[Any, Any]) -> None:
+    deep: Any = "leaf"
+    for _ in range(130):
+        deep = [deep]
+    ok: Any = "leaf"
+    for _ in range(127):
+        ok = [ok]
+    key = Key("deep", "k")
+    with Cache(stores[0], POLICY) as cache:
+        with pytest.raises(ValueError, match="128"):
+            cache.set(key, deep)
+        with pytest.raises(ValueError, match="128"):
+            cache.get_or_load(key, lambda: deep)
+        assert cache.get(key, "absent") == "absent", "nothing was stored"
+        assert cache.get_or_load(key, lambda: ok) == ok, "127 levels (+1 for the value) round-trip"
+        assert cache.get(key) == ok
+        assert cache.stats()["corrupt_entries"] == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol, runtime_checkable
 
-from ._karlton import CODEC_JSON, CODEC_RAW
+from ._karlton import CODEC_JSON, CODEC_RAW, json_nesting_ok
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
@@ -43,7 +43,11 @@ def encoder(codec: Codec | None):  # type: ignore[no-untyped-def]
                 return b"", CODEC_JSON, True
             if isinstance(value, (bytes, bytearray, memoryview)):
                 return bytes(value), CODEC_RAW, False
-            return _dumps(value).encode(), CODEC_JSON, False
+            data = _dumps(value).encode()
+            # Deeper than any reader takes (128): refuse it rather than store what cannot be read.
+            if len(data) > 256 and not json_nesting_ok(data):
+                raise ValueError("value is nested deeper than 128 levels: no karlton reader could decode it")
+            return data, CODEC_JSON, False
     else:
         cid, enc = codec.id, codec.encode
 
