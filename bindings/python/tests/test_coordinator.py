@@ -580,3 +580,31 @@ def test_values_nested_deeper_than_readers_take_are_refused_not_stored(stores: t
         assert cache.get_or_load(key, lambda: ok) == ok, "127 levels (+1 for the value) round-trip"
         assert cache.get(key) == ok
         assert cache.stats()["corrupt_entries"] == 0
+
+
+# -- issue 11: bump / invalidate_tag by namespace name reach hash-tagged keys ----------------
+
+
+def test_bump_and_invalidate_tag_by_namespace_reach_hash_tagged_keys(stores: tuple[Any, Any]) -> None:
+    tagged = Key("htns", "k", hash_tag=True)
+    plain = Key("htns", "p")
+    with Cache(stores[0], POLICY) as cache:
+        cache.invalidate(tagged)
+        cache.invalidate(plain)
+        assert cache.get_or_load(tagged, lambda: "v1") == "v1"
+        assert cache.get_or_load(plain, lambda: "p1") == "p1"
+        cache.bump("htns")
+        assert cache.get(tagged, "gone") == "gone", "a hash-tagged key of the namespace is orphaned"
+        assert cache.get(plain, "gone") == "gone", "and a plain one"
+        assert cache.get_or_load(tagged, lambda: "v2", tags=["team"]) == "v2"
+        cache.invalidate_tag("htns", "team")
+        assert cache.get(tagged, "gone", tags=["team"]) == "gone"
+
+    async def main() -> Any:
+        c = AsyncCache(stores[1], POLICY)
+        await c.invalidate(tagged)
+        await c.get_or_load(tagged, lambda: "a1")
+        await c.bump("htns")
+        return await c.get(tagged, "gone")
+
+    assert asyncio.run(main()) == "gone"

@@ -6,7 +6,7 @@ import asyncio
 import inspect
 from typing import Any, Awaitable, Callable, Iterable, Optional, TypeVar, Union
 
-from ._base import LOADING, BaseCache, ErrorCallback, check_loader, gen_key, loading, native_policy, tag_key
+from ._base import LOADING, BaseCache, ErrorCallback, check_loader, gen_keys, loading, native_policy, tag_keys
 from ._karlton import AWAIT, FAST, FINISHED, JOIN, LOAD, SERVE, STORE, WAIT, Call, Key, MemoryStore
 from ._policy import Policy
 from ._redis import RedisStore
@@ -238,11 +238,12 @@ class AsyncCache:
 
     async def bump(self, key: Key | str) -> int:
         """See ``Cache.bump``."""
-        return int(await self._op(self._d.bump(gen_key(key, "bump()"))))
+        # A namespace str moves both forms' counters; the answer is the first (plain) one's.
+        return [int(await self._op(self._d.bump(g))) for g in gen_keys(key, "bump()")][0]
 
     async def invalidate_tag(self, key: Key | str, tag: str) -> int:
         """See ``Cache.invalidate_tag``."""
-        return int(await self._op(self._d.bump(tag_key(key, tag))))
+        return [int(await self._op(self._d.bump(g))) for g in tag_keys(key, tag)][0]
 
     def stats(self) -> dict[str, int]:
         """See ``Cache.stats``."""

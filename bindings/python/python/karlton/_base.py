@@ -53,22 +53,28 @@ def native_policy(policy: Any) -> Any:
     raise TypeError(f"policy must be a karlton.Policy, not {type(policy).__name__}")
 
 
-def gen_key(key: Any, what: str) -> str:
+def gen_keys(key: Any, what: str) -> list[str]:
+    """The generation counters ``bump`` moves: a Key's own (its form: plain or hash-tagged), or
+    for a namespace ``str`` both forms' — the str does not say which form its keys were built
+    in, and bumping only the plain one left hash-tagged keys (``Key(..., hash_tag=True)``, for
+    Redis Cluster) silently untouched."""
     if isinstance(key, Key):
-        return key.generation_key
+        return [key.generation_key]
     if isinstance(key, str):
-        return Key(key).generation_key
+        return [Key(key).generation_key, Key(key, hash_tag=True).generation_key]
     raise TypeError(f"{what}: key must be a karlton.Key or a namespace str, not {type(key).__name__}")
 
 
-def tag_key(key: Any, tag: Any) -> str:
+def tag_keys(key: Any, tag: Any) -> list[str]:
+    """The tag counters ``invalidate_tag`` moves (both forms for a namespace ``str``, as
+    ``gen_keys``)."""
     if not isinstance(tag, str):
         raise TypeError(f"invalidate_tag(): tag must be a str, not {type(tag).__name__}")
     if isinstance(key, str):
-        key = Key(key)
+        return [Key(key).tag_key(tag), Key(key, hash_tag=True).tag_key(tag)]
     if not isinstance(key, Key):
         raise TypeError(f"invalidate_tag(): key must be a karlton.Key or a namespace str, not {type(key).__name__}")
-    return key.tag_key(tag)
+    return [key.tag_key(tag)]
 
 
 def check_loader(loader: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable, Optional, TypeVar
 
 import contextvars
 
-from ._base import LOADING, BaseCache, ErrorCallback, check_loader, gen_key, loading, native_policy, tag_key
+from ._base import LOADING, BaseCache, ErrorCallback, check_loader, gen_keys, loading, native_policy, tag_keys
 from ._karlton import AWAIT, FAST, FINISHED, JOIN, LOAD, SERVE, STORE, WAIT, Key, MemoryStore
 from ._policy import Policy
 from ._redis import RedisStore
@@ -232,11 +232,12 @@ class Cache:
 
     def bump(self, key: Key | str) -> int:
         """Orphan every entry of ``key``'s namespace (or the namespace ``key`` names)."""
-        return int(self._d.bump(gen_key(key, "bump()")))
+        # A namespace str moves both forms' counters; the answer is the first (plain) one's.
+        return [int(self._d.bump(g)) for g in gen_keys(key, "bump()")][0]
 
     def invalidate_tag(self, key: Key | str, tag: str) -> int:
         """Orphan every entry filled with ``tag`` in ``key``'s namespace."""
-        return int(self._d.bump(tag_key(key, tag)))
+        return [int(self._d.bump(g)) for g in tag_keys(key, tag)][0]
 
     def stats(self) -> dict[str, int]:
         """A snapshot of the counters (see ``karlton.Cache`` docs)."""
