@@ -158,8 +158,9 @@ class Key {
     return new Key(kBuilt, ...next, built);
   }
 
-  /** Parameters (any JSON value), hashed canonically (RFC 8785 + SHA-256) into the key. */
+  /** Parameters (plain JSON data), hashed canonically (RFC 8785 + SHA-256) into the key. */
   params(params) {
+    checkParams(params, 'params', 0);
     let json;
     try {
       json = JSON.stringify(params);
@@ -618,6 +619,39 @@ const A_FINISHED = 8;
 const A_JOIN = 9;
 
 const LOADER_TIMEOUT = Symbol('timeout');
+
+/**
+ * Params must be plain JSON data, hashed as given: anything JSON.stringify would silently
+ * change — a Map or Set (→ {}), NaN/±Infinity (→ null), undefined members (dropped), a Date or
+ * any toJSON (→ its output), a class instance (→ its fields) — is refused, as Python refuses
+ * it; otherwise different requests would build the same key. `depth`: containers around `v`.
+ */
+function checkParams(v, path, depth) {
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return;
+    case 'number':
+      if (!Number.isFinite(v)) throw new TypeError(`karlton: \`${path}\` must be a finite number, got ${v}`);
+      return;
+    case 'object': {
+      if (v === null) return;
+      if (depth >= 128) throw new RangeError('karlton: `params` is nested deeper than 128 levels');
+      if (Array.isArray(v)) {
+        for (let i = 0; i < v.length; i++) {
+          if (!(i in v)) throw new TypeError(`karlton: \`${path}[${i}]\` is a hole: params must be plain JSON data`);
+          checkParams(v[i], `${path}[${i}]`, depth + 1);
+        }
+        return;
+      }
+      const proto = Object.getPrototypeOf(v);
+      if ((proto !== Object.prototype && proto !== null) || Object.getOwnPropertySymbols(v).length > 0) break;
+      for (const k of Object.keys(v)) checkParams(v[k], `${path}.${k}`, depth + 1);
+      return;
+    }
+  }
+  throw new TypeError(`karlton: \`${path}\` must be plain JSON data (objects, arrays, strings, finite numbers, booleans, null), got ${describe(v)}`);
+}
 
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));

@@ -160,3 +160,36 @@ test('Cache: every hit hands the caller its own value, equal to a fresh decode',
   for (let i = 0; i < 6; i++) assert.equal(await cache.getOrLoad(key, () => 0), 'text');
   assert.equal(cache.stats().loads, 0);
 });
+
+test('issue 11: Key#params takes plain JSON data only — nothing JSON.stringify would change silently', () => {
+  class Point {
+    constructor() {
+      this.x = 1;
+    }
+  }
+  const refused = {
+    Map: new Map([['a', 1]]),
+    Set: new Set([1]),
+    NaN: NaN,
+    Infinity: { r: Infinity },
+    'undefined member': { a: undefined },
+    'undefined element': [undefined],
+    Date: new Date(0),
+    toJSON: { toJSON: () => 1 },
+    'class instance': new Point(),
+    function: () => 1,
+    bigint: 1n,
+    hole: [1, , 2], // eslint-disable-line no-sparse-arrays
+    symbol: { [Symbol('s')]: 1 },
+  };
+  for (const [what, v] of Object.entries(refused)) {
+    assert.throws(() => new Key('q').params(v), TypeError, what);
+  }
+  let deep = 1;
+  for (let i = 0; i < 129; i++) deep = [deep];
+  assert.throws(() => new Key('q').params(deep), RangeError);
+  // Plain data still works, canonically; distinct inputs build distinct keys.
+  assert.equal(String(new Key('q').params({ a: [1, { b: null }], c: 'x' })), String(new Key('q').params({ c: 'x', a: [1, { b: null }] })));
+  assert.notEqual(String(new Key('q').params({})), String(new Key('q').params({ a: null })));
+  assert.ok(new Key('q').params(Object.create(null)));
+});
