@@ -77,6 +77,9 @@ pub struct PolicySpec {
 /// memory store and far below what blocks a Redis server for long.
 pub const DEFAULT_MAX_VALUE_BYTES: u64 = 16 << 20;
 
+/// The longest lease: 1 hour. A holder that dies keeps its key uncached until its lease ends.
+pub const MAX_LEASE_TTL_MS: u64 = 3_600_000;
+
 /// The largest [`PolicySpec::max_value_bytes`]: 512 MiB, the largest Redis string.
 pub const MAX_VALUE_BYTES: u64 = 512 << 20;
 
@@ -129,8 +132,8 @@ pub enum PolicyError {
         /// The accepted range, in words.
         expected: &'static str,
     },
-    /// A duration above the supported maximum (2^40 ms ≈ 35 years), which keeps timestamps
-    /// below 2^53 so JavaScript numbers hold them.
+    /// A duration above the supported maximum: 2^40 ms ≈ 35 years (which keeps timestamps
+    /// below 2^53 so JavaScript numbers hold them), and 1 hour for `lease_ttl_ms`.
     #[error("policy: `{field}` = {value} ms exceeds the maximum of {max} ms")]
     TooLong {
         /// The offending field.
@@ -261,6 +264,11 @@ impl Policy {
             return Err(PolicyError::Zero { field: "lease_ttl_ms" });
         }
         check_len("lease_ttl_ms", spec.lease_ttl_ms)?;
+        if spec.lease_ttl_ms > MAX_LEASE_TTL_MS {
+            // A lease outlives a crashed holder: every other caller loads without filling
+            // until it ends, so nothing is cached for that long.
+            return Err(PolicyError::TooLong { field: "lease_ttl_ms", value: spec.lease_ttl_ms, max: MAX_LEASE_TTL_MS });
+        }
         check_len("lock_wait_ms", spec.lock_wait_ms)?;
         if spec.lock_backoff_ms.is_empty() {
             return Err(PolicyError::Zero { field: "lock_backoff_ms" });

@@ -507,6 +507,8 @@ pub fn policy() -> File {
     f.hand("load_soft_zero", "soft load timeout must be > 0", sp(json!({"load_soft_timeout_ms": 0})), perr("zero", Some("load_soft_timeout_ms")));
     f.hand("load_hard_zero", "hard load timeout must be > 0", sp(json!({"load_hard_timeout_ms": 0})), perr("zero", Some("load_hard_timeout_ms")));
     // ---- too long
+    f.hand("lease_ttl_1h", "a lease may last up to 1 hour", sp(json!({"lease_ttl_ms": 3_600_000})), norm(json!({"lease_ttl_ms": 3_600_000})));
+    f.hand("lease_ttl_over_1h", "a longer lease would keep a dead holder's key uncached for that long", sp(json!({"lease_ttl_ms": 3_600_001})), perr("too_long", Some("lease_ttl_ms")));
     for field in ["soft_ttl_ms", "hard_ttl_ms", "negative_ttl_ms", "stale_if_error_ms", "lease_ttl_ms", "lock_wait_ms", "load_soft_timeout_ms", "load_hard_timeout_ms"] {
         let mut spec = json!({ field: MAX + 1 });
         if field == "hard_ttl_ms" {
