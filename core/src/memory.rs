@@ -256,6 +256,8 @@ pub type Memo = std::sync::Arc<dyn std::any::Any + Send + Sync>;
 pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
     gens: RwLock<HashMap<String, u64, Hasher>>,
+    /// At most this many generation counters (namespaces and tags) are kept.
+    max_gens: usize,
     seed: u64,
     evictions: AtomicU64,
 }
@@ -282,6 +284,7 @@ impl MemoryStore {
                 .map(|i| Mutex::new(Shard::new(e, b, config.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))))
                 .collect(),
             gens: RwLock::new(HashMap::default()),
+            max_gens: config.max_entries.max(1_024),
             seed: config.seed,
             evictions: AtomicU64::new(0),
         }
@@ -545,6 +548,18 @@ impl MemoryStore {
             }
             StoreOp::Bump { gen_key, value } => {
                 let mut g = self.gens.write().unwrap_or_else(|p| p.into_inner());
+                if g.len() >= self.max_gens && !g.contains_key(gen_key) {
+                    // Bounded (a million distinct tags must not grow the store without limit):
+                    // drop every 8th counter, so the cost per new counter stays constant.
+                    // Dropping a counter fails closed: it reads 0 again, so every entry stamped
+                    // with its old value is orphaned — a miss, never a stale hit.
+                    let (before, mut i) = (g.len(), 0usize);
+                    g.retain(|_, _| {
+                        i += 1;
+                        i % 8 != 0
+                    });
+                    self.evictions.fetch_add((before - g.len()) as u64, Ordering::Relaxed);
+                }
                 let old = g.get(gen_key).copied().unwrap_or(0);
                 // Never "bump" to the same value (would not orphan anything).
                 let v = if *value == old { value.wrapping_add(1).max(1) } else { *value };
@@ -675,5 +690,36 @@ mod tests {
             fill(&m, &format!("big{i}"), &vec![b'z'; 70 << 10]);
         }
         assert!(m.bytes() <= 64 << 10);
+    }
+
+    /// Issue 11: generation counters are bounded, and dropping one fails closed.
+    #[test]
+    fn generation_counters_are_bounded_and_fail_closed() {
+        let m = MemoryStore::new(MemoryStoreConfig { max_entries: 100, max_bytes: 1 << 20, shards: 1, seed: 0 });
+        let bump = |k: &str, v: u64| m.apply(0, &StoreOp::Bump { gen_key: k.into(), value: v });
+        bump("g:tag:first", 7);
+        let e = Entry { value: b"1".to_vec(), soft_at: 1_000, hard_at: 2_000, generations: vec![7], ..Entry::default() };
+        let fill = StoreOp::Fill {
+            key: "k".into(),
+            entry: e.encode().into(),
+            soft_at: 1_000,
+            hard_at: 2_000,
+            expire_at: 2_000,
+            version: None,
+            generations: Some(vec![7]),
+            gen_keys: vec!["g:tag:first".into()],
+            token: None,
+        };
+        assert_eq!(m.apply(0, &fill), StoreReply::Stored);
+        assert!(m.peek_valid(0, "k", &["g:tag:first".into()]).is_some());
+        let mut i = 0;
+        while m.gens.read().unwrap().contains_key("g:tag:first") {
+            bump(&format!("g:tag:{i}"), 1 + i);
+            i += 1;
+            assert!(i < 100_000, "the first counter is never dropped");
+            assert!(m.gens.read().unwrap().len() <= 1_024, "bounded");
+        }
+        assert!(m.peek_valid(0, "k", &["g:tag:first".into()]).is_none(), "its entry reads as orphaned (fail closed)");
+        assert!(m.evictions() > 0);
     }
 }

@@ -67,7 +67,8 @@ stats! {
     early_refreshes,
     /// Callers answered by another caller's flight in this process (single-flight joiners).
     coalesced,
-    /// Entries the store evicted for space (memory store; filled in by the driver).
+    /// Entries the store evicted for space, and generation counters dropped past its bound
+    /// (memory store; filled in by the driver).
     evictions,
     /// Values not cached because they exceed `max_value_bytes` (answered, not stored).
     values_too_large,
