@@ -258,6 +258,9 @@ pub struct MemoryStore {
     gens: RwLock<HashMap<String, u64, Hasher>>,
     /// At most this many generation counters (namespaces and tags) are kept.
     max_gens: usize,
+    /// What a counter that is not kept reads as: 0 until counters were first dropped, then a
+    /// new value each time, so no entry stamped before a drop can match a dropped counter.
+    absent_gen: AtomicU64,
     seed: u64,
     evictions: AtomicU64,
 }
@@ -285,6 +288,7 @@ impl MemoryStore {
                 .collect(),
             gens: RwLock::new(HashMap::default()),
             max_gens: config.max_entries.max(1_024),
+            absent_gen: AtomicU64::new(0),
             seed: config.seed,
             evictions: AtomicU64::new(0),
         }
@@ -305,7 +309,8 @@ impl MemoryStore {
             return Vec::new();
         }
         let g = self.gens.read().unwrap_or_else(|p| p.into_inner());
-        gen_keys.iter().map(|k| g.get(k).copied().unwrap_or(0)).collect()
+        let absent = self.absent_gen.load(Ordering::Relaxed);
+        gen_keys.iter().map(|k| g.get(k).copied().unwrap_or(absent)).collect()
     }
 
     /// Entries evicted for space so far.
@@ -377,7 +382,7 @@ impl MemoryStore {
         }
         if let Some(g) = &gens {
             for (v, k) in s.gens.iter().zip(gen_keys) {
-                if *v != g.get(k).copied().unwrap_or(0) {
+                if *v != g.get(k).copied().unwrap_or(self.absent_gen.load(Ordering::Relaxed)) {
                     return None;
                 }
             }
@@ -551,16 +556,21 @@ impl MemoryStore {
                 if g.len() >= self.max_gens && !g.contains_key(gen_key) {
                     // Bounded (a million distinct tags must not grow the store without limit):
                     // drop every 8th counter, so the cost per new counter stays constant.
-                    // Dropping a counter fails closed: it reads 0 again, so every entry stamped
-                    // with its old value is orphaned — a miss, never a stale hit.
+                    // It must fail closed: a dropped counter must not read as a value some
+                    // entry was stamped with (its old value, or the 0 of entries filled before
+                    // its first bump — that would bring them back). So "absent" moves to a value
+                    // never used before: every entry under a dropped or never-bumped counter
+                    // reads as orphaned — misses, never a stale hit.
                     let (before, mut i) = (g.len(), 0usize);
                     g.retain(|_, _| {
                         i += 1;
                         i % 8 != 0
                     });
+                    let a = self.absent_gen.load(Ordering::Relaxed);
+                    self.absent_gen.store((a | 1 << 63).wrapping_add(1), Ordering::Relaxed);
                     self.evictions.fetch_add((before - g.len()) as u64, Ordering::Relaxed);
                 }
-                let old = g.get(gen_key).copied().unwrap_or(0);
+                let old = g.get(gen_key).copied().unwrap_or(self.absent_gen.load(Ordering::Relaxed));
                 // Never "bump" to the same value (would not orphan anything).
                 let v = if *value == old { value.wrapping_add(1).max(1) } else { *value };
                 g.insert(gen_key.clone(), v);
@@ -720,6 +730,24 @@ mod tests {
             assert!(m.gens.read().unwrap().len() <= 1_024, "bounded");
         }
         assert!(m.peek_valid(0, "k", &["g:tag:first".into()]).is_none(), "its entry reads as orphaned (fail closed)");
+        // An entry filled before its namespace's first bump (stamped 0) must not come back
+        // when that counter is dropped.
+        let m = MemoryStore::new(MemoryStoreConfig { max_entries: 100, max_bytes: 1 << 20, shards: 1, seed: 0 });
+        let mut old = fill;
+        if let StoreOp::Fill { entry, generations, gen_keys, .. } = &mut old {
+            *entry = Entry { generations: vec![0], ..e }.encode().into();
+            *generations = Some(vec![0]);
+            *gen_keys = vec!["g:ns".into()];
+        }
+        assert_eq!(m.apply(0, &old), StoreReply::Stored);
+        m.apply(0, &StoreOp::Bump { gen_key: "g:ns".into(), value: 9 });
+        assert!(m.peek_valid(0, "k", &["g:ns".into()]).is_none(), "orphaned by the bump");
+        let mut i = 0;
+        while m.gens.read().unwrap().contains_key("g:ns") {
+            m.apply(0, &StoreOp::Bump { gen_key: format!("g:tag:{i}"), value: 1 + i });
+            i += 1;
+        }
+        assert!(m.peek_valid(0, "k", &["g:ns".into()]).is_none(), "a dropped counter does not resurrect pre-bump entries");
         assert!(m.evictions() > 0);
     }
 }
