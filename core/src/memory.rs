@@ -148,8 +148,13 @@ impl Shard {
     /// Policy units for a slot costing `cost` bytes: a share of the entry budget at least as
     /// large as its share of the byte budget.
     fn weight(&self, cost: usize) -> u32 {
+        // 64-bit sizes need 128 bits for the product; with 32-bit sizes (wasm32) 64 bits hold
+        // it exactly, and a 128-bit division would cost the module a kilobyte of code.
+        #[cfg(target_pointer_width = "64")]
         let w = (cost as u128 * self.max_entries as u128).div_ceil(self.max_bytes as u128);
-        w.clamp(1, u32::MAX as u128) as u32
+        #[cfg(not(target_pointer_width = "64"))]
+        let w = (cost as u64 * self.max_entries as u64).div_ceil(self.max_bytes as u64);
+        w.clamp(1, u32::MAX.into()) as u32
     }
     fn touch(&mut self, i: usize) {
         self.policy.access(i);
