@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds karlton.wasm and runs everything that uses it:
-#   1. the module (wasm32-unknown-unknown, profile wasm-release, then binaryen's wasm-opt -Oz
+#   1. the module (wasm32-unknown-unknown, profile wasm-release, then binaryen's wasm-opt -Oz + --flatten --rereloop -Oz -Oz
 #      from npm) -> wasm/dist/karlton.wasm
 #   2. the wasmtime host's tests (zero imports, ABI, malformed input, differential vs native
 #      core, conformance vectors through the module) -> also writes wasm/dist/fixtures.json
