@@ -563,7 +563,12 @@ impl WTinyLfu {
         if n < sample {
             return;
         }
+        #[cfg(not(target_arch = "wasm32"))]
         let hit_ppm = (u128::from(self.hits) * 1_000_000 / u128::from(n)) as i64;
+        // The same quotient without a 128-bit division (wasm32 has none: `__udivti3` costs the
+        // module a kilobyte).
+        #[cfg(target_arch = "wasm32")]
+        let hit_ppm = ppm_of(self.hits, n) as i64;
         let change = hit_ppm - self.prev_hit_ppm;
         let amount = if change >= 0 { self.step } else { -self.step };
         let full = ((self.max as i64) / STEP_DIVISOR).max(1);
@@ -634,8 +639,61 @@ impl WTinyLfu {
     }
 }
 
+/// `floor(h * 1_000_000 / n)` mod 2^64 (what `(h as u128 * 1_000_000 / n as u128) as u64`
+/// gives) with 64-bit arithmetic only: `h = qh * n + hr`, and `hr * 1_000_000 / n` by binary
+/// long division over the bits of 1_000_000, every remainder kept below `n`. The wasm32 form of
+/// the hit rate in [`WTinyLfu`]'s climber; compiled everywhere so the tests compare it with the
+/// `u128` division.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+fn ppm_of(h: u64, n: u64) -> u64 {
+    const M: u64 = 1_000_000;
+    let (qh, hr) = (h / n, h % n);
+    // Invariant: hr * (the bits of M read so far) = q * n + r, with r < n.
+    let (mut q, mut r) = (0u64, 0u64);
+    for bit in (0..20).rev() {
+        // Double: 2r = n * c + r'.
+        let c = r >= n - r;
+        r = if c { r - (n - r) } else { r + r };
+        q = 2 * q + u64::from(c);
+        if (M >> bit) & 1 == 1 {
+            let c = r >= n - hr;
+            r = if c { r - (n - hr) } else { r + hr };
+            q += u64::from(c);
+        }
+    }
+    qh.wrapping_mul(M).wrapping_add(q)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_wasm32_hit_rate_division_is_the_u128_division() {
+        let big = [1u64, 2, 3, 999_999, 1_000_000, 1 << 32, (1 << 44) + 7, u64::MAX / 3, u64::MAX - 1, u64::MAX];
+        let mut pairs = Vec::new();
+        for &n in &big {
+            for &h in &big {
+                pairs.push((h, n));
+            }
+            pairs.push((0, n));
+            pairs.push((n / 2, n));
+            pairs.push((n - 1, n));
+        }
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let n = (s >> (s % 64)).max(1);
+            let h = s.rotate_left(29) >> (s % 61);
+            pairs.push((h, n));
+            pairs.push((h % n, n));
+        }
+        for (h, n) in pairs {
+            let want = (u128::from(h) * 1_000_000 / u128::from(n)) as u64;
+            assert_eq!(super::ppm_of(h, n), want, "h = {h}, n = {n}");
+        }
+    }
+
     use super::*;
 
     fn run(p: &mut WTinyLfu, id: usize, hash: u64, present: &mut Vec<bool>, out: &mut Vec<(usize, Cause)>) -> bool {

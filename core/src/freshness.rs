@@ -105,7 +105,32 @@ pub fn decide(now_ms: u64, entry: &crate::entry::Entry, policy: &Policy, rand: u
 #[inline]
 pub fn jitter_reduction(ttl_ms: u64, jitter_ppm: u64, rand: u64) -> u64 {
     let r = rand >> 32;
-    ((ttl_ms as u128 * jitter_ppm as u128 * r as u128) / (1_000_000u128 << 32)) as u64
+    let x = ttl_ms as u128 * jitter_ppm as u128 * r as u128;
+    #[cfg(not(target_arch = "wasm32"))]
+    let q = x / (1_000_000u128 << 32);
+    // The same quotient without a 128-bit division (wasm32 has no native one: `__udivti3` costs
+    // the module a kilobyte).
+    #[cfg(target_arch = "wasm32")]
+    let q = div_1e6_shl32(x);
+    q as u64
+}
+
+/// `x / (1_000_000 << 32)` by 32-bit limbs: `1e6 << 32 = 15625 << 38`, so the quotient is
+/// `(x >> 38) / 15625`, a long division by a divisor below 2^32 (the wasm32 form of
+/// [`jitter_reduction`]; compiled everywhere so the tests compare it with `u128` division).
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+#[inline(never)]
+fn div_1e6_shl32(x: u128) -> u128 {
+    const D: u64 = 15_625;
+    let y = x >> 38;
+    let mut q = 0u128;
+    let mut rem = 0u64;
+    for i in (0..4).rev() {
+        let cur = (rem << 32) | ((y >> (32 * i)) as u64 & 0xffff_ffff);
+        q |= u128::from(cur / D) << (32 * i);
+        rem = cur % D;
+    }
+    q
 }
 
 /// The (soft, hard) TTLs one fill gets: both shortened by the same jitter amount, so the stale
@@ -118,6 +143,22 @@ pub fn jittered_ttls(policy: &Policy, rand: u64) -> (u64, u64) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_wasm32_jitter_division_is_the_u128_division() {
+        let d = 1_000_000u128 << 32;
+        let mut xs = vec![0u128, 1, d - 1, d, d + 1, u128::MAX, u128::MAX - 1, u128::MAX / d * d];
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let (a, b) = (s, s.rotate_left(23) ^ 0xdead_beef);
+            xs.push(u128::from(a) << (a % 65) | u128::from(b));
+            xs.push(u128::from(a) * u128::from(b % 1_000_000) * u128::from(b >> 32));
+        }
+        for x in xs {
+            assert_eq!(super::div_1e6_shl32(x), x / d, "x = {x}");
+        }
+    }
+
     use super::*;
     use crate::policy::PolicySpec;
 

@@ -120,7 +120,10 @@ struct Node {
 }
 
 struct Shard {
-    map: HashMap<String, usize, Hasher>,
+    /// Key -> node index. The index is stored as `u64` (the same type as natively on 64-bit)
+    /// so this map and `MemoryStore::gens` are one `HashMap<String, u64, Hasher>` type: on wasm32
+    /// a second (`usize`-valued) copy of hashbrown's code cost the module ≈ 1.8 KB.
+    map: HashMap<String, u64, Hasher>,
     nodes: Vec<Node>,
     free: Vec<usize>,
     bytes: usize,
@@ -148,8 +151,13 @@ impl Shard {
     /// Policy units for a slot costing `cost` bytes: a share of the entry budget at least as
     /// large as its share of the byte budget.
     fn weight(&self, cost: usize) -> u32 {
+        // 64-bit sizes need 128 bits for the product; with 32-bit sizes (wasm32) 64 bits hold
+        // it exactly, and a 128-bit division would cost the module a kilobyte of code.
+        #[cfg(target_pointer_width = "64")]
         let w = (cost as u128 * self.max_entries as u128).div_ceil(self.max_bytes as u128);
-        w.clamp(1, u32::MAX as u128) as u32
+        #[cfg(not(target_pointer_width = "64"))]
+        let w = (cost as u64 * self.max_entries as u64).div_ceil(self.max_bytes as u64);
+        w.clamp(1, u32::MAX.into()) as u32
     }
     fn touch(&mut self, i: usize) {
         self.policy.access(i);
@@ -168,7 +176,7 @@ impl Shard {
     }
     /// Index of a live slot for `key`, dropping it first if it is dead.
     fn find(&mut self, key: &str, now: u64) -> Option<usize> {
-        let i = *self.map.get(key)?;
+        let i = *self.map.get(key)? as usize;
         if self.nodes[i].slot.dead(now) {
             self.remove(i);
             return None;
@@ -189,7 +197,7 @@ impl Shard {
                 self.nodes.len() - 1
             }
         };
-        self.map.insert(key.to_string(), i);
+        self.map.insert(key.to_string(), i as u64);
         let w = self.weight(cost);
         self.policy.insert(i, hash, w);
         i
@@ -344,7 +352,7 @@ impl MemoryStore {
             .map(|s| {
                 let s = s.lock().unwrap_or_else(|p| p.into_inner());
                 s.nodes.capacity() * std::mem::size_of::<Node>()
-                    + s.map.capacity() * (std::mem::size_of::<(String, usize)>() + 1)
+                    + s.map.capacity() * (std::mem::size_of::<(String, u64)>() + 1)
                     + s.free.capacity() * std::mem::size_of::<usize>()
                     + s.policy.heap_bytes()
             })
@@ -395,7 +403,7 @@ impl MemoryStore {
     pub fn attach_memo(&self, key: &str, entry: &Bytes, memo: Memo) {
         let (mut sh, _) = self.shard(key);
         if let Some(&i) = sh.map.get(key) {
-            let s = &mut sh.nodes[i].slot;
+            let s = &mut sh.nodes[i as usize].slot;
             if s.entry.as_ref().is_some_and(|e| std::sync::Arc::ptr_eq(e, entry)) {
                 s.memo = Some(memo);
             }

@@ -27,15 +27,21 @@ macro_rules! stats {
             /// Add a flow's counts.
             pub fn add(&self, s: &Stats) { $(if s.$f != 0 { self.$f.fetch_add(s.$f, Relaxed); })* }
             /// Take counts back (a hit a host found undecodable becomes a miss); never below 0.
-            pub fn sub(&self, s: &Stats) {
-                $(if s.$f != 0 {
-                    let _ = self.$f.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(s.$f)));
-                })*
-            }
+            pub fn sub(&self, s: &Stats) { $(saturating_sub(&self.$f, s.$f);)* }
             /// Read every counter.
             pub fn snapshot(&self) -> Stats { Stats { $($f: self.$f.load(Relaxed),)* } }
         }
     };
+}
+
+/// `a -= v`, never below 0. One out-of-line copy for every counter of [`AtomicStats::sub`] (an
+/// inlined compare-exchange loop per counter cost the wasm module a kilobyte; `sub` is off the
+/// hot path: a host takes back a hit it could not decode).
+#[inline(never)]
+fn saturating_sub(a: &AtomicU64, v: u64) {
+    if v != 0 {
+        let _ = a.fetch_update(Relaxed, Relaxed, |x| Some(x.saturating_sub(v)));
+    }
 }
 
 stats! {

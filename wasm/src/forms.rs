@@ -74,72 +74,75 @@ pub(crate) fn entry(raw: &Value) -> Result<Entry, Fail> {
             )
         }
     };
-    Ok(Entry {
-        value: if has("value_hex")? {
-            o.hex("value_hex")?
+    let e = Entry {
+        value: if o.keep(has("value_hex")) {
+            o.keep(o.hex("value_hex"))
         } else {
             d.value
         },
-        codec: if has("codec")? {
-            o.u8("codec")?
+        codec: if o.keep(has("codec")) {
+            o.keep(o.u8("codec"))
         } else {
             d.codec
         },
         version,
-        generations: if has("generations")? {
-            o.u64s("generations")?
+        generations: if o.keep(has("generations")) {
+            o.keep(o.u64s("generations"))
         } else {
             d.generations
         },
-        soft_at: if has("soft_at")? {
-            o.u64("soft_at")?
+        soft_at: if o.keep(has("soft_at")) {
+            o.keep(o.u64("soft_at"))
         } else {
             d.soft_at
         },
-        hard_at: if has("hard_at")? {
-            o.u64("hard_at")?
+        hard_at: if o.keep(has("hard_at")) {
+            o.keep(o.u64("hard_at"))
         } else {
             d.hard_at
         },
-        load_ms: if has("load_ms")? {
-            o.u64("load_ms")?
+        load_ms: if o.keep(has("load_ms")) {
+            o.keep(o.u64("load_ms"))
         } else {
             d.load_ms
         },
-        negative: if has("negative")? {
-            o.bool("negative")?
+        negative: if o.keep(has("negative")) {
+            o.keep(o.bool("negative"))
         } else {
             d.negative
         },
-        tags: if has("tags")? {
-            o.strings("tags")?
+        tags: if o.keep(has("tags")) {
+            o.keep(o.strings("tags"))
         } else {
             d.tags
         },
-    })
+    };
+    o.done(e)
 }
 
 /// `Request`.
 pub(crate) fn request(raw: &Value) -> Result<Request, Fail> {
     let o = Obj::sub(raw, "`request`")?;
-    Ok(Request {
-        key: o.string("key")?,
-        gen_keys: o.strings_default("gen_keys")?,
-        tags: o.strings_default("tags")?,
-    })
+    let r = Request {
+        key: o.keep(o.string("key")),
+        gen_keys: o.keep(o.strings_default("gen_keys")),
+        tags: o.keep(o.strings_default("tags")),
+    };
+    o.done(r)
 }
 
 /// `Write`.
 pub(crate) fn write(raw: &Value) -> Result<Write, Fail> {
     let o = Obj::sub(raw, "`write`")?;
-    Ok(Write {
-        key: o.string("key")?,
-        gen_keys: o.strings_default("gen_keys")?,
-        tags: o.strings_default("tags")?,
-        value: o.hex("value")?.into(),
-        codec: o.u8("codec")?,
-        version: o.u64_opt("version")?,
-    })
+    let w = Write {
+        key: o.keep(o.string("key")),
+        gen_keys: o.keep(o.strings_default("gen_keys")),
+        tags: o.keep(o.strings_default("tags")),
+        value: o.keep(o.hex("value")).into(),
+        codec: o.keep(o.u8("codec")),
+        version: o.keep(o.u64_opt("version")),
+    };
+    o.done(w)
 }
 
 /// `ReadReply` (its `LeaseOutcome` flattened: tag `lease`).
@@ -158,20 +161,21 @@ pub(crate) fn read_reply(o: &Obj<'_>) -> Result<ReadReply, Fail> {
             )
         }
     };
-    let now_ms = o.u64("now_ms")?;
-    let marked_stale = o.bool("marked_stale")?;
-    let generations = o.u64s("generations")?;
-    let lease = match o.string("lease")?.as_str() {
+    let now_ms = o.keep(o.u64("now_ms"));
+    let marked_stale = o.keep(o.bool("marked_stale"));
+    let generations = o.keep(o.u64s("generations"));
+    let lease = match o.keep(o.string("lease")).as_str() {
+        _ if o.failed() => LeaseOutcome::NotRequested,
         "not_requested" => LeaseOutcome::NotRequested,
         "granted" => LeaseOutcome::Granted {
-            token: o.u64("token")?,
+            token: o.keep(o.u64("token")),
         },
         "held" => LeaseOutcome::Held {
-            until_ms: o.u64("until_ms")?,
+            until_ms: o.keep(o.u64("until_ms")),
         },
         other => return Err(bad(format!("unknown variant `{other}` for `lease`"))),
     };
-    Ok(ReadReply {
+    o.done(ReadReply {
         now_ms,
         entry,
         marked_stale,
@@ -203,47 +207,48 @@ pub(crate) fn store_reply(raw: &Value) -> Result<StoreReply, Fail> {
 /// `StoreOp` (internally tagged: `op`).
 pub(crate) fn store_op(raw: &Value) -> Result<StoreOp, Fail> {
     let o = Obj::sub(raw, "`store_op`")?;
-    Ok(match o.string("op")?.as_str() {
+    let op = match o.string("op")?.as_str() {
         "read" => StoreOp::Read {
-            key: o.string("key")?,
-            gen_keys: o.strings("gen_keys")?,
-            lease: o.variant("lease", LEASE_MODES)?,
-            lease_ttl_ms: o.u64("lease_ttl_ms")?,
-            token: o.u64("token")?,
+            key: o.keep(o.string("key")),
+            gen_keys: o.keep(o.strings("gen_keys")),
+            lease: o.keep_or(o.variant("lease", LEASE_MODES), LeaseMode::None),
+            lease_ttl_ms: o.keep(o.u64("lease_ttl_ms")),
+            token: o.keep(o.u64("token")),
         },
         "fill" => StoreOp::Fill {
-            key: o.string("key")?,
-            entry: o.hex("entry")?.into(),
-            soft_at: o.u64("soft_at")?,
-            hard_at: o.u64("hard_at")?,
-            expire_at: o.u64("expire_at")?,
-            version: o.u64_opt("version")?,
-            generations: o
-                .opt("generations")?
-                .map(|r| json::u64s(r, "generations"))
-                .transpose()?,
-            gen_keys: o.strings("gen_keys")?,
-            token: o.u64_opt("token")?,
+            key: o.keep(o.string("key")),
+            entry: o.keep(o.hex("entry")).into(),
+            soft_at: o.keep(o.u64("soft_at")),
+            hard_at: o.keep(o.u64("hard_at")),
+            expire_at: o.keep(o.u64("expire_at")),
+            version: o.keep(o.u64_opt("version")),
+            generations: o.keep(
+                o.opt("generations")
+                    .and_then(|g| g.map(|r| json::u64s(r, "generations")).transpose()),
+            ),
+            gen_keys: o.keep(o.strings("gen_keys")),
+            token: o.keep(o.u64_opt("token")),
         },
         "invalidate" => StoreOp::Invalidate {
-            key: o.string("key")?,
-            mode: o.variant("mode", INVALIDATE_MODES)?,
+            key: o.keep(o.string("key")),
+            mode: o.keep_or(o.variant("mode", INVALIDATE_MODES), InvalidateMode::Delete),
         },
         "release" => StoreOp::Release {
-            key: o.string("key")?,
-            token: o.u64("token")?,
+            key: o.keep(o.string("key")),
+            token: o.keep(o.u64("token")),
         },
         "extend" => StoreOp::Extend {
-            key: o.string("key")?,
-            token: o.u64("token")?,
-            lease_ttl_ms: o.u64("lease_ttl_ms")?,
+            key: o.keep(o.string("key")),
+            token: o.keep(o.u64("token")),
+            lease_ttl_ms: o.keep(o.u64("lease_ttl_ms")),
         },
         "bump" => StoreOp::Bump {
-            gen_key: o.string("gen_key")?,
-            value: o.u64("value")?,
+            gen_key: o.keep(o.string("gen_key")),
+            value: o.keep(o.u64("value")),
         },
         other => return Err(bad(format!("unknown variant `{other}` for `op`"))),
-    })
+    };
+    o.done(op)
 }
 
 /// `Input` (adjacently tagged: `input` + `data`).
@@ -261,12 +266,13 @@ pub(crate) fn input(raw: &Value) -> Result<Input, Fail> {
         }
         "loaded" => {
             let d = Obj::sub(data()?, "`data`")?;
-            Input::Loaded(Loaded {
-                value: d.hex("value")?.into(),
-                codec: d.u8("codec")?,
-                negative: d.bool("negative")?,
-                version: d.u64_opt("version")?,
-            })
+            let l = Loaded {
+                value: d.keep(d.hex("value")).into(),
+                codec: d.keep(d.u8("codec")),
+                negative: d.keep(d.bool("negative")),
+                version: d.keep(d.u64_opt("version")),
+            };
+            Input::Loaded(d.done(l)?)
         }
         "load_failed" => Input::LoadFailed(json::string(data()?, "data")?),
         "timeout" | "continue" => {
@@ -622,14 +628,15 @@ const SOURCES: &[(&str, Source)] = &[
 /// `Served` (what `get_or_load_replacing` and `report_undecodable` take back).
 pub(crate) fn served(raw: &Value) -> Result<Served, Fail> {
     let o = Obj::sub(raw, "`served`")?;
-    Ok(Served {
-        value: o.hex("value")?.into(),
-        codec: o.u8("codec")?,
-        negative: o.bool("negative")?,
-        version: o.u64_opt("version")?,
-        source: o.variant("source", SOURCES)?,
-        cached: o.bool("cached")?,
-    })
+    let s = Served {
+        value: o.keep(o.hex("value")).into(),
+        codec: o.keep(o.u8("codec")),
+        negative: o.keep(o.bool("negative")),
+        version: o.keep(o.u64_opt("version")),
+        source: o.keep_or(o.variant("source", SOURCES), Source::Fresh),
+        cached: o.keep(o.bool("cached")),
+    };
+    o.done(s)
 }
 
 /// `Op` (internally tagged: `op`).

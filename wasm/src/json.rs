@@ -24,6 +24,8 @@ use crate::api::Fail;
 pub(crate) struct Obj<'a> {
     fields: &'a [(String, Value)],
     raw: &'a [&'a str],
+    /// The first error met by [`Obj::keep`].
+    first: std::cell::Cell<Option<Fail>>,
 }
 
 fn json_fail(e: cj::Error) -> Fail {
@@ -47,7 +49,7 @@ impl<'a> Obj<'a> {
     /// The request (from [`parse`]); `None` if it is not an object.
     pub(crate) fn top(doc: &'a Value, raw: &'a [&'a str]) -> Option<Obj<'a>> {
         match doc {
-            Value::Object(m) => Some(Obj { fields: m, raw }),
+            Value::Object(m) => Some(Obj { fields: m, raw, first: Default::default() }),
             _ => None,
         }
     }
@@ -55,7 +57,7 @@ impl<'a> Obj<'a> {
     /// A nested object member.
     pub(crate) fn sub(v: &'a Value, what: &str) -> Result<Obj<'a>, Fail> {
         match v {
-            Value::Object(m) => Ok(Obj { fields: m, raw: &[] }),
+            Value::Object(m) => Ok(Obj { fields: m, raw: &[], first: Default::default() }),
             _ => Err(bad(format!("{what} must be a JSON object"))),
         }
     }
@@ -104,6 +106,54 @@ impl<'a> Obj<'a> {
         match self.fields.iter().find(|(n, _)| !known.contains(&n.as_str())) {
             Some((n, _)) => Err(bad(format!("unknown field `{n}`"))),
             None => Ok(()),
+        }
+    }
+
+    /// A member's value, or its type's default after recording the error (only the first
+    /// one is kept). Readers build a whole value this way and end with [`Obj::done`]: the
+    /// reported error is the first in reading order, exactly as with `?` after each member,
+    /// but without one early exit per member (each dropping what was read so far, which cost
+    /// the module kilobytes of drop code).
+    pub(crate) fn keep<T: Default>(&self, r: Result<T, Fail>) -> T {
+        match r {
+            Ok(v) => v,
+            Err(e) => {
+                self.record(e);
+                T::default()
+            }
+        }
+    }
+
+    /// [`Obj::keep`] with `d` in place of a default (for the unit-variant enums).
+    pub(crate) fn keep_or<T: Copy>(&self, r: Result<T, Fail>, d: T) -> T {
+        match r {
+            Ok(v) => v,
+            Err(e) => {
+                self.record(e);
+                d
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn record(&self, e: Fail) {
+        let f = self.first.take();
+        self.first.set(Some(f.unwrap_or(e)));
+    }
+
+    /// Whether [`Obj::keep`] recorded an error.
+    pub(crate) fn failed(&self) -> bool {
+        let f = self.first.take();
+        let failed = f.is_some();
+        self.first.set(f);
+        failed
+    }
+
+    /// `v`, unless [`Obj::keep`] recorded an error (then that error; `v` is dropped).
+    pub(crate) fn done<T>(&self, v: T) -> Result<T, Fail> {
+        match self.first.take() {
+            None => Ok(v),
+            Some(e) => Err(e),
         }
     }
 
