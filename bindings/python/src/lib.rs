@@ -41,6 +41,51 @@ fn redis_scripts<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
     PyList::new(py, items)
 }
 
+/// The Redis Cluster slot every key of one call hashes to (core's `keys_slot`: the rule
+/// `CLUSTER KEYSLOT` uses, hash tags included); `None` for no keys. Raises `ValueError` when
+/// they hash to different slots (Redis would answer `CROSSSLOT`), naming the keys and the fix.
+#[pyfunction]
+fn keys_slot(keys: Vec<String>) -> PyResult<Option<u16>> {
+    karlton_core::redis::keys_slot(&keys).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+}
+
+/// The keys a packed fast read (`Call.packed`: RESP commands in one buffer) reads: the
+/// arguments of its `MGET`.
+fn packed_keys(mut b: &[u8]) -> Option<Vec<String>> {
+    fn line<'a>(b: &mut &'a [u8], tag: u8) -> Option<usize> {
+        let end = b.windows(2).position(|w| w == b"\r\n")?;
+        let (head, rest) = (&b[..end], &b[end + 2..]);
+        let (&t, digits) = head.split_first()?;
+        if t != tag {
+            return None;
+        }
+        *b = rest;
+        std::str::from_utf8(digits).ok()?.parse().ok()
+    }
+    while !b.is_empty() {
+        let n = line(&mut b, b'*')?;
+        let mut args = Vec::with_capacity(n);
+        for _ in 0..n {
+            let len = line(&mut b, b'$')?;
+            let arg = b.get(..len)?;
+            args.push(arg);
+            b = b.get(len + 2..)?;
+        }
+        if args.first() == Some(&&b"MGET"[..]) {
+            return args[1..].iter().map(|a| String::from_utf8(a.to_vec()).ok()).collect();
+        }
+    }
+    None
+}
+
+/// `keys_slot` of a packed fast read's keys (`Call.packed[0]`), to route it on a cluster.
+#[pyfunction]
+fn fast_read_slot(packed: &[u8]) -> PyResult<Option<u16>> {
+    let keys = packed_keys(packed)
+        .ok_or_else(|| pyo3::exceptions::PyValueError::new_err("fast_read_slot(): not a packed fast read"))?;
+    keys_slot(keys)
+}
+
 /// Canonical params hash (RFC 8785 JSON, SHA-256, 32 hex) of a JSON-like value.
 #[pyfunction]
 fn params_hash(params: &Bound<'_, PyAny>) -> PyResult<String> {
@@ -79,6 +124,8 @@ fn _karlton(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_entry, m)?)?;
     m.add_function(wrap_pyfunction!(redis_scripts, m)?)?;
     m.add_function(wrap_pyfunction!(params_hash, m)?)?;
+    m.add_function(wrap_pyfunction!(keys_slot, m)?)?;
+    m.add_function(wrap_pyfunction!(fast_read_slot, m)?)?;
     m.add_function(wrap_pyfunction!(now_ms, m)?)?;
     #[cfg(feature = "vectors")]
     m.add_function(wrap_pyfunction!(vector_eval, m)?)?;

@@ -1,0 +1,239 @@
+"""karlton on a real Redis Cluster (3 masters + 3 replicas, started by the conftest fixtures):
+redis-py's ``RedisCluster``, sync and asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from karlton import AsyncCache, Cache, Key, Policy, RedisStore
+
+redis = pytest.importorskip("redis")
+import redis.asyncio.cluster  # noqa: E402
+import redis.cluster  # noqa: E402
+
+
+def sync_client(c: Any, **kw: Any) -> Any:
+    return redis.cluster.RedisCluster(host="127.0.0.1", port=c.ports[0], socket_timeout=2, **kw)
+
+
+def async_client(c: Any, **kw: Any) -> Any:
+    return redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=c.ports[0], socket_timeout=2, **kw)
+
+
+def commandstats(c: Any) -> dict[str, int]:
+    """Calls per command, summed over every live node (``INFO commandstats``)."""
+    out: dict[str, int] = {}
+    for p in c.procs:
+        for m in re.finditer(r"cmdstat_(\w+):calls=(\d+)", c.cli(p, "info", "commandstats")):
+            out[m.group(1)] = out.get(m.group(1), 0) + int(m.group(2))
+    return out
+
+
+def keys_per_master(c: Any, keys: list[str]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for k in keys:
+        m = c.master_of(k)
+        out[m] = out.get(m, 0) + 1
+    return out
+
+
+def test_cluster_clients_accepted_and_checked(redis_cluster: Any) -> None:
+    s = RedisStore(sync_client(redis_cluster))
+    assert (s.is_cluster, s.is_async, s.fast_reads) == (True, False, True)
+    a = RedisStore(async_client(redis_cluster))
+    assert (a.is_cluster, a.is_async) == (True, True)
+    with pytest.raises(TypeError, match="AsyncCache"):
+        Cache(a)
+    with pytest.raises(ValueError, match="decode_responses"):
+        RedisStore(sync_client(redis_cluster, decode_responses=True))
+
+
+@pytest.mark.parametrize("fast_reads", [True, False])
+def test_cluster_cross_slot_key_refused_before_any_io(redis_cluster: Any, fast_reads: bool) -> None:
+    cache = Cache(RedisStore(sync_client(redis_cluster), fast_reads=fast_reads))
+    before = commandstats(redis_cluster)
+    plain = Key("xslot", "1")  # "xslot:1" and its counter "xslot:!gen" hash to different slots
+    calls = 0
+
+    def loader() -> str:
+        nonlocal calls
+        calls += 1
+        return "v"
+
+    for op in (
+        lambda: cache.get_or_load(plain, loader),
+        lambda: cache.get(plain),
+        lambda: cache.set(plain, "v"),
+    ):
+        with pytest.raises(ValueError, match=r"hash-tag.*hash_tag=True") as e:
+            op()
+        assert '"xslot:1"' in str(e.value) and '"xslot:!gen"' in str(e.value)
+    after = commandstats(redis_cluster)
+    sent = {k: after.get(k, 0) - before.get(k, 0) for k in ("evalsha", "eval", "mget", "time")}
+    assert sent == {"evalsha": 0, "eval": 0, "mget": 0, "time": 0}
+    assert calls == 0
+    # An invalidate names only the entry key: one slot, so it runs.
+    assert cache.invalidate(plain) is False
+    # The same key in hash-tag form works, and so does its namespace's bump.
+    tagged = Key("xslot", "1", hash_tag=True)
+    assert cache.get_or_load(tagged, loader) == "v"
+    assert cache.bump(tagged) != 0
+
+
+def test_cluster_hits_are_fast_reads_on_the_owning_node(redis_cluster: Any) -> None:
+    cache = Cache(RedisStore(sync_client(redis_cluster)), Policy(soft_ttl=60))
+    keys = [Key(f"fr{i}", "k", hash_tag=True) for i in range(20)]
+    assert len(keys_per_master(redis_cluster, [str(k) for k in keys])) == 3  # spread over every master
+    for i, k in enumerate(keys):
+        assert cache.get_or_load(k, lambda i=i: {"n": i}) == {"n": i}
+    before = commandstats(redis_cluster)
+    for _ in range(3):
+        for i, k in enumerate(keys):
+            assert cache.get_or_load(k, lambda: pytest.fail("hit expected")) == {"n": i}
+            assert cache.get(k) == {"n": i}
+    after = commandstats(redis_cluster)
+    d = {k: after.get(k, 0) - before.get(k, 0) for k in ("evalsha", "mget", "time")}
+    assert d == {"evalsha": 0, "mget": 120, "time": 120}, d  # a hit is TIME + MGET, no Lua
+    st = cache.stats()
+    assert st["hits_fresh"] == 120 and st["loads"] == 20 and st["store_errors"] == 0
+
+
+def test_cluster_scripts_without_fast_reads(redis_cluster: Any) -> None:
+    cache = Cache(RedisStore(sync_client(redis_cluster), fast_reads=False), Policy(soft_ttl=60))
+    k = Key("nofast", "1", hash_tag=True)
+    assert cache.get_or_load(k, lambda: 1) == 1
+    before = commandstats(redis_cluster)
+    assert cache.get_or_load(k, lambda: 2) == 1
+    after = commandstats(redis_cluster)
+    assert after.get("evalsha", 0) - before.get("evalsha", 0) == 1
+    assert after.get("mget", 0) == before.get("mget", 0) + 1  # the read script's own MGET
+
+
+def test_cluster_50_threads_one_load_then_invalidate(redis_cluster: Any) -> None:
+    cache = Cache(RedisStore(sync_client(redis_cluster)), Policy(soft_ttl=30), max_workers=8)
+    other = Cache(RedisStore(sync_client(redis_cluster)), Policy(soft_ttl=30))  # another "process"
+    k = Key("stampede", "hot", hash_tag=True)
+    calls = 0
+    lock = threading.Lock()
+
+    def loader() -> str:
+        nonlocal calls
+        with lock:
+            calls += 1
+            n = calls
+        time.sleep(0.05)
+        return f"v{n}"
+
+    def stampede(c: Cache) -> list[Any]:
+        barrier = threading.Barrier(25)
+        out: list[Any] = []
+
+        def worker() -> None:
+            barrier.wait()
+            out.append(c.get_or_load(k, loader))
+
+        ts = [threading.Thread(target=worker) for _ in range(25)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        return out
+
+    res: list[Any] = []
+    t2 = threading.Thread(target=lambda: res.extend(stampede(other)))
+    t2.start()
+    res.extend(stampede(cache))
+    t2.join()
+    assert calls == 1  # C3: one load for 50 callers in two caches sharing the cluster
+    assert res == ["v1"] * 50
+    assert other.invalidate(k) is True
+    assert cache.get(k) is None
+    assert stampede(cache) == ["v2"] * 25 and calls == 2
+
+
+def test_cluster_invalidate_during_load_no_stale_fill_c2(redis_cluster: Any) -> None:
+    cache = Cache(RedisStore(sync_client(redis_cluster)), Policy(soft_ttl=30))
+    writer = Cache(RedisStore(sync_client(redis_cluster)), Policy(soft_ttl=30))
+    k = Key("c2", "row", hash_tag=True)
+    started = threading.Event()
+    go = threading.Event()
+
+    def slow_old() -> str:
+        started.set()
+        go.wait(5)
+        return "old"
+
+    out: list[Any] = []
+    t = threading.Thread(target=lambda: out.append(cache.get_or_load(k, slow_old)))
+    t.start()
+    assert started.wait(5)
+    writer.invalidate(k)  # the database changed while the load was in flight
+    go.set()
+    t.join()
+    assert out == ["old"]  # its caller gets what it loaded...
+    assert cache.stats()["fills_rejected"] == 1  # ...but it is not cached (C2)
+    assert writer.get_or_load(k, lambda: "new") == "new"
+
+
+def test_cluster_bump_and_tags(redis_cluster: Any) -> None:
+    cache = Cache(RedisStore(sync_client(redis_cluster)), Policy(soft_ttl=60))
+    a, b = Key("tenant", "a", hash_tag=True), Key("tenant", "b", hash_tag=True)
+    assert cache.get_or_load(a, lambda: 1, tags=["t"]) == 1
+    assert cache.get_or_load(b, lambda: 2) == 2
+    cache.invalidate_tag(a, "t")
+    assert cache.get(a, tags=["t"]) is None and cache.get(b) == 2
+    cache.bump(a)
+    assert cache.get(b) is None
+
+
+def test_cluster_asyncio_200_tasks_one_load(redis_cluster: Any) -> None:
+    calls = 0
+
+    async def loader() -> str:
+        nonlocal calls
+        calls += 1
+        n = calls
+        await asyncio.sleep(0.05)
+        return f"v{n}"
+
+    async def main() -> None:
+        client = async_client(redis_cluster)
+        writer_client = async_client(redis_cluster)
+        cache = AsyncCache(RedisStore(client), Policy(soft_ttl=30))
+        writer = AsyncCache(RedisStore(writer_client), Policy(soft_ttl=30))
+        keys = [Key(f"astampede{i}", "k", hash_tag=True) for i in range(6)]
+        res = await asyncio.gather(*(cache.get_or_load(k, loader) for k in keys for _ in range(40)))
+        assert calls == 6  # one load per key for 40 tasks each
+        assert sorted(set(res)) == sorted(f"v{i}" for i in range(1, 7))
+        before = commandstats(redis_cluster)
+        hits = await asyncio.gather(*(writer.get(k) for k in keys))
+        assert hits == [res[i * 40] for i in range(6)]
+        after = commandstats(redis_cluster)
+        assert after.get("evalsha", 0) == before.get("evalsha", 0)  # fast reads, routed by slot
+        assert await writer.invalidate(keys[0]) is True
+        assert await cache.get(keys[0]) is None
+        assert await cache.get_or_load(keys[0], loader) == "v7"
+        await client.aclose()
+        await writer_client.aclose()
+
+    asyncio.run(main())
+
+
+def test_cluster_asyncio_cross_slot_refused(redis_cluster: Any) -> None:
+    async def main() -> None:
+        client = async_client(redis_cluster)
+        cache = AsyncCache(RedisStore(client))
+        with pytest.raises(ValueError, match="hash-tag"):
+            await cache.get_or_load(Key("axslot", "1"), lambda: 1)
+        with pytest.raises(ValueError, match="hash-tag"):
+            await cache.set(Key("axslot", "1"), 1)
+        assert await cache.get_or_load(Key("axslot", "1", hash_tag=True), lambda: 1) == 1
+        await client.aclose()
+
+    asyncio.run(main())
