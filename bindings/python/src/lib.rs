@@ -108,6 +108,37 @@ fn vector_eval(kind: &str, input: &str) -> PyResult<String> {
     Ok(eval::eval(kind, &v).to_string())
 }
 
+/// A store op (its vector JSON) as the script call the Redis adapters run: `((sha, numkeys,
+/// *keys, *args), source)`, ready for `client.evalsha(*call)` (test support: store vectors on
+/// a real Redis through redis-py).
+#[cfg(feature = "vectors")]
+#[pyfunction]
+fn store_vector_call<'py>(py: Python<'py>, op: &str) -> PyResult<(Bound<'py, PyTuple>, &'static str)> {
+    let op: karlton_core::store::StoreOp =
+        serde_json::from_str(op).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+    let c = karlton_core::redis::encode_op(&op);
+    let mut items: Vec<Bound<'py, PyAny>> = vec![
+        pyo3::types::PyString::new(py, &c.script.sha1()).into_any(),
+        c.keys.len().into_pyobject(py)?.into_any(),
+    ];
+    items.extend(c.keys.iter().map(|k| pyo3::types::PyString::new(py, k).into_any()));
+    items.extend(c.args.iter().map(|a| PyBytes::new(py, a).into_any()));
+    Ok((PyTuple::new(py, items)?, c.script.source))
+}
+
+/// The store reply (vector JSON) a script reply means for `op`: `reply` is the `RedisValue`
+/// as serde JSON (`"Nil"`, `{"Int": n}`, `{"Bulk": [bytes]}`, `{"Array": [...]}`, ...).
+#[cfg(feature = "vectors")]
+#[pyfunction]
+fn store_vector_reply(op: &str, reply: &str) -> PyResult<String> {
+    let bad = |e: serde_json::Error| pyo3::exceptions::PyValueError::new_err(e.to_string());
+    let op: karlton_core::store::StoreOp = serde_json::from_str(op).map_err(bad)?;
+    let v: karlton_core::redis::RedisValue = serde_json::from_str(reply).map_err(bad)?;
+    let r = karlton_core::redis::decode_reply(&op, v)
+        .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.message))?;
+    serde_json::to_string(&r).map_err(bad)
+}
+
 /// Wall-clock milliseconds (the drivers' clock).
 #[pyfunction]
 fn now_ms() -> u64 {
@@ -129,6 +160,10 @@ fn _karlton(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(now_ms, m)?)?;
     #[cfg(feature = "vectors")]
     m.add_function(wrap_pyfunction!(vector_eval, m)?)?;
+    #[cfg(feature = "vectors")]
+    m.add_function(wrap_pyfunction!(store_vector_call, m)?)?;
+    #[cfg(feature = "vectors")]
+    m.add_function(wrap_pyfunction!(store_vector_reply, m)?)?;
     for (name, v) in [
         ("STORE", driver::STORE),
         ("FAST", driver::FAST),

@@ -237,3 +237,121 @@ def test_cluster_asyncio_cross_slot_refused(redis_cluster: Any) -> None:
         await client.aclose()
 
     asyncio.run(main())
+
+
+# -- store vectors on the cluster --------------------------------------------------------------
+
+VECTORS = __import__("pathlib").Path(__file__).resolve().parents[3] / "tests" / "vectors" / "store.json"
+
+
+def _redis_value(v: Any) -> Any:
+    """A redis-py reply as core's ``RedisValue`` (serde JSON)."""
+    if v is None:
+        return "Nil"
+    if isinstance(v, bool):
+        return {"Int": int(v)}
+    if isinstance(v, int):
+        return {"Int": v}
+    if isinstance(v, (bytes, bytearray)):
+        return {"Bulk": list(v)}
+    if isinstance(v, str):
+        return {"Status": v}
+    if isinstance(v, list):
+        return {"Array": [_redis_value(x) for x in v]}
+    if isinstance(v, BaseException):
+        return {"Error": str(v)}
+    raise TypeError(type(v))
+
+
+def _run_vector(ci: int, case: dict[str, Any], client: Any) -> None:
+    """One case of ``store.json`` on the cluster, the way ``redis/tests/conformance.rs`` runs it
+    on one node: the vector clock stretched ×K onto the real one (the scripts read the server's
+    ``TIME``), every key under one hash tag per case (a case's keys share a slot, cases spread
+    over the masters), each reply mapped back to vector time and compared with the memory store's."""
+    import json
+
+    from karlton import _karlton
+    from karlton._karlton import now_ms
+
+    k = 20
+    ops = case["input"]["ops"]
+    want = json.loads(_karlton.vector_eval("store", json.dumps(case["input"])))["replies"]
+    if "pending" not in case:
+        assert want == case["expect"]["replies"], case["name"]
+    for attempt in range(6):
+        n0 = ops[0]["now"]
+        base = now_ms() + 30 + (ci % 16) * 3
+
+        def at(x: int) -> int:
+            return max(0, base + (x - n0) * k)
+
+        pre = f"{{v{ci}.{attempt}}}:"
+        offset = 1
+        late = False
+        for i, o in enumerate(ops):
+            op = dict(o["op"])
+            kind = op["op"]
+            if "key" in op:
+                op["key"] = pre + op["key"]
+            if "gen_keys" in op:
+                op["gen_keys"] = [pre + g for g in op["gen_keys"]]
+            if "gen_key" in op:
+                op["gen_key"] = pre + op["gen_key"]
+            if kind in ("read", "extend"):
+                op["lease_ttl_ms"] *= k
+            if kind == "fill":
+                for f in ("soft_at", "hard_at", "expire_at"):
+                    op[f] = at(op[f])
+            slot = at(o["now"])
+            wait = slot + offset - now_ms()
+            if wait > 0:
+                time.sleep(wait / 1000)
+            text = json.dumps(op)
+            call, source = _karlton.store_vector_call(text)
+            try:
+                try:
+                    raw = client.evalsha(*call)
+                except redis.exceptions.NoScriptError:
+                    raw = client.eval(source, *call[1:])
+            except redis.exceptions.ResponseError as e:
+                raw = e
+            got = json.loads(_karlton.store_vector_reply(text, json.dumps(_redis_value(raw))))
+            done = now_ms()
+            if done >= slot + k - 1:
+                late = True
+                break
+
+            def back(t: int) -> int:
+                return n0 + (t - base) // k
+
+            if got["reply"] == "read":
+                if got["lease"] == "granted":
+                    offset = max(offset, got["now_ms"] - slot + 1)
+                got["now_ms"] = back(got["now_ms"])
+                if got["lease"] == "held":
+                    got["until_ms"] = back(got["until_ms"])
+            elif kind == "extend" and got == {"reply": "lease", "ok": True}:
+                offset = max(offset, done - slot + 1)
+            assert got == want[i], f"{case['name']} op {i}: cluster vs memory ({op})"
+        if not late:
+            return
+    raise AssertionError(f"{case['name']}: too late 6 times in a row")
+
+
+@pytest.mark.skipif(not VECTORS.exists(), reason="no tests/vectors/store.json")
+def test_cluster_store_vectors(redis_cluster: Any) -> None:
+    import json
+    from concurrent import futures
+
+    from karlton import _karlton
+
+    if not hasattr(_karlton, "store_vector_call"):
+        pytest.skip("module built without the `vectors` feature")
+    cases = json.loads(VECTORS.read_text())["cases"]
+    client = sync_client(redis_cluster, max_connections=64)
+    slots = {client.keyslot(f"{{v{ci}.0}}:x") for ci in range(len(cases))}
+    assert len({redis_cluster.master_of(f"{{v{ci}.0}}:x") for ci in range(len(cases))}) == 3
+    with futures.ThreadPoolExecutor(len(cases)) as pool:
+        for f in [pool.submit(_run_vector, ci, c, client) for ci, c in enumerate(cases)]:
+            f.result()
+    assert len(slots) > 1
