@@ -160,7 +160,7 @@ class RedisClusterProcs:
 
     def master_of(self, key: str) -> int:
         """The port of the master that owns ``key``'s slot now."""
-        slot = int(self.cli(self.ports[0], "cluster", "keyslot", key).strip())
+        slot = int(self.cli(next(iter(self.procs)), "cluster", "keyslot", key).strip())
         for line in self.cli(next(iter(self.procs)), "cluster", "nodes").splitlines():
             f = line.split()
             if "master" not in f[2] or "fail" in f[2]:
@@ -172,6 +172,27 @@ class RedisClusterProcs:
                 if int(lo) <= slot <= int(hi or lo):
                     return int(f[1].split("@")[0].rsplit(":", 1)[1])
         raise RuntimeError(f"no master owns slot {slot}")
+
+    def node_id(self, port: int) -> str:
+        return self.cli(port, "cluster", "myid").strip()
+
+    def replicas_of(self, port: int) -> list[int]:
+        """Ports of the live replicas of the master on ``port``."""
+        mid = self.node_id(port)
+        out = []
+        for line in self.cli(next(iter(self.procs)), "cluster", "nodes").splitlines():
+            f = line.split()
+            if len(f) > 3 and f[3] == mid and "fail" not in f[2]:
+                out.append(int(f[1].split("@")[0].rsplit(":", 1)[1]))
+        return out
+
+    def masters(self) -> list[int]:
+        out = []
+        for line in self.cli(next(iter(self.procs)), "cluster", "nodes").splitlines():
+            f = line.split()
+            if len(f) > 8 and "master" in f[2] and "fail" not in f[2]:
+                out.append(int(f[1].split("@")[0].rsplit(":", 1)[1]))
+        return out
 
     def kill(self, port: int) -> None:
         p = self.procs.pop(port)
