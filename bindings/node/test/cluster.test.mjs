@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import Redis from 'ioredis';
 import { Cache, Key, RedisStore } from '../index.mjs';
 import { behaviour, ns, countingLoader } from './behaviour.mjs';
-import { startCluster } from './helpers.mjs';
+import { startCluster, sleep } from './helpers.mjs';
 
 let cluster;
 const clients = [];
@@ -75,4 +75,64 @@ test('cluster: 2 caches x 25 concurrent getOrLoad -> one load; invalidate from t
   const again = await Promise.all(Array.from({ length: 25 }, () => a.getOrLoad(k, load)));
   assert.equal(load.calls, 2);
   assert.ok(again.every((v) => v === 'v2'));
+});
+
+test('cluster: a Python process and this Node process share keys (one load across both; invalidate seen by both)', async (t) => {
+  const { existsSync } = await import('node:fs');
+  const { spawn } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const py = fileURLToPath(new URL('../../../.venv/bin/python', import.meta.url));
+  if (!existsSync(py)) {
+    t.skip('no .venv with karlton (./scripts/test.sh python builds it)');
+    return;
+  }
+  const nsName = ns('xlang');
+  const child = spawn(py, [fileURLToPath(new URL('./fixtures/cluster_child.py', import.meta.url)), String(cluster.ports[0]), nsName], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const lines = [];
+  const waiting = [];
+  let buf = '';
+  child.stdout.on('data', (d) => {
+    buf += d;
+    for (let i; (i = buf.indexOf('\n')) >= 0; ) {
+      const l = JSON.parse(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+      if (waiting.length) waiting.shift()(l);
+      else lines.push(l);
+    }
+  });
+  const next = () => (lines.length ? Promise.resolve(lines.shift()) : new Promise((res) => waiting.push(res)));
+  const ask = (cmd) => {
+    child.stdin.write(`${cmd}\n`);
+    return next();
+  };
+  try {
+    assert.equal(await next(), 'ready');
+    const c = client();
+    const cache = new Cache({ store: new RedisStore(c), policy: { softTtl: '1m', lockWait: '5s' } });
+    // Node fills, Python reads the same entry.
+    const a = new Key(nsName, 'a').hashTag();
+    assert.deepEqual(await cache.getOrLoad(a, async () => ({ from: 'node', n: [1, 2] })), { from: 'node', n: [1, 2] });
+    assert.deepEqual(await ask('read a'), { from: 'node', n: [1, 2] });
+    // Both stampede one missing key: one load between the two processes (the store's lease).
+    const b = new Key(nsName, 'b').hashTag();
+    const loads = `{${nsName}}:loads`;
+    const nodeLoader = async () => {
+      await c.incr(loads);
+      await sleep(300);
+      return { from: 'node' };
+    };
+    const fromPy = ask('load b');
+    const fromNode = await Promise.all(Array.from({ length: 20 }, () => cache.getOrLoad(b, nodeLoader)));
+    const pyValue = await fromPy;
+    assert.equal(Number(await c.get(loads)), 1, 'one loader call across Python and Node');
+    for (const v of fromNode) assert.deepEqual(v, pyValue);
+    // Python invalidates; Node sees it.
+    assert.equal(await ask('invalidate b'), true);
+    assert.equal(await cache.get(b), undefined);
+  } finally {
+    child.stdin.end();
+    await new Promise((res) => (child.exitCode !== null ? res() : child.once('exit', res)));
+  }
 });
