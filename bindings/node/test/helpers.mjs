@@ -174,6 +174,21 @@ export async function startCluster() {
       }
       throw new Error(`no master owns slot ${slot}`);
     },
+    /** Ports of the live replicas of the master on `port`. */
+    replicasOf(port) {
+      const live = [...procs.keys()];
+      const id = cli(port, 'cluster', 'myid').trim();
+      return cli(live[0], 'cluster', 'nodes')
+        .split('\n')
+        .map((l) => l.trim().split(/\s+/))
+        .filter((f) => f.length > 3 && f[3] === id && !f[2].includes('fail'))
+        .map((f) => Number(f[1].split('@')[0].split(':').pop()));
+    },
+    /** Whether the replica on `port` holds `key` (replication is asynchronous). */
+    replicaHas(port, key) {
+      const out = execFileSync('redis-cli', ['-p', String(port)], { input: `READONLY\nEXISTS ${key}\n`, encoding: 'utf8', timeout: 10_000 });
+      return out.trim().split('\n').pop() === '1';
+    },
     /** `INFO commandstats` calls per command, summed over every live node. */
     commandstats() {
       const out = {};

@@ -1,0 +1,73 @@
+// Faults on a real Redis Cluster (3 masters + 3 replicas of this file's own) through ioredis
+// `Cluster`: a master SIGKILLed mid-stampede, its replica promoted.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import Redis from 'ioredis';
+import { Cache, Key, RedisStore } from '../index.mjs';
+import { startCluster, sleep } from './helpers.mjs';
+
+const stops = [];
+after(async () => {
+  for (const s of stops) await s();
+});
+
+test('cluster: a master killed mid-stampede -> every call answered, loads <= 1/key + 1/store error, entries survive the promotion', async (t) => {
+  const cluster = await startCluster();
+  const c = new Redis.Cluster(cluster.nodes.slice(0, 1), { redisOptions: { maxRetriesPerRequest: 1 } });
+  c.on('error', () => {});
+  stops.push(async () => {
+    c.disconnect();
+    await cluster.stop();
+  });
+  const cache = new Cache({ store: new RedisStore(c), policy: { softTtl: '1m', lockWait: '5s' } });
+  const keys = Array.from({ length: 4 }, (_, i) => new Key('failover', i).hashTag()); // one slot
+  const loads = new Map();
+  const loader = (k) => async () => {
+    loads.set(String(k), (loads.get(String(k)) ?? 0) + 1);
+    await sleep(20);
+    return `value-of-${k}`;
+  };
+  for (const k of keys) assert.equal(await cache.getOrLoad(k, loader(k)), `value-of-${k}`);
+  const victim = cluster.masterOf(String(keys[0]));
+  const [replica] = cluster.replicasOf(victim);
+  const deadline = Date.now() + 10_000;
+  while (!keys.every((k) => cluster.replicaHas(replica, String(k)))) {
+    assert.ok(Date.now() < deadline, 'the replica never got the entries');
+    await sleep(50);
+  }
+  let stop = false;
+  const answers = [];
+  const errors = [];
+  const workers = Array.from({ length: 8 }, async (_, w) => {
+    for (let n = 0; !stop; n++) {
+      const k = keys[(w + n) % keys.length];
+      try {
+        answers.push([String(k), await cache.getOrLoad(k, loader(k))]);
+      } catch (e) {
+        errors.push(e);
+      }
+      await sleep(2);
+    }
+  });
+  await sleep(300);
+  await cluster.kill(victim);
+  await cluster.waitOk();
+  await sleep(300);
+  stop = true;
+  await Promise.all(workers);
+  assert.deepEqual(errors, []);
+  assert.ok(answers.length > 0 && answers.every(([k, v]) => v === `value-of-${k}`));
+  const total = () => [...loads.values()].reduce((a, b) => a + b, 0);
+  const s = cache.stats();
+  t.diagnostic(`failover: ${answers.length} answers, loads ${total()}, storeErrors ${s.storeErrors}, hitsFresh ${s.hitsFresh}`);
+  assert.ok(total() <= keys.length + s.storeErrors, `loads ${JSON.stringify([...loads])}, stats ${JSON.stringify(s)}`);
+  assert.equal(cluster.masterOf(String(keys[0])), replica);
+  // The promoted replica serves the replicated entries (no load); a new key's stampede loads once.
+  const before = total();
+  for (const k of keys) assert.equal(await cache.getOrLoad(k, loader(k)), `value-of-${k}`);
+  assert.equal(total(), before);
+  const fresh = new Key('failover', 'new').hashTag();
+  const out = await Promise.all(Array.from({ length: 20 }, () => cache.getOrLoad(fresh, loader(fresh))));
+  assert.ok(out.every((v) => v === `value-of-${fresh}`));
+  assert.equal(loads.get(String(fresh)), 1);
+});
