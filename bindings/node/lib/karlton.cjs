@@ -456,9 +456,10 @@ function isReplyError(e) {
 
 /**
  * Redis through the user's ioredis client (standalone or Cluster). Runs the core's Lua scripts
- * (EVALSHA, falling back to EVAL on NOSCRIPT); never any script of its own. On a standalone
- * client a fresh hit takes the core's fast path instead: a few plain commands (the core's
- * `fast_read_commands`) written in one flush, the replies judged by the core.
+ * (EVALSHA, falling back to EVAL on NOSCRIPT); never any script of its own. A fresh hit takes
+ * the core's fast path instead: a few plain commands (the core's `fast_read_commands`) written
+ * in one flush (on a Cluster: one pipeline, routed by the keys' slot), the replies judged by
+ * the core.
  */
 class RedisStore {
   #client;
