@@ -509,3 +509,91 @@ def test_cluster_slot_of_hot_keys_migrated_mid_stampede(fresh_cluster: Any) -> N
     for k in keys:
         assert cache.get_or_load(k, lambda k=k: loader(k)) == f"value-of-{k}"
     assert sum(loads.values()) == before
+
+
+def test_cluster_asyncio_master_killed_mid_stampede(fresh_cluster: Any) -> None:
+    """The asyncio client through a failover: 8 tasks hammer 4 keys of one slot, its master is
+    SIGKILLed and its replica promoted. Every call is answered; loads ≤ 1 per key + 1 per store
+    error; a new key's stampede after the promotion loads once."""
+    c = fresh_cluster
+    keys = [Key("afailover", i, hash_tag=True) for i in range(4)]
+    victim = c.master_of(str(keys[0]))
+    loads: dict[str, int] = {}
+
+    async def load(k: Key) -> str:
+        loads[str(k)] = loads.get(str(k), 0) + 1
+        await asyncio.sleep(0.02)
+        return f"value-of-{k}"
+
+    async def main() -> None:
+        client = async_client(c, socket_connect_timeout=0.3)
+        cache = AsyncCache(RedisStore(client), Policy(soft_ttl=60))
+        for k in keys:
+            assert await cache.get_or_load(k, lambda k=k: load(k)) == f"value-of-{k}"
+        replica = c.replicas_of(victim)[0]
+        deadline = time.monotonic() + 10
+        while not all(_replicated(replica, str(k)) for k in keys):
+            assert time.monotonic() < deadline, "the replica never got the entries"
+            await asyncio.sleep(0.05)
+        stop = False
+        answers: list[Any] = []
+        errors: list[BaseException] = []
+
+        async def worker(w: int) -> None:
+            n = 0
+            while not stop:
+                k = keys[(w + n) % len(keys)]
+                n += 1
+                try:
+                    answers.append((str(k), await cache.get_or_load(k, lambda k=k: load(k))))
+                except Exception as e:  # noqa: BLE001 - asserted on
+                    errors.append(e)
+                await asyncio.sleep(0.002)
+
+        tasks = [asyncio.ensure_future(worker(w)) for w in range(8)]
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(c.kill, victim)
+        await asyncio.to_thread(c.wait_ok)
+        await asyncio.sleep(0.3)
+        stop = True
+        await asyncio.gather(*tasks)
+        assert errors == []
+        assert answers and all(v == f"value-of-{k}" for k, v in answers)
+        st = cache.stats()
+        assert sum(loads.values()) <= len(keys) + st["store_errors"], (loads, st)
+        fresh = Key("afailover", "new", hash_tag=True)
+        out = await asyncio.gather(*(cache.get_or_load(fresh, lambda: load(fresh)) for _ in range(20)))
+        assert out == [f"value-of-{fresh}"] * 20 and loads[str(fresh)] == 1
+        await client.aclose()
+
+    asyncio.run(main())
+
+
+def test_cluster_invalidate_during_failover_no_stale_fill_c2(fresh_cluster: Any) -> None:
+    """A load holds the lease on a master that dies; after the promotion a writer invalidates.
+    The load's fill must not land on the new master (C2): whether or not the lease reached the
+    replica, the fill holds no live lease there (revoked by the invalidate, or never heard of)."""
+    c = fresh_cluster
+    cache = Cache(RedisStore(sync_client(c, socket_connect_timeout=0.3)), Policy(soft_ttl=60))
+    writer = Cache(RedisStore(sync_client(c, socket_connect_timeout=0.3)), Policy(soft_ttl=60))
+    k = Key("c2failover", "row", hash_tag=True)
+    victim = c.master_of(str(k))
+    started, go = threading.Event(), threading.Event()
+
+    def slow_old() -> str:
+        started.set()
+        go.wait(30)
+        return "old"
+
+    out: list[Any] = []
+    t = threading.Thread(target=lambda: out.append(cache.get_or_load(k, slow_old)))
+    t.start()
+    assert started.wait(5)
+    c.kill(victim)
+    c.wait_ok()
+    assert writer.invalidate(k) in (True, False)  # the database changed; runs on the new master
+    go.set()
+    t.join()
+    assert out == ["old"]  # its caller gets what it loaded...
+    assert writer.get(k) is None  # ...but it is not in the cache (C2)
+    assert cache.get_or_load(k, lambda: "new") == "new"
