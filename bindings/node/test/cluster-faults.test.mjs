@@ -71,3 +71,52 @@ test('cluster: a master killed mid-stampede -> every call answered, loads <= 1/k
   assert.ok(out.every((v) => v === `value-of-${fresh}`));
   assert.equal(loads.get(String(fresh)), 1);
 });
+
+test('cluster: the slot of hot keys migrated mid-stampede (ASK, TRYAGAIN) -> every call answered, loads <= 1/key + 1/store error, entries move with it', async (t) => {
+  const cluster = await startCluster();
+  const c = new Redis.Cluster(cluster.nodes.slice(0, 1), { redisOptions: { maxRetriesPerRequest: 1 } });
+  c.on('error', () => {});
+  stops.push(async () => {
+    c.disconnect();
+    await cluster.stop();
+  });
+  const cache = new Cache({ store: new RedisStore(c), policy: { softTtl: '1m', lockWait: '5s' } });
+  const keys = Array.from({ length: 4 }, (_, i) => new Key('migrate', i).hashTag());
+  const loads = new Map();
+  const loader = (k) => async () => {
+    loads.set(String(k), (loads.get(String(k)) ?? 0) + 1);
+    return `value-of-${k}`;
+  };
+  for (const k of keys) await cache.getOrLoad(k, loader(k));
+  const src = cluster.masterOf(String(keys[0]));
+  const dst = cluster.masters().find((m) => m !== src);
+  const slot = Number(cluster.cli(src, 'cluster', 'keyslot', String(keys[0])).trim());
+  let stop = false;
+  const answers = [];
+  const errors = [];
+  const workers = Array.from({ length: 8 }, async (_, w) => {
+    for (let n = 0; !stop; n++) {
+      const k = keys[(w + n) % keys.length];
+      try {
+        answers.push([String(k), await cache.getOrLoad(k, loader(k))]);
+      } catch (e) {
+        errors.push(e);
+      }
+      await sleep(2);
+    }
+  });
+  await cluster.migrateSlot(slot, src, dst, () => sleep(200));
+  await sleep(200);
+  stop = true;
+  await Promise.all(workers);
+  assert.deepEqual(errors, []);
+  assert.ok(answers.length > 0 && answers.every(([k, v]) => v === `value-of-${k}`));
+  assert.equal(cluster.masterOf(String(keys[0])), dst);
+  const total = () => [...loads.values()].reduce((a, b) => a + b, 0);
+  const s = cache.stats();
+  t.diagnostic(`migration: ${answers.length} answers, loads ${total()}, storeErrors ${s.storeErrors}, hitsFresh ${s.hitsFresh}`);
+  assert.ok(total() <= keys.length + s.storeErrors, `loads ${JSON.stringify([...loads])}, stats ${JSON.stringify(s)}`);
+  const before = total();
+  for (const k of keys) assert.equal(await cache.getOrLoad(k, loader(k)), `value-of-${k}`);
+  assert.equal(total(), before, 'the entries moved with the slot');
+});

@@ -174,6 +174,35 @@ export async function startCluster() {
       }
       throw new Error(`no master owns slot ${slot}`);
     },
+    nodeId(port) {
+      return cli(port, 'cluster', 'myid').trim();
+    },
+    /** Ports of the live masters that own slots. */
+    masters() {
+      const live = [...procs.keys()];
+      return cli(live[0], 'cluster', 'nodes')
+        .split('\n')
+        .map((l) => l.trim().split(/\s+/))
+        .filter((f) => f.length > 8 && f[2].includes('master') && !f[2].includes('fail'))
+        .map((f) => Number(f[1].split('@')[0].split(':').pop()));
+    },
+    /**
+     * Move `slot` from `src` to `dst` the way `redis-cli --cluster reshard` does, one key at a
+     * time, awaiting `between()` after each step (so callers meet ASK and TRYAGAIN).
+     */
+    async migrateSlot(slot, src, dst, between) {
+      const sid = this.nodeId(src);
+      const did = this.nodeId(dst);
+      cli(dst, 'cluster', 'setslot', String(slot), 'importing', sid);
+      cli(src, 'cluster', 'setslot', String(slot), 'migrating', did);
+      await between();
+      for (const key of cli(src, 'cluster', 'getkeysinslot', String(slot), '100').split('\n').filter(Boolean)) {
+        cli(src, 'migrate', '127.0.0.1', String(dst), key, '0', '5000');
+        await between();
+      }
+      for (const m of this.masters()) cli(m, 'cluster', 'setslot', String(slot), 'node', did);
+      await between();
+    },
     /** Ports of the live replicas of the master on `port`. */
     replicasOf(port) {
       const live = [...procs.keys()];
