@@ -597,3 +597,57 @@ def test_cluster_invalidate_during_failover_no_stale_fill_c2(fresh_cluster: Any)
     assert out == ["old"]  # its caller gets what it loaded...
     assert writer.get(k) is None  # ...but it is not in the cache (C2)
     assert cache.get_or_load(k, lambda: "new") == "new"
+
+
+def test_cluster_node_restarted_rejoins_and_takes_over_again(fresh_cluster: Any) -> None:
+    """Kill a master (its replica is promoted), restart it (it rejoins, now a replica of the
+    promoted node, and syncs), then kill the promoted one: the restarted node takes its slots
+    back. Callers hammering the slot all along are always answered, and the entries filled
+    before all this are still hits at the end (they went through two failovers)."""
+    c = fresh_cluster
+    cache = Cache(RedisStore(sync_client(c, socket_connect_timeout=0.3)), Policy(soft_ttl=60), max_workers=8)
+    keys = [Key("restart", i, hash_tag=True) for i in range(4)]
+    loads: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def loader(k: Key) -> str:
+        with lock:
+            loads[str(k)] = loads.get(str(k), 0) + 1
+        return f"value-of-{k}"
+
+    for k in keys:
+        cache.get_or_load(k, lambda k=k: loader(k))
+    first = c.master_of(str(keys[0]))
+    second = c.replicas_of(first)[0]
+
+    def synced(port: int) -> None:
+        deadline = time.monotonic() + 20
+        while not all(_replicated(port, str(k)) for k in keys):
+            assert time.monotonic() < deadline, f"{port} never got the entries"
+            time.sleep(0.05)
+
+    synced(second)
+    stop = threading.Event()
+    answers, errors, ts = _hammer(cache, keys, loader, stop)
+    c.kill(first)
+    c.wait_ok()
+    assert c.master_of(str(keys[0])) == second
+    c.restart(first)
+    c.wait_ok()  # rejoined, in sync with its new master
+    assert first in c.replicas_of(second)
+    synced(first)
+    c.kill(second)
+    c.wait_ok()
+    assert c.master_of(str(keys[0])) == first
+    time.sleep(0.3)
+    stop.set()
+    for t in ts:
+        t.join()
+    assert errors == []
+    assert answers and all(v == f"value-of-{k}" for k, v in answers)
+    st = cache.stats()
+    assert sum(loads.values()) <= len(keys) + st["store_errors"], (loads, st)
+    before = sum(loads.values())
+    for k in keys:
+        assert cache.get_or_load(k, lambda k=k: loader(k)) == f"value-of-{k}"
+    assert sum(loads.values()) == before
