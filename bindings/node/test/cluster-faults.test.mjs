@@ -7,6 +7,13 @@ import { Cache, Key, RedisStore } from '../index.mjs';
 import { startCluster, sleep } from './helpers.mjs';
 
 const stops = [];
+
+/** Callers' latency percentiles, for the diagnostics (reported, never asserted). */
+function pcts(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const p = (q) => s[Math.min(s.length - 1, Math.round(q * (s.length - 1)))].toFixed(1);
+  return `caller ms p50 ${p(0.5)} p99 ${p(0.99)} max ${p(1)}`;
+}
 after(async () => {
   for (const s of stops) await s();
 });
@@ -38,14 +45,17 @@ test('cluster: a master killed mid-stampede -> every call answered, loads <= 1/k
   let stop = false;
   const answers = [];
   const errors = [];
+  const latencies = [];
   const workers = Array.from({ length: 8 }, async (_, w) => {
     for (let n = 0; !stop; n++) {
       const k = keys[(w + n) % keys.length];
+      const t0 = performance.now();
       try {
         answers.push([String(k), await cache.getOrLoad(k, loader(k))]);
       } catch (e) {
         errors.push(e);
       }
+      latencies.push(performance.now() - t0);
       await sleep(2);
     }
   });
@@ -59,7 +69,7 @@ test('cluster: a master killed mid-stampede -> every call answered, loads <= 1/k
   assert.ok(answers.length > 0 && answers.every(([k, v]) => v === `value-of-${k}`));
   const total = () => [...loads.values()].reduce((a, b) => a + b, 0);
   const s = cache.stats();
-  t.diagnostic(`failover: ${answers.length} answers, loads ${total()}, storeErrors ${s.storeErrors}, hitsFresh ${s.hitsFresh}`);
+  t.diagnostic(`failover: ${answers.length} answers, loads ${total()}, storeErrors ${s.storeErrors}, hitsFresh ${s.hitsFresh}, ${pcts(latencies)}`);
   assert.ok(total() <= keys.length + s.storeErrors, `loads ${JSON.stringify([...loads])}, stats ${JSON.stringify(s)}`);
   assert.equal(cluster.masterOf(String(keys[0])), replica);
   // The promoted replica serves the replicated entries (no load); a new key's stampede loads once.
@@ -94,14 +104,17 @@ test('cluster: the slot of hot keys migrated mid-stampede (ASK, TRYAGAIN) -> eve
   let stop = false;
   const answers = [];
   const errors = [];
+  const latencies = [];
   const workers = Array.from({ length: 8 }, async (_, w) => {
     for (let n = 0; !stop; n++) {
       const k = keys[(w + n) % keys.length];
+      const t0 = performance.now();
       try {
         answers.push([String(k), await cache.getOrLoad(k, loader(k))]);
       } catch (e) {
         errors.push(e);
       }
+      latencies.push(performance.now() - t0);
       await sleep(2);
     }
   });
@@ -114,7 +127,7 @@ test('cluster: the slot of hot keys migrated mid-stampede (ASK, TRYAGAIN) -> eve
   assert.equal(cluster.masterOf(String(keys[0])), dst);
   const total = () => [...loads.values()].reduce((a, b) => a + b, 0);
   const s = cache.stats();
-  t.diagnostic(`migration: ${answers.length} answers, loads ${total()}, storeErrors ${s.storeErrors}, hitsFresh ${s.hitsFresh}`);
+  t.diagnostic(`migration: ${answers.length} answers, loads ${total()}, storeErrors ${s.storeErrors}, hitsFresh ${s.hitsFresh}, ${pcts(latencies)}`);
   assert.ok(total() <= keys.length + s.storeErrors, `loads ${JSON.stringify([...loads])}, stats ${JSON.stringify(s)}`);
   const before = total();
   for (const k of keys) assert.equal(await cache.getOrLoad(k, loader(k)), `value-of-${k}`);

@@ -651,3 +651,39 @@ def test_cluster_node_restarted_rejoins_and_takes_over_again(fresh_cluster: Any)
     for k in keys:
         assert cache.get_or_load(k, lambda k=k: loader(k)) == f"value-of-{k}"
     assert sum(loads.values()) == before
+
+
+def _cluster_proc(port: int, barrier: Any, out: Any) -> None:
+    rc = redis.cluster.RedisCluster(host="127.0.0.1", port=port)
+    cache = Cache(RedisStore(rc), Policy(soft_ttl=30, lock_backoff=[0.005, 0.01, 0.02]), max_workers=4)
+    k = Key("mpcluster", "hot", hash_tag=True)
+
+    def loader() -> str:
+        rc.incr("{mpcluster}:loader-calls")
+        time.sleep(0.1)
+        return "value"
+
+    barrier.wait()
+    results: list[Any] = []
+    ts = [threading.Thread(target=lambda: results.append(cache.get_or_load(k, loader))) for _ in range(10)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    out.put(results)
+
+
+def test_cluster_4_processes_one_load_c3(redis_cluster: Any) -> None:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_cluster_proc, args=(redis_cluster.ports[0], barrier, out)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert [r for rs in results for r in rs] == ["value"] * 40
+    rc = sync_client(redis_cluster)
+    assert int(rc.get("{mpcluster}:loader-calls")) == 1  # C3 across processes, on the cluster
