@@ -1,6 +1,7 @@
-"""Redis Cluster vs one node: hit latency through karlton (sync), one run. Prints a markdown table.
+"""Redis Cluster vs one node: hit latency through karlton (sync), one run. Prints a markdown table;
+then callers' latency and loads while a master is killed and while a hot slot migrates.
 
-    python bindings/python/bench/cluster.py   # starts its own redis-server and 3+3 cluster
+    python bindings/python/bench/cluster.py   # starts its own redis-server and 3+3 clusters
 
 Rounds of 200 fresh hits on 20 hash-tag keys, the workloads taking turns in each round (bench.py's
 `paired`): per workload the best round (µs per hit) and the median over rounds of its time / the
@@ -86,5 +87,62 @@ def main() -> None:
             single.kill()
 
 
+def faults() -> None:
+    """8 threads hammering 4 hot keys of one slot through a failover and through a migration."""
+    import threading
+
+    from test_cluster import _hammer, _migrate_slot
+
+    def pct(xs: list[float], q: float) -> float:
+        xs = sorted(xs)
+        return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))] * 1000
+
+    print()
+    print("| event | calls | loads (4 keys) | store errors | caller p50 ms | p99 ms | max ms |")
+    print("|---|---|---|---|---|---|---|")
+    for event in ("failover", "migration"):
+        with tempfile.TemporaryDirectory() as d:
+            c = RedisClusterProcs(Path(d))
+            c.start()
+            try:
+                rc = redis.cluster.RedisCluster(host="127.0.0.1", port=c.ports[0], socket_connect_timeout=0.3)
+                cache = Cache(RedisStore(rc), Policy(soft_ttl=60), max_workers=8)
+                keys = [Key("hot", i, hash_tag=True) for i in range(4)]
+                loads = [0]
+
+                def loader(k: Key) -> str:
+                    loads[0] += 1
+                    time.sleep(0.02)
+                    return str(k)
+
+                for k in keys:
+                    cache.get_or_load(k, lambda k=k: loader(k))
+                time.sleep(0.5)  # replicated
+                lat: list[float] = []
+                stop = threading.Event()
+                answers, errors, ts = _hammer(cache, keys, loader, stop, latencies=lat)
+                time.sleep(0.3)
+                src = c.master_of(str(keys[0]))
+                if event == "failover":
+                    c.kill(src)
+                    c.wait_ok()
+                else:
+                    dst = next(m for m in c.masters() if m != src)
+                    slot = int(c.cli(src, "cluster", "keyslot", str(keys[0])).strip())
+                    _migrate_slot(c, slot, src, dst, lambda: time.sleep(0.2))
+                time.sleep(0.3)
+                stop.set()
+                for t in ts:
+                    t.join()
+                st = cache.stats()
+                print(
+                    f"| {event} | {len(answers)} (+{len(errors)} errors) | {loads[0]} | {st['store_errors']} "
+                    f"| {pct(lat, 0.5):.2f} | {pct(lat, 0.99):.1f} | {pct(lat, 1):.1f} |"
+                )
+            finally:
+                c.stop()
+
+
 if __name__ == "__main__":
     main()
+    faults()

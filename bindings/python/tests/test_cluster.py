@@ -360,8 +360,11 @@ def test_cluster_store_vectors(redis_cluster: Any) -> None:
 # -- faults: failover, slot migration -----------------------------------------------------------
 
 
-def _hammer(cache: Cache, keys: list[Key], loader: Any, stop: threading.Event, threads: int = 8) -> tuple[list[Any], list[BaseException], list[threading.Thread]]:
-    """``threads`` callers looping ``get_or_load`` over ``keys`` until ``stop``: (answers, errors)."""
+def _hammer(
+    cache: Cache, keys: list[Key], loader: Any, stop: threading.Event, threads: int = 8, latencies: Any = None
+) -> tuple[list[Any], list[BaseException], list[threading.Thread]]:
+    """``threads`` callers looping ``get_or_load`` over ``keys`` until ``stop``: (answers, errors,
+    threads); each call's seconds go to ``latencies`` if given (for the benchmark)."""
     answers: list[Any] = []
     errors: list[BaseException] = []
 
@@ -370,10 +373,13 @@ def _hammer(cache: Cache, keys: list[Key], loader: Any, stop: threading.Event, t
         while not stop.is_set():
             k = keys[(i + n) % len(keys)]
             n += 1
+            t0 = time.perf_counter()
             try:
                 answers.append((str(k), cache.get_or_load(k, lambda k=k: loader(k))))
             except BaseException as e:  # noqa: BLE001 - counted, asserted on
                 errors.append(e)
+            if latencies is not None:
+                latencies.append(time.perf_counter() - t0)
             time.sleep(0.002)
 
     ts = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
