@@ -351,3 +351,44 @@ async fn cluster_master_killed_mid_stampede_callers_answered() {
     }
     assert_eq!(fresh_loads.load(Ordering::SeqCst), 1, "one load for a new key on the promoted master");
 }
+
+/// On a cluster connection a fresh hit is the fast read too: `TIME` + `MGET` on the node that
+/// owns the key's slot (the redis crate routes the pipeline by its one keyed command), no Lua.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_hits_are_fast_reads_on_the_owning_node() {
+    let cluster = RedisCluster::start();
+    let urls = cluster.urls();
+    let nodes: Vec<&str> = urls.iter().map(|s| s.as_str()).collect();
+    let c = Cache::new(RedisStore::cluster(&nodes).await.unwrap(), policy(60_000));
+    let keys: Vec<Key> = (0..20).map(|i| Key::new(&format!("fr{i}")).unwrap().hash_tag(true).segment("k")).collect();
+    let owners: std::collections::HashSet<usize> = keys.iter().map(|k| cluster.master_of(&k.build())).collect();
+    assert_eq!(owners.len(), 3, "the keys spread over every master");
+    let loads = Arc::new(AtomicU64::new(0));
+    for k in &keys {
+        cgol(&c, k, &k.build(), &loads).await;
+    }
+    let stats = |name: &str| -> u64 {
+        cluster
+            .nodes
+            .iter()
+            .map(|s| {
+                let info: String = redis::cmd("INFO").arg("commandstats").query(&mut s.client()).unwrap();
+                info.lines()
+                    .find_map(|l| l.strip_prefix(&format!("cmdstat_{name}:calls=")))
+                    .and_then(|r| r.split(',').next()?.parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    let before = (stats("evalsha"), stats("mget"), stats("time"));
+    for _ in 0..3 {
+        for k in &keys {
+            assert_eq!(cgol(&c, k, "not loaded", &loads).await, k.build());
+        }
+    }
+    let after = (stats("evalsha"), stats("mget"), stats("time"));
+    assert_eq!((after.0 - before.0, after.1 - before.1, after.2 - before.2), (0, 60, 60));
+    assert_eq!(loads.load(Ordering::SeqCst), 20);
+    assert_eq!(c.stats().store_errors, 0);
+    assert_eq!(c.stats().hits_fresh, 60);
+}
