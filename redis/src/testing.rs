@@ -215,7 +215,10 @@ impl RedisCluster {
                 };
                 let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut conn).unwrap_or_default();
                 let repl: String = redis::cmd("INFO").arg("replication").query(&mut conn).unwrap_or_default();
+                // `cluster_state` alone is ok with uncovered slots (require-full-coverage is off):
+                // after a kill, wait until every node sees all 16384 slots ok.
                 if !info.contains("cluster_state:ok")
+                    || !info.contains("cluster_slots_ok:16384")
                     || !(repl.contains("role:master") || repl.contains("master_link_status:up"))
                 {
                     std::thread::sleep(Duration::from_millis(100));

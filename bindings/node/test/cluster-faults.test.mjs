@@ -59,12 +59,15 @@ test('cluster: a master killed mid-stampede -> every call answered, loads <= 1/k
       await sleep(2);
     }
   });
-  await sleep(300);
-  await cluster.kill(victim);
-  await cluster.waitOk();
-  await sleep(300);
-  stop = true;
-  await Promise.all(workers);
+  try {
+    await sleep(300);
+    await cluster.kill(victim);
+    await cluster.waitOk();
+    await sleep(300);
+  } finally {
+    stop = true; // also when the steps above failed: the callers never outlive the test
+    await Promise.all(workers);
+  }
   assert.deepEqual(errors, []);
   assert.ok(answers.length > 0 && answers.every(([k, v]) => v === `value-of-${k}`));
   const total = () => [...loads.values()].reduce((a, b) => a + b, 0);
@@ -118,10 +121,13 @@ test('cluster: the slot of hot keys migrated mid-stampede (ASK, TRYAGAIN) -> eve
       await sleep(2);
     }
   });
-  await cluster.migrateSlot(slot, src, dst, () => sleep(200));
-  await sleep(200);
-  stop = true;
-  await Promise.all(workers);
+  try {
+    await cluster.migrateSlot(slot, src, dst, () => sleep(200));
+    await sleep(200);
+  } finally {
+    stop = true;
+    await Promise.all(workers);
+  }
   assert.deepEqual(errors, []);
   assert.ok(answers.length > 0 && answers.every(([k, v]) => v === `value-of-${k}`));
   assert.equal(cluster.masterOf(String(keys[0])), dst);

@@ -146,7 +146,12 @@ export async function startCluster() {
       while (Date.now() < deadline) {
         try {
           const live = [...procs.keys()];
-          const ok = live.every((p) => cli(p, 'cluster', 'info').includes('cluster_state:ok'));
+          // cluster_state alone is ok with uncovered slots (require-full-coverage is off): after
+          // a kill, wait until every node sees all 16384 slots ok (the replica promoted).
+          const ok = live.every((p) => {
+            const i = cli(p, 'cluster', 'info');
+            return i.includes('cluster_state:ok') && i.includes('cluster_slots_ok:16384');
+          });
           const synced = live.every((p) => {
             const r = cli(p, 'info', 'replication');
             return r.includes('role:master') || r.includes('master_link_status:up');

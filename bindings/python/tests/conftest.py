@@ -144,11 +144,14 @@ class RedisClusterProcs:
         self.wait_ok()
 
     def wait_ok(self, timeout: float = 30) -> None:
-        """Until every live node says ``cluster_state:ok`` and every live replica is in sync."""
+        """Until every live node says ``cluster_state:ok`` with all 16384 slots ok in its view (after a
+        kill: the replica has been promoted, and every node knows it) and every live replica is in
+        sync. (``cluster_state`` alone is ok with uncovered slots: require-full-coverage is off.)"""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                ok = all("cluster_state:ok" in self.cli(p, "cluster", "info") for p in self.procs)
+                infos = [self.cli(p, "cluster", "info") for p in self.procs]
+                ok = all("cluster_state:ok" in i and "cluster_slots_ok:16384" in i for i in infos)
                 roles = [self.cli(p, "info", "replication") for p in self.procs]
                 synced = all("role:master" in r or "master_link_status:up" in r for r in roles)
                 if ok and synced:

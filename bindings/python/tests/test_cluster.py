@@ -4,10 +4,11 @@ redis-py's ``RedisCluster``, sync and asyncio."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import threading
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -382,10 +383,24 @@ def _hammer(
                 latencies.append(time.perf_counter() - t0)
             time.sleep(0.002)
 
-    ts = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    ts = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
     for t in ts:
         t.start()
     return answers, errors, ts
+
+
+@contextlib.contextmanager
+def _hammering(cache: Cache, keys: list[Key], loader: Any, **kw: Any) -> Iterator[tuple[list[Any], list[BaseException]]]:
+    """``_hammer`` for the body of a ``with``: the callers stop (and are joined) on the way out,
+    whether the body passed or failed."""
+    stop = threading.Event()
+    answers, errors, ts = _hammer(cache, keys, loader, stop, **kw)
+    try:
+        yield answers, errors
+    finally:
+        stop.set()
+        for t in ts:
+            t.join()
 
 
 def _replicated(port: int, key: str) -> bool:
@@ -423,15 +438,11 @@ def test_cluster_master_killed_mid_stampede_callers_answered(fresh_cluster: Any)
     while not all(_replicated(replica, str(k)) for k in keys):
         assert time.monotonic() < deadline, "the replica never got the entries"
         time.sleep(0.05)
-    stop = threading.Event()
-    answers, errors, ts = _hammer(cache, keys, loader, stop)
-    time.sleep(0.3)
-    c.kill(victim)
-    c.wait_ok()  # the replica took over
-    time.sleep(0.3)
-    stop.set()
-    for t in ts:
-        t.join()
+    with _hammering(cache, keys, loader) as (answers, errors):
+        time.sleep(0.3)
+        c.kill(victim)
+        c.wait_ok()  # the replica took over
+        time.sleep(0.3)
     assert errors == []
     assert answers and all(v == f"value-of-{k}" for k, v in answers)
     st = cache.stats()
@@ -498,14 +509,10 @@ def test_cluster_slot_of_hot_keys_migrated_mid_stampede(fresh_cluster: Any) -> N
     src = c.master_of(str(keys[0]))
     dst = next(m for m in c.masters() if m != src)
     slot = int(c.cli(src, "cluster", "keyslot", str(keys[0])).strip())
-    stop = threading.Event()
-    answers, errors, ts = _hammer(cache, keys, loader, stop)
-    seen_before = len(answers)
-    _migrate_slot(c, slot, src, dst, lambda: time.sleep(0.2))
-    time.sleep(0.2)
-    stop.set()
-    for t in ts:
-        t.join()
+    with _hammering(cache, keys, loader) as (answers, errors):
+        seen_before = len(answers)
+        _migrate_slot(c, slot, src, dst, lambda: time.sleep(0.2))
+        time.sleep(0.2)
     assert errors == []
     assert len(answers) > seen_before and all(v == f"value-of-{k}" for k, v in answers)
     assert c.master_of(str(keys[0])) == dst
@@ -633,22 +640,18 @@ def test_cluster_node_restarted_rejoins_and_takes_over_again(fresh_cluster: Any)
             time.sleep(0.05)
 
     synced(second)
-    stop = threading.Event()
-    answers, errors, ts = _hammer(cache, keys, loader, stop)
-    c.kill(first)
-    c.wait_ok()
-    assert c.master_of(str(keys[0])) == second
-    c.restart(first)
-    c.wait_ok()  # rejoined, in sync with its new master
-    assert first in c.replicas_of(second)
-    synced(first)
-    c.kill(second)
-    c.wait_ok()
-    assert c.master_of(str(keys[0])) == first
-    time.sleep(0.3)
-    stop.set()
-    for t in ts:
-        t.join()
+    with _hammering(cache, keys, loader) as (answers, errors):
+        c.kill(first)
+        c.wait_ok()
+        assert c.master_of(str(keys[0])) == second
+        c.restart(first)
+        c.wait_ok()  # rejoined, in sync with its new master
+        assert first in c.replicas_of(second)
+        synced(first)
+        c.kill(second)
+        c.wait_ok()
+        assert c.master_of(str(keys[0])) == first
+        time.sleep(0.3)
     assert errors == []
     assert answers and all(v == f"value-of-{k}" for k, v in answers)
     st = cache.stats()
