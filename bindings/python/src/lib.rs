@@ -108,6 +108,12 @@ fn vector_eval(kind: &str, input: &str) -> PyResult<String> {
     Ok(eval::eval(kind, &v).to_string())
 }
 
+/// Wall-clock milliseconds (the drivers' clock).
+#[pyfunction]
+fn now_ms() -> u64 {
+    driver::now_ms()
+}
+
 /// A store op (its vector JSON) as the script call the Redis adapters run: `((sha, numkeys,
 /// *keys, *args), source)`, ready for `client.evalsha(*call)` (test support: store vectors on
 /// a real Redis through redis-py).
@@ -139,12 +145,6 @@ fn store_vector_reply(op: &str, reply: &str) -> PyResult<String> {
     serde_json::to_string(&r).map_err(bad)
 }
 
-/// Wall-clock milliseconds (the drivers' clock).
-#[pyfunction]
-fn now_ms() -> u64 {
-    driver::now_ms()
-}
-
 #[pymodule]
 fn _karlton(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<key::PyKey>()?;
@@ -160,10 +160,6 @@ fn _karlton(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(now_ms, m)?)?;
     #[cfg(feature = "vectors")]
     m.add_function(wrap_pyfunction!(vector_eval, m)?)?;
-    #[cfg(feature = "vectors")]
-    m.add_function(wrap_pyfunction!(store_vector_call, m)?)?;
-    #[cfg(feature = "vectors")]
-    m.add_function(wrap_pyfunction!(store_vector_reply, m)?)?;
     for (name, v) in [
         ("STORE", driver::STORE),
         ("FAST", driver::FAST),
@@ -177,6 +173,10 @@ fn _karlton(m: &Bound<'_, PyModule>) -> PyResult<()> {
     ] {
         m.add(name, v)?;
     }
+    #[cfg(feature = "vectors")]
+    m.add_function(wrap_pyfunction!(store_vector_call, m)?)?;
+    #[cfg(feature = "vectors")]
+    m.add_function(wrap_pyfunction!(store_vector_reply, m)?)?;
     m.add("CODEC_RAW", karlton_core::entry::codec::RAW)?;
     m.add("CODEC_JSON", karlton_core::entry::codec::JSON)?;
     Ok(())
