@@ -11,10 +11,11 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknow
   rustup target add wasm32-unknown-unknown
 fi
 
-if ! command -v redis-server >/dev/null; then
-  echo "==> apt-get install redis-server"
+# redis-cli (package redis-tools, a dependency of redis-server) starts the test clusters.
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+  echo "==> apt-get install redis-server redis-tools"
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server redis-tools >/dev/null
   # The package starts a system service on 6379; the tests start their own servers.
   as_root service redis-server stop >/dev/null 2>&1 || true
 fi

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
 command -v node >/dev/null || { echo "node is required (>= 18)" >&2; exit 1; }
-command -v redis-server >/dev/null || { echo "redis-server is required (scripts/setup.sh installs it)" >&2; exit 1; }
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null || { echo "redis-server and redis-cli are required (scripts/setup.sh installs them)" >&2; exit 1; }
 
 cd bindings/node
 echo "==> npm install (bindings/node, committed package-lock.json)"

@@ -104,8 +104,10 @@ export interface RedisClientLike {
   readonly status: string;
   /** ioredis's generic command (the fast reads use it; without it every read runs the script). */
   callBuffer?(command: string, ...args: unknown[]): Promise<unknown>;
-  /** ioredis `Cluster` sets this: no fast reads there. */
+  /** ioredis `Cluster` sets this: the fast read is then one `pipeline()`, routed by slot. */
   readonly isCluster?: boolean;
+  /** ioredis `Cluster`'s pipeline (the fast read on a Cluster uses it). */
+  pipeline?(): unknown;
 }
 
 export interface RedisStoreOptions {
@@ -113,14 +115,14 @@ export interface RedisStoreOptions {
   commandTimeout?: number;
   /**
    * A fresh hit as plain pipelined commands (`TIME` and one `MGET` of the entry's record and its counters; judged by the core), no
-   * script (default true; always off on a Cluster, where every read runs the `read` script).
+   * script (default true; on a Cluster one pipeline that ioredis routes to the slot's primary).
    */
   fastReads?: boolean;
 }
 
 /**
  * Redis through your ioredis client; runs the core's Lua scripts (EVALSHA, EVAL on NOSCRIPT), and
- * on a standalone client reads fresh hits with plain pipelined commands instead (`fastReads`).
+ * reads fresh hits with plain pipelined commands instead (`fastReads`; on a Cluster routed by slot).
  */
 export declare class RedisStore {
   constructor(client: RedisClientLike, options?: RedisStoreOptions);

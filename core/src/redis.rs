@@ -347,6 +347,66 @@ pub fn fast_read_commands(key: &str, gen_keys: &[String]) -> Vec<Vec<Vec<u8>>> {
     vec![vec![b"TIME".to_vec()], mget]
 }
 
+/// The Redis Cluster hash slot of `key` (0..16384): CRC16-XMODEM of the key, or of its hash tag
+/// — the bytes between the first `{` and the first `}` after it, when there is at least one —
+/// modulo 16384. The rule Redis uses (`CLUSTER KEYSLOT`), so a binding can route a call to the
+/// node that owns it, and refuse one whose keys Redis would refuse (`CROSSSLOT`) before any IO.
+pub fn key_slot(key: &[u8]) -> u16 {
+    let hashed = match key.iter().position(|&c| c == b'{') {
+        Some(open) => match key[open + 1..].iter().position(|&c| c == b'}') {
+            Some(len) if len > 0 => &key[open + 1..open + 1 + len],
+            _ => key,
+        },
+        None => key,
+    };
+    let mut crc: u16 = 0;
+    for &b in hashed {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+        }
+    }
+    crc & 0x3FFF
+}
+
+/// Keys of one script call (or one fast read) that Redis Cluster would refuse with `CROSSSLOT`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "on Redis Cluster all keys of one call must share a slot, but {first:?} is in slot {first_slot} and \
+     {other:?} in slot {other_slot}; build the key in hash-tag form (Key::hash_tag(true), Python \
+     Key(..., hash_tag=True), Node new Key(ns).hashTag()) so an entry and its counters share \
+     its namespace's slot"
+)]
+pub struct CrossSlot {
+    /// The first key (the entry key of a call).
+    pub first: String,
+    /// Its slot.
+    pub first_slot: u16,
+    /// The first key in another slot.
+    pub other: String,
+    /// That key's slot.
+    pub other_slot: u16,
+}
+
+/// The one slot all `keys` hash to (see [`key_slot`]), or why Redis Cluster would refuse them
+/// together. `None` for no keys (a call with no keys may run on any node).
+pub fn keys_slot<K: AsRef<str>>(keys: &[K]) -> Result<Option<u16>, CrossSlot> {
+    let Some(first) = keys.first() else { return Ok(None) };
+    let slot = key_slot(first.as_ref().as_bytes());
+    for k in &keys[1..] {
+        let s = key_slot(k.as_ref().as_bytes());
+        if s != slot {
+            return Err(CrossSlot {
+                first: first.as_ref().to_string(),
+                first_slot: slot,
+                other: k.as_ref().to_string(),
+                other_slot: s,
+            });
+        }
+    }
+    Ok(Some(slot))
+}
+
 /// An entry key's record, as [`parse_record`] reads it (fields borrowed from the raw string).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record<'a> {
@@ -500,6 +560,27 @@ pub fn fast_read_hit(
 
 #[cfg(test)]
 mod fast_read_tests {
+    #[test]
+    fn key_slot_is_redis_cluster_keyslot() {
+        // Values from the Redis Cluster spec and `CLUSTER KEYSLOT` on Redis 7.0.
+        assert_eq!(key_slot(b"123456789"), 0x31C3);
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        assert_eq!(key_slot(b"{user1000}.followers"), key_slot(b"user1000"));
+        assert_eq!(key_slot(b"foo{}{bar}"), key_slot(b"foo{}{bar}")); // empty tag: whole key
+        assert_ne!(key_slot(b"foo{}{bar}"), key_slot(b"bar"));
+        assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
+        assert_eq!(key_slot(b"foo{bar}{zap}"), key_slot(b"bar"));
+        assert_eq!(key_slot(b""), 0);
+        let k = crate::Key::new("user").unwrap().hash_tag(true).segment("42");
+        assert_eq!(keys_slot(&[k.as_str(), &k.generation_key(), &k.tag_key("t")]), Ok(Some(key_slot(b"user"))));
+        let plain = crate::Key::new("user").unwrap().segment("42");
+        let e = keys_slot(&[plain.as_str(), &plain.generation_key()]).unwrap_err();
+        assert_eq!((e.first.as_str(), e.other.as_str()), ("user:42", "user:!gen"));
+        assert!(e.to_string().contains("hash-tag"), "{e}");
+        assert_eq!(keys_slot::<&str>(&[]), Ok(None));
+    }
+
     use super::*;
     use crate::entry::Entry;
     use crate::stats::AtomicStats;

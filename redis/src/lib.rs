@@ -140,7 +140,7 @@ impl RedisStore<redis::cluster_async::ClusterConnection> {
         let conn = tokio::time::timeout(timeout * 8, client.get_async_connection())
             .await
             .map_err(|_| Error::Timeout)??;
-        Ok(RedisStore::new(conn).with_timeout(timeout).with_fast_reads(false))
+        Ok(RedisStore::new(conn).with_timeout(timeout))
     }
 }
 
@@ -150,8 +150,8 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RedisStore<C> {
         RedisStore { conn, timeout: DEFAULT_TIMEOUT, counters: Arc::default(), fast_reads: true }
     }
 
-    /// Turn the pipelined fresh-hit read on or off (on by default; off for Cluster, where
-    /// every hit runs the `read` script instead).
+    /// Turn the pipelined fresh-hit read on or off (on by default). On a cluster connection the
+    /// pipeline goes to the node owning the `MGET`'s slot (`TIME` has no key and rides along).
     #[must_use]
     pub fn with_fast_reads(mut self, on: bool) -> Self {
         self.fast_reads = on;

@@ -141,7 +141,10 @@ fn wait_ping(port: u16, limit: Duration) {
     }
 }
 
-/// A local Redis Cluster of `n` masters, no replicas. Stopped on drop.
+/// One line of `CLUSTER NODES`: port, flags, master id (`-` for a master), own id, slot ranges.
+type NodeLine = (u16, String, String, String, Vec<(u16, u16)>);
+
+/// A local Redis Cluster: `n` masters, optionally with replicas. Stopped on drop.
 pub struct RedisCluster {
     /// The nodes.
     pub nodes: Vec<RedisServer>,
@@ -155,7 +158,15 @@ impl RedisCluster {
 
     /// Start `n` (≥ 3) masters.
     pub fn start_n(n: usize) -> RedisCluster {
-        let nodes: Vec<RedisServer> = (0..n)
+        Self::start_with(n, 0, 5000)
+    }
+
+    /// Start `masters` (≥ 3) masters with `replicas` replicas each (`redis-cli --cluster create
+    /// --cluster-replicas`), `cluster-node-timeout` = `node_timeout_ms` (how soon a replica is
+    /// promoted after its master dies). Returns when every node reports `cluster_state:ok` and
+    /// every replica is in sync with its master.
+    pub fn start_with(masters: usize, replicas: usize, node_timeout_ms: u64) -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
             .map(|_| {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let mut s = RedisServer {
@@ -167,7 +178,9 @@ impl RedisCluster {
                         "--cluster-config-file".into(),
                         dir.path().join("nodes.conf").display().to_string(),
                         "--cluster-node-timeout".into(),
-                        "5000".into(),
+                        node_timeout_ms.to_string(),
+                        "--cluster-require-full-coverage".into(),
+                        "no".into(),
                     ],
                     dir,
                 };
@@ -180,23 +193,86 @@ impl RedisCluster {
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("redis-cli --cluster create");
         assert!(out.status.success(), "cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
+        let c = RedisCluster { nodes };
+        c.wait_ok(Duration::from_secs(30));
+        c
+    }
+
+    /// Wait until every live node reports `cluster_state:ok` and every live replica's link to
+    /// its master is up (after a kill: the replica has been promoted).
+    pub fn wait_ok(&self, limit: Duration) {
         let start = Instant::now();
         'wait: loop {
-            assert!(start.elapsed() < Duration::from_secs(30), "cluster did not reach state ok");
-            for s in &nodes {
-                let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut s.client()).unwrap_or_default();
-                if !info.contains("cluster_state:ok") {
+            assert!(start.elapsed() < limit, "cluster did not reach state ok");
+            for s in self.nodes.iter().filter(|s| s.child.is_some()) {
+                let Ok(mut conn) = redis::Client::open(s.url()).and_then(|c| c.get_connection()) else {
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue 'wait;
+                };
+                let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut conn).unwrap_or_default();
+                let repl: String = redis::cmd("INFO").arg("replication").query(&mut conn).unwrap_or_default();
+                // `cluster_state` alone is ok with uncovered slots (require-full-coverage is off):
+                // after a kill, wait until every node sees all 16384 slots ok.
+                if !info.contains("cluster_state:ok")
+                    || !info.contains("cluster_slots_ok:16384")
+                    || !(repl.contains("role:master") || repl.contains("master_link_status:up"))
+                {
                     std::thread::sleep(Duration::from_millis(100));
                     continue 'wait;
                 }
             }
             break;
         }
-        RedisCluster { nodes }
+    }
+
+    /// `CLUSTER NODES` of a live node, one `(port, flags, master id, own id, slot ranges)` a line.
+    fn topology(&self) -> Vec<NodeLine> {
+        let live = self.nodes.iter().find(|s| s.child.is_some()).expect("a live node");
+        let text: String = redis::cmd("CLUSTER").arg("NODES").query(&mut live.client()).unwrap();
+        text.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let port = f.get(1)?.split('@').next()?.rsplit(':').next()?.parse().ok()?;
+                let slots = f
+                    .iter()
+                    .skip(8)
+                    .filter(|r| !r.starts_with('['))
+                    .filter_map(|r| {
+                        let (lo, hi) = r.split_once('-').unwrap_or((r, r));
+                        Some((lo.parse().ok()?, hi.parse().ok()?))
+                    })
+                    .collect();
+                Some((port, f[2].to_string(), f[3].to_string(), f[0].to_string(), slots))
+            })
+            .collect()
+    }
+
+    /// Index (into `nodes`) of the live master that owns `key`'s slot now.
+    pub fn master_of(&self, key: &str) -> usize {
+        let slot = karlton_core::redis::key_slot(key.as_bytes());
+        let port = self
+            .topology()
+            .into_iter()
+            .find(|(_, flags, _, _, slots)| {
+                flags.contains("master") && !flags.contains("fail") && slots.iter().any(|&(lo, hi)| lo <= slot && slot <= hi)
+            })
+            .map(|t| t.0)
+            .expect("a master owns the slot");
+        self.nodes.iter().position(|s| s.port == port).unwrap()
+    }
+
+    /// Indices of the live replicas of the master `nodes[master]`.
+    pub fn replicas_of(&self, master: usize) -> Vec<usize> {
+        let topo = self.topology();
+        let id = topo.iter().find(|t| t.0 == self.nodes[master].port).map(|t| t.3.clone()).unwrap();
+        topo.iter()
+            .filter(|t| t.2 == id && !t.1.contains("fail"))
+            .filter_map(|t| self.nodes.iter().position(|s| s.port == t.0))
+            .collect()
     }
 
     /// `redis://127.0.0.1:<port>` of every node.

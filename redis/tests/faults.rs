@@ -251,3 +251,144 @@ async fn lost_generation_counter_never_revives_pre_bump_entries() {
     let raw: String = redis::cmd("GET").arg(key.generation_key()).query(&mut r).unwrap();
     assert!(raw.starts_with("0:"), "counter recreated as value 0, new epoch: {raw}");
 }
+
+type ClusterCache = Cache<RedisStore<redis::cluster_async::ClusterConnection>>;
+
+/// `gol` on a cluster store.
+async fn cgol(c: &ClusterCache, key: &Key, value: &str, loads: &Arc<AtomicU64>) -> String {
+    let (v, l) = (value.to_string(), loads.clone());
+    c.get_or_load(key, move || async move {
+        l.fetch_add(1, Ordering::SeqCst);
+        Ok::<_, std::io::Error>(Some(v))
+    })
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+/// A master of a 3+3 cluster is SIGKILLed while 8 tasks hammer 4 hot keys of its slot; its
+/// replica is promoted. Every call is answered (during the outage from the loader: the policy's
+/// `on_store_error`), loads stay within 1 per key + 1 per store error (docs/redis.md "Failover"),
+/// the replicated entries are hits on the promoted replica, and a new key's stampede loads once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_master_killed_mid_stampede_callers_answered() {
+    let mut cluster = RedisCluster::start_with(3, 1, 1000);
+    let urls = cluster.urls();
+    let nodes: Vec<&str> = urls.iter().map(|s| s.as_str()).collect();
+    let store = RedisStore::cluster(&nodes).await.unwrap();
+    let c = Arc::new(Cache::new(store, policy(60_000)));
+    let keys: Vec<Key> = (0..4).map(|i| Key::new("failover").unwrap().hash_tag(true).segment(&i.to_string())).collect();
+    let loads = Arc::new(AtomicU64::new(0));
+    for k in &keys {
+        assert_eq!(cgol(&c, k, &format!("value-of-{}", k.build()), &loads).await, format!("value-of-{}", k.build()));
+    }
+    let victim = cluster.master_of(&keys[0].build());
+    let replica = cluster.replicas_of(victim)[0];
+    let start = Instant::now();
+    loop {
+        let mut r = cluster.nodes[replica].client();
+        let _: () = redis::cmd("READONLY").query(&mut r).unwrap();
+        let n: usize = keys.iter().map(|k| redis::cmd("EXISTS").arg(k.build()).query::<usize>(&mut r).unwrap()).sum();
+        if n == keys.len() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "the replica never got the entries");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answers = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let (c, keys, loads, stop, answers) = (c.clone(), keys.clone(), loads.clone(), stop.clone(), answers.clone());
+            tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let k = &keys[(w + n) % keys.len()];
+                    n += 1;
+                    let want = format!("value-of-{}", k.build());
+                    assert_eq!(cgol(&c, k, &want, &loads).await, want);
+                    answers.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.nodes[victim].kill();
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.wait_ok(Duration::from_secs(30));
+        cluster
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.await.expect("every call answered with its value");
+    }
+    let st = c.stats();
+    let total = loads.load(Ordering::SeqCst);
+    eprintln!("failover: {} answers, loads {total}, store_errors {}", answers.load(Ordering::SeqCst), st.store_errors);
+    assert!(answers.load(Ordering::SeqCst) > 0);
+    assert!(total <= keys.len() as u64 + st.store_errors, "loads {total}, stats {st:?}");
+    assert_eq!(cluster.master_of(&keys[0].build()), replica);
+    let before = loads.load(Ordering::SeqCst);
+    for k in &keys {
+        let want = format!("value-of-{}", k.build());
+        assert_eq!(cgol(&c, k, &want, &loads).await, want);
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), before, "the promoted replica serves the replicated entries");
+    let fresh = Key::new("failover").unwrap().hash_tag(true).segment("new");
+    let fresh_loads = Arc::new(AtomicU64::new(0));
+    let calls: Vec<_> = (0..20)
+        .map(|_| {
+            let (c, k, l) = (c.clone(), fresh.clone(), fresh_loads.clone());
+            tokio::spawn(async move { cgol(&c, &k, "new", &l).await })
+        })
+        .collect();
+    for t in calls {
+        assert_eq!(t.await.unwrap(), "new");
+    }
+    assert_eq!(fresh_loads.load(Ordering::SeqCst), 1, "one load for a new key on the promoted master");
+}
+
+/// On a cluster connection a fresh hit is the fast read too: `TIME` + `MGET` on the node that
+/// owns the key's slot (the redis crate routes the pipeline by its one keyed command), no Lua.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_hits_are_fast_reads_on_the_owning_node() {
+    let cluster = RedisCluster::start();
+    let urls = cluster.urls();
+    let nodes: Vec<&str> = urls.iter().map(|s| s.as_str()).collect();
+    let c = Cache::new(RedisStore::cluster(&nodes).await.unwrap(), policy(60_000));
+    let keys: Vec<Key> = (0..20).map(|i| Key::new(&format!("fr{i}")).unwrap().hash_tag(true).segment("k")).collect();
+    let owners: std::collections::HashSet<usize> = keys.iter().map(|k| cluster.master_of(&k.build())).collect();
+    assert_eq!(owners.len(), 3, "the keys spread over every master");
+    let loads = Arc::new(AtomicU64::new(0));
+    for k in &keys {
+        cgol(&c, k, &k.build(), &loads).await;
+    }
+    let stats = |name: &str| -> u64 {
+        cluster
+            .nodes
+            .iter()
+            .map(|s| {
+                let info: String = redis::cmd("INFO").arg("commandstats").query(&mut s.client()).unwrap();
+                info.lines()
+                    .find_map(|l| l.strip_prefix(&format!("cmdstat_{name}:calls=")))
+                    .and_then(|r| r.split(',').next()?.parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    let before = (stats("evalsha"), stats("mget"), stats("time"));
+    for _ in 0..3 {
+        for k in &keys {
+            assert_eq!(cgol(&c, k, "not loaded", &loads).await, k.build());
+        }
+    }
+    let after = (stats("evalsha"), stats("mget"), stats("time"));
+    assert_eq!((after.0 - before.0, after.1 - before.1, after.2 - before.2), (0, 60, 60));
+    assert_eq!(loads.load(Ordering::SeqCst), 20);
+    assert_eq!(c.stats().store_errors, 0);
+    assert_eq!(c.stats().hits_fresh, 60);
+}

@@ -463,20 +463,23 @@ function isReplyError(e) {
 
 /**
  * Redis through the user's ioredis client (standalone or Cluster). Runs the core's Lua scripts
- * (EVALSHA, falling back to EVAL on NOSCRIPT); never any script of its own. On a standalone
- * client a fresh hit takes the core's fast path instead: a few plain commands (the core's
- * `fast_read_commands`) written in one flush, the replies judged by the core.
+ * (EVALSHA, falling back to EVAL on NOSCRIPT); never any script of its own. A fresh hit takes
+ * the core's fast path instead: a few plain commands (the core's `fast_read_commands`) written
+ * in one flush (on a Cluster: one pipeline, routed by the keys' slot), the replies judged by
+ * the core.
  */
 class RedisStore {
   #client;
   #deadlines;
+  #cluster;
 
   /**
    * @param client an ioredis `Redis` or `Cluster`
    * @param options.commandTimeout ms before a script call counts as a store failure (default
    *   1000; 0 = wait as long as the client does)
-   * @param options.fastReads the pipelined fresh-hit read (default true; always off on a
-   *   Cluster, where every read runs the `read` script)
+   * @param options.fastReads the pipelined fresh-hit read (default true). On a Cluster it is
+   *   one ioredis pipeline, which ioredis routes by the keys' slot to the primary that owns them
+   *   (the `TIME` in it has no key and goes along); keys must be in hash-tag form there anyway.
    */
   constructor(client, options = {}) {
     if (client === null || typeof client !== 'object' || typeof client.evalshaBuffer !== 'function' || typeof client.evalBuffer !== 'function') {
@@ -489,8 +492,9 @@ class RedisStore {
     if (typeof fastReads !== 'boolean') throw typeError('fastReads', 'a boolean', fastReads);
     this.#client = client;
     this.#deadlines = new Deadlines(commandTimeout);
-    // TIME has no key: no fast path on a Cluster. callBuffer is ioredis's generic command.
-    this._fast = fastReads && client.isCluster !== true && typeof client.callBuffer === 'function';
+    // callBuffer is ioredis's generic command; a Cluster sends the fast read as a pipeline.
+    this.#cluster = client.isCluster === true;
+    this._fast = fastReads && (this.#cluster ? typeof client.pipeline === 'function' : typeof client.callBuffer === 'function');
   }
 
   /** The ioredis client. */
@@ -532,6 +536,7 @@ class RedisStore {
     if (INACTIVE.has(status)) {
       return Promise.reject(new Error(`redis connection is ${status}`));
     }
+    if (this.#cluster) return this.#clusterFastRead(cmds);
     const stream = status === 'ready' ? client.stream : undefined;
     const cork = stream != null && typeof stream.cork === 'function' && typeof stream.uncork === 'function';
     const deadlines = this.#deadlines;
@@ -570,6 +575,27 @@ class RedisStore {
         if (cork) stream.uncork();
       }
     });
+  }
+
+  /**
+   * The fast read on a Cluster: one pipeline, which ioredis sends to the node owning the slot
+   * of its keys (the `MGET`'s; `TIME` has none) and redirects on `MOVED`/`ASK`. Same contract
+   * as on one node: the replies in order, or the first failure (a `MOVED` left over, `TRYAGAIN`
+   * or `CLUSTERDOWN` is an error reply: the read script runs, through the cluster's routing).
+   */
+  #clusterFastRead(cmds) {
+    const p = this.#client.pipeline();
+    for (const c of cmds) p.callBuffer(c[0], ...c.slice(1));
+    return this.#deadlines.run(
+      p.exec().then((res) => {
+        const out = new Array(res.length);
+        for (let i = 0; i < res.length; i++) {
+          if (res[i][0]) throw res[i][0];
+          out[i] = res[i][1];
+        }
+        return out;
+      }),
+    );
   }
 }
 

@@ -22,11 +22,15 @@ export function countingLoader(value, ms = 0) {
 /**
  * @param label store name for test titles
  * @param makeCache (options) => Cache over the store under test
+ * @param opts.hashTag build every key in hash-tag form (a Redis Cluster: an entry and its
+ *   counters must share a slot)
  */
-export function behaviour(label, makeCache) {
+export function behaviour(label, makeCache, { hashTag = false } = {}) {
+  const mkKey = (...a) => (hashTag ? new Key(...a).hashTag() : new Key(...a));
+
   test(`${label}: hit, miss, load, stats`, async () => {
     const cache = makeCache({ policy: { softTtl: '1m' } });
-    const key = new Key(ns('basic'), 'user', 42);
+    const key = mkKey(ns('basic'), 'user', 42);
     const load = countingLoader({ id: 42, name: 'Ada', tags: ['x'], n: 1.5 });
     assert.deepEqual(await cache.getOrLoad(key, load), { id: 42, name: 'Ada', tags: ['x'], n: 1.5 });
     assert.deepEqual(await cache.getOrLoad(key, load), { id: 42, name: 'Ada', tags: ['x'], n: 1.5 });
@@ -39,7 +43,7 @@ export function behaviour(label, makeCache) {
 
   test(`${label}: 500 concurrent getOrLoad on one expired key -> one loader call (C3)`, async () => {
     const cache = makeCache({ policy: { softTtl: '1m', lockWait: '5s' } });
-    const key = new Key(ns('stampede'), 'hot');
+    const key = mkKey(ns('stampede'), 'hot');
     const first = countingLoader('v0');
     assert.equal(await cache.getOrLoad(key, first, { policy: { softTtl: 60 } }), 'v0');
     await sleep(120); // past hard expiry (hardTtl = softTtl): gone
@@ -52,7 +56,7 @@ export function behaviour(label, makeCache) {
 
   test(`${label}: stale-while-revalidate answers at once while one refresh runs`, async () => {
     const cache = makeCache({ policy: { softTtl: 50, hardTtl: '10s' } });
-    const key = new Key(ns('swr'), 'page');
+    const key = mkKey(ns('swr'), 'page');
     await cache.getOrLoad(key, countingLoader('old'));
     await sleep(100); // stale: past soft, before hard
     const slow = countingLoader('new', 400);
@@ -70,7 +74,7 @@ export function behaviour(label, makeCache) {
 
   test(`${label}: loader rejections propagate (the loader's own error object)`, async () => {
     const cache = makeCache({});
-    const key = new Key(ns('reject'), 'x');
+    const key = mkKey(ns('reject'), 'x');
     const boom = new Error('source down');
     const load = async () => {
       throw boom;
@@ -89,7 +93,7 @@ export function behaviour(label, makeCache) {
 
   test(`${label}: staleIfError serves the stale value when the loader fails`, async () => {
     const cache = makeCache({ policy: { softTtl: 40, staleIfError: '10s' } });
-    const key = new Key(ns('sie'), 'x');
+    const key = mkKey(ns('sie'), 'x');
     await cache.getOrLoad(key, async () => ({ v: 1 }));
     await sleep(80); // past hard expiry, inside stale-if-error
     const v = await cache.getOrLoad(key, async () => {
@@ -102,7 +106,7 @@ export function behaviour(label, makeCache) {
   test(`${label}: undefined/null from the loader is cached as not-found for negativeTtl`, async () => {
     const cache = makeCache({ policy: { negativeTtl: '1m' } });
     for (const nothing of [undefined, null]) {
-      const key = new Key(ns('neg'), String(nothing));
+      const key = mkKey(ns('neg'), String(nothing));
       const load = countingLoader(nothing);
       assert.equal(await cache.getOrLoad(key, load), undefined);
       assert.equal(await cache.getOrLoad(key, countingLoader('late')), undefined, 'negative hit');
@@ -111,14 +115,14 @@ export function behaviour(label, makeCache) {
     assert.equal(cache.stats().negativeHits, 2);
     // negativeTtl 0 (default): not-found is not cached
     const plain = makeCache({});
-    const key = new Key(ns('neg0'), 'x');
+    const key = mkKey(ns('neg0'), 'x');
     assert.equal(await plain.getOrLoad(key, async () => undefined), undefined);
     assert.equal(await plain.getOrLoad(key, async () => 7), 7);
   });
 
   test(`${label}: invalidate during a load -> the load cannot fill (C2)`, async () => {
     const cache = makeCache({ policy: { softTtl: '1m' } });
-    const key = new Key(ns('c2'), 'acct');
+    const key = mkKey(ns('c2'), 'acct');
     const gate = deferred();
     const pending = cache.getOrLoad(key, async () => {
       await gate.promise;
@@ -135,14 +139,14 @@ export function behaviour(label, makeCache) {
 
   test(`${label}: set never lowers a version; set revokes a load in flight`, async () => {
     const cache = makeCache({});
-    const key = new Key(ns('ver'), 'doc');
+    const key = mkKey(ns('ver'), 'doc');
     assert.equal(await cache.set(key, { rev: 2 }, { version: 2 }), true);
     assert.equal(await cache.set(key, { rev: 1 }, { version: 1 }), false);
     assert.deepEqual(await cache.get(key), { rev: 2 });
     assert.equal(await cache.set(key, { rev: 3 }, { version: 3n }), true);
     assert.deepEqual(await cache.get(key), { rev: 3 });
 
-    const k2 = new Key(ns('ver'), 'race');
+    const k2 = mkKey(ns('ver'), 'race');
     const gate = deferred();
     const p = cache.getOrLoad(k2, async () => {
       await gate.promise;
@@ -158,8 +162,8 @@ export function behaviour(label, makeCache) {
   test(`${label}: tags and namespace bumps orphan entries (T1)`, async () => {
     const cache = makeCache({});
     const n = ns('tags');
-    const a = new Key(n, 'a');
-    const b = new Key(n, 'b');
+    const a = mkKey(n, 'a');
+    const b = mkKey(n, 'b');
     await cache.getOrLoad(a, async () => 'a1', { tags: ['team:7'] });
     await cache.getOrLoad(b, async () => 'b1');
     await cache.invalidateTag(a, 'team:7');
@@ -172,7 +176,7 @@ export function behaviour(label, makeCache) {
 
   test(`${label}: invalidate markStale serves stale while one caller refreshes`, async () => {
     const cache = makeCache({ policy: { softTtl: '1m' } });
-    const key = new Key(ns('mark'), 'x');
+    const key = mkKey(ns('mark'), 'x');
     await cache.getOrLoad(key, async () => 'v1');
     assert.equal(await cache.invalidate(key, { mode: 'markStale' }), true);
     const load = countingLoader('v2', 100);
@@ -184,7 +188,7 @@ export function behaviour(label, makeCache) {
 
   test(`${label}: Buffers pass through; a custom codec round-trips`, async () => {
     const cache = makeCache({});
-    const key = new Key(ns('bytes'), 'blob');
+    const key = mkKey(ns('bytes'), 'blob');
     const bytes = Buffer.from([0, 1, 2, 255, 254]);
     assert.deepEqual(await cache.getOrLoad(key, async () => bytes), bytes);
     const again = await cache.getOrLoad(key, async () => Buffer.from('other'));
@@ -197,7 +201,7 @@ export function behaviour(label, makeCache) {
       decode: (b) => `decoded:${b.toString()}`,
     };
     const c2 = makeCache({ codec: upper });
-    const k2 = new Key(ns('codec'), 'x');
+    const k2 = mkKey(ns('codec'), 'x');
     assert.equal(await c2.getOrLoad(k2, async () => 'hello'), 'decoded:HELLO');
     assert.equal(await c2.getOrLoad(k2, async () => 'nope'), 'decoded:HELLO');
     await c2.set(k2, 'set');
@@ -212,7 +216,7 @@ export function behaviour(label, makeCache) {
       const seen = [];
       const cache = makeCache({ policy: { softTtl: 40, hardTtl: '1m' }, onBackgroundError: (e, k) => seen.push(['cb', e, k]) });
       cache.on('error', (e, k) => seen.push(['event', e, k]));
-      const key = new Key(ns('bg'), 'x');
+      const key = mkKey(ns('bg'), 'x');
       await cache.getOrLoad(key, async () => 'v1');
       await sleep(80);
       const boom = new Error('refresh failed');
@@ -234,11 +238,11 @@ export function behaviour(label, makeCache) {
 
   test(`${label}: loadHardTimeout fails a slow load; lock waits time out per onLockTimeout`, async () => {
     const cache = makeCache({ policy: { loadHardTimeout: 50 } });
-    const key = new Key(ns('timeout'), 'x');
+    const key = mkKey(ns('timeout'), 'x');
     await assert.rejects(cache.getOrLoad(key, () => sleep(300).then(() => 1)), (e) => e instanceof KarltonError && e.code === 'ERR_KARLTON_LOAD_TIMEOUT');
     const strict = makeCache({ policy: { lockWait: 60, onLockTimeout: 'error', lockBackoff: 10 } });
     const other = makeCache({}); // another "process" holding the lease
-    const k2 = new Key(ns('lock'), 'x');
+    const k2 = mkKey(ns('lock'), 'x');
     const holder = other.getOrLoad(k2, () => sleep(300).then(() => 'held'));
     await sleep(20);
     await assert.rejects(strict.getOrLoad(k2, async () => 'mine'), (e) => e instanceof KarltonError && e.code === 'ERR_KARLTON_LOCK_TIMEOUT');

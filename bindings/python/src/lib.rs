@@ -41,6 +41,51 @@ fn redis_scripts<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
     PyList::new(py, items)
 }
 
+/// The Redis Cluster slot every key of one call hashes to (core's `keys_slot`: the rule
+/// `CLUSTER KEYSLOT` uses, hash tags included); `None` for no keys. Raises `ValueError` when
+/// they hash to different slots (Redis would answer `CROSSSLOT`), naming the keys and the fix.
+#[pyfunction]
+fn keys_slot(keys: Vec<String>) -> PyResult<Option<u16>> {
+    karlton_core::redis::keys_slot(&keys).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+}
+
+/// The keys a packed fast read (`Call.packed`: RESP commands in one buffer) reads: the
+/// arguments of its `MGET`.
+fn packed_keys(mut b: &[u8]) -> Option<Vec<String>> {
+    fn line<'a>(b: &mut &'a [u8], tag: u8) -> Option<usize> {
+        let end = b.windows(2).position(|w| w == b"\r\n")?;
+        let (head, rest) = (&b[..end], &b[end + 2..]);
+        let (&t, digits) = head.split_first()?;
+        if t != tag {
+            return None;
+        }
+        *b = rest;
+        std::str::from_utf8(digits).ok()?.parse().ok()
+    }
+    while !b.is_empty() {
+        let n = line(&mut b, b'*')?;
+        let mut args = Vec::with_capacity(n);
+        for _ in 0..n {
+            let len = line(&mut b, b'$')?;
+            let arg = b.get(..len)?;
+            args.push(arg);
+            b = b.get(len + 2..)?;
+        }
+        if args.first() == Some(&&b"MGET"[..]) {
+            return args[1..].iter().map(|a| String::from_utf8(a.to_vec()).ok()).collect();
+        }
+    }
+    None
+}
+
+/// `keys_slot` of a packed fast read's keys (`Call.packed[0]`), to route it on a cluster.
+#[pyfunction]
+fn fast_read_slot(packed: &[u8]) -> PyResult<Option<u16>> {
+    let keys = packed_keys(packed)
+        .ok_or_else(|| pyo3::exceptions::PyValueError::new_err("fast_read_slot(): not a packed fast read"))?;
+    keys_slot(keys)
+}
+
 /// Canonical params hash (RFC 8785 JSON, SHA-256, 32 hex) of a JSON-like value.
 #[pyfunction]
 fn params_hash(params: &Bound<'_, PyAny>) -> PyResult<String> {
@@ -75,6 +120,37 @@ fn now_ms() -> u64 {
     driver::now_ms()
 }
 
+/// A store op (its vector JSON) as the script call the Redis adapters run: `((sha, numkeys,
+/// *keys, *args), source)`, ready for `client.evalsha(*call)` (test support: store vectors on
+/// a real Redis through redis-py).
+#[cfg(feature = "vectors")]
+#[pyfunction]
+fn store_vector_call<'py>(py: Python<'py>, op: &str) -> PyResult<(Bound<'py, PyTuple>, &'static str)> {
+    let op: karlton_core::store::StoreOp =
+        serde_json::from_str(op).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+    let c = karlton_core::redis::encode_op(&op);
+    let mut items: Vec<Bound<'py, PyAny>> = vec![
+        pyo3::types::PyString::new(py, &c.script.sha1()).into_any(),
+        c.keys.len().into_pyobject(py)?.into_any(),
+    ];
+    items.extend(c.keys.iter().map(|k| pyo3::types::PyString::new(py, k).into_any()));
+    items.extend(c.args.iter().map(|a| PyBytes::new(py, a).into_any()));
+    Ok((PyTuple::new(py, items)?, c.script.source))
+}
+
+/// The store reply (vector JSON) a script reply means for `op`: `reply` is the `RedisValue`
+/// as serde JSON (`"Nil"`, `{"Int": n}`, `{"Bulk": [bytes]}`, `{"Array": [...]}`, ...).
+#[cfg(feature = "vectors")]
+#[pyfunction]
+fn store_vector_reply(op: &str, reply: &str) -> PyResult<String> {
+    let bad = |e: serde_json::Error| pyo3::exceptions::PyValueError::new_err(e.to_string());
+    let op: karlton_core::store::StoreOp = serde_json::from_str(op).map_err(bad)?;
+    let v: karlton_core::redis::RedisValue = serde_json::from_str(reply).map_err(bad)?;
+    let r = karlton_core::redis::decode_reply(&op, v)
+        .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.message))?;
+    serde_json::to_string(&r).map_err(bad)
+}
+
 #[pymodule]
 fn _karlton(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<key::PyKey>()?;
@@ -85,6 +161,8 @@ fn _karlton(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_entry, m)?)?;
     m.add_function(wrap_pyfunction!(redis_scripts, m)?)?;
     m.add_function(wrap_pyfunction!(params_hash, m)?)?;
+    m.add_function(wrap_pyfunction!(keys_slot, m)?)?;
+    m.add_function(wrap_pyfunction!(fast_read_slot, m)?)?;
     m.add_function(wrap_pyfunction!(now_ms, m)?)?;
     m.add_function(wrap_pyfunction!(json_nesting_ok, m)?)?;
     #[cfg(feature = "vectors")]
@@ -102,6 +180,10 @@ fn _karlton(m: &Bound<'_, PyModule>) -> PyResult<()> {
     ] {
         m.add(name, v)?;
     }
+    #[cfg(feature = "vectors")]
+    m.add_function(wrap_pyfunction!(store_vector_call, m)?)?;
+    #[cfg(feature = "vectors")]
+    m.add_function(wrap_pyfunction!(store_vector_reply, m)?)?;
     m.add("CODEC_RAW", karlton_core::entry::codec::RAW)?;
     m.add("CODEC_JSON", karlton_core::entry::codec::JSON)?;
     Ok(())

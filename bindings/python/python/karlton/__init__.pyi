@@ -73,6 +73,7 @@ class Policy:
 class RedisStore:
     client: Any
     is_async: bool
+    is_cluster: bool
     fast_reads: bool
     def __init__(self, client: Any, *, fast_reads: bool = True) -> None: ...
     def load_scripts(self) -> Any: ...

@@ -64,9 +64,9 @@ class AsyncCache:
         if redis is None:
             self._aexec: Any = None
         elif redis.is_async:
-            self._aexec = redis._aexec
+            self._aexec = redis._xaexec
         else:
-            sync_exec = redis._exec
+            sync_exec = redis._xexec
 
             async def aexec(x: Any) -> None:
                 await asyncio.to_thread(sync_exec, x)
@@ -76,9 +76,9 @@ class AsyncCache:
         if redis is None or not redis.fast_reads:
             self._afast: Any = None
         elif redis.is_async:
-            self._afast = redis._afast if redis._sem is not None else redis._afast1
+            self._afast = redis._xafast
         else:
-            sync_fast = redis._fast
+            sync_fast = redis._xfast
 
             async def afast(packed: bytes, n: int) -> Any:
                 return await asyncio.to_thread(sync_fast, packed, n)

@@ -47,7 +47,7 @@ class Cache:
         self.store = self._b.store
         self.policy = self._b.policy
         self._d = self._b._d
-        self._exec = self._b._redis._exec if self._b._redis is not None else None
+        self._exec = self._b._redis._xexec if self._b._redis is not None else None
         self._lock = threading.Lock()
         self._max_workers = max_workers
         self._bg: Optional[futures.ThreadPoolExecutor] = None
@@ -69,7 +69,7 @@ class Cache:
         self._d.set_slow(slow, op)
         # Redis: a fresh hit is one pipelined round trip of plain commands (core decides).
         redis = self._b._redis
-        self._fast = redis._fast if redis is not None and redis.fast_reads else None
+        self._fast = redis._xfast if redis is not None and redis.fast_reads else None
         if self._fast is not None:
             self._d.set_fast(self._fast)
         self.get_or_load = self._d.get_or_load  # type: ignore[method-assign]

@@ -8,7 +8,7 @@ import inspect
 from typing import Any
 
 from ._errors import describe as _describe
-from ._karlton import redis_scripts
+from ._karlton import fast_read_slot, keys_slot, redis_scripts
 
 
 def _conn_args(pool: Any) -> tuple[str, ...]:
@@ -32,9 +32,21 @@ class RedisStore:
     pipelined round trip of plain commands (``TIME`` and one ``MGET`` of the entry's record and its counters; no Lua), which the
     core interprets; anything but a clean fresh hit runs the ``read`` script as usual. Off for
     ``single_connection_client`` clients.
+
+    **Redis Cluster**: pass a ``redis.cluster.RedisCluster`` or ``redis.asyncio.cluster.RedisCluster``.
+    Every script call names all its keys (the entry key, then its generation counters), which
+    must hash to one slot: build keys in hash-tag form (``Key(ns, ..., hash_tag=True)`` →
+    ``{ns}:…``). A call whose keys would span slots raises ``ValueError`` before any IO (Redis
+    would answer ``CROSSSLOT``). Scripts go through the cluster client, which routes them by
+    slot and follows ``MOVED``/``ASK``/``TRYAGAIN`` and failovers by its own retry settings; the
+    fast read goes straight to the node that owns the entry's slot (core's slot rule), and
+    anything but a clean reply from it (a ``MOVED``, a dead node) falls back to the script path.
     """
 
-    __slots__ = ("client", "is_async", "fast_reads", "_conn_args", "_errors", "_noscript", "_response", "_sem")
+    __slots__ = (
+        "client", "is_async", "is_cluster", "fast_reads", "_conn_args", "_errors", "_noscript", "_response", "_sem",
+        "_xexec", "_xaexec", "_xfast", "_xafast", "_pool_args",
+    )
 
     def __init__(self, client: Any, *, fast_reads: bool = True) -> None:
         try:
@@ -43,17 +55,29 @@ class RedisStore:
             import redis.exceptions
         except ImportError as e:  # pragma: no cover
             raise ImportError("RedisStore needs redis-py: pip install redis") from e
+        import redis.asyncio.cluster
+        import redis.cluster
+
+        is_cluster = False
         if isinstance(client, redis.asyncio.Redis):
             is_async = True
         elif isinstance(client, redis.Redis):
             is_async = False
+        elif isinstance(client, redis.asyncio.cluster.RedisCluster):
+            is_async = is_cluster = True
+        elif isinstance(client, redis.cluster.RedisCluster):
+            is_async, is_cluster = False, True
         else:
             raise TypeError(
-                f"RedisStore(): client must be a redis.Redis or redis.asyncio.Redis, not {type(client).__name__}"
+                "RedisStore(): client must be a redis.Redis, redis.asyncio.Redis, redis.cluster.RedisCluster "
+                f"or redis.asyncio.cluster.RedisCluster, not {type(client).__name__}"
             )
         pool = getattr(client, "connection_pool", None)
         kwargs = getattr(pool, "connection_kwargs", {}) or {}
-        if kwargs.get("decode_responses"):
+        encoder = getattr(client, "get_encoder", None)
+        if kwargs.get("decode_responses") or (
+            is_cluster and callable(encoder) and getattr(encoder(), "decode_responses", False)
+        ):
             raise ValueError(
                 "RedisStore(): client must not use decode_responses=True (entries are binary); "
                 "create a second client without it"
@@ -62,22 +86,32 @@ class RedisStore:
             raise TypeError(f"RedisStore(): fast_reads must be a bool, not {type(fast_reads).__name__}")
         self.client = client
         self.is_async = is_async
+        self.is_cluster = is_cluster
         # The fast read takes a pooled connection itself; a single-connection client's one
         # connection is the client's own business.
-        single = (
+        single = not is_cluster and (
             getattr(client, "single_connection_client", False) is True
             or getattr(client, "_single_connection_client", False) is True
             or getattr(client, "connection", None) is not None
         )
         self.fast_reads = fast_reads and not single
-        self._conn_args = _conn_args(pool)
+        self._conn_args = _conn_args(pool) if pool is not None else ()
         # redis.asyncio fails calls beyond its pool size ("Too many connections") instead of
         # queueing them; queue here so a burst of tasks is not mistaken for a store outage.
         limit = getattr(pool, "max_connections", None)
         self._sem: Any = asyncio.Semaphore(limit) if is_async and isinstance(limit, int) and limit < 1 << 20 else None
-        self._errors = (redis.exceptions.RedisError, OSError)
+        # (RedisClusterException is not a RedisError: a slot no node covers, no node reachable.)
+        self._errors = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError)
         self._noscript = redis.exceptions.NoScriptError
         self._response = redis.exceptions.ResponseError
+        self._pool_args: dict[type, tuple[str, ...]] = {}
+        # What the caches call: the single-node senders, or the cluster ones (slot-checked).
+        if is_cluster:
+            self._xexec, self._xaexec = self._cexec, self._caexec
+            self._xfast, self._xafast = self._cfast, self._cafast
+        else:
+            self._xexec, self._xaexec = self._exec, self._aexec
+            self._xfast, self._xafast = self._fast, (self._afast if self._sem is not None else self._afast1)
 
     def _exec(self, x: Any) -> None:
         """Run a Call's pending script call (sync client) and feed the reply."""
@@ -165,6 +199,72 @@ class RedisStore:
                 await pool.release(conn)
         except self._errors as e:
             return _describe(e)
+
+    # -- Redis Cluster ------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_slot(call: Any) -> None:
+        """Refuse a script call whose keys span slots, before any IO (``ValueError``)."""
+        keys_slot(list(call[2 : 2 + call[1]]))
+
+    def _cexec(self, x: Any) -> None:
+        """``_exec`` on a cluster: the cluster client routes by the keys' slot."""
+        self._check_slot(x.call)
+        self._exec(x)
+
+    async def _caexec(self, x: Any) -> None:
+        """``_aexec`` on a cluster."""
+        self._check_slot(x.call)
+        await self._aexec(x)
+
+    def _cfast(self, packed: bytes, n: int) -> Any:
+        """The fast read on a cluster: to the primary that owns the keys' slot. A reply that is
+        not clean (the node is gone, ``MOVED``/``ASK``) comes back as error replies, so the
+        core runs the script path, which the cluster client routes, redirects and retries."""
+        slot = fast_read_slot(packed)  # ValueError: cross-slot, before any IO
+        c = self.client
+        try:
+            node = c.nodes_manager.get_node_from_slot(slot)
+            pool = c.get_redis_connection(node).connection_pool
+            args = self._pool_args.get(type(pool))
+            if args is None:
+                args = self._pool_args[type(pool)] = _conn_args(pool)
+            conn = pool.get_connection(*args)
+            try:
+                return self._send(conn, packed, n)
+            except BaseException:
+                conn.disconnect()  # a reply may be pending on it
+                raise
+            finally:
+                pool.release(conn)
+        except self._errors as e:
+            return [e] * n
+
+    async def _cafast(self, packed: bytes, n: int) -> Any:
+        """``_cfast`` for an asyncio cluster client."""
+        slot = fast_read_slot(packed)
+        c = self.client
+        try:
+            if c._initialize:  # no topology yet, or a refresh was asked for: the client's own step
+                await c.initialize()
+            node = c.nodes_manager.get_node_from_slot(slot)
+            conn = node.acquire_connection()
+            try:
+                await conn.send_packed_command((packed,))
+                out: list[Any] = []
+                for _ in range(n):
+                    try:
+                        out.append(await conn.read_response())
+                    except self._response as e:
+                        out.append(e)
+                return out
+            except BaseException:
+                await conn.disconnect()  # a reply may be pending on it
+                raise
+            finally:
+                node.release(conn)
+        except self._errors as e:
+            return [e] * n
 
     def load_scripts(self) -> Any:
         """``SCRIPT LOAD`` every script up front (optional: EVAL on NOSCRIPT covers it).
