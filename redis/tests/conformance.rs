@@ -292,11 +292,17 @@ async fn binding_path_with_plain_eval() {
 async fn store_vectors_against_redis() {
     const K: u64 = 20;
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors/store.json");
-    let Ok(text) = std::fs::read_to_string(path) else {
-        eprintln!("no {path}: skipped");
-        return;
-    };
+    // A missing file is a failure, never a skip; so is a file below its floor in floors.txt.
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let floors_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors/floors.txt");
+    let floors = std::fs::read_to_string(floors_path).unwrap_or_else(|e| panic!("{floors_path}: {e}"));
+    let floor: usize = floors
+        .lines()
+        .find_map(|l| l.strip_prefix("store.json").map(|n| n.trim().parse().expect("floors.txt: store.json floor")))
+        .expect("floors.txt lists store.json");
+    let cases = doc["cases"].as_array().expect("store.json: cases").len();
+    assert!(cases >= floor, "store.json: {cases} cases, fewer than its floor {floor}");
     let server = RedisServer::start();
     let store = RedisStore::open(&server.url()).await.unwrap().with_timeout(Duration::from_secs(2));
     store.load_scripts().await.unwrap();
@@ -377,14 +383,17 @@ async fn store_vectors_against_redis() {
                     };
                     assert_eq!(got, want[i], "{name} op {i}: redis vs memory ({op:?})");
                 }
-                return;
+                return ops.len();
             }
             panic!("{name}: too late 6 times in a row");
         }));
     }
-    let n = tasks.len();
+    let (mut n, mut ops) = (0, 0);
     for t in tasks {
-        t.await.unwrap();
+        ops += t.await.unwrap();
+        n += 1;
     }
-    eprintln!("store.json: {n} cases agree on redis");
+    eprintln!("store.json: {n} cases ({ops} ops) agree on redis");
+    assert_eq!(n, cases, "store.json: ran {n} of its {cases} cases");
+    assert!(ops >= cases, "store.json: only {ops} ops ran over {cases} cases");
 }

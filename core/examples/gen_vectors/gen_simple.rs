@@ -1042,6 +1042,12 @@ pub fn store() -> File {
         (500, extend(k, 4, 1000), lease_ok(false)),
         (501, read(k, "if_needed", 500, 5), rr(501, None, false, vec![], granted(5))),
     ]);
+    sc(&mut f, "extend_expired_over_entry", "an expired lease on a slot that still holds an entry cannot be extended either (the next reader gets a new lease)", vec![
+        (0, fill(k, "v1", 0, None, None), stored()),
+        (1000, read(k, "if_needed", 200, 4), rr(1000, e1(0), false, vec![], granted(4))),
+        (1300, extend(k, 4, 1000), lease_ok(false)),
+        (1301, read(k, "if_needed", 200, 5), rr(1301, e1(0), false, vec![], granted(5))),
+    ]);
     sc(&mut f, "extend_missing", "extend on an unknown key", vec![(0, extend(k, 4, 1000), lease_ok(false))]);
     // ---- generations (T1)
     let g = "n:!gen";
