@@ -24,9 +24,32 @@ VECTORS = Path(__file__).resolve().parents[3] / "tests" / "vectors"
 STRICT = os.environ.get("KARLTON_VECTORS_STRICT") == "1"
 
 
+def _floors() -> tuple[dict[str, int], int]:
+    """``floors.txt``: every vector file with its case floor, and the total floor (the manifest
+    every runtime's runner reads). A missing manifest or directory raises: collection fails."""
+    files: dict[str, int] = {}
+    total = None
+    for raw in (VECTORS / "floors.txt").read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, n = line.split()
+        if name == "total":
+            total = int(n)
+        else:
+            files[name] = int(n)
+    assert total is not None, "floors.txt: no `total` line"
+    return files, total
+
+
+FLOORS, TOTAL_FLOOR = _floors()
+
+
 def _cases() -> list[Any]:
     out = []
-    for f in sorted(VECTORS.glob("*.json")):
+    # The listed files, so a missing one raises here (the whole module then errors, not skips).
+    for name in FLOORS:
+        f = VECTORS / name
         doc = json.loads(f.read_text())
         for c in doc["cases"]:
             out.append(pytest.param(doc["kind"], c, id=f"{f.stem}:{c['name']}"))
@@ -56,8 +79,28 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-@pytest.mark.skipif(not CASES, reason="no tests/vectors/*.json in this checkout")
-@pytest.mark.skipif(not hasattr(_karlton, "vector_eval"), reason="module built without the `vectors` feature")
+def test_vector_files_and_floors() -> None:
+    """What the parametrized tests below run, checked against the files: every ``*.json`` here is
+    listed in floors.txt, every file holds at least its floor, and the cases collected are exactly
+    the cases the files hold. Also: the module must carry ``vector_eval`` (scripts/test-python.sh
+    builds it with ``--features vectors``); without it this fails instead of skipping 600 cases."""
+    on_disk = sorted(p.name for p in VECTORS.glob("*.json"))
+    assert [n for n in on_disk if n not in FLOORS] == [], "vector files not listed in floors.txt"
+    per_file: dict[str, int] = {}
+    for p in CASES:
+        stem = p.id.split(":", 1)[0]
+        per_file[stem + ".json"] = per_file.get(stem + ".json", 0) + 1
+    for name, floor in FLOORS.items():
+        held = len(json.loads((VECTORS / name).read_text())["cases"])
+        assert per_file.get(name, 0) == held, f"{name}: collected {per_file.get(name, 0)} of its {held} cases"
+        assert held >= floor, f"{name}: {held} cases, fewer than its floor {floor}"
+    assert len(CASES) >= TOTAL_FLOOR, f"{len(CASES)} cases in all, fewer than the floor {TOTAL_FLOOR}"
+    assert hasattr(_karlton, "vector_eval"), (
+        "the native module was built without the `vectors` feature: "
+        "build it as scripts/test-python.sh does (maturin develop --features vectors)"
+    )
+
+
 @pytest.mark.parametrize("kind, case", CASES)
 def test_vector_native(kind: str, case: dict[str, Any]) -> None:
     got = json.loads(_karlton.vector_eval(kind, json.dumps(case["input"])))
@@ -98,7 +141,6 @@ API_CASES = [
 ]
 
 
-@pytest.mark.skipif(not API_CASES, reason="no tests/vectors/*.json in this checkout")
 @pytest.mark.parametrize("kind, case", API_CASES)
 def test_vector_python_api(kind: str, case: dict[str, Any]) -> None:
     import karlton
