@@ -946,6 +946,13 @@ pub fn store() -> File {
         json!({ "replies": [stored(), rr(1000, e1(0), false, vec![], granted(11)), rejected("lease_lost")] }),
         "memory store Fill compares the token with the slot's lease without checking it is live (uses `s.lease`, not `live_lease(now)`), so an expired lease still fills when the slot survived",
     );
+    sc(&mut f, "fill_after_own_lease_expired_on_marked_stale", "the lease on a marked-stale entry expired: the late fill is refused, the entry stays marked and the next reader gets a new lease", vec![
+        (0, fill(k, "v1", 0, None, None), stored()),
+        (100, inval(k, "mark_stale"), invalidated(true)),
+        (200, read(k, "if_needed", 300, 11), rr(200, e1(0), true, vec![], granted(11))),
+        (500, fill(k, "v2", 500, None, Some(11)), rejected("lease_lost")),
+        (510, read(k, "if_needed", 300, 12), rr(510, e1(0), true, vec![], granted(12))),
+    ]);
     // ---- versions
     sc(&mut f, "version_floor", "C2: a fill never lowers a version", vec![
         (0, fill(k, "v5", 0, Some(5), None), stored()),
@@ -1080,6 +1087,14 @@ pub fn store() -> File {
     sc(&mut f, "bump_same_value", "bumping to the current value still moves the counter", vec![
         (0, bump(g, 5), bumped(5)),
         (1, bump(g, 5), bumped(6)),
+    ]);
+    sc(&mut f, "bump_same_value_repeated", "a bump to the current value moves past it every time, and orphans what was filled under it", vec![
+        (0, bump(g, 5), bumped(5)),
+        (1, fill_g(k, "v1", 1, None, None, &[g], None), stored()),
+        (2, bump(g, 5), bumped(6)),
+        (3, read_g(k, &[g], "none", 0, 0), rr(3, None, false, vec![6], notreq())),
+        (4, bump(g, 6), bumped(7)),
+        (5, bump(g, 7), bumped(8)),
     ]);
     sc(&mut f, "authoritative_fill_stamps_current", "a fill without generations stamps the current ones", vec![
         (0, bump(g, 9), bumped(9)),
