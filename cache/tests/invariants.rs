@@ -499,6 +499,21 @@ async fn memory_store_bound_keeps_the_frequently_read() {
 /// The revoked loader's own caller still gets its value (DESIGN §1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c1_joiners_never_get_a_revoked_loads_value() {
+    // A joiner that took the refused fill would leave nobody to re-run, and the wait for the
+    // re-run would hang: the timeout turns that into a failure.
+    tokio::time::timeout(Duration::from_secs(30), c1_joiners_body()).await.expect("hung: no joiner re-ran after the refused fill");
+}
+
+/// Calls the coordinator holds reach `n` (an explicit signal that callers have joined).
+async fn wait_pending(cache: &Cache<MemoryStore>, n: usize) {
+    let t = Instant::now();
+    while cache.pending().0 < n {
+        assert!(t.elapsed() < Duration::from_secs(10), "only {:?} calls pending, want {n}", cache.pending());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn c1_joiners_body() {
     let cache = Cache::new(MemoryStore::default(), policy(60_000, 60_000));
     let k = key("joiners");
     let (l_started, l_go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
@@ -530,15 +545,15 @@ async fn c1_joiners_never_get_a_revoked_loads_value() {
         })
     };
     let early = caller(cache.clone()); // joins L before the invalidation
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_pending(&cache, 2).await;
     cache.invalidate(&k).await.unwrap(); // the writer: the source now says "new"
     let after = caller(cache.clone()); // joins L after the invalidation returned
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_pending(&cache, 3).await;
     l_go.notify_one(); // L finishes; its fill is refused
     assert_eq!(leader.await.unwrap().unwrap().as_deref(), Some("old"), "L's caller gets its own load");
     n_started.notified().await; // one of the joiners re-ran and now leads the new load
     let late = caller(cache.clone());
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_pending(&cache, 3).await; // early, after (one leads the re-run) and late
     n_go.notify_one();
     for (name, t) in [("early", early), ("after", after), ("late", late)] {
         assert_eq!(t.await.unwrap().unwrap().as_deref(), Some("new"), "{name} got a revoked load's value");
