@@ -50,7 +50,7 @@ cargo test -p karlton-wasm-host --release
 
 echo "== node tests"
 "$NODE" --version
-"$NODE" --test wasm/js/tests/ examples/edge/tests/
+"$NODE" --test --test-timeout=120000 wasm/js/tests/ examples/edge/tests/
 
 if [[ "${1:-}" == "--bench" ]]; then
   echo "== benchmark"

@@ -199,35 +199,50 @@ async fn c1_seed_003_race_leaves_no_stale_entry_unlike_naive_cache_aside() {
 }
 
 /// C1 under concurrent writers, invalidations and readers: once writers stop and their
-/// invalidations land, every entry is absent or equals the source.
+/// invalidations land, every entry equals the source. The readers read every key once more after
+/// the writers are done (an explicit signal, not a time), so every entry is present at the end:
+/// the check cannot pass because nothing was cached.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c1_after_writers_stop_every_entry_matches_the_source() {
+    use std::sync::atomic::AtomicBool;
     let store = MemoryStore::default();
     let caches: Vec<_> = (0..2).map(|_| Cache::new(store.clone(), policy(60_000, 60_000))).collect();
     let source: Arc<Vec<AtomicU64>> = Arc::new((0..8).map(|_| AtomicU64::new(0)).collect());
+    let writers_done = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
-    let mut tasks = Vec::new();
+    let read = |c: &Cache<MemoryStore>, source: &Arc<Vec<AtomicU64>>, idx: usize| {
+        let (c, s) = (c.clone(), source.clone());
+        async move {
+            c.get_or_load(&key(&format!("c1-{idx}")), move || async move {
+                let v = s[idx].load(Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis((v % 3) + 1)).await; // widen the race
+                Ok::<_, String>(Some(v))
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let mut readers = Vec::new();
     for r in 0..16 {
-        let (c, source) = (caches[r % 2].clone(), source.clone());
-        tasks.push(tokio::spawn(async move {
+        let (c, source, done) = (caches[r % 2].clone(), source.clone(), writers_done.clone());
+        readers.push(tokio::spawn(async move {
             let mut i = r;
-            while t0.elapsed() < Duration::from_millis(600) {
-                let idx = i % 8;
-                let s = source.clone();
-                c.get_or_load(&key(&format!("c1-{idx}")), move || async move {
-                    let v = s[idx].load(Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis((v % 3) + 1)).await; // widen the race
-                    Ok::<_, String>(Some(v))
-                })
-                .await
-                .unwrap();
+            while !done.load(Ordering::SeqCst) {
+                read(&c, &source, i % 8).await;
                 i += 1;
+                // A memory-store hit never yields: without this, 16 readers spinning on hits
+                // starve the writers (and the signal) of the 2 worker threads.
+                tokio::task::yield_now().await;
+            }
+            for idx in 0..8 {
+                read(&c, &source, idx).await;
             }
         }));
     }
+    let mut writers = Vec::new();
     for w in 0..2 {
         let (c, source) = (caches[w].clone(), source.clone());
-        tasks.push(tokio::spawn(async move {
+        writers.push(tokio::spawn(async move {
             let mut i = w;
             while t0.elapsed() < Duration::from_millis(500) {
                 let idx = i % 8;
@@ -238,14 +253,16 @@ async fn c1_after_writers_stop_every_entry_matches_the_source() {
             }
         }));
     }
-    for t in tasks {
+    for t in writers {
+        t.await.unwrap();
+    }
+    writers_done.store(true, Ordering::SeqCst);
+    for t in readers {
         t.await.unwrap();
     }
     for idx in 0..8 {
         let cached: Option<u64> = caches[0].get(&key(&format!("c1-{idx}"))).await.unwrap();
-        if let Some(v) = cached {
-            assert_eq!(v, source[idx].load(Ordering::SeqCst), "C1 violated for key {idx}");
-        }
+        assert_eq!(cached, Some(source[idx].load(Ordering::SeqCst)), "C1 for key {idx}: present and equal to the source");
     }
 }
 
@@ -482,6 +499,21 @@ async fn memory_store_bound_keeps_the_frequently_read() {
 /// The revoked loader's own caller still gets its value (DESIGN §1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c1_joiners_never_get_a_revoked_loads_value() {
+    // A joiner that took the refused fill would leave nobody to re-run, and the wait for the
+    // re-run would hang: the timeout turns that into a failure.
+    tokio::time::timeout(Duration::from_secs(30), c1_joiners_body()).await.expect("hung: no joiner re-ran after the refused fill");
+}
+
+/// Calls the coordinator holds reach `n` (an explicit signal that callers have joined).
+async fn wait_pending(cache: &Cache<MemoryStore>, n: usize) {
+    let t = Instant::now();
+    while cache.pending().0 < n {
+        assert!(t.elapsed() < Duration::from_secs(10), "only {:?} calls pending, want {n}", cache.pending());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn c1_joiners_body() {
     let cache = Cache::new(MemoryStore::default(), policy(60_000, 60_000));
     let k = key("joiners");
     let (l_started, l_go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
@@ -513,15 +545,15 @@ async fn c1_joiners_never_get_a_revoked_loads_value() {
         })
     };
     let early = caller(cache.clone()); // joins L before the invalidation
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_pending(&cache, 2).await;
     cache.invalidate(&k).await.unwrap(); // the writer: the source now says "new"
     let after = caller(cache.clone()); // joins L after the invalidation returned
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_pending(&cache, 3).await;
     l_go.notify_one(); // L finishes; its fill is refused
     assert_eq!(leader.await.unwrap().unwrap().as_deref(), Some("old"), "L's caller gets its own load");
     n_started.notified().await; // one of the joiners re-ran and now leads the new load
     let late = caller(cache.clone());
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_pending(&cache, 3).await; // early, after (one leads the re-run) and late
     n_go.notify_one();
     for (name, t) in [("early", early), ("after", after), ("late", late)] {
         assert_eq!(t.await.unwrap().unwrap().as_deref(), Some("new"), "{name} got a revoked load's value");

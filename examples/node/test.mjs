@@ -1,9 +1,9 @@
-// The example service, end to end: memory store, then a real redis-server (if installed).
+// The example service, end to end: memory store, then a real redis-server (required).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import net, { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -60,8 +60,37 @@ async function exercise(t, redisUrl) {
 
 test('example service on the memory store', (t) => exercise(t, undefined));
 
-const haveRedis = spawnSync('redis-server', ['--version']).status === 0;
-test('example service on Redis', { skip: !haveRedis && 'redis-server not installed' }, async (t) => {
+/** Resolve once redis-server on `port` answers PING with +PONG (a readiness probe, not a sleep);
+ * reject after `ms` or when the process exits. */
+async function redisReady(port, proc, ms = 20_000) {
+  const deadline = Date.now() + ms;
+  let exited = null;
+  proc.once('exit', (code) => {
+    exited = code;
+  });
+  for (;;) {
+    if (exited !== null) throw new Error(`redis-server exited (code ${exited}) before it answered PING`);
+    const pong = await new Promise((resolve) => {
+      const sock = net.connect(port, '127.0.0.1');
+      let buf = '';
+      sock.setTimeout(1000, () => sock.destroy());
+      sock.on('connect', () => sock.write('PING\r\n'));
+      sock.on('data', (d) => {
+        buf += d;
+        if (buf.includes('\r\n')) sock.end();
+      });
+      sock.on('close', () => resolve(buf.startsWith('+PONG')));
+      sock.on('error', () => {});
+    });
+    if (pong) return;
+    if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not answer PING within ${ms} ms`);
+    await sleep(20);
+  }
+}
+
+// scripts/test-node.sh requires redis-server: without it this fails rather than skips.
+test('example service on Redis', async (t) => {
+  assert.equal(spawnSync('redis-server', ['--version']).status, 0, 'redis-server is not installed');
   const dir = mkdtempSync(join(tmpdir(), 'karlton-example-redis-'));
   const port = await freePort();
   const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
@@ -69,6 +98,6 @@ test('example service on Redis', { skip: !haveRedis && 'redis-server not install
     proc.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   });
-  await sleep(300);
+  await redisReady(port, proc);
   await exercise(t, `redis://127.0.0.1:${port}`);
 });

@@ -125,17 +125,18 @@ fn random_op(rng: &mut Rng, ns: &str, t: u64, base: u64, mem: &MemoryStore, toke
 
 /// Runs one random sequence; retries it (in a fresh namespace) when the machine was too
 /// loaded to keep the replies on the tick grid, which says nothing about semantics.
-async fn run_seed<S: Store>(store: &S, seed: u64, ops: usize) {
+/// The kinds of replies one seed's sequence produced (coarse: what branch of the protocol ran).
+async fn run_seed<S: Store>(store: &S, seed: u64, ops: usize) -> std::collections::BTreeSet<String> {
     for attempt in 0..4 {
         match run_seed_once(store, seed, ops, attempt).await {
-            Ok(()) => return,
+            Ok(kinds) => return kinds,
             Err(e) => eprintln!("{e} (attempt {attempt})"),
         }
     }
     panic!("seed {seed}: redis never kept up with the tick grid in 4 attempts");
 }
 
-async fn run_seed_once<S: Store>(store: &S, seed: u64, ops: usize, attempt: u32) -> Result<(), String> {
+async fn run_seed_once<S: Store>(store: &S, seed: u64, ops: usize, attempt: u32) -> Result<std::collections::BTreeSet<String>, String> {
     let mem = MemoryStore::default();
     let ns = format!("c{seed}a{attempt}");
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
@@ -155,14 +156,22 @@ async fn run_seed_once<S: Store>(store: &S, seed: u64, ops: usize, attempt: u32)
             return Err(format!("seed {seed} op {i}: redis too slow for the tick grid"));
         }
         let label = match &want {
-            StoreReply::Read(r) => format!("read entry={} marked={} lease={:?}", r.entry.is_some(), r.marked_stale, std::mem::discriminant(&r.lease)),
+            StoreReply::Read(r) => {
+                let lease = match r.lease {
+                    LeaseOutcome::NotRequested => "not_requested",
+                    LeaseOutcome::Granted { .. } => "granted",
+                    LeaseOutcome::Held { .. } => "held",
+                };
+                format!("read entry={} marked={} lease={lease}", r.entry.is_some(), r.marked_stale)
+            }
+            StoreReply::Bumped { .. } => "bumped".to_owned(),
             r => format!("{r:?}"),
         };
         *branches.entry(label).or_default() += 1;
         assert_eq!(normalize(got, base), normalize(want, base), "seed {seed} op {i}: {op:?}");
     }
     eprintln!("seed {seed}: {} distinct reply kinds: {branches:?}", branches.len());
-    Ok(())
+    Ok(branches.keys().cloned().collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -174,9 +183,30 @@ async fn memory_and_redis_agree_on_random_sequences() {
         let store = store.clone();
         tasks.push(tokio::spawn(async move { run_seed(&store, seed, 120).await }));
     }
+    let mut kinds = std::collections::BTreeSet::new();
     for t in tasks {
-        t.await.unwrap();
+        kinds.extend(t.await.unwrap());
     }
+    // The sequences are deterministic (seeded, on a virtual clock): they must keep reaching every
+    // branch of the protocol, or "memory and redis agree" says little.
+    let required = [
+        "read entry=false marked=false lease=granted",
+        "read entry=false marked=false lease=held",
+        "read entry=false marked=false lease=not_requested",
+        "read entry=true marked=false lease=not_requested",
+        "read entry=true marked=true lease=granted",
+        "Stored",
+        "Rejected { reason: LeaseLost }",
+        "Rejected { reason: VersionNewer }",
+        "Rejected { reason: GenerationChanged }",
+        "Invalidated { existed: true }",
+        "Invalidated { existed: false }",
+        "Lease { ok: true }",
+        "Lease { ok: false }",
+        "bumped",
+    ];
+    let missing: Vec<&str> = required.iter().copied().filter(|k| !kinds.contains(*k)).collect();
+    assert!(missing.is_empty(), "reply kinds never reached by the random sequences: {missing:?} (reached: {kinds:?})");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -292,11 +322,17 @@ async fn binding_path_with_plain_eval() {
 async fn store_vectors_against_redis() {
     const K: u64 = 20;
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors/store.json");
-    let Ok(text) = std::fs::read_to_string(path) else {
-        eprintln!("no {path}: skipped");
-        return;
-    };
+    // A missing file is a failure, never a skip; so is a file below its floor in floors.txt.
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let floors_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors/floors.txt");
+    let floors = std::fs::read_to_string(floors_path).unwrap_or_else(|e| panic!("{floors_path}: {e}"));
+    let floor: usize = floors
+        .lines()
+        .find_map(|l| l.strip_prefix("store.json").map(|n| n.trim().parse().expect("floors.txt: store.json floor")))
+        .expect("floors.txt lists store.json");
+    let cases = doc["cases"].as_array().expect("store.json: cases").len();
+    assert!(cases >= floor, "store.json: {cases} cases, fewer than its floor {floor}");
     let server = RedisServer::start();
     let store = RedisStore::open(&server.url()).await.unwrap().with_timeout(Duration::from_secs(2));
     store.load_scripts().await.unwrap();
@@ -377,14 +413,17 @@ async fn store_vectors_against_redis() {
                     };
                     assert_eq!(got, want[i], "{name} op {i}: redis vs memory ({op:?})");
                 }
-                return;
+                return ops.len();
             }
             panic!("{name}: too late 6 times in a row");
         }));
     }
-    let n = tasks.len();
+    let (mut n, mut ops) = (0, 0);
     for t in tasks {
-        t.await.unwrap();
+        ops += t.await.unwrap();
+        n += 1;
     }
-    eprintln!("store.json: {n} cases agree on redis");
+    eprintln!("store.json: {n} cases ({ops} ops) agree on redis");
+    assert_eq!(n, cases, "store.json: ran {n} of its {cases} cases");
+    assert!(ops >= cases, "store.json: only {ops} ops ran over {cases} cases");
 }

@@ -1,11 +1,15 @@
 // The shared conformance vectors (tests/vectors/*.json, format in its README.md), run through
 // this package: keys through `Key`, policies through `Policy` (and the native JSON entry point),
 // entries through the addon's codec, store ops through the addon's memory store, flows and
-// coordinator scripts through the core's evaluator compiled into the addon (`vectorEval`). Pending cases (known core bugs) must still fail; set KARLTON_VECTORS_STRICT=1 to
+// coordinator scripts (and freshness, writes) through the core's evaluator compiled into the addon
+// (`vectorEval`). Every file listed in tests/vectors/floors.txt runs (a missing one fails, an
+// unlisted one fails), each asserts it ran all its cases and its floor, and the total its floor.
+// A thrown error must be of the expected kind and name the expected field (ERROR_TEXT), not just
+// be an error. Pending cases (known core bugs) must still fail; set KARLTON_VECTORS_STRICT=1 to
 // make them count as failures.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Key, Policy, internals } from '../index.mjs';
 
@@ -164,37 +168,106 @@ const evaluators = {
   },
 };
 
-/** Compare, with the README's rule for errors: a runtime whose errors carry only a message
- * checks that an error was raised (and, for policies, that it names the field). */
-function matches(kind, got, expect) {
+/** What each error `kind` of the vectors reads like in a thrown error's message: errors cross into
+ * JavaScript as a message only, and the message is the core's `Display` of the error (one text per
+ * kind, see core/src/{key,policy,entry}.rs). A thrown error of the wrong kind fails the case. */
+const ERROR_TEXT = {
+  keys: {
+    empty_namespace: /namespace must not be empty/,
+    namespace_too_long: /namespace is \d+ bytes after escaping/,
+    params: /params cannot be canonicalized|exceeds 2\^53|cannot be canonicalized/,
+    invalid_json: /not valid JSON/,
+    max_len_too_small: /below the minimum/,
+  },
+  policy: {
+    zero: /must be greater than 0|must not be empty/,
+    too_long: /exceeds the maximum/,
+    hard_before_soft: /must be >= `(soft_ttl_ms|softTtl)`/,
+    load_timeouts: /must be < `(load_hard_timeout_ms|loadHardTimeout)`/,
+    out_of_range: /out of range/,
+    json: /invalid JSON/,
+  },
+  entry: {
+    too_short: /entry too short/,
+    bad_magic: /bad magic/,
+    unsupported_format: /unsupported entry format/,
+    unknown_flags: /unknown flag bits/,
+    truncated: /entry truncated in/,
+    invalid_varint: /invalid varint in/,
+    invalid_utf8: /not valid UTF-8/,
+    trailing_bytes: /trailing bytes after entry/,
+    too_large: /too large/,
+    inconsistent: /inconsistent entry/,
+  },
+};
+
+/** Why a thrown error does not match the expected error object, or null when it does: its
+ * message must read as the expected `kind`, name the `field` (snake_case or camelCase) and carry
+ * every numeric member (`len`, `max`, `found`, `count`, `format`, …). */
+function errorMismatch(kind, err, expect) {
+  const msg = String(err?.message ?? err);
+  const text = ERROR_TEXT[kind]?.[expect.kind];
+  if (!text) return `no message pattern for ${kind} error kind ${expect.kind} (add one to ERROR_TEXT)`;
+  if (!text.test(msg)) return `message ${JSON.stringify(msg)} is not a ${expect.kind} error`;
+  if (expect.field && !(msg.includes(expect.field) || msg.includes(camel(expect.field)))) {
+    return `message ${JSON.stringify(msg)} does not name the field ${expect.field}`;
+  }
+  for (const [k, v] of Object.entries(expect)) {
+    // Numbers as decimal, or as hex for flag bits (`0x04`).
+    if (typeof v === 'number' && !new RegExp(`\\b(${v}|0x0*${v.toString(16)})\\b`, 'i').test(msg)) return `message ${JSON.stringify(msg)} lacks ${k} = ${v}`;
+    if (k === 'reason' && !msg.includes(v)) return `message ${JSON.stringify(msg)} lacks the reason ${JSON.stringify(v)}`;
+  }
+  return null;
+}
+
+/** Compare: `null` when `got` matches `expect`, else why not. Errors as the README says for a
+ * runtime whose errors carry a message: the message must say the expected kind and field. */
+function mismatch(kind, got, expect) {
   if ('error' in expect) {
-    if (!('error' in got)) return false;
-    if (kind === 'policy' && expect.error.field && expect.error.kind !== 'json') {
-      const f = expect.error.field;
-      return got.error.message.includes(f) || got.error.message.includes(camel(f));
-    }
-    return true;
+    if (!('error' in got)) return 'expected an error';
+    // Errors the evaluator returns as objects (the core's evaluator for flows/writes/…) compare whole.
+    if (!(got.error instanceof Error)) return same(got.error, expect.error) ? null : 'a different error object';
+    return errorMismatch(kind, got.error, expect.error);
   }
   if (kind === 'keys' && expect.ok && typeof expect.ok === 'object' && 'canonical' in expect.ok) {
     // params_hash: the canonical text is internal to the core; the hash is what keys carry.
-    return 'ok' in got && got.ok.hash === expect.ok.hash;
+    return 'ok' in got && got.ok.hash === expect.ok.hash ? null : 'a different hash';
   }
-  if ('ok' in expect) return 'ok' in got && same(got.ok, expect.ok);
-  return same(got, expect);
+  if ('ok' in expect) return 'ok' in got && same(got.ok, expect.ok) ? null : 'a different value';
+  return same(got, expect) ? null : 'a different answer';
 }
 
-const FLOORS = { coordinator: 60 };
+/** tests/vectors/floors.txt: every vector file with its case floor, and the total floor (the
+ * manifest every runtime's runner reads). A missing manifest or directory throws: the file fails. */
+function readFloors() {
+  const files = new Map();
+  let total;
+  for (const raw of readFileSync(new URL('floors.txt', dir), 'utf8').split('\n')) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) continue;
+    const [name, n] = line.split(/\s+/);
+    if (!/^\d+$/.test(n ?? '')) throw new Error(`floors.txt: bad line ${JSON.stringify(line)}`);
+    if (name === 'total') total = Number(n);
+    else files.set(name, Number(n));
+  }
+  if (total === undefined) throw new Error('floors.txt: no `total` line');
+  return { files, total };
+}
 
-const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.json')).sort() : [];
+const floors = readFloors();
+const ran = new Map();
 
-test('conformance vectors exist', () => {
-  assert.ok(files.length >= 5, `vector files found: ${files.join(', ')}`);
+test('every vector file is listed in floors.txt', () => {
+  const onDisk = readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
+  assert.deepEqual(onDisk.filter((f) => !floors.files.has(f)), [], 'vector files not listed in tests/vectors/floors.txt');
 });
 
-for (const file of files) {
-  const doc = parseExact(readFileSync(new URL(file, dir), 'utf8'));
-  const evaluate = evaluators[doc.kind];
-  test(`vectors: ${file}`, { skip: evaluate ? false : `no Node runner for kind ${doc.kind}` }, () => {
+for (const [file, floor] of floors.files) {
+  test(`vectors: ${file}`, (t) => {
+    // A listed file that is missing, or a kind without an evaluator, fails (never skips).
+    const doc = parseExact(readFileSync(new URL(file, dir), 'utf8'));
+    const evaluate = evaluators[doc.kind];
+    assert.ok(evaluate, `${file}: no Node evaluator for kind ${doc.kind}`);
     const failures = [];
     let passed = 0;
     let pending = 0;
@@ -205,17 +278,26 @@ for (const file of files) {
       } catch (e) {
         got = { threw: String(e?.stack ?? e) };
       }
-      const ok = matches(doc.kind, got, c.expect);
+      const why = mismatch(doc.kind, got, c.expect);
       if (c.pending && !strict) {
-        if (ok) failures.push(`${c.name}: pending case passes now (drop its pending field)`);
+        if (why === null) failures.push(`${c.name}: pending case passes now (drop its pending field)`);
         else pending++;
-      } else if (ok) passed++;
-      else failures.push(`${c.name}: expected ${JSON.stringify(c.expect)}\n    got ${JSON.stringify(got, (k, v) => (v instanceof Error ? `${v.name}: ${v.message}` : v))}`);
+      } else if (why === null) passed++;
+      else failures.push(`${c.name}: ${why}: expected ${JSON.stringify(c.expect)}\n    got ${JSON.stringify(got, (k, v) => (v instanceof Error ? `${v.name}: ${v.message}` : v))}`);
     }
-    test.diagnostic?.(`${file}: ${passed} passed, ${pending} pending`);
-    // a per-file floor: a runner that silently ran nothing must fail
-    const floor = FLOORS[doc.kind] ?? 1;
-    assert.ok(passed + pending >= floor, `${file}: only ${passed + pending} cases ran (floor ${floor})`);
+    const n = passed + pending + failures.length;
+    ran.set(file, passed + pending);
+    // The count line (node:test prints diagnostics as `# ...` lines).
+    t.diagnostic(`${file}: ${doc.cases.length} cases, ${passed} passed, ${pending} pending, ${failures.length} failed`);
     assert.deepEqual(failures, [], `${file}: ${failures.length} of ${doc.cases.length} cases failed:\n${failures.slice(0, 10).join('\n')}`);
+    assert.equal(n, doc.cases.length, `${file}: ran ${n} of its ${doc.cases.length} cases`);
+    assert.ok(doc.cases.length >= floor, `${file}: ${doc.cases.length} cases, fewer than its floor ${floor}`);
   });
 }
+
+test('vectors: total against floors.txt', (t) => {
+  const total = [...ran.values()].reduce((a, b) => a + b, 0);
+  t.diagnostic(`total: ${total} vector cases passed or pending`);
+  assert.equal(ran.size, floors.files.size, `only ${ran.size} of ${floors.files.size} vector files ran clean`);
+  assert.ok(total >= floors.total, `only ${total} vector cases ran (floor ${floors.total})`);
+});

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import shutil
 import socket
 import subprocess
@@ -10,6 +11,20 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+
+# A test that hangs fails: after this many seconds the interpreter prints every thread's stack and
+# exits non-zero (pytest-timeout is not installed; faulthandler is in the standard library).
+HANG_SECONDS = 120
+
+
+@pytest.fixture(autouse=True)
+def _fail_instead_of_hanging() -> Iterator[None]:
+    faulthandler.dump_traceback_later(HANG_SECONDS, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 def free_port() -> int:

@@ -140,7 +140,11 @@ def test_stampede_counts_threads(stores: tuple[Any, Any]) -> None:
 
         def loader() -> int:
             calls.append(1)
-            time.sleep(0.2)
+            # Hold the flight open until all 20 calls are in the coordinator (an explicit signal,
+            # not "they all arrive within 200 ms"), so the counts below are exact.
+            deadline = time.monotonic() + 10
+            while cache._d.pending()[0] < 20 and time.monotonic() < deadline:
+                time.sleep(0.002)
             return 7
 
         def caller(out: list[Any]) -> None:

@@ -162,18 +162,29 @@ def test_stale_while_revalidate_returns_at_once() -> None:
     cache = Cache(policy=Policy(soft_ttl=0.1, hard_ttl=30))
     k = Key("swr")
     cache.get_or_load(k, lambda: "v1")
-    time.sleep(0.15)
-    slow = Counter("v2", delay=0.5)
-    t0 = time.perf_counter()
+    time.sleep(0.15)  # past soft (one-sided: any longer wait is still before hard)
+    # The refresh blocks until released: the stale answers below come while it is still running
+    # (explicit events, not "under 100 ms").
+    started, release = threading.Event(), threading.Event()
+    calls = []
+
+    def slow() -> str:
+        calls.append(1)
+        started.set()
+        release.wait(30)
+        return "v2"
+
     assert cache.get_or_load(k, slow) == "v1"  # stale, served now
-    assert time.perf_counter() - t0 < 0.1, "the caller must not wait for the loader"
+    assert started.wait(10), "one refresh runs in the background"
+    assert not release.is_set()
     # Other callers keep getting the stale value while one refresh runs.
     assert cache.get_or_load(k, slow) == "v1"
-    deadline = time.monotonic() + 3
+    release.set()
+    deadline = time.monotonic() + 10
     while cache.get(k) != "v2" and time.monotonic() < deadline:
         time.sleep(0.02)
     assert cache.get(k) == "v2"
-    assert slow.calls == 1
+    assert len(calls) == 1
     assert cache.stats()["hits_stale"] >= 1
     cache.close()
 
@@ -309,10 +320,11 @@ def test_lock_timeout_error() -> None:
     holder = Cache(store)
     waiter = Cache(store, Policy(lock_wait=0.1, on_lock_timeout="error"))
     k = Key("lock")
-    go = threading.Event()
-    t = threading.Thread(target=lambda: holder.get_or_load(k, lambda: go.wait(5) and "x"))
+    go, holding = threading.Event(), threading.Event()
+    # The holder's loader runs only once it holds the lease: it says so, then blocks.
+    t = threading.Thread(target=lambda: holder.get_or_load(k, lambda: (holding.set(), go.wait(10))[1] and "x"))
     t.start()
-    time.sleep(0.05)
+    assert holding.wait(10), "the holder took the lease"
     with pytest.raises(karlton.LockTimeoutError):
         waiter.get_or_load(k, lambda: "y")
     go.set()
@@ -382,7 +394,13 @@ def test_async_cache_memory_write_path() -> None:
         assert await cache.get(k) == [1, 2]
         assert await cache.invalidate(k) is True
         assert await cache.get(k) is None
-        await cache.bump("a")
+        # bump orphans the namespace's entries and answers the new generation (a new one each time).
+        assert await cache.set(k, [3]) is True
+        assert await cache.get(k) == [3]
+        g1 = await cache.bump("a")
+        assert await cache.get(k) is None, "bump orphaned the entry"
+        g2 = await cache.bump(k)
+        assert isinstance(g1, int) and g1 > 0 and g2 != g1
 
     asyncio.run(main())
 

@@ -178,11 +178,20 @@ def test_stale_while_revalidate_latency(redis_server: Any) -> None:
     cache = make_cache(redis_server.port, policy=Policy(soft_ttl=0.1, hard_ttl=30))
     k = Key("swr")
     cache.get_or_load(k, lambda: "v1")
-    time.sleep(0.15)
-    t0 = time.perf_counter()
-    assert cache.get_or_load(k, lambda: time.sleep(0.5) or "v2") == "v1"
-    assert time.perf_counter() - t0 < 0.1
-    deadline = time.monotonic() + 3
+    time.sleep(0.15)  # past soft (one-sided: any longer wait is still before hard)
+    # The refresh blocks until released, so the stale answer provably did not wait for it
+    # (explicit events, not "under 100 ms").
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> str:
+        started.set()
+        release.wait(30)
+        return "v2"
+
+    assert cache.get_or_load(k, slow) == "v1"
+    assert started.wait(10), "one refresh runs in the background"
+    release.set()
+    deadline = time.monotonic() + 10
     while cache.get(k) != "v2" and time.monotonic() < deadline:
         time.sleep(0.02)
     assert cache.get(k) == "v2"

@@ -952,6 +952,13 @@ pub fn store() -> File {
         json!({ "replies": [stored(), rr(1000, e1(0), false, vec![], granted(11)), rejected("lease_lost")] }),
         "memory store Fill compares the token with the slot's lease without checking it is live (uses `s.lease`, not `live_lease(now)`), so an expired lease still fills when the slot survived",
     );
+    sc(&mut f, "fill_after_own_lease_expired_on_marked_stale", "the lease on a marked-stale entry expired: the late fill is refused, the entry stays marked and the next reader gets a new lease", vec![
+        (0, fill(k, "v1", 0, None, None), stored()),
+        (100, inval(k, "mark_stale"), invalidated(true)),
+        (200, read(k, "if_needed", 300, 11), rr(200, e1(0), true, vec![], granted(11))),
+        (500, fill(k, "v2", 500, None, Some(11)), rejected("lease_lost")),
+        (510, read(k, "if_needed", 300, 12), rr(510, e1(0), true, vec![], granted(12))),
+    ]);
     // ---- versions
     sc(&mut f, "version_floor", "C2: a fill never lowers a version", vec![
         (0, fill(k, "v5", 0, Some(5), None), stored()),
@@ -1048,6 +1055,12 @@ pub fn store() -> File {
         (500, extend(k, 4, 1000), lease_ok(false)),
         (501, read(k, "if_needed", 500, 5), rr(501, None, false, vec![], granted(5))),
     ]);
+    sc(&mut f, "extend_expired_over_entry", "an expired lease on a slot that still holds an entry cannot be extended either (the next reader gets a new lease)", vec![
+        (0, fill(k, "v1", 0, None, None), stored()),
+        (1000, read(k, "if_needed", 200, 4), rr(1000, e1(0), false, vec![], granted(4))),
+        (1300, extend(k, 4, 1000), lease_ok(false)),
+        (1301, read(k, "if_needed", 200, 5), rr(1301, e1(0), false, vec![], granted(5))),
+    ]);
     sc(&mut f, "extend_missing", "extend on an unknown key", vec![(0, extend(k, 4, 1000), lease_ok(false))]);
     // ---- generations (T1)
     let g = "n:!gen";
@@ -1080,6 +1093,14 @@ pub fn store() -> File {
     sc(&mut f, "bump_same_value", "bumping to the current value still moves the counter", vec![
         (0, bump(g, 5), bumped(5)),
         (1, bump(g, 5), bumped(6)),
+    ]);
+    sc(&mut f, "bump_same_value_repeated", "a bump to the current value moves past it every time, and orphans what was filled under it", vec![
+        (0, bump(g, 5), bumped(5)),
+        (1, fill_g(k, "v1", 1, None, None, &[g], None), stored()),
+        (2, bump(g, 5), bumped(6)),
+        (3, read_g(k, &[g], "none", 0, 0), rr(3, None, false, vec![6], notreq())),
+        (4, bump(g, 6), bumped(7)),
+        (5, bump(g, 7), bumped(8)),
     ]);
     sc(&mut f, "authoritative_fill_stamps_current", "a fill without generations stamps the current ones", vec![
         (0, bump(g, 9), bumped(9)),

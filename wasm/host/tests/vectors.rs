@@ -267,39 +267,48 @@ fn coordinator(k: &mut Instance, input: &Value) -> Value {
     json!({ "outputs": outputs, "stats": non_zero(&stats), "pending": pending })
 }
 
-/// Vector kinds the module cannot run yet, and why (printed, so the gap stays visible).
-fn not_in_abi(_kind: &str) -> Option<&'static str> {
-    None
-}
-
-/// Per-file floors: a file that ran fewer cases than this lost cases (or stopped being read).
-fn floor(kind: &str) -> usize {
-    match kind {
-        "coordinator" => 60,
-        _ => 1,
+/// `tests/vectors/floors.txt`: every file with the fewest cases it may hold, and the total floor
+/// (the same manifest `core/tests/vectors.rs` and the other runtimes' runners read).
+fn floors() -> (Vec<(String, usize)>, usize) {
+    let path = dir().join("floors.txt");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let (mut files, mut total) = (Vec::new(), None);
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let n: usize = f[1].parse().unwrap_or_else(|e| panic!("floors.txt: {line:?}: {e}"));
+        if f[0] == "total" {
+            total = Some(n);
+        } else {
+            files.push((f[0].to_owned(), n));
+        }
     }
+    (files, total.expect("floors.txt: no `total` line"))
 }
 
 #[test]
 fn conformance_vectors_through_wasmtime() {
-    // A missing directory is a failure, never a silent pass (a binary built from another
-    // checkout once ran 0 cases here).
+    // A missing directory, manifest or listed file is a failure, never a silent pass (a binary
+    // built from another checkout once ran 0 cases here).
+    let (floors, total_floor) = floors();
     let rd = std::fs::read_dir(dir()).unwrap_or_else(|e| panic!("{}: {e}", dir().display()));
-    let mut files: Vec<PathBuf> = rd.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
-    files.sort();
-    let plugin = Plugin::from_file(default_module_path()).expect("build the module first (scripts/test-wasm.sh)");
+    let on_disk: Vec<String> = rd.map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n.ends_with(".json")).collect();
     let mut failures = Vec::new();
-    let mut total = 0;
-    for f in &files {
-        let doc: Value = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
-        let kind = doc["kind"].as_str().unwrap();
-        if let Some(why) = not_in_abi(kind) {
-            eprintln!("{}: {} cases NOT RUN: {why}", f.file_name().unwrap().to_string_lossy(), doc["cases"].as_array().unwrap().len());
-            continue;
+    for n in &on_disk {
+        if !floors.iter().any(|(f, _)| f == n) {
+            failures.push(format!("{n}: not listed in tests/vectors/floors.txt"));
         }
+    }
+    let plugin = Plugin::from_file(default_module_path()).expect("build the module first (scripts/test-wasm.sh)");
+    let mut total = 0;
+    for (file, floor) in &floors {
+        let f = dir().join(file);
+        let text = std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let doc: Value = serde_json::from_str(&text).unwrap();
+        let kind = doc["kind"].as_str().unwrap();
+        let cases = doc["cases"].as_array().unwrap();
         let mut k = plugin.instantiate().unwrap();
         let mut n = 0;
-        for c in doc["cases"].as_array().unwrap() {
+        for c in cases {
             let got = eval(&mut k, kind, &c["input"]);
             let pass = got == c["expect"];
             let name = c["name"].as_str().unwrap_or("?");
@@ -310,13 +319,16 @@ fn conformance_vectors_through_wasmtime() {
             }
             n += 1;
         }
-        eprintln!("{}: {n} cases", f.file_name().unwrap().to_string_lossy());
-        if n < floor(kind) {
-            failures.push(format!("{}: only {n} cases ran (floor {})", f.display(), floor(kind)));
+        eprintln!("{file}: {n} of {} cases", cases.len());
+        if n != cases.len() {
+            failures.push(format!("{file}: ran {n} of its {} cases", cases.len()));
+        }
+        if n < *floor {
+            failures.push(format!("{file}: only {n} cases ran (floor {floor})"));
         }
         total += n;
     }
-    assert!(failures.is_empty(), "{} of {total} vector cases failed:\n{}", failures.len(), failures.join("\n"));
-    // The same total floor as core/tests/vectors.rs: fewer cases means files went missing.
-    assert!(total >= 540, "only {total} vector cases ran (expected at least 540)");
+    eprintln!("total: {total} cases");
+    assert!(failures.is_empty(), "{} vector failures ({total} cases ran):\n{}", failures.len(), failures.join("\n"));
+    assert!(total >= total_floor, "only {total} vector cases ran (floor {total_floor})");
 }

@@ -8,7 +8,23 @@ import { fresh, repoRoot, distDir } from "./helpers.mjs";
 import { evalCase, parseBig, stringifyBig } from "./vectors.mjs";
 
 const vectorDir = join(repoRoot, "tests", "vectors");
-const vectorFiles = existsSync(vectorDir) ? readdirSync(vectorDir).filter((f) => f.endsWith(".json")).sort() : [];
+
+/** tests/vectors/floors.txt: every vector file with its case floor, and the total floor (the
+ * manifest every runtime's runner reads). Missing manifest or directory: the test fails. */
+function readFloors() {
+  const files = new Map();
+  let total;
+  for (const raw of readFileSync(join(vectorDir, "floors.txt"), "utf8").split("\n")) {
+    const line = raw.trim();
+    if (!line || line.startsWith("#")) continue;
+    const [name, n] = line.split(/\s+/);
+    if (!/^\d+$/.test(n ?? "")) throw new Error(`floors.txt: bad line ${JSON.stringify(line)}`);
+    if (name === "total") total = Number(n);
+    else files.set(name, Number(n));
+  }
+  if (total === undefined) throw new Error("floors.txt: no `total` line");
+  return { files, total };
+}
 
 /** Deep JSON equality (object key order ignored, u64 exact). */
 function same(a, b) {
@@ -20,12 +36,15 @@ function sortKeys(v) {
   return v;
 }
 
-test("conformance vectors through the module", { skip: vectorFiles.length === 0 && "tests/vectors/ not present yet" }, async (t) => {
+test("conformance vectors through the module", async (t) => {
+  const floors = readFloors();
+  const onDisk = readdirSync(vectorDir).filter((f) => f.endsWith(".json")).sort();
+  const unlisted = onDisk.filter((f) => !floors.files.has(f));
+  assert.deepEqual(unlisted, [], "vector files not listed in tests/vectors/floors.txt");
   let total = 0;
-  for (const file of vectorFiles) {
+  for (const [file, floor] of floors.files) {
+    // A listed file that is missing fails here (readFileSync throws), never skips.
     const doc = parseBig(readFileSync(join(vectorDir, file), "utf8"));
-    // Per-file floors: fewer cases means the file lost cases (wasmtime checks the same).
-    const floor = { coordinator: 60 }[doc.kind] ?? 1;
     await t.test(file, async () => {
       const k = await fresh();
       const failures = [];
@@ -40,20 +59,24 @@ test("conformance vectors through the module", { skip: vectorFiles.length === 0 
         const pass = same(got, c.expect);
         if (pass && c.pending) failures.push(`${c.name}: pending case passes (the bug was fixed; drop \`pending\`)`);
         if (!pass && !c.pending) failures.push(`${c.name}\n  expected ${stringifyBig(c.expect)}\n  got      ${stringifyBig(got)}`);
-        total++;
         n++;
       }
+      total += n;
       assert.deepEqual(failures, [], `${file}: ${failures.length} failing`);
+      assert.equal(n, doc.cases.length, `${file}: ran ${n} of its ${doc.cases.length} cases`);
       assert.ok(n >= floor, `${file}: only ${n} cases ran (floor ${floor})`);
       t.diagnostic(`${file}: ${n} cases`);
     });
   }
-  assert.ok(total > 0);
+  t.diagnostic(`total: ${total} cases`);
+  assert.ok(total >= floors.total, `only ${total} vector cases ran (floor ${floors.total})`);
 });
 
 const fixtureFiles = existsSync(distDir) ? readdirSync(distDir).filter((f) => /^fixtures-.*\.json$/.test(f)).sort() : [];
 
-test("differential fixtures: same bytes as native Rust and wasmtime", { skip: fixtureFiles.length === 0 && "run the wasmtime host tests first (scripts/test-wasm.sh)" }, async (t) => {
+test("differential fixtures: same bytes as native Rust and wasmtime", async (t) => {
+  // Written by the wasmtime host's tests, which scripts/test-wasm.sh runs first: none is a failure.
+  assert.ok(fixtureFiles.length > 0, `no ${distDir}/fixtures-*.json: run the wasmtime host tests first (scripts/test-wasm.sh)`);
   for (const file of fixtureFiles) {
     await t.test(file, async () => {
       const cases = JSON.parse(readFileSync(join(distDir, file), "utf8"));
