@@ -170,6 +170,17 @@ class RedisStore:
                 out.append(e)
         return out
 
+    async def _asend(self, conn: Any, packed: bytes, n: int) -> list[Any]:
+        """``_send`` on an asyncio connection."""
+        await conn.send_packed_command((packed,))
+        out: list[Any] = []
+        for _ in range(n):
+            try:
+                out.append(await conn.read_response())
+            except self._response as e:  # an error reply (WRONGTYPE…): the core decides
+                out.append(e)
+        return out
+
     async def _afast(self, packed: bytes, n: int) -> Any:
         """``_fast`` for an asyncio client."""
         async with self._sem or contextlib.nullcontext():
@@ -182,14 +193,7 @@ class RedisStore:
             try:
 
                 async def send() -> list[Any]:
-                    await conn.send_packed_command((packed,))
-                    out: list[Any] = []
-                    for _ in range(n):
-                        try:
-                            out.append(await conn.read_response())
-                        except self._response as e:
-                            out.append(e)
-                    return out
+                    return await self._asend(conn, packed, n)
 
                 async def fail(_e: BaseException) -> None:
                     await conn.disconnect()
@@ -250,14 +254,7 @@ class RedisStore:
             node = c.nodes_manager.get_node_from_slot(slot)
             conn = node.acquire_connection()
             try:
-                await conn.send_packed_command((packed,))
-                out: list[Any] = []
-                for _ in range(n):
-                    try:
-                        out.append(await conn.read_response())
-                    except self._response as e:
-                        out.append(e)
-                return out
+                return await self._asend(conn, packed, n)
             except BaseException:
                 await conn.disconnect()  # a reply may be pending on it
                 raise
