@@ -286,7 +286,7 @@ impl Counters {
 
     /// Count a corrupt entry and take back the hit `served` was counted as.
     fn undecodable(&self, served: &Served) {
-        self.stats.sub(&read_stats(served));
+        self.stats.sub(&flow::read_counts(served));
         self.stats.add(&Stats {
             corrupt_entries: 1,
             ..Stats::default()
@@ -333,31 +333,17 @@ fn hit_stats(negative: bool) -> Stats {
     st
 }
 
-/// The hit kind a read answered with `s` counted (nothing for a load).
-fn read_stats(s: &Served) -> Stats {
-    let mut st = joined_stats(&Ok(Reply::Value(s.clone())));
-    st.coalesced = 0;
-    st.misses = 0;
-    st
-}
-
-/// What a joiner counts for the answer its flight gave.
+/// What a joiner counts for the answer its flight gave: coalesced, and the hit kind of the
+/// value it got — a miss for a loaded value or an error.
 fn joined_stats(a: &Answer) -> Stats {
-    use crate::flow::Source;
-    let mut s = Stats {
-        coalesced: 1,
-        ..Stats::default()
+    let mut s = match a {
+        Ok(Reply::Value(x)) => flow::read_counts(x),
+        _ => Stats::default(),
     };
-    match a {
-        Ok(Reply::Value(x)) if x.negative && x.cached => s.negative_hits = 1,
-        Ok(Reply::Value(x)) => match x.source {
-            Source::Fresh => s.hits_fresh = 1,
-            Source::Stale => s.hits_stale = 1,
-            Source::Loaded => s.misses = 1,
-            Source::StaleOnError | Source::StaleOnTimeout => s.stale_if_error = 1,
-        },
-        _ => s.misses = 1,
+    if s == Stats::default() {
+        s.misses = 1;
     }
+    s.coalesced = 1;
     s
 }
 
@@ -522,7 +508,7 @@ impl Coordinator {
                 .is_some_and(|b| **b == *bad.value)
         });
         if let Some(flight) = same {
-            self.counters.stats.sub(&read_stats(&bad));
+            self.counters.stats.sub(&flow::read_counts(&bad));
             return self.join(now, flight, req, policy);
         }
         self.counters.undecodable(&bad);
@@ -565,6 +551,7 @@ impl Coordinator {
         });
         // Another caller already reported these bytes and leads their replacement: it will
         // read this call's fill (this call holds the lease); only one corrupt entry counts.
+        let id = CallId(self.id());
         let flight = if same {
             None
         } else {
@@ -573,10 +560,6 @@ impl Coordinator {
                 ..Stats::default()
             });
             self.detach(|f| f.key == key);
-            Some(())
-        };
-        let id = CallId(self.id());
-        let flight = flight.map(|()| {
             let f = FlightId(id.0);
             self.table.insert(key.clone(), f);
             self.flights.insert(
@@ -590,8 +573,8 @@ impl Coordinator {
                     replaces: Some(bad),
                 },
             );
-            f
-        });
+            Some(f)
+        };
         self.calls.insert(
             id,
             Call::Lead {

@@ -298,20 +298,7 @@ impl GetOrLoad {
             _ => return None,
         };
         let bad = self.served.take()?;
-        let mut hit = Stats::default();
-        if bad.negative {
-            hit.negative_hits = 1;
-        } else if bad.source == Source::Fresh {
-            hit.hits_fresh = 1;
-        } else if bad.source == Source::Stale {
-            hit.hits_stale = 1;
-        } else {
-            hit.stale_if_error = 1;
-        }
-        self.stats.hits_fresh -= hit.hits_fresh.min(self.stats.hits_fresh);
-        self.stats.hits_stale -= hit.hits_stale.min(self.stats.hits_stale);
-        self.stats.negative_hits -= hit.negative_hits.min(self.stats.negative_hits);
-        self.stats.stale_if_error -= hit.stale_if_error.min(self.stats.stale_if_error);
+        self.stats.sub(&read_counts(&bad));
         self.stats.misses += 1;
         // Never serve those bytes again, not even on error.
         if self.stale.as_ref().is_some_and(|e| e.value[..] == bad.value[..]) {
@@ -808,6 +795,21 @@ fn state_name(s: &State) -> &'static str {
         State::Releasing(_) => "releasing",
         State::Done => "done",
     }
+}
+
+/// The counter a read that answered `s` incremented: a fresh or stale hit, a negative hit, a
+/// stale-if-error serve — nothing for a loaded value. (What is taken back when the host could
+/// not decode `s`.)
+pub(crate) fn read_counts(s: &Served) -> Stats {
+    let mut st = Stats::default();
+    match s.source {
+        _ if s.negative && s.cached => st.negative_hits = 1,
+        Source::Fresh => st.hits_fresh = 1,
+        Source::Stale => st.hits_stale = 1,
+        Source::Loaded => {}
+        Source::StaleOnError | Source::StaleOnTimeout => st.stale_if_error = 1,
+    }
+    st
 }
 
 /// The fresh-hit fast path for the in-process memory store: if `key` holds a valid, fresh

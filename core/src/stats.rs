@@ -13,6 +13,8 @@ macro_rules! stats {
         impl Stats {
             /// Add another set of counts into this one.
             pub fn add(&mut self, o: &Stats) { $(self.$f += o.$f;)* }
+            /// Take counts back out of this one (never below 0).
+            pub fn sub(&mut self, o: &Stats) { $(self.$f = self.$f.saturating_sub(o.$f);)* }
             /// Field names and values, in declaration order (for bindings' dict/object views).
             pub fn fields(&self) -> [(&'static str, u64); [$(stringify!($f)),*].len()] {
                 [$((stringify!($f), self.$f)),*]

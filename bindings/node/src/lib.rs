@@ -798,6 +798,19 @@ impl Host {
         self.drive(&mut st, call, a)
     }
 
+    /// The memory store's fresh hit (lock-free, counted by the core), as the hit's `Out`.
+    fn memory_hit(&self, key: &str, gen_keys: &[String], policy: &Policy) -> Option<Out> {
+        let mem = self.memory.as_ref()?;
+        self.counters.memory_hit(mem, now_ms(), key, gen_keys, policy).map(|s| Out::served(&s))
+    }
+
+    /// A new `getOrLoad` call's ticket.
+    fn start(&self, req: Request, policy: Arc<Policy>) -> Out {
+        let mut st = self.lock();
+        let t = st.coord.get_or_load(now_ms(), req, policy);
+        self.ticket(&mut st, t)
+    }
+
     /// `getOrLoad`: the memory store's fresh hit first (lock-free, counted by the core), then a
     /// ticket.
     fn get_or_load(self: &Arc<Host>, kd: &KeyData, tags: Vec<String>, policy: Option<Arc<Policy>>) -> Out {
@@ -810,15 +823,10 @@ impl Host {
             gk = gen_keys_of(key, &tags);
             &gk
         };
-        if let Some(mem) = &self.memory {
-            if let Some(s) = self.counters.memory_hit(mem, now_ms(), key.as_str(), gen_keys, &policy) {
-                return Out::served(&s);
-            }
+        if let Some(hit) = self.memory_hit(key.as_str(), gen_keys, &policy) {
+            return hit;
         }
-        let req = Request { key: key.as_str().to_owned(), gen_keys: gen_keys.to_vec(), tags };
-        let mut st = self.lock();
-        let t = st.coord.get_or_load(now_ms(), req, policy);
-        self.ticket(&mut st, t)
+        self.start(Request { key: key.as_str().to_owned(), gen_keys: gen_keys.to_vec(), tags }, policy)
     }
 
     /// `get`: the memory fresh hit first, then the one-op read.
@@ -832,10 +840,8 @@ impl Host {
             gk = gen_keys_of(key, &tags);
             &gk
         };
-        if let Some(mem) = &self.memory {
-            if let Some(s) = self.counters.memory_hit(mem, now_ms(), key.as_str(), gen_keys, &policy) {
-                return Out::served(&s);
-            }
+        if let Some(hit) = self.memory_hit(key.as_str(), gen_keys, &policy) {
+            return hit;
         }
         self.op(Op::Get { key: key.as_str().to_owned(), gen_keys: gen_keys.to_vec() }, policy)
     }
@@ -844,26 +850,19 @@ impl Host {
     fn get_or_load_str(&self, key: &str, gen_key: &str, policy: Option<Arc<Policy>>) -> Out {
         let policy = policy.unwrap_or_else(|| self.policy.clone());
         let gen_keys = [gen_key.to_owned()];
-        if let Some(mem) = &self.memory {
-            if let Some(s) = self.counters.memory_hit(mem, now_ms(), key, &gen_keys, &policy) {
-                return Out::served(&s);
-            }
+        if let Some(hit) = self.memory_hit(key, &gen_keys, &policy) {
+            return hit;
         }
         let [gen_key] = gen_keys;
-        let req = Request { key: key.to_owned(), gen_keys: vec![gen_key], tags: Vec::new() };
-        let mut st = self.lock();
-        let t = st.coord.get_or_load(now_ms(), req, policy);
-        self.ticket(&mut st, t)
+        self.start(Request { key: key.to_owned(), gen_keys: vec![gen_key], tags: Vec::new() }, policy)
     }
 
     /// [`Host::get`] for an untagged call given the key's strings.
     fn get_str(&self, key: &str, gen_key: &str, policy: Option<Arc<Policy>>) -> Out {
         let policy = policy.unwrap_or_else(|| self.policy.clone());
         let gen_keys = [gen_key.to_owned()];
-        if let Some(mem) = &self.memory {
-            if let Some(s) = self.counters.memory_hit(mem, now_ms(), key, &gen_keys, &policy) {
-                return Out::served(&s);
-            }
+        if let Some(hit) = self.memory_hit(key, &gen_keys, &policy) {
+            return hit;
         }
         let [gen_key] = gen_keys;
         self.op(Op::Get { key: key.to_owned(), gen_keys: vec![gen_key] }, policy)
