@@ -763,7 +763,7 @@ impl Coordinator {
     /// Feed the result of the last action of `call`; get its next action.
     pub fn handle(&mut self, now: u64, call: CallId, input: Input) -> Action {
         if let Input::Store(StoreReply::Read(r)) = &input {
-            self.skew = r.now_ms as i64 - now as i64;
+            self.skew = crate::flow::offset(r.now_ms, now);
         }
         match self.calls.get_mut(&call) {
             Some(Call::Lead {

@@ -386,7 +386,7 @@ impl GetOrLoad {
     /// Store-clock estimate at local time `now`.
     fn store_now(&self, now: u64) -> u64 {
         match self.read_store {
-            Some(s) => s + now.saturating_sub(self.read_local),
+            Some(s) => s.saturating_add(now.saturating_sub(self.read_local)),
             None => now,
         }
     }
@@ -506,7 +506,7 @@ impl GetOrLoad {
     }
 
     fn hard_deadline(&self) -> Option<u64> {
-        self.policy.load_hard_timeout_ms().map(|h| self.load_started + h)
+        self.policy.load_hard_timeout_ms().map(|h| self.load_started.saturating_add(h))
     }
 
     fn on_read(&mut self, now: u64, force: bool, r: ReadReply) -> Step {
@@ -634,16 +634,17 @@ impl GetOrLoad {
     /// lease's end (`held_until_store`, store clock) — a lease that runs out sooner (an
     /// abandoned load) is taken over at once rather than after a full backoff step.
     fn wait(&mut self, now: u64, held_until_store: u64) -> Step {
-        let deadline = self.started_local + self.policy.lock_wait_ms();
+        let deadline = self.started_local.saturating_add(self.policy.lock_wait_ms());
         if now >= deadline {
             return self.lock_timeout(now);
         }
         if self.attempt == 0 {
             self.stats.lease_waits += 1;
         }
-        let lease_end = held_until_store.saturating_add_signed(now as i64 - self.store_now(now) as i64);
-        let until = (now + self.policy.backoff_ms(self.attempt))
-            .min(lease_end.max(now + 1))
+        let lease_end = held_until_store.saturating_add_signed(offset(now, self.store_now(now)));
+        let until = now
+            .saturating_add(self.policy.backoff_ms(self.attempt))
+            .min(lease_end.max(now.saturating_add(1)))
             .min(deadline);
         self.attempt += 1;
         self.state = State::Waiting;
@@ -654,7 +655,7 @@ impl GetOrLoad {
         self.stats.lease_timeouts += 1;
         match self.policy.on_lock_timeout() {
             OnLockTimeout::Error => {
-                self.done(Err(FlowError::LockTimeout(now - self.started_local)))
+                self.done(Err(FlowError::LockTimeout(now.saturating_sub(self.started_local))))
             }
             OnLockTimeout::ServeStale if self.stale_usable(now) => match self.stale.take() {
                 Some(e) => {
@@ -681,7 +682,7 @@ impl GetOrLoad {
         self.load_started = now;
         let stale_usable = self.stale_usable(now);
         let (phase, timeout_at) = match self.policy.load_soft_timeout_ms() {
-            Some(soft) if stale_usable && self.served.is_none() => (Phase::Soft, Some(now + soft)),
+            Some(soft) if stale_usable && self.served.is_none() => (Phase::Soft, Some(now.saturating_add(soft))),
             _ => (Phase::Hard, self.hard_deadline()),
         };
         self.state = State::Loading { phase, fill };
@@ -700,7 +701,7 @@ impl GetOrLoad {
         let ttls = if l.negative {
             let n = self.policy.negative_ttl_ms();
             let cut = jitter_reduction(n, self.policy.jitter_ppm(), self.rng.next());
-            (n - cut, n - cut, 0)
+            (n.saturating_sub(cut), n.saturating_sub(cut), 0)
         } else {
             let (s, h) = jittered_ttls(&self.policy, self.rng.next());
             (s, h, self.policy.stale_if_error_ms())
@@ -723,8 +724,8 @@ impl GetOrLoad {
             codec: l.codec,
             version: l.version,
             generations: self.generations.clone(),
-            soft_at: t + ttls.0,
-            hard_at: t + ttls.1,
+            soft_at: t.saturating_add(ttls.0),
+            hard_at: t.saturating_add(ttls.1),
             load_ms: now.saturating_sub(self.load_started),
             negative: l.negative,
             tags: self.req.tags.clone(),
@@ -733,7 +734,7 @@ impl GetOrLoad {
             key: self.req.key.clone(),
             soft_at: entry.soft_at,
             hard_at: entry.hard_at,
-            expire_at: entry.hard_at + ttls.2,
+            expire_at: entry.hard_at.saturating_add(ttls.2),
             version: entry.version,
             entry: entry.encode().into(),
             generations: Some(self.generations.clone()),
@@ -992,8 +993,8 @@ pub fn set_op(w: &Write, policy: &Policy, store_now: u64, rand: u64) -> StoreOp 
         codec: w.codec,
         version: w.version,
         generations: Vec::new(),
-        soft_at: store_now + s,
-        hard_at: store_now + h,
+        soft_at: store_now.saturating_add(s),
+        hard_at: store_now.saturating_add(h),
         load_ms: 0,
         negative: false,
         tags: w.tags.clone(),
@@ -1002,13 +1003,19 @@ pub fn set_op(w: &Write, policy: &Policy, store_now: u64, rand: u64) -> StoreOp 
         key: w.key.clone(),
         soft_at: entry.soft_at,
         hard_at: entry.hard_at,
-        expire_at: entry.hard_at + policy.stale_if_error_ms(),
+        expire_at: entry.hard_at.saturating_add(policy.stale_if_error_ms()),
         version: w.version,
         entry: entry.encode().into(),
         generations: None,
         gen_keys: w.gen_keys.clone(),
         token: None,
     }
+}
+
+/// `a - b` as a signed offset between two clocks, saturated to `i64` (both are u64 ms, so the
+/// exact difference may not fit).
+pub(crate) fn offset(a: u64, b: u64) -> i64 {
+    (i128::from(a) - i128::from(b)).clamp(i64::MIN.into(), i64::MAX.into()) as i64
 }
 
 /// The op for `invalidate`.

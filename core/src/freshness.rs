@@ -101,9 +101,12 @@ pub fn decide(now_ms: u64, entry: &crate::entry::Entry, policy: &Policy, rand: u
 }
 
 /// How many ms to take off a TTL: `floor(ttl * jitter_ppm/1e6 * r)` with `r = (rand >> 32) /
-/// 2^32` in [0, 1). Integer-only, so identical everywhere; the result is `< ttl` for `ttl > 0`.
+/// 2^32` in [0, 1). Integer-only, so identical everywhere; the result is `< ttl` for `ttl > 0`
+/// and 0 for `ttl == 0`, for every input: a `jitter_ppm` above 1,000,000 (a policy never has
+/// one) counts as 1,000,000, so the product fits in 128 bits.
 #[inline]
 pub fn jitter_reduction(ttl_ms: u64, jitter_ppm: u64, rand: u64) -> u64 {
+    let jitter_ppm = jitter_ppm.min(1_000_000);
     let r = rand >> 32;
     let x = ttl_ms as u128 * jitter_ppm as u128 * r as u128;
     #[cfg(not(target_arch = "wasm32"))]

@@ -555,7 +555,7 @@ impl MemoryStore {
                 // Only a live lease can be extended: an expired one may already be someone else's.
                 let ok = slot.live_lease(now_ms).map(|l| l.0) == Some(*token);
                 if ok {
-                    slot.lease = Some((*token, now_ms + lease_ttl_ms));
+                    slot.lease = Some((*token, now_ms.saturating_add(*lease_ttl_ms)));
                 }
                 StoreReply::Lease { ok }
             }
@@ -621,7 +621,7 @@ impl MemoryStore {
         } else if let Some((_, until)) = held {
             LeaseOutcome::Held { until_ms: until }
         } else {
-            let until = now + lease_ttl_ms;
+            let until = now.saturating_add(lease_ttl_ms);
             match found {
                 Some(i) => {
                     let slot = &mut sh.nodes[i].slot;
