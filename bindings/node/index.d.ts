@@ -13,7 +13,10 @@ export type Duration = number | string;
  */
 export declare class Key {
   constructor(namespace: string, ...segments: Array<string | number | bigint>);
-  /** Parameters hashed canonically (RFC 8785 JSON + SHA-256) into the key. */
+  /**
+   * Parameters (plain JSON data) hashed canonically (RFC 8785 JSON + SHA-256) into the key;
+   * `null`/`undefined` mean no params (as Python's `None`).
+   */
   params(params: unknown): Key;
   /** A version suffix (`:v7`). */
   version(v: number | bigint): Key;

@@ -121,6 +121,12 @@ export declare function buildKeyFunction(): (namespace: string, segments: string
 export declare function decodeEntry(bytes: Uint8Array): string
 
 /**
+ * A duration in units of `unit_ms` ms as whole ms by the core's one rounding rule (half away
+ * from zero); `null` if it is not a finite number >= 0 (above 2^40 ms the policy refuses it).
+ */
+export declare function durationMs(value: number, unitMs: number): number | null
+
+/**
  * Encode an entry given as the core's JSON form (`value_hex`, `version` as a string…) into
  * its stored bytes (no consistency check: encoding is total). For tests and tools that plant
  * entries.

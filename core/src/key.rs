@@ -199,9 +199,15 @@ impl Key {
     }
 
     /// [`Key::params`] for the core's JSON tree ([`crate::json::parse`]).
+    ///
+    /// `null` means "no params" (and clears earlier ones), in every runtime: it is what
+    /// Python's `params=None` and a JavaScript `null`/`undefined` say.
     pub fn params_value(mut self, p: &crate::json::Value) -> Result<Key, KeyError> {
         self.rendered = Rendered::default();
-        self.params_hash = Some(params_hash_value(p)?);
+        self.params_hash = match p {
+            crate::json::Value::Null => None,
+            p => Some(params_hash_value(p)?),
+        };
         Ok(self)
     }
 

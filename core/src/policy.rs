@@ -565,11 +565,19 @@ pub fn parse_duration_ms(input: &str) -> Result<u64, DurationError> {
         "d" => 86_400_000.0,
         _ => return Err(err()),
     };
-    let ms = libm::round(n * factor);
-    if !ms.is_finite() || ms < 0.0 || ms > MAX_DURATION_MS as f64 {
-        return Err(err());
-    }
-    Ok(ms as u64)
+    duration_ms(n, factor).filter(|&ms| ms <= MAX_DURATION_MS).ok_or_else(err)
+}
+
+/// A host's duration number as whole milliseconds: `value` counts units of `unit_ms` ms (1 for
+/// Node's ms, 1000 for Python's seconds). The one rounding rule of every runtime: the product
+/// `value * unit_ms` rounds half away from zero (`2.5` ms and `0.0025` s are 3 ms; `0.0005` s
+/// is 1 ms). `None` for NaN, infinities and negatives. A value above [`MAX_DURATION_MS`] is
+/// returned as it is (saturated at `u64::MAX`), so that [`Policy::new`] refuses it as
+/// [`PolicyError::TooLong`] naming the field, the same error in every runtime.
+pub fn duration_ms(value: f64, unit_ms: f64) -> Option<u64> {
+    let ms = libm::round(value * unit_ms);
+    // `as` saturates: 1e300 ms becomes u64::MAX.
+    (ms.is_finite() && ms >= 0.0).then_some(ms as u64)
 }
 
 #[cfg(test)]

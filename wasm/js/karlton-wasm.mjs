@@ -109,9 +109,10 @@ export class Karlton {
     return d;
   }
 
-  /** The jittered TTL in ms (a number). */
+  /** The jittered TTL in ms: a number, or a bigint beyond 2^53 (wasm returns i64: read as u64). */
   jitter(ttlMs, jitterPpm, rand) {
-    return Number(this.#x.karlton_jitter(u64(ttlMs, "ttlMs"), u64(jitterPpm, "jitterPpm"), u64(rand, "rand")));
+    const r = BigInt.asUintN(64, this.#x.karlton_jitter(u64(ttlMs, "ttlMs"), u64(jitterPpm, "jitterPpm"), u64(rand, "rand")));
+    return r <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(r) : r;
   }
 
   // -- the JSON call -------------------------------------------------------------------------
@@ -157,7 +158,10 @@ export class Karlton {
 
   /** A request object in; the `ok` value out, or a thrown `KarltonError`. */
   call(req) {
-    const reply = JSON.parse(this.callRaw(JSON.stringify(req)));
+    const text = this.callRaw(JSON.stringify(req));
+    // A reply with an integer of 16+ digits may hold one beyond 2^53 (an entry's version or
+    // instant): read those exactly, as bigints, instead of rounding them.
+    const reply = /[0-9]{16}/.test(text) ? parseBig(text) : JSON.parse(text);
     if ("ok" in reply) return reply.ok;
     const e = reply.error;
     throw new KarltonError(e.code, e.message, e.detail);

@@ -129,9 +129,11 @@ class Key {
     for (let i = 0; i < segments.length; i++) {
       const s = segments[i];
       if (typeof s === 'string') continue;
-      else if (typeof s === 'number' && Number.isFinite(s)) segments[i] = String(s);
+      // Integers only, as Python's int segments: a float's text differs between runtimes
+      // (1e21 is "1e+21" here), and a number beyond 2^53 is already rounded (use a bigint).
+      else if (typeof s === 'number' && Number.isSafeInteger(s)) segments[i] = String(s);
       else if (typeof s === 'bigint') segments[i] = s.toString();
-      else throw typeError(`segments[${i}]`, 'a string, a finite number or a bigint', s);
+      else throw typeError(`segments[${i}]`, 'a string, a safe integer or a bigint', s);
     }
     // the core builds the string; throws RangeError (`karlton: …`) for an invalid namespace or
     // a string that is not valid Unicode (a lone surrogate)
@@ -160,7 +162,9 @@ class Key {
 
   /** Parameters (plain JSON data), hashed canonically (RFC 8785 + SHA-256) into the key. */
   params(params) {
-    checkParams(params, 'params', 0);
+    // null and undefined mean "no params", in every runtime (Python's None).
+    if (params === undefined) params = null;
+    checkJson(params, 'params', 0);
     let json;
     try {
       json = JSON.stringify(params);
@@ -280,8 +284,10 @@ const renameFields = (msg) => msg.replace(/`([a-z_]+)`/g, (m, f) => (SNAKE_TO_CA
 
 function duration(name, v) {
   if (typeof v === 'number') {
-    if (!Number.isFinite(v) || v < 0) throw new RangeError(`karlton: \`${name}\` must be a finite number of ms >= 0, got ${v}`);
-    return Math.round(v);
+    // The core's one rule (half away from zero), shared with Python's seconds.
+    const ms = native.durationMs(v, 1);
+    if (ms === null) throw new RangeError(`karlton: \`${name}\` must be a finite number of ms >= 0, got ${v}`);
+    return ms;
   }
   if (typeof v === 'string') {
     try {
@@ -472,11 +478,14 @@ class RedisStore {
   #client;
   #deadlines;
   #cluster;
+  #down = false;
+  // The caches on this store (weakly: a cache dropped by its owner is not kept alive by it).
+  #caches = new Set();
 
   /**
    * @param client an ioredis `Redis` or `Cluster`
    * @param options.commandTimeout ms before a script call counts as a store failure (default
-   *   1000; 0 = wait as long as the client does)
+   *   250, as the Rust and Python stores; 0 = wait as long as the client does)
    * @param options.fastReads the pipelined fresh-hit read (default true). On a Cluster it is
    *   one ioredis pipeline, which ioredis routes by the keys' slot to the primary that owns them
    *   (the `TIME` in it has no key and goes along); keys must be in hash-tag form there anyway.
@@ -486,7 +495,7 @@ class RedisStore {
       throw typeError('client', 'an ioredis client (Redis or Cluster)', client);
     }
     if (!isPlainObject(options)) throw typeError('options', 'an object', options);
-    const { commandTimeout = 1000, fastReads = true, ...rest } = options;
+    const { commandTimeout = 250, fastReads = true, ...rest } = options;
     for (const k of Object.keys(rest)) throw new TypeError(`karlton: unknown RedisStore option \`${k}\` (known: commandTimeout, fastReads)`);
     if (typeof commandTimeout !== 'number' || !(commandTimeout >= 0)) throw typeError('commandTimeout', 'a number of ms >= 0', commandTimeout);
     if (typeof fastReads !== 'boolean') throw typeError('fastReads', 'a boolean', fastReads);
@@ -495,6 +504,28 @@ class RedisStore {
     // callBuffer is ioredis's generic command; a Cluster sends the fast read as a pipeline.
     this.#cluster = client.isCluster === true;
     this._fast = fastReads && (this.#cluster ? typeof client.pipeline === 'function' : typeof client.callBuffer === 'function');
+    // ioredis prints "[ioredis] Unhandled error event" for every failed reconnect when nobody
+    // listens. Listen, and report an outage once (until the client is ready again) through
+    // each cache's 'error' event / onBackgroundError; calls fail fast meanwhile (_eval).
+    if (typeof client.on === 'function') {
+      client.on('error', (err) => {
+        if (this.#down) return;
+        this.#down = true;
+        for (const ref of this.#caches) {
+          const cache = ref.deref();
+          if (cache === undefined) this.#caches.delete(ref);
+          else cache._storeError(err);
+        }
+      });
+      client.on('ready', () => {
+        this.#down = false;
+      });
+    }
+  }
+
+  /** Report this store's outages to `cache` (called by the Cache constructor). */
+  _attach(cache) {
+    this.#caches.add(new WeakRef(cache));
   }
 
   /** The ioredis client. */
@@ -606,11 +637,9 @@ class RedisStore {
 const jsonCodec = Object.freeze({
   id: CODEC_JSON,
   encode(value) {
-    const s = JSON.stringify(value);
-    if (s === undefined) throw new TypeError(`karlton: value is not JSON-serializable (${describe(value)})`);
-    // Deeper than any reader takes (128): refuse it rather than store what cannot be read.
-    if (s.length > 256 && !native.jsonNestingOk(s)) throw new RangeError('karlton: value is nested deeper than 128 levels: no karlton reader could decode it');
-    return s;
+    // Refuse what JSON.stringify would change or a reader elsewhere could not decode.
+    checkJson(value, 'value', 0);
+    return JSON.stringify(value);
   },
   decode(buf) {
     return JSON.parse(typeof buf === 'string' ? buf : buf.toString('utf8'));
@@ -647,14 +676,19 @@ const A_JOIN = 9;
 const LOADER_TIMEOUT = Symbol('timeout');
 
 /**
- * Params must be plain JSON data, hashed as given: anything JSON.stringify would silently
- * change — a Map or Set (→ {}), NaN/±Infinity (→ null), undefined members (dropped), a Date or
- * any toJSON (→ its output), a class instance (→ its fields) — is refused, as Python refuses
- * it; otherwise different requests would build the same key. `depth`: containers around `v`.
+ * Karlton's value model, for params and for values of the default JSON codec: plain JSON data
+ * only. Anything JSON.stringify would silently change — a Map or Set (→ {}), NaN/±Infinity
+ * (→ null), undefined members (dropped), a Date or any toJSON (→ its output), a class instance
+ * (→ its fields), a lone surrogate (no reader in another runtime takes it) — is refused, as
+ * Python refuses it; otherwise different requests would build the same key, or a reader in
+ * another runtime would get a different value. Nesting is capped at the core's limit (128),
+ * which also stops cycles. `depth`: containers around `v`.
  */
-function checkParams(v, path, depth) {
+function checkJson(v, path, depth) {
   switch (typeof v) {
     case 'string':
+      if (!v.isWellFormed()) throw new TypeError(`karlton: \`${path}\` is not valid Unicode (a lone surrogate)`);
+      return;
     case 'boolean':
       return;
     case 'number':
@@ -662,17 +696,20 @@ function checkParams(v, path, depth) {
       return;
     case 'object': {
       if (v === null) return;
-      if (depth >= 128) throw new RangeError('karlton: `params` is nested deeper than 128 levels');
+      if (depth >= 128) throw new RangeError(`karlton: \`${path.split(/[.[]/)[0]}\` is nested deeper than 128 levels: no karlton reader could decode it`);
       if (Array.isArray(v)) {
         for (let i = 0; i < v.length; i++) {
-          if (!(i in v)) throw new TypeError(`karlton: \`${path}[${i}]\` is a hole: params must be plain JSON data`);
-          checkParams(v[i], `${path}[${i}]`, depth + 1);
+          if (!(i in v)) throw new TypeError(`karlton: \`${path}[${i}]\` is a hole: only plain JSON data is stored`);
+          checkJson(v[i], `${path}[${i}]`, depth + 1);
         }
         return;
       }
       const proto = Object.getPrototypeOf(v);
       if ((proto !== Object.prototype && proto !== null) || Object.getOwnPropertySymbols(v).length > 0) break;
-      for (const k of Object.keys(v)) checkParams(v[k], `${path}.${k}`, depth + 1);
+      for (const k of Object.keys(v)) {
+        if (!k.isWellFormed()) throw new TypeError(`karlton: a key in \`${path}\` is not valid Unicode (a lone surrogate)`);
+        checkJson(v[k], `${path}.${k}`, depth + 1);
+      }
       return;
     }
   }
@@ -903,6 +940,12 @@ class Cache extends EventEmitter {
     this.#native = new native.NativeCache(this.#policy[kNative], store instanceof MemoryStore ? store[kNative] : null, store instanceof RedisStore && store._fast);
     this.#handle = this.#native.handle();
     this.#onBackgroundError = onBackgroundError ?? null;
+    if (store instanceof RedisStore) store._attach(this);
+  }
+
+  /** The store's client reported an outage (once per outage; see RedisStore). */
+  _storeError(err) {
+    this.#backgroundError(new KarltonError(ERROR_CODES.store, `karlton: redis client error: ${err?.message ?? err}`, { cause: err }), '');
   }
 
   /** The store underneath. */
@@ -1345,10 +1388,20 @@ class Cache extends EventEmitter {
   }
 }
 
+/** JSON.parse, with integer literals beyond 2^53 (outside strings) read as exact bigints. */
+function parseExact(text) {
+  const BIG = '\u0000big:';
+  const marked = text.replace(/"(?:[^"\\]|\\.)*"|-?[0-9]{16,}(?![0-9.eE])/g, (m) =>
+    m[0] === '"' || Number.isSafeInteger(Number(m)) ? m : `"\\u0000big:${m}"`);
+  return JSON.parse(marked, (_, v) => (typeof v === 'string' && v.startsWith(BIG) ? BigInt(v.slice(BIG.length)) : v));
+}
+
 /** Test and tool helpers: the core's entry encoding and Redis scripts. Not for everyday use. */
 const internals = {
-  encodeEntry: (entry) => native.encodeEntry(JSON.stringify(entry)),
-  decodeEntry: (bytes) => JSON.parse(native.decodeEntry(bytes)),
+  encodeEntry: (entry) =>
+    native.encodeEntry(JSON.stringify(entry, (_, x) => (typeof x === 'bigint' ? `\u0000big:${x}` : x)).replace(/"\\u0000big:(-?[0-9]+)"/g, '$1')),
+  // Versions and instants beyond 2^53 come back as bigints, exactly (JSON.parse would round).
+  decodeEntry: (bytes) => parseExact(native.decodeEntry(bytes)),
   scripts: SCRIPTS,
   memoryRawEntry: (store, key) => store[kNative].rawEntry(String(key)),
 };

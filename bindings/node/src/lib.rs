@@ -23,7 +23,7 @@ use karlton_core::key::Key;
 use karlton_core::policy::parse_duration_ms as core_parse_duration;
 use karlton_core::redis::{self, RedisValue};
 use karlton_core::{
-    Action, CallId, Coordinator, Counters, Event, FlightId, FlowError, Input, InvalidateMode, Loaded, MemoryStore,
+    Action, CallId, Coordinator, Counters, Event, FlightId, Input, InvalidateMode, Loaded, MemoryStore,
     MemoryStoreConfig, Op, Policy, Reply, Request, Served, Stats, StoreFailure, StoreOp, Ticket,
 };
 use napi::bindgen_prelude::{ToNapiValue, TypeName};
@@ -186,6 +186,13 @@ fn parse_u64(what: &str, s: &str) -> Result<u64> {
 #[napi]
 pub fn json_nesting_ok(text: String) -> bool {
     karlton_core::json::nesting_within_limit(text.as_bytes())
+}
+
+/// A duration in units of `unit_ms` ms as whole ms by the core's one rounding rule (half away
+/// from zero); `null` if it is not a finite number >= 0 (above 2^40 ms the policy refuses it).
+#[napi]
+pub fn duration_ms(value: f64, unit_ms: f64) -> Option<f64> {
+    karlton_core::policy::duration_ms(value, unit_ms).map(|v| v as f64)
 }
 
 /// Parse `"250ms"`, `"5m"`, `"1.5h"` … into milliseconds (core's `parse_duration_ms`).

@@ -127,6 +127,44 @@ test('redis: killed mid-test -> answers continue from the loader, then recover',
   assert.equal(again.calls, 1, 'cached again once Redis is back');
 });
 
+test('redis: an outage is reported once through the cache error event, never as ioredis noise', async () => {
+  // A client with no error listener of its own: karlton's must silence ioredis's
+  // "[ioredis] Unhandled error event" line (printed per failed reconnect otherwise).
+  const c = new Redis(server.port, '127.0.0.1', { maxRetriesPerRequest: 1, retryStrategy: () => 20 });
+  clients.push(c);
+  const store = new RedisStore(c);
+  const events = [];
+  const cache = new Cache({ store });
+  cache.on('error', (err) => events.push(err));
+  const other = new Cache({ store });
+  const otherEvents = [];
+  other.on('error', (err) => otherEvents.push(err));
+  const noise = [];
+  const origError = console.error;
+  console.error = (...a) => noise.push(a.join(' '));
+  try {
+    const key = new Key(ns('outage'), 'x');
+    assert.equal(await cache.getOrLoad(key, async () => 1), 1);
+    for (let round = 1; round <= 2; round++) {
+      let reconnects = 0;
+      const counted = new Promise((res) => c.on('reconnecting', () => ++reconnects === 5 && res()));
+      await server.kill();
+      await counted; // five failed reconnects: five client 'error's
+      assert.equal(await cache.getOrLoad(key, async () => 2), 2, 'answered from the loader while down');
+      assert.equal(events.length, round, `one report per outage (round ${round})`);
+      assert.equal(otherEvents.length, round, 'every cache on the store hears of it');
+      assert.ok(events.every((e) => e instanceof KarltonError && e.code === 'ERR_KARLTON_STORE'), String(events));
+      await server.start();
+      const deadline = Date.now() + 10_000;
+      while (c.status !== 'ready' && Date.now() < deadline) await sleep(20);
+      assert.equal(c.status, 'ready');
+    }
+    assert.deepEqual(noise.filter((l) => l.includes('ioredis')), [], 'no unhandled-error lines');
+  } finally {
+    console.error = origError;
+  }
+});
+
 test('redis: a hung server (CLIENT PAUSE) -> commandTimeout, answers from the loader', async () => {
   const c = client();
   const admin = client();

@@ -74,6 +74,94 @@ fn to_json_at(obj: &Bound<'_, PyAny>, what: &str, depth: usize) -> PyResult<Valu
     Err(type_err(&format!("{what}: values must be dict, list, tuple, str, int, float, bool or None"), obj))
 }
 
+/// A cached value as JSON bytes, refusing what another runtime would read back differently
+/// (the value model in the package README): non-str dict keys (the `json` module would turn
+/// `{1: "a"}` into `{"1": "a"}`), ints beyond 64 bits (they would come back as floats), NaN and
+/// infinities, other types, and nesting deeper than the core's limit (no reader could decode
+/// it). Dict order is kept; floats are written shortest-round-trip.
+pub fn encode_value(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    let mut out = Vec::with_capacity(64);
+    write_value(obj, &mut out, 0)?;
+    Ok(out)
+}
+
+fn write_value(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> PyResult<()> {
+    const WHAT: &str = "value";
+    if let Ok(s) = obj.cast::<PyString>() {
+        return write_str(s.to_str()?, out);
+    }
+    if obj.is_none() {
+        out.extend_from_slice(b"null");
+        return Ok(());
+    }
+    if let Ok(b) = obj.cast::<PyBool>() {
+        out.extend_from_slice(if b.is_true() { b"true" } else { b"false" });
+        return Ok(());
+    }
+    if obj.is_instance_of::<PyInt>() {
+        if let Ok(i) = obj.extract::<i64>() {
+            out.extend_from_slice(i.to_string().as_bytes());
+        } else if let Ok(u) = obj.extract::<u64>() {
+            out.extend_from_slice(u.to_string().as_bytes());
+        } else {
+            return Err(PyValueError::new_err(format!(
+                "{WHAT}: integer {obj} does not fit in 64 bits (another runtime would read it back as a float)"
+            )));
+        }
+        return Ok(());
+    }
+    if let Ok(f) = obj.cast::<PyFloat>() {
+        let v = f.value();
+        if !v.is_finite() {
+            return Err(PyValueError::new_err(format!("{WHAT}: {v} is not a finite number (JSON has no NaN or infinity)")));
+        }
+        serde_json::to_writer(&mut *out, &v).map_err(|e| PyValueError::new_err(format!("{WHAT}: {e}")))?;
+        return Ok(());
+    }
+    if depth >= karlton_core::json::MAX_DEPTH as usize {
+        return Err(PyValueError::new_err(format!(
+            "{WHAT}: nested deeper than {} levels: no karlton reader could decode it",
+            karlton_core::json::MAX_DEPTH
+        )));
+    }
+    if let Ok(d) = obj.cast::<PyDict>() {
+        out.push(b'{');
+        for (n, (k, v)) in d.iter().enumerate() {
+            let Ok(ks) = k.cast::<PyString>() else {
+                return Err(type_err(&format!("{WHAT}: dict keys must be str (JSON has no other keys)"), &k));
+            };
+            if n > 0 {
+                out.push(b',');
+            }
+            write_str(ks.to_str()?, out)?;
+            out.push(b':');
+            write_value(&v, out, depth + 1)?;
+        }
+        out.push(b'}');
+        return Ok(());
+    }
+    let items = if let Ok(l) = obj.cast::<PyList>() {
+        l.iter().collect::<Vec<_>>()
+    } else if let Ok(t) = obj.cast::<PyTuple>() {
+        t.iter().collect::<Vec<_>>()
+    } else {
+        return Err(type_err(&format!("{WHAT}: values must be dict, list, tuple, str, int, float, bool or None"), obj));
+    };
+    out.push(b'[');
+    for (n, v) in items.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        write_value(v, out, depth + 1)?;
+    }
+    out.push(b']');
+    Ok(())
+}
+
+fn write_str(s: &str, out: &mut Vec<u8>) -> PyResult<()> {
+    serde_json::to_writer(&mut *out, s).map_err(|e| PyValueError::new_err(format!("value: {e}")))
+}
+
 /// Decode JSON bytes into Python objects (like `json.loads`).
 pub fn json_to_py<'py>(py: Python<'py>, bytes: &[u8]) -> Result<Bound<'py, PyAny>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(bytes);

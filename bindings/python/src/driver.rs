@@ -1112,10 +1112,10 @@ impl PyDriver {
         let version = match version.filter(|v| !v.is_none()) {
             None => None,
             Some(v) if is_int(v) => Some(
+                // The full u64 range every runtime takes (Node as a BigInt): a Node service using
+                // nanosecond or snowflake versions must not lock Python writers out.
                 v.extract::<u64>()
-                    .ok()
-                    .filter(|&n| n < (1 << 53))
-                    .ok_or_else(|| PyValueError::new_err(format!("version must be an int in 0..2**53, got {v}")))?,
+                    .map_err(|_| PyValueError::new_err(format!("version must be an int in 0..2**64, got {v}")))?,
             ),
             Some(v) => return Err(type_err("version must be an int", v)),
         };

@@ -108,10 +108,23 @@ fn vector_eval(kind: &str, input: &str) -> PyResult<String> {
     Ok(eval::eval(kind, &v).to_string())
 }
 
+/// A value as JSON bytes by karlton's value model (refuses what would come back changed).
+#[pyfunction]
+fn encode_json<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+    convert::encode_value(value).map(|b| pyo3::types::PyBytes::new(py, &b))
+}
+
 /// Whether JSON text nests at most the core's limit (128), the depth every reader takes.
 #[pyfunction]
 fn json_nesting_ok(data: &[u8]) -> bool {
     karlton_core::json::nesting_within_limit(data)
+}
+
+/// A duration in units of `unit_ms` ms as whole ms by the core's one rounding rule (half away
+/// from zero); `None` if it is not a finite number >= 0 (above 2^40 ms the policy refuses it).
+#[pyfunction]
+fn duration_ms(value: f64, unit_ms: f64) -> Option<u64> {
+    karlton_core::policy::duration_ms(value, unit_ms)
 }
 
 /// Wall-clock milliseconds (the drivers' clock).
@@ -161,6 +174,8 @@ fn _karlton(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_entry, m)?)?;
     m.add_function(wrap_pyfunction!(redis_scripts, m)?)?;
     m.add_function(wrap_pyfunction!(params_hash, m)?)?;
+    m.add_function(wrap_pyfunction!(duration_ms, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_json, m)?)?;
     m.add_function(wrap_pyfunction!(keys_slot, m)?)?;
     m.add_function(wrap_pyfunction!(fast_read_slot, m)?)?;
     m.add_function(wrap_pyfunction!(now_ms, m)?)?;

@@ -255,3 +255,34 @@ def test_sync_client_in_async_cache_and_async_client_in_sync_cache(redis_server:
 def test_decode_responses_client_is_refused(redis_server: Any) -> None:
     with pytest.raises(ValueError, match="decode_responses"):
         RedisStore(redis.Redis(port=redis_server.port, decode_responses=True))
+
+
+def test_from_url_answers_from_the_loader_while_redis_hangs_or_is_gone(redis_server: Any) -> None:
+    """With the store down or hung, a call is answered from its loader within the store's
+    timeout (0.25 s by default, as in Rust and Node), not after redis-py's retry schedule."""
+    import os
+    import signal
+
+    store = RedisStore.from_url(f"redis://127.0.0.1:{redis_server.port}")
+    kw = store.client.connection_pool.connection_kwargs
+    assert (kw["socket_timeout"], kw["socket_connect_timeout"]) == (0.25, 0.25)
+    cache = Cache(store)
+    k = Key("hung")
+    assert cache.get_or_load(k, lambda: "cached") == "cached"
+    assert redis_server.proc is not None
+    pid = redis_server.proc.pid
+    os.kill(pid, signal.SIGSTOP)  # hung: accepts nothing, answers nothing, until SIGCONT
+    try:
+        done: list[Any] = []
+        t = threading.Thread(target=lambda: done.append(cache.get_or_load(k, lambda: "loaded")), daemon=True)
+        t.start()
+        t.join(timeout=20)  # a hang guard, not a timing claim: the server stays stopped meanwhile
+        assert done == ["loaded"], "answered from the loader while the server is still stopped"
+        assert cache.stats()["store_errors"] >= 1
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    redis_server.kill()
+    assert cache.get_or_load(k, lambda: "gone") == "gone"
+    redis_server.start()
+    assert cache.get_or_load(Key("hung", "back"), lambda: 1) == 1
+    cache.close()

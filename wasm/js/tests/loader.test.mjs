@@ -41,6 +41,10 @@ test("scalar decide and jitter", async () => {
   assert.equal(k.jitter(10_000, 0, 123), 10_000);
   const j = k.jitter(10_000, 200_000, 2n ** 64n - 1n);
   assert.ok(j >= 8_000 && j < 10_000, String(j));
+  // TTLs at and beyond 2^63 come back unsigned and exact (the i64 return read as u64).
+  assert.equal(k.jitter(2n ** 64n - 1n, 0, 0), 2n ** 64n - 1n);
+  assert.equal(k.jitter(2n ** 63n, 0, 0), 2n ** 63n);
+  assert.equal(k.jitter(2 ** 53 - 1, 0, 0), 2 ** 53 - 1);
 });
 
 test("typed wrappers", async () => {

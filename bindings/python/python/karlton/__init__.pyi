@@ -76,6 +76,17 @@ class RedisStore:
     is_cluster: bool
     fast_reads: bool
     def __init__(self, client: Any, *, fast_reads: bool = True) -> None: ...
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        timeout: float = 0.25,
+        asyncio: bool = False,
+        cluster: bool = False,
+        fast_reads: bool = True,
+        **client_options: Any,
+    ) -> RedisStore: ...
     def load_scripts(self) -> Any: ...
 
 class Cache:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Protocol, runtime_checkable
 
-from ._karlton import CODEC_JSON, CODEC_RAW, json_nesting_ok
-
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+from ._karlton import CODEC_JSON, CODEC_RAW, encode_json
 
 
 @runtime_checkable
@@ -43,11 +40,8 @@ def encoder(codec: Codec | None):  # type: ignore[no-untyped-def]
                 return b"", CODEC_JSON, True
             if isinstance(value, (bytes, bytearray, memoryview)):
                 return bytes(value), CODEC_RAW, False
-            data = _dumps(value).encode()
-            # Deeper than any reader takes (128): refuse it rather than store what cannot be read.
-            if len(data) > 256 and not json_nesting_ok(data):
-                raise ValueError("value is nested deeper than 128 levels: no karlton reader could decode it")
-            return data, CODEC_JSON, False
+            # Refuses what a reader in any runtime would get back changed or could not decode.
+            return encode_json(value), CODEC_JSON, False
     else:
         cid, enc = codec.id, codec.encode
 

@@ -8,7 +8,7 @@ import re
 from datetime import timedelta
 from typing import Any, Sequence, Union
 
-from ._karlton import PolicyCore
+from ._karlton import PolicyCore, duration_ms
 
 Seconds = Union[int, float, timedelta]
 
@@ -27,9 +27,11 @@ def _ms(name: str, value: Any) -> int:
         raise TypeError(
             f"Policy(): {name} must be seconds (int or float) or a timedelta, not {type(value).__name__}"
         )
-    if not math.isfinite(secs) or secs < 0:
+    # The core's one rounding rule (half away from zero), shared with Node's milliseconds.
+    ms = duration_ms(secs, 1000.0)
+    if ms is None:
         raise ValueError(f"Policy(): {name} must be a finite number of seconds >= 0, got {value!r}")
-    return round(secs * 1000)
+    return ms
 
 
 def _int(name: str, value: Any) -> int:
@@ -41,6 +43,9 @@ def _int(name: str, value: Any) -> int:
 def _fraction(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"Policy(): {name} must be a number, not {type(value).__name__}")
+    if not math.isfinite(value):
+        # JSON has no NaN or infinity: say so here rather than let the core report bad JSON.
+        raise ValueError(f"Policy(): {name} must be a finite number, got {value!r}")
     return float(value)
 
 

@@ -113,6 +113,41 @@ class RedisStore:
             self._xexec, self._xaexec = self._exec, self._aexec
             self._xfast, self._xafast = self._fast, (self._afast if self._sem is not None else self._afast1)
 
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        timeout: float = 0.25,
+        asyncio: bool = False,
+        cluster: bool = False,
+        fast_reads: bool = True,
+        **client_options: Any,
+    ) -> "RedisStore":
+        """A store on a new redis-py client with karlton's failure behaviour, the Rust and Node
+        stores' default: every command and connect gives up after ``timeout`` seconds (0.25)
+        and is not retried, so a dead Redis costs a call about that much before it is answered
+        from its loader (``on_store_error="load"``). redis-py's own defaults retry with backoff:
+        3–4 s per call against a dead server. ``client_options`` go to redis-py and win.
+        """
+        import redis
+        import redis.asyncio
+        import redis.asyncio.cluster
+        import redis.cluster
+        from redis.backoff import NoBackoff
+
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ValueError(f"RedisStore.from_url(): timeout must be a number of seconds > 0, got {timeout!r}")
+        opts: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        if cluster:
+            client_cls: Any = redis.asyncio.cluster.RedisCluster if asyncio else redis.cluster.RedisCluster
+        else:
+            client_cls = redis.asyncio.Redis if asyncio else redis.Redis
+            retry_cls = redis.asyncio.retry.Retry if asyncio else redis.retry.Retry
+            opts["retry"] = retry_cls(NoBackoff(), 0)
+        opts.update(client_options)
+        return cls(client_cls.from_url(url, **opts), fast_reads=fast_reads)
+
     def _exec(self, x: Any) -> None:
         """Run a Call's pending script call (sync client) and feed the reply."""
         call = x.call

@@ -1,0 +1,86 @@
+// Every input means the same thing in every runtime (issue 9): one rounding rule for durations,
+// one value model, null params are no params, u64 values stay exact. The Python suite
+// (bindings/python/tests/test_boundaries.py) asserts the same cases.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Cache, Key, Policy, internals } from '../index.mjs';
+
+test('durations round half away from zero like every runtime (2.5 ms is 3, 0.5 ms is 1)', () => {
+  for (const [ms, want] of [[2.5, 3], [1.5, 2], [0.5, 1], ['2.5ms', 3], ['0.0025s', 3], [2 ** 40, 2 ** 40]]) {
+    assert.equal(new Policy({ softTtl: ms, hardTtl: 2 ** 40 }).toJSON().softTtl, want, `softTtl ${ms}`);
+  }
+  for (const bad of [0.4, 2 ** 40 + 1, Infinity, NaN, -1]) {
+    assert.throws(() => new Policy({ softTtl: bad }), /softTtl/, `softTtl ${bad}`);
+  }
+});
+
+const refused = [
+  ['NaN', NaN, /`value` must be a finite number/],
+  ['Infinity inside', { ratio: Infinity }, /`value.ratio` must be a finite number/],
+  ['undefined member', { a: undefined }, /`value.a` must be plain JSON data/],
+  ['function member', { f() {} }, /`value.f` must be plain JSON data/],
+  ['Date', new Date(0), /`value` must be plain JSON data/],
+  ['Map', new Map([[1, 2]]), /`value` must be plain JSON data/],
+  ['Set in array', [new Set([1])], /`value\[0\]` must be plain JSON data/],
+  ['BigInt', 10n, /`value` must be plain JSON data/],
+  ['lone surrogate', { s: '\uD800' }, /`value.s` is not valid Unicode/],
+  ['lone surrogate key', { ['\uDC00']: 1 }, /a key in `value` is not valid Unicode/],
+  ['array hole', [1, , 3], /`value\[1\]` is a hole/], // eslint-disable-line no-sparse-arrays
+];
+
+test('values JSON.stringify would change are refused, and nothing is stored', async () => {
+  const c = new Cache();
+  const k = new Key('boundary', 'v');
+  await c.set(k, 'before');
+  for (const [name, v, says] of refused) {
+    await assert.rejects(c.set(k, v), says, `set ${name}`);
+    assert.equal(await c.get(k), 'before', `a refused ${name} leaves what was stored`);
+    const lk = new Key('boundary', 'loaded', name);
+    await assert.rejects(c.getOrLoad(lk, async () => v), says, `loaded ${name}`);
+    assert.equal(await c.get(lk), undefined, `a loaded ${name} is not cached`);
+  }
+  const cyclic = { a: 1 };
+  cyclic.self = cyclic;
+  await assert.rejects(c.set(k, cyclic), /nested deeper than 128 levels/);
+});
+
+test('values come back as written (key order, floats, unicode)', async () => {
+  const c = new Cache();
+  const v = { z: 1, a: [9007199254740991, 0.1, 1e21, 1e-7], m: { é: '\u2028' }, t: null };
+  await c.set(new Key('boundary', 'rt'), v);
+  const got = await c.get(new Key('boundary', 'rt'));
+  assert.deepEqual(got, v);
+  assert.deepEqual(Object.keys(got), ['z', 'a', 'm', 't']);
+});
+
+test('null and undefined params are no params, as Python None', () => {
+  assert.equal(String(new Key('ns').params(null)), 'ns');
+  assert.equal(String(new Key('ns').params(undefined)), 'ns');
+  assert.equal(String(new Key('ns').params({ a: 1 }).params(null)), 'ns', 'null clears earlier params');
+  assert.match(String(new Key('ns').params({ a: 1 })), /^ns:#/);
+});
+
+test('versions take the full u64 range, as in Python', async () => {
+  const c = new Cache();
+  const k = new Key('boundary', 'ver');
+  assert.equal(await c.set(k, 'new', { version: 2n ** 64n - 1n }), true);
+  assert.equal(await c.set(k, 'older', { version: 2n ** 53n }), false, 'a lower version never replaces a higher one');
+  assert.equal(await c.get(k), 'new');
+  for (const bad of [2n ** 64n, -1n, 2 ** 53, 1.5]) await assert.rejects(c.set(k, 'x', { version: bad }), /version/);
+});
+
+test('entry instants and versions beyond 2^53 decode exactly (bigints, not rounded)', () => {
+  const e = {
+    value_hex: '31', codec: 1, version: '18446744073709551615', generations: [9007199254740993n, 5],
+    soft_at: 9007199254740993n, hard_at: 18446744073709551615n, load_ms: 0, negative: false, tags: ['12345678901234567890'],
+  };
+  assert.deepEqual(internals.decodeEntry(internals.encodeEntry(e)), e);
+});
+
+test('key segments are strings, safe integers or bigints, as Python str/int', () => {
+  assert.equal(String(new Key('a', 42, -3, 2n ** 70n, 'x')), 'a:42:-3:1180591620717411303424:x');
+  for (const bad of [1e21, 0.1, 2 ** 53, NaN, true, null]) {
+    assert.throws(() => new Key('a', bad), (e) => e instanceof TypeError && /segments\[0\]/.test(e.message), String(bad));
+  }
+  assert.throws(() => new Key('n', '\uD800'), /segments\[0\]` is not valid Unicode/);
+});

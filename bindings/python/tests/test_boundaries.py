@@ -1,0 +1,90 @@
+"""Every input means the same thing in every runtime (issue 9): one rounding rule for durations,
+one value model, the full u64 version range, `None` params are no params. The Node suite
+(`bindings/node/test/boundaries.test.mjs`) asserts the same cases."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from karlton import Cache, Key, Policy
+
+
+@pytest.mark.parametrize(
+    "seconds, ms",
+    [
+        (0.0025, 3),  # half away from zero, as Node's 2.5 ms (Python's round() would give 2)
+        (0.0015, 2),
+        (0.0005, 1),  # 0.5 ms is 1 ms in every runtime, not "must be greater than 0"
+        (timedelta(microseconds=2500), 3),
+        (1.0004, 1000),
+        (2**40 / 1000, 2**40),
+    ],
+)
+def test_durations_round_half_away_from_zero_like_every_runtime(seconds: Any, ms: int) -> None:
+    p = Policy(soft_ttl=seconds, hard_ttl=2**40 / 1000)
+    assert json.loads(p.to_json())["soft_ttl_ms"] == ms
+
+
+@pytest.mark.parametrize("seconds", [0.0004, 2**40 / 1000 + 1, float("inf"), -0.001])
+def test_durations_out_of_range_are_refused_naming_the_argument(seconds: float) -> None:
+    with pytest.raises(ValueError, match="soft_ttl"):
+        Policy(soft_ttl=seconds)
+
+
+def test_a_nan_fraction_names_its_argument_not_the_json() -> None:
+    with pytest.raises(ValueError, match="jitter must be a finite number"):
+        Policy(jitter=float("nan"))
+
+
+@pytest.mark.parametrize(
+    "value, exc, says",
+    [
+        ({1: "a"}, TypeError, "dict keys must be str"),  # json would store {"1": "a"}
+        ({"a": {(1, 2): 3}}, TypeError, "dict keys must be str"),
+        (2**64, ValueError, "does not fit in 64 bits"),  # would come back as a float
+        (-(2**63) - 1, ValueError, "does not fit in 64 bits"),
+        (float("nan"), ValueError, "not a finite number"),
+        ([1, float("-inf")], ValueError, "not a finite number"),
+        ({"s": {1, 2}}, TypeError, "values must be"),
+        ("\ud800", ValueError, "surrogate"),
+    ],
+)
+def test_values_json_would_change_are_refused_and_nothing_is_stored(value: Any, exc: type, says: str) -> None:
+    c = Cache()
+    k = Key("boundary", "v")
+    c.set(k, "before")
+    with pytest.raises(exc, match=says):
+        c.set(k, value)
+    assert c.get(k) == "before", "a refused value leaves what was stored"
+    with pytest.raises(exc, match=says):
+        c.get_or_load(Key("boundary", "loaded"), lambda: value)
+    assert c.get(Key("boundary", "loaded")) is None
+
+
+def test_values_come_back_as_written_with_dict_order_kept() -> None:
+    c = Cache()
+    v = {"z": 1, "a": [2**63 - 1, -(2**63), 2**64 - 1, 0.1, 1e21, -0.0, 1e-7], "m": {"é": "\u2028"}, "t": None}
+    c.set(Key("boundary", "rt"), v)
+    got = c.get(Key("boundary", "rt"))
+    assert got == v and list(got) == ["z", "a", "m", "t"]
+    assert str(got["a"][5]) == "-0.0"
+
+
+def test_versions_take_the_full_u64_range_as_in_node() -> None:
+    c = Cache()
+    k = Key("boundary", "ver")
+    assert c.set(k, "new", version=2**64 - 1)
+    assert not c.set(k, "older", version=2**53), "a lower version never replaces a higher one"
+    assert c.get(k) == "new"
+    for bad in (2**64, -1):
+        with pytest.raises(ValueError, match="version"):
+            c.set(k, "x", version=bad)
+
+
+def test_none_params_are_no_params_in_every_runtime() -> None:
+    assert str(Key("ns", params=None)) == str(Key("ns")) == "ns"
+    assert str(Key("ns", params={"a": 1})).startswith("ns:#")
