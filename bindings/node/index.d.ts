@@ -241,6 +241,30 @@ export declare class Cache extends EventEmitter {
   on(event: 'error', listener: (error: unknown, key: string) => void): this;
 }
 
+/** Where stored entry bytes stand: core's `entry::describe`, the same answer in every runtime. */
+export interface EntryInfo {
+  freshness: 'fresh' | 'stale' | 'usable_on_error' | 'gone';
+  soft_at: number | bigint;
+  hard_at: number | bigint;
+  /** `hard_at + staleIfError`: usable when a load fails until then. */
+  usable_until: number | bigint;
+  load_ms: number | bigint;
+  version: number | bigint | null;
+  negative: boolean;
+  codec: number;
+  value_len: number;
+  generations: Array<number | bigint>;
+  tags: string[];
+}
+
+/**
+ * Read stored entry bytes at `nowMs` (default: now) under `policy` (default: `new Policy()`,
+ * for its `staleIfError`). Integers beyond 2^53 are bigints. Throws a `KarltonError`
+ * (`ERR_KARLTON_CODEC`) on corrupt bytes. It cannot see a later `bump`/tag invalidation
+ * (that needs the counters' current values, compared with `generations`).
+ */
+export declare function describeEntry(bytes: Uint8Array, options?: { nowMs?: number; policy?: Policy | PolicyOptions }): EntryInfo;
+
 /** Test and tool helpers (the core's entry encoding, the Redis scripts). */
 export declare const internals: {
   encodeEntry(entry: object): Buffer;

@@ -841,6 +841,7 @@ module.exports.NativePolicy = nativeBinding.NativePolicy
 module.exports.buildKey = nativeBinding.buildKey
 module.exports.buildKeyFunction = nativeBinding.buildKeyFunction
 module.exports.decodeEntry = nativeBinding.decodeEntry
+module.exports.describeEntry = nativeBinding.describeEntry
 module.exports.durationMs = nativeBinding.durationMs
 module.exports.encodeEntry = nativeBinding.encodeEntry
 module.exports.getFunction = nativeBinding.getFunction

@@ -121,6 +121,12 @@ export declare function buildKeyFunction(): (namespace: string, segments: string
 export declare function decodeEntry(bytes: Uint8Array): string
 
 /**
+ * Where stored entry bytes stand at `now_ms` (default: now) under `policy`, as JSON text
+ * (core's `entry::describe`); throws on corrupt bytes.
+ */
+export declare function describeEntry(bytes: Uint8Array, nowMs: number | undefined | null, policy: NativePolicy): string
+
+/**
  * A duration in units of `unit_ms` ms as whole ms by the core's one rounding rule (half away
  * from zero); `null` if it is not a finite number >= 0 (above 2^40 ms the policy refuses it).
  */

@@ -195,6 +195,15 @@ export class Karlton {
     return hexToBytes(this.call({ op: "entry_encode", entry }));
   }
 
+  /**
+   * Where entry bytes stand at `nowMs` under `policy` (default policy if omitted): core's
+   * `entry::describe`, `{ freshness, soft_at, hard_at, usable_until, load_ms, version, negative,
+   * codec, value_len, generations, tags }`; throws KarltonError code "entry_decode" if corrupt.
+   */
+  entryDescribe(bytes, nowMs, policy) {
+    return this.call({ op: "entry_describe", hex: bytesToHex(bytes), now_ms: u64(nowMs, "nowMs").toString(), policy });
+  }
+
   /** Decode entry bytes; throws KarltonError code "entry_decode" for corrupt bytes (a miss). */
   entryDecode(bytes) {
     return this.call({ op: "entry_decode", hex: bytesToHex(bytes) });

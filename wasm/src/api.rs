@@ -19,6 +19,7 @@
 //! | `policy` | `policy` (PolicySpec JSON) | the validated policy, every field, hard TTL resolved |
 //! | `entry_encode` | `entry` (Entry JSON) | `"<hex>"` |
 //! | `entry_decode` | `hex` | Entry JSON, or error `entry_decode` (corrupt bytes = a miss) |
+//! | `entry_describe` | `hex`, `now_ms`, `policy?` | `{"freshness", "soft_at", "hard_at", "usable_until", "load_ms", "version", "negative", "codec", "value_len", "generations", "tags"}` (core's `entry::describe`), or error `entry_decode` |
 //! | `decide` | `now_ms`, `soft_at`, `hard_at`, `load_ms?` u64, `policy`, `rand` u64 | `"fresh"`, `"refresh_early"`, `"stale"`, `"usable_on_error"` or `"gone"` |
 //! | `jittered_ttls` | `policy`, `rand` u64 | `{"soft_ttl_ms", "hard_ttl_ms"}` |
 //! | `flow_create` | `request` (Request JSON), `policy`, `seed` u64 | flow handle (number) |
@@ -479,6 +480,18 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
             let bytes = hex::decode(&h).ok_or_else(|| bad("`hex` is not hex"))?;
             let e = Entry::decode(&bytes).map_err(Fail::decode)?;
             forms::write_entry(out, &e);
+        }
+        "entry_describe" => {
+            let h = r.string("hex")?;
+            let now = r.arg("now_ms")?;
+            let p = match r.raw_opt("policy")? {
+                Some(raw) => policy(st, raw)?,
+                // (not Policy::default(): its expect() would pull float Debug formatting in)
+                None => policy(st, "{}")?,
+            };
+            let bytes = hex::decode(&h).ok_or_else(|| bad("`hex` is not hex"))?;
+            let i = karlton_core::entry::describe(&bytes, now, &p).map_err(Fail::decode)?;
+            forms::write_entry_info(out, &i, fresh(i.freshness));
         }
         "decide" => {
             let (now, soft, hard) = (r.arg("now_ms")?, r.arg("soft_at")?, r.arg("hard_at")?);

@@ -1388,6 +1388,29 @@ class Cache extends EventEmitter {
   }
 }
 
+/**
+ * Where stored entry bytes stand (core's `entry::describe`, as in every runtime): `{ freshness:
+ * 'fresh' | 'stale' | 'usable_on_error' | 'gone', soft_at, hard_at, usable_until, load_ms,
+ * version, negative, codec, value_len, generations, tags }` at `nowMs` (default: now) under
+ * `policy` (default: `new Policy()`, for its staleIfError). Integers beyond 2^53 are bigints.
+ * Throws a KarltonError (ERR_KARLTON_CODEC) naming the defect on corrupt bytes.
+ */
+function describeEntry(bytes, options = {}) {
+  if (!(bytes instanceof Uint8Array)) throw typeError('bytes', 'a Buffer or Uint8Array', bytes);
+  if (!isPlainObject(options)) throw typeError('options', 'an object', options);
+  const { nowMs, policy, ...rest } = options;
+  for (const k of Object.keys(rest)) throw new TypeError(`karlton: unknown describeEntry option \`${k}\` (known: nowMs, policy)`);
+  if (nowMs !== undefined && !(Number.isSafeInteger(nowMs) && nowMs >= 0)) throw typeError('options.nowMs', 'a non-negative safe integer', nowMs);
+  const p = toPolicy('options.policy', policy) ?? new Policy();
+  let text;
+  try {
+    text = native.describeEntry(bytes, nowMs, p[kNative]);
+  } catch (e) {
+    throw new KarltonError(ERROR_CODES.codec, `karlton: describeEntry: ${e.message}`, { cause: e });
+  }
+  return parseExact(text);
+}
+
 /** JSON.parse, with integer literals beyond 2^53 (outside strings) read as exact bigints. */
 function parseExact(text) {
   const BIG = '\u0000big:';
@@ -1414,5 +1437,6 @@ module.exports = {
   Cache,
   KarltonError,
   jsonCodec,
+  describeEntry,
   internals,
 };

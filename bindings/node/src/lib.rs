@@ -271,6 +271,19 @@ pub fn decode_entry(bytes: &[u8]) -> Result<String> {
     serde_json::to_string(&e).map_err(|err| invalid(err.to_string()))
 }
 
+/// Where stored entry bytes stand at `now_ms` (default: now) under `policy`, as JSON text
+/// (core's `entry::describe`); throws on corrupt bytes.
+#[napi]
+pub fn describe_entry(bytes: &[u8], now_ms: Option<f64>, policy: &NativePolicy) -> Result<String> {
+    let now = match now_ms {
+        None => self::now_ms(),
+        Some(n) if n >= 0.0 && n.fract() == 0.0 && n <= 9_007_199_254_740_991.0 => n as u64,
+        Some(n) => return Err(invalid(format!("`options.nowMs` must be a non-negative safe integer, got {n}"))),
+    };
+    let i = karlton_core::entry::describe(bytes, now, &policy.inner).map_err(|e| invalid(e.to_string()))?;
+    serde_json::to_string(&i).map_err(|e| invalid(e.to_string()))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Policy and stores
 

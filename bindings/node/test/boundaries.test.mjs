@@ -84,3 +84,41 @@ test('key segments are strings, safe integers or bigints, as Python str/int', ()
   }
   assert.throws(() => new Key('n', '\uD800'), /segments\[0\]` is not valid Unicode/);
 });
+
+test('describeEntry reads every vector entry as the core decodes it (the same answer as Python)', async () => {
+  const { describeEntry, Policy: P, KarltonError } = await import('../index.mjs');
+  const { readFileSync } = await import('node:fs');
+  const file = new URL('../../../tests/vectors/entry.json', import.meta.url);
+  const cases = JSON.parse(readFileSync(file, 'utf8')).cases.filter((c) => c.input.op === 'decode');
+  const policy = new P({ softTtl: 1000, staleIfError: 500 });
+  const MAX = 2n ** 64n - 1n;
+  let ok = 0;
+  let err = 0;
+  for (const c of cases) {
+    const bytes = Buffer.from(c.input.hex, 'hex');
+    if ('error' in c.expect) {
+      assert.throws(() => describeEntry(bytes, { nowMs: 0 }), (e) => e instanceof KarltonError && e.code === 'ERR_KARLTON_CODEC', c.name);
+      err++;
+      continue;
+    }
+    const e = c.expect.ok;
+    const d = describeEntry(bytes, { nowMs: Number.isSafeInteger(e.soft_at) ? e.soft_at : 0, policy });
+    for (const k of ['soft_at', 'hard_at', 'load_ms', 'negative', 'codec', 'generations', 'tags']) assert.deepEqual(d[k], e[k], `${c.name} ${k}`);
+    assert.equal(d.version === null ? null : String(d.version), e.version, c.name);
+    assert.equal(d.value_len, e.value_hex.length / 2);
+    const until = BigInt(e.hard_at) + 500n;
+    assert.equal(BigInt(d.usable_until), until > MAX ? MAX : until, c.name);
+    if (Number.isSafeInteger(e.soft_at) && e.soft_at > 0 && e.hard_at > e.soft_at) {
+      assert.equal(describeEntry(bytes, { nowMs: e.soft_at - 1, policy }).freshness, 'fresh');
+      assert.equal(d.freshness, 'stale', c.name);
+    }
+    if (Number.isSafeInteger(e.hard_at + 500)) {
+      assert.equal(describeEntry(bytes, { nowMs: e.hard_at, policy }).freshness, 'usable_on_error', c.name);
+      assert.equal(describeEntry(bytes, { nowMs: e.hard_at + 500, policy }).freshness, 'gone', c.name);
+    }
+    ok++;
+  }
+  assert.ok(ok >= 15 && err >= 10, `${ok} ok, ${err} errors`);
+  assert.throws(() => describeEntry('4b43'), TypeError);
+  assert.throws(() => describeEntry(Buffer.alloc(0), { nowMs: -1 }), /nowMs/);
+});

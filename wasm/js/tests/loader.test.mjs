@@ -62,6 +62,15 @@ test("typed wrappers", async () => {
   const bytes = k.entryEncode(entry);
   assert.deepEqual(k.entryDecode(bytes), entry);
   assert.throws(() => k.entryDecode(bytes.subarray(0, 10)), (e) => e.code === "entry_decode" && e.detail.kind === "too_short");
+  const pol = { soft_ttl_ms: 1000, stale_if_error_ms: 7 };
+  assert.deepEqual(k.entryDescribe(bytes, 10, pol), {
+    freshness: "stale", soft_at: 10, hard_at: 20, usable_until: 27, load_ms: 5, version: 18446744073709551615n,
+    negative: false, codec: 1, value_len: 4, generations: [3], tags: ["x"],
+  });
+  assert.equal(k.entryDescribe(bytes, 9, pol).freshness, "fresh");
+  assert.equal(k.entryDescribe(bytes, 26, pol).freshness, "usable_on_error");
+  assert.equal(k.entryDescribe(bytes, 27).freshness, "gone", "the default policy has no stale_if_error");
+  assert.throws(() => k.entryDescribe(bytes.subarray(0, 10), 0), (e) => e.code === "entry_decode" && e.detail.kind === "too_short");
   const t = k.jitteredTtls({ soft_ttl_ms: 1000, hard_ttl_ms: 3000, jitter: 0.5 }, "18446744073709551615");
   assert.equal(t.hard_ttl_ms - t.soft_ttl_ms, 2000);
 });
