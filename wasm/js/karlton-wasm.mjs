@@ -19,7 +19,8 @@ export const DECISIONS = Object.freeze(["fresh", "refresh_early", "stale", "usab
 /** An error reply from the module: `code` is stable, `detail` is structured when present. */
 export class KarltonError extends Error {
   constructor(code, message, detail) {
-    super(`${code}: ${message}`);
+    // The core's own messages may already start with the code ("policy: ..."): say it once.
+    super(message.startsWith(`${code}: `) ? message : `${code}: ${message}`);
     this.name = "KarltonError";
     this.code = code;
     this.detail = detail;

@@ -57,6 +57,7 @@ test("typed wrappers", async () => {
   assert.deepEqual(a.tagKeys, ["users:!tag:t"]);
   assert.equal(k.paramsHash({ b: 1, a: 2 }), k.paramsHash({ a: 2, b: 1 }));
   assert.equal(k.policy({ soft_ttl_ms: 1000 }).hard_ttl_ms, 1000);
+  assert.throws(() => k.policy({ soft_ttl: 1 }), (e) => e.message.startsWith("policy: invalid JSON") && e.detail.field === "soft_ttl", "the prefix once, the field named");
   assert.throws(() => k.policy({ soft_ttl_ms: 1000, hard_ttl_ms: 5 }), (e) => e instanceof KarltonError && e.code === "policy" && e.detail.kind === "hard_before_soft");
   const entry = { value_hex: bytesToHex(new TextEncoder().encode('"hi"')), codec: 1, version: "18446744073709551615", generations: [3], soft_at: 10, hard_at: 20, load_ms: 5, negative: false, tags: ["x"] };
   const bytes = k.entryEncode(entry);
