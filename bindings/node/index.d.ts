@@ -97,7 +97,14 @@ export declare class MemoryStore {
   constructor(options?: MemoryStoreOptions);
   readonly size: number;
   readonly bytes: number;
+  /** Entries evicted for space so far. */
+  readonly evictions: number;
+  readonly maxEntries: number;
+  readonly maxBytes: number;
 }
+
+/** The canonical params hash (RFC 8785 JSON + SHA-256, 32 hex) `Key#params` puts in a key. */
+export declare function paramsHash(params: unknown): string;
 
 /** The slice of an ioredis client karlton uses (a `Redis` or a `Cluster`). */
 export interface RedisClientLike {

@@ -851,6 +851,7 @@ module.exports.getOrLoadKeyFunction = nativeBinding.getOrLoadKeyFunction
 module.exports.jsonNestingOk = nativeBinding.jsonNestingOk
 module.exports.keyHandle = nativeBinding.keyHandle
 module.exports.keyStrings = nativeBinding.keyStrings
+module.exports.paramsHash = nativeBinding.paramsHash
 module.exports.parseDurationMs = nativeBinding.parseDurationMs
 module.exports.redisScripts = nativeBinding.redisScripts
 module.exports.statsFields = nativeBinding.statsFields

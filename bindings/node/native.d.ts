@@ -166,6 +166,12 @@ export declare function keyHandle(namespace: string, segments: Array<string>, pa
 /** `[entryKey, generationKey]` of a key handle. */
 export declare function keyStrings(handle: unknown): Array<string>
 
+/**
+ * Canonical params hash (RFC 8785 JSON, SHA-256, 32 hex) of JSON text: the hash `Key#params`
+ * puts in a key (Python's `params_hash`).
+ */
+export declare function paramsHash(paramsJson: string): string
+
 /** Parse `"250ms"`, `"5m"`, `"1.5h"` … into milliseconds (core's `parse_duration_ms`). */
 export declare function parseDurationMs(text: string): number
 

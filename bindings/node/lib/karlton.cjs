@@ -370,6 +370,8 @@ function toPolicy(name, p) {
 
 /** The embedded store: bounded by entries and bytes, exact LRU per shard. */
 class MemoryStore {
+  #maxEntries;
+  #maxBytes;
   constructor(options = {}) {
     if (!isPlainObject(options)) throw typeError('options', 'an object', options);
     const { maxEntries = 100_000, maxBytes = 256 * 1024 * 1024, seed, ...rest } = options;
@@ -384,6 +386,8 @@ class MemoryStore {
     else if (Number.isSafeInteger(seed) && seed >= 0) s = String(seed);
     else throw typeError('seed', 'a u64 (bigint or non-negative safe integer)', seed);
     this[kNative] = new native.NativeMemoryStore(maxEntries, maxBytes, undefined, s);
+    this.#maxEntries = maxEntries;
+    this.#maxBytes = maxBytes;
   }
 
   /** Slots held (entries, live leases and version floors). */
@@ -395,6 +399,30 @@ class MemoryStore {
   get bytes() {
     return this[kNative].bytes;
   }
+
+  /** Entries evicted for space so far (Python's `evictions`). */
+  get evictions() {
+    return this[kNative].evictions;
+  }
+
+  /** The `maxEntries` it was built with. */
+  get maxEntries() {
+    return this.#maxEntries;
+  }
+
+  /** The `maxBytes` it was built with. */
+  get maxBytes() {
+    return this.#maxBytes;
+  }
+}
+
+/**
+ * The canonical params hash (RFC 8785 JSON + SHA-256, 32 hex) `Key#params` puts in a key, as
+ * Python's `params_hash`. Params follow the value model (plain JSON data only).
+ */
+function paramsHash(params) {
+  checkJson(params, 'params', 0);
+  return native.paramsHash(JSON.stringify(params));
 }
 
 const SCRIPTS = native.redisScripts();
@@ -1438,5 +1466,6 @@ module.exports = {
   KarltonError,
   jsonCodec,
   describeEntry,
+  paramsHash,
   internals,
 };

@@ -188,6 +188,14 @@ pub fn json_nesting_ok(text: String) -> bool {
     karlton_core::json::nesting_within_limit(text.as_bytes())
 }
 
+/// Canonical params hash (RFC 8785 JSON, SHA-256, 32 hex) of JSON text: the hash `Key#params`
+/// puts in a key (Python's `params_hash`).
+#[napi]
+pub fn params_hash(params_json: String) -> Result<String> {
+    let v = karlton_core::json::parse(&params_json).map_err(|e| invalid(e.to_string()))?;
+    karlton_core::key::params_hash_value(&v).map_err(|e| invalid(e.to_string()))
+}
+
 /// A duration in units of `unit_ms` ms as whole ms by the core's one rounding rule (half away
 /// from zero); `null` if it is not a finite number >= 0 (above 2^40 ms the policy refuses it).
 #[napi]

@@ -122,3 +122,27 @@ test('describeEntry reads every vector entry as the core decodes it (the same an
   assert.throws(() => describeEntry('4b43'), TypeError);
   assert.throws(() => describeEntry(Buffer.alloc(0), { nowMs: -1 }), /nowMs/);
 });
+
+test('one vocabulary: every concept in tests/vocabulary.txt is spelled as in Python (camelCase)', async () => {
+  const k = await import('../index.mjs');
+  const { readFileSync } = await import('node:fs');
+  const text = readFileSync(new URL('../../../tests/vocabulary.txt', import.meta.url), 'utf8');
+  const rows = text.split('\n').filter((l) => l.trim() && !l.startsWith('#')).map((l) => l.trim().split(/\s+/));
+  assert.ok(rows.length >= 40);
+  const camel = (s) => s.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
+  const stats = new k.Cache().stats();
+  const scopes = { module: k, Cache: k.Cache.prototype, Key: new k.Key('ns'), MemoryStore: new k.MemoryStore(), RedisStore: k.RedisStore.prototype };
+  const missing = rows.filter(([scope, name]) => (scope === 'stats' ? !(camel(name) in stats) : !(camel(name) in scopes[scope]))).map((r) => r.join('.'));
+  assert.deepEqual(missing, []);
+  assert.deepEqual(Object.keys(stats).sort(), rows.filter(([s]) => s === 'stats').map(([, n]) => camel(n)).sort(), 'stats() has exactly the listed counters');
+});
+
+test('paramsHash is the hash of the keys vectors (as Python params_hash)', async () => {
+  const { paramsHash } = await import('../index.mjs');
+  const { readFileSync } = await import('node:fs');
+  const cases = JSON.parse(readFileSync(new URL('../../../tests/vectors/keys.json', import.meta.url), 'utf8')).cases
+    .filter((c) => c.input.op === 'params_hash' && 'ok' in c.expect && !/[0-9]{16}/.test(c.input.params_json));
+  assert.ok(cases.length >= 5, `${cases.length} cases`);
+  for (const c of cases) assert.equal(paramsHash(JSON.parse(c.input.params_json)), c.expect.ok.hash, c.name);
+  assert.throws(() => paramsHash({ a: NaN }), /`params.a` must be a finite number/);
+});

@@ -132,3 +132,21 @@ def test_describe_entry_reads_every_vector_entry_as_the_core_decodes_it() -> Non
     assert ok >= 15 and err >= 10, (ok, err)
     with pytest.raises(TypeError, match="policy"):
         describe_entry(b"", policy="soft")  # type: ignore[arg-type]
+
+
+def test_one_vocabulary_every_concept_is_spelled_as_in_node() -> None:
+    """tests/vocabulary.txt: the names Node spells in camelCase, here in snake_case."""
+    from pathlib import Path
+
+    import karlton
+
+    text = (Path(__file__).resolve().parents[3] / "tests" / "vocabulary.txt").read_text()
+    rows = [line.split() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    assert len(rows) >= 40
+    stats = karlton.Cache().stats()
+    scopes = {"module": karlton, "Cache": karlton.Cache, "Key": karlton.Key("ns"), "MemoryStore": karlton.MemoryStore(),
+              "RedisStore": karlton.RedisStore}
+    missing = [f"{scope}.{name}" for scope, name in rows
+               if (name not in stats if scope == "stats" else not hasattr(scopes[scope], name))]
+    assert missing == []
+    assert set(stats) == {name for scope, name in rows if scope == "stats"}, "stats() has exactly the listed counters"
