@@ -712,36 +712,65 @@ const LOADER_TIMEOUT = Symbol('timeout');
  * another runtime would get a different value. Nesting is capped at the core's limit (128),
  * which also stops cycles. `depth`: containers around `v`.
  */
-function checkJson(v, path, depth) {
+function checkJson(v, root, depth) {
+  const trail = [];
+  try {
+    walkJson(v, trail, 0);
+  } catch (e) {
+    if (!(e instanceof JsonModelError)) throw e;
+    // The path is built only for the error: on valid data the walk allocates no strings.
+    let path = root;
+    for (const t of trail) path += typeof t === 'number' ? `[${t}]` : `.${t}`;
+    const Kind = e.range ? RangeError : TypeError;
+    throw new Kind(`karlton: ${e.keyOf ? `a key in \`${path}\`` : `\`${e.range ? root : path}\``} ${e.message}`);
+  }
+}
+
+class JsonModelError extends Error {
+  constructor(message, { range = false, keyOf = false } = {}) {
+    super(message);
+    this.range = range;
+    this.keyOf = keyOf;
+  }
+}
+
+/** checkJson's walk: `trail` holds the keys/indices down to the offending value. */
+function walkJson(v, trail, depth) {
   switch (typeof v) {
     case 'string':
-      if (!v.isWellFormed()) throw new TypeError(`karlton: \`${path}\` is not valid Unicode (a lone surrogate)`);
+      if (!v.isWellFormed()) throw new JsonModelError('is not valid Unicode (a lone surrogate)');
       return;
     case 'boolean':
       return;
     case 'number':
-      if (!Number.isFinite(v)) throw new TypeError(`karlton: \`${path}\` must be a finite number, got ${v}`);
+      if (!Number.isFinite(v)) throw new JsonModelError(`must be a finite number, got ${v}`);
       return;
     case 'object': {
       if (v === null) return;
-      if (depth >= 128) throw new RangeError(`karlton: \`${path.split(/[.[]/)[0]}\` is nested deeper than 128 levels: no karlton reader could decode it`);
+      if (depth >= 128) throw new JsonModelError('is nested deeper than 128 levels: no karlton reader could decode it', { range: true });
       if (Array.isArray(v)) {
         for (let i = 0; i < v.length; i++) {
-          if (!(i in v)) throw new TypeError(`karlton: \`${path}[${i}]\` is a hole: only plain JSON data is stored`);
-          checkJson(v[i], `${path}[${i}]`, depth + 1);
+          trail.push(i);
+          if (!(i in v)) throw new JsonModelError('is a hole: only plain JSON data is stored');
+          walkJson(v[i], trail, depth + 1);
+          trail.pop();
         }
         return;
       }
       const proto = Object.getPrototypeOf(v);
       if ((proto !== Object.prototype && proto !== null) || Object.getOwnPropertySymbols(v).length > 0) break;
+      // (for-in sees inherited enumerable keys too, but the prototype is Object.prototype or
+      // null here, and JSON.stringify would write the same own keys.)
       for (const k of Object.keys(v)) {
-        if (!k.isWellFormed()) throw new TypeError(`karlton: a key in \`${path}\` is not valid Unicode (a lone surrogate)`);
-        checkJson(v[k], `${path}.${k}`, depth + 1);
+        if (!k.isWellFormed()) throw new JsonModelError('is not valid Unicode (a lone surrogate)', { keyOf: true });
+        trail.push(k);
+        walkJson(v[k], trail, depth + 1);
+        trail.pop();
       }
       return;
     }
   }
-  throw new TypeError(`karlton: \`${path}\` must be plain JSON data (objects, arrays, strings, finite numbers, booleans, null), got ${describe(v)}`);
+  throw new JsonModelError(`must be plain JSON data (objects, arrays, strings, finite numbers, booleans, null), got ${describe(v)}`);
 }
 
 function sleep(ms) {
