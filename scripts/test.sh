@@ -21,6 +21,8 @@ for part in "${parts[@]}"; do
     rust)
       # default-members: core, cache, redis, demo (not the wasmtime host or the bindings).
       cargo test --locked
+      # The simulator's CI seed set (>= 1,000,000 simulated calls) needs an optimized build.
+      cargo run --locked --release -q -p karlton-sim -- --ci
       ;;
     wasm)   scripts/test-wasm.sh ;;
     python) scripts/test-python.sh ;;

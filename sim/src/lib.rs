@@ -24,7 +24,7 @@ pub use engine::{Outcome, Report, Violation, run};
 /// A policy shape the simulator runs (the policies themselves are the core's [`karlton_core::Policy`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyKind {
-    /// Stale-while-revalidate: soft 200 ms, hard 1 s, stale-if-error 500 ms, load soft/hard
+    /// Stale-while-revalidate: soft 200 ms, hard 400 ms, stale-if-error 1 s, load soft/hard
     /// timeouts 50/400 ms, jitter 10 %.
     Swr,
     /// XFetch early refresh (β = 1), no stale window, no load timeouts.
@@ -53,9 +53,9 @@ impl PolicyKind {
         use karlton_core::{OnLockTimeout, OnStoreError, PolicySpec};
         let base = PolicySpec {
             soft_ttl_ms: 200,
-            hard_ttl_ms: Some(1_000),
+            hard_ttl_ms: Some(400),
             jitter: 0.1,
-            stale_if_error_ms: 500,
+            stale_if_error_ms: 1_000,
             lease_ttl_ms: 100,
             lock_wait_ms: 300,
             lock_backoff_ms: vec![2, 5, 10],
@@ -214,6 +214,8 @@ pub struct Config {
     pub trace_key: Option<usize>,
     /// Skip the per-step checkers (the scale mode measures, it does not check).
     pub unchecked: bool,
+    /// Invariants not to report (to look past a known finding to the next one).
+    pub skip: Vec<&'static str>,
 }
 
 impl Config {
@@ -236,6 +238,7 @@ impl Config {
             skew_ms: 2_000,
             trace_key: None,
             unchecked: false,
+            skip: Vec::new(),
         }
     }
 }
@@ -315,13 +318,16 @@ pub fn explain(cfg: &Config, steps: usize) -> Option<String> {
     );
     let _ = writeln!(
         s,
-        "  reproduce: cargo run -p karlton-sim --release -- --seed {} --procs {} --keys {} --calls {} --policy {}{}",
+        "  reproduce: cargo run -p karlton-sim --release -- --seed {} --procs {} --keys {} --calls {} --policy {} --writers {}{}{}{}",
         cfg.seed,
         small.procs,
         small.keys,
         small.calls,
         format!("{:?}", cfg.policy).to_lowercase(),
-        cfg.broken.map(|b| format!(" --broken {}", b.name())).unwrap_or_default()
+        cfg.writers,
+        cfg.broken.map(|b| format!(" --broken {}", b.name())).unwrap_or_default(),
+        if cfg.faults == Faults::NONE { " --faults off" } else { "" },
+        if cfg.skip.is_empty() { String::new() } else { format!(" --skip {}", cfg.skip.join(",")) },
     );
     let n = out.trace.len().saturating_sub(steps);
     let _ = writeln!(s, "  last {} steps touching the key:", out.trace.len() - n);

@@ -40,6 +40,10 @@ fn configure(args: &[String], seed: u64) -> Config {
     if let Some(b) = arg::<String>(args, "--broken") {
         c.broken = Some(Broken::parse(&b).unwrap_or_else(|| panic!("unknown variant {b}")));
     }
+    if let Some(v) = arg::<String>(args, "--skip") {
+        let names = ["C1", "C2", "C3", "C4", "C5", "J1", "L2", "L3", "T1"];
+        c.skip = v.split(',').filter_map(|n| names.iter().find(|x| **x == n).copied()).collect();
+    }
     if arg::<String>(args, "--faults").as_deref() == Some("off") {
         c.faults = Faults::NONE;
     }

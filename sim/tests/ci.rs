@@ -86,3 +86,18 @@ fn shrinking_keeps_the_failure_and_the_trace_names_the_key() {
     let text = explain(&c, 20).expect("explained");
     assert!(text.contains("seed=3") && text.contains("reproduce:"), "{text}");
 }
+
+/// A known finding (docs/simulation.md, "What it found"): with writers running concurrently,
+/// a `set` whose value was computed before another process's `invalidate` / `bump` can land
+/// after that write returned, so a later call in the writer's process reads the older value
+/// (C5), and the entry stays until its TTL. This pins the reproduction; if the store protocol
+/// closes the race (an invalidation that raises the version floor, a set fenced by the
+/// generations its value was computed under), this test must change with it.
+#[test]
+fn concurrent_writers_expose_the_set_race() {
+    for (seed, calls) in [(1u64, 1_250u64), (51, 2_500)] {
+        let c = Config { writers: 4, calls, keys: if seed == 1 { 100 } else { 200 }, ..Config::ci(seed) };
+        let v = run(&c).violation.expect("the race is found");
+        assert_eq!(v.invariant, "C5", "{}", v.detail);
+    }
+}
