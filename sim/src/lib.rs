@@ -178,6 +178,22 @@ impl Faults {
     };
 }
 
+impl Faults {
+    /// Every rate multiplied by `x` (capped at 0.5).
+    pub fn scaled(self, x: f64) -> Faults {
+        let f = |r: f64| (r * x).min(0.5);
+        Faults {
+            op_fail: f(self.op_fail),
+            reply_lost: f(self.reply_lost),
+            op_slow: f(self.op_slow),
+            die: f(self.die),
+            pause: f(self.pause),
+            load_fail: f(self.load_fail),
+            load_slow: f(self.load_slow),
+        }
+    }
+}
+
 /// One simulation run.
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -44,6 +44,12 @@ fn configure(args: &[String], seed: u64) -> Config {
         let names = ["C1", "C2", "C3", "C4", "C5", "J1", "L2", "L3", "T1"];
         c.skip = v.split(',').filter_map(|n| names.iter().find(|x| **x == n).copied()).collect();
     }
+    if let Some(x) = arg::<f64>(args, "--fault-scale") {
+        c.faults = c.faults.scaled(x);
+    }
+    if let Some(v) = arg(args, "--fast-path") {
+        c.fast_path = v;
+    }
     if arg::<String>(args, "--faults").as_deref() == Some("off") {
         c.faults = Faults::NONE;
     }

@@ -101,3 +101,15 @@ fn concurrent_writers_expose_the_set_race() {
         assert_eq!(v.invariant, "C5", "{}", v.detail);
     }
 }
+
+/// A known finding (docs/simulation.md): the flow estimates the store clock from the local
+/// time a read's reply was *received*. A reply held up (here: the process was paused for
+/// 280 ms right after its read reached the store) makes that estimate late by the delay, so a
+/// stale-on-error value is served past `hard_at + stale_if_error` (C4). Pinned so a fix (take
+/// the local time the read was *sent*, an upper bound on the store clock) shows up here.
+#[test]
+fn a_delayed_read_reply_lets_stale_on_error_outlive_its_bound() {
+    let c = Config { keys: 30, faults: karlton_sim::Faults::DEFAULT.scaled(20.0), ..Config::ci(39) };
+    let v = run(&c).violation.expect("found");
+    assert_eq!(v.invariant, "C4", "{}", v.detail);
+}
