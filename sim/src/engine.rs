@@ -114,6 +114,8 @@ pub struct Report {
     pub coalesced: u64,
     /// Loader calls.
     pub loads: u64,
+    /// Loader calls for the 10 hottest keys (where expiry stampedes happen).
+    pub hot_loads: u64,
     /// Loader calls under a lease.
     pub leased_loads: u64,
     /// Most loaders running at once, fleet-wide.
@@ -140,6 +142,13 @@ pub struct Report {
     /// Stale-on-error answers decided in time but delivered past `hard_at + stale_if_error`
     /// (the flow releases the lease before it answers).
     pub stale_served_late: u64,
+    /// Answers a process-local L1 with a 300 ms bound would have given (the process got the
+    /// key's value under 300 ms before, with no write to it since): the L1 model.
+    pub l1_hits: u64,
+    /// Store ops those answers cost (what the L1 would save).
+    pub l1_ops_saved: u64,
+    /// Call latency (begin to answer), counts per ms (the last bucket holds the rest).
+    pub wait_hist: Vec<u64>,
     /// Steps (events) run.
     pub steps: u64,
     /// Virtual ms from the first to the last step.
@@ -266,6 +275,9 @@ struct Task {
     joined: bool,
     orphan_wait: Option<u64>,
     apply_t: u64,
+    /// When it began (store clock), and how many store ops it sent.
+    begin_t: u64,
+    ops: u64,
     /// When the call last got a loader result or a timeout (where a stale-on-error serve is decided).
     decided_t: u64,
 }
@@ -286,6 +298,8 @@ struct Proc {
     /// Loader starts and joiner answers the host saw (compared with the coordinator's stats).
     loads: u64,
     joiner_answers: u64,
+    /// L1 model: when this process last got each key's value.
+    l1: HashMap<u32, u64>,
     /// Leaders' answers by flight (only for the `JoinersTakeRefusedFill` variant).
     flight_values: HashMap<FlightId, Served>,
 }
@@ -357,6 +371,10 @@ struct Sim {
     orphans: HashSet<Token>,
     /// Last grant per key, for the `StoreAcceptsExpiredLease` variant.
     last_grant: HashMap<String, (Token, u64)>,
+    /// L1 model: when each key (its namespace, its tag) was last written.
+    last_write: Vec<u64>,
+    last_bump_ns: u64,
+    last_bump_tag: Vec<u64>,
     writes_in_flight: usize,
     pending_writes: Vec<Intent>,
     next_read_us: u64,
@@ -446,6 +464,9 @@ impl Sim {
             granted: HashMap::new(),
             orphans: HashSet::new(),
             last_grant: HashMap::new(),
+            last_write: vec![0; cfg.keys],
+            last_bump_ns: 0,
+            last_bump_tag: vec![0; cfg.tags],
             writes_in_flight: 0,
             pending_writes: Vec::new(),
             next_read_us: T0 * 1000,
@@ -657,6 +678,8 @@ impl Sim {
                 orphan_wait: None,
                 apply_t: 0,
                 decided_t: 0,
+                begin_t: self.t,
+                ops: 0,
             },
         );
         self.procs[proc].tasks.insert(id);
@@ -761,6 +784,11 @@ impl Sim {
                 self.tag_epoch[g as usize]
             }
         };
+        match w {
+            WKind::BumpNs => self.last_bump_ns = self.t,
+            WKind::BumpTag(g) => self.last_bump_tag[g as usize] = self.t,
+            _ => self.last_write[key as usize] = self.t,
+        }
         let uid = if w == WKind::Set { self.new_value(key, false) } else { 0 };
         self.report.writes += 1;
         self.writes_in_flight += 1;
@@ -1110,6 +1138,9 @@ impl Sim {
         self.loads_running += 1;
         self.report.peak_loads = self.report.peak_loads.max(self.loads_running);
         self.report.loads += 1;
+        if key < 10 {
+            self.report.hot_loads += 1;
+        }
         self.procs[p].loads += 1;
         let t = self.tasks.get_mut(&tid).expect("task");
         t.loader = LoaderState::Running(uid);
@@ -1203,6 +1234,7 @@ impl Sim {
         let t = self.tasks.get_mut(&tid).expect("task");
         t.ep += 1;
         t.waiting = Waiting::Store;
+        t.ops += 1;
         let (ep, key, is_read) = (t.ep, t.key, !matches!(t.kind, Kind::Write(_)));
         self.report.store_ops += 1;
         if is_read {
@@ -1493,7 +1525,25 @@ impl Sim {
         }
         task.answered = true;
         let (p, key, begin, last_read, decided) = (task.proc, task.key, task.begin_seq, task.last_read, task.decided_t);
+        let (begin_t, ops) = (task.begin_t, task.ops);
         self.report.answered += 1;
+        let h = &mut self.report.wait_hist;
+        if h.is_empty() {
+            h.resize(2_001, 0);
+        }
+        h[((self.t - begin_t) as usize).min(2_000)] += 1;
+        if a.is_ok() {
+            let written = self.last_write[key as usize]
+                .max(self.last_bump_ns)
+                .max(self.last_bump_tag[key as usize % self.cfg.tags]);
+            let t = self.t;
+            if let Some(prev) = self.procs[p].l1.insert(key, t) {
+                if t - prev <= 300 && prev > written {
+                    self.report.l1_hits += 1;
+                    self.report.l1_ops_saved += ops;
+                }
+            }
+        }
         let s = match a {
             Ok(Reply::Value(s)) => s,
             Ok(other) => {
@@ -1666,6 +1716,7 @@ impl Proc {
             loads: 0,
             joiner_answers: 0,
             flight_values: HashMap::new(),
+            l1: HashMap::new(),
         }
     }
 }

@@ -32,6 +32,9 @@ pub enum PolicyKind {
     /// Stale-while-revalidate with `on_lock_timeout = serve_stale`, `on_store_error = error`
     /// and a short lock wait, so the timeout and error paths run.
     Strict,
+    /// Plain TTL (soft = hard = 1 s, no XFetch, no stale window): every hot-key expiry is a
+    /// stampede the lease and the flights must absorb. The scale mode runs it.
+    Plain,
 }
 
 impl PolicyKind {
@@ -44,6 +47,7 @@ impl PolicyKind {
             "swr" => Some(PolicyKind::Swr),
             "xfetch" => Some(PolicyKind::XFetch),
             "strict" => Some(PolicyKind::Strict),
+            "plain" => Some(PolicyKind::Plain),
             _ => None,
         }
     }
@@ -71,6 +75,12 @@ impl PolicyKind {
                 soft_ttl_ms: 300,
                 hard_ttl_ms: None,
                 early_refresh: 1.0,
+                stale_if_error_ms: 0,
+                ..base
+            },
+            PolicyKind::Plain => PolicySpec {
+                soft_ttl_ms: 1_000,
+                hard_ttl_ms: None,
                 stale_if_error_ms: 0,
                 ..base
             },

@@ -60,7 +60,15 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let started = Instant::now();
     if flag(&args, "--scale") {
-        karlton_sim::scale::print_table(arg(&args, "--keys").unwrap_or(100_000), arg(&args, "--calls").unwrap_or(200_000));
+        let fleets: Vec<usize> = arg::<String>(&args, "--fleets")
+            .map(|f| f.split(',').filter_map(|x| x.parse().ok()).collect())
+            .unwrap_or_else(|| vec![10, 1_000, 10_000]);
+        karlton_sim::scale::print_table(
+            &fleets,
+            arg(&args, "--keys").unwrap_or(1_000_000),
+            arg(&args, "--secs").unwrap_or(10),
+            arg(&args, "--rate").unwrap_or(20),
+        );
         return;
     }
     if flag(&args, "--ci") {
