@@ -61,8 +61,8 @@ use karlton_core::entry::codec;
 use karlton_core::flow::Write;
 use karlton_core::{
     Action, CallId, Coordinator, Entry, Event, FlightId, FlowError, Input, InvalidateMode,
-    LeaseOutcome, Loaded, MemoryStore, ReadReply, MemoryStoreConfig, Op, Policy, Reply, Request, Served,
-    Source, StoreFailure, StoreOp, StoreReply, Ticket, Token,
+    LeaseOutcome, Loaded, MemoryStore, MemoryStoreConfig, Op, Policy, ReadReply, Reply, Request,
+    Served, Source, StoreFailure, StoreOp, StoreReply, Ticket, Token,
 };
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -170,14 +170,40 @@ pub struct Outcome {
 enum Ev {
     NewRead,
     NewWrite,
-    StartRead { proc: usize },
-    Arrive { task: u64, key: u32, op: StoreOp, lost: bool },
-    Reply { task: u64, ep: u64, r: Result<StoreReply, StoreFailure> },
-    LoadDone { task: u64, uid: u32, ok: bool },
-    Timer { task: u64, ep: u64 },
-    Wake { task: u64, ep: u64 },
-    Retry { task: u64, ep: u64 },
-    Restart { proc: usize },
+    StartRead {
+        proc: usize,
+    },
+    Arrive {
+        task: u64,
+        key: u32,
+        op: StoreOp,
+        lost: bool,
+    },
+    Reply {
+        task: u64,
+        ep: u64,
+        r: Result<StoreReply, StoreFailure>,
+    },
+    LoadDone {
+        task: u64,
+        uid: u32,
+        ok: bool,
+    },
+    Timer {
+        task: u64,
+        ep: u64,
+    },
+    Wake {
+        task: u64,
+        ep: u64,
+    },
+    Retry {
+        task: u64,
+        ep: u64,
+    },
+    Restart {
+        proc: usize,
+    },
 }
 
 struct Item {
@@ -390,7 +416,11 @@ struct Sim {
 pub fn run(cfg: &Config) -> Outcome {
     let mut s = Sim::new(cfg.clone());
     s.main();
-    Outcome { report: s.report, violation: s.violation, trace: s.trace }
+    Outcome {
+        report: s.report,
+        violation: s.violation,
+        trace: s.trace,
+    }
 }
 
 fn uid_bytes(uid: u32) -> karlton_core::store::Bytes {
@@ -417,16 +447,28 @@ impl Sim {
         let mut rng = Rng::new(cfg.seed);
         let policy = Arc::new(cfg.policy.policy());
         let ns_key = karlton_core::key::generation_key("sim", false);
-        let tag_keys: Vec<String> =
-            (0..cfg.tags).map(|i| karlton_core::key::tag_key("sim", false, &format!("t{i}"))).collect();
-        let keys: Vec<String> = (0..cfg.keys)
-            .map(|i| karlton_core::Key::new("sim").expect("namespace").segment(&i.to_string()).build())
+        let tag_keys: Vec<String> = (0..cfg.tags)
+            .map(|i| karlton_core::key::tag_key("sim", false, &format!("t{i}")))
             .collect();
-        let gen_keys = (0..cfg.keys).map(|i| vec![ns_key.clone(), tag_keys[i % cfg.tags].clone()]).collect();
+        let keys: Vec<String> = (0..cfg.keys)
+            .map(|i| {
+                karlton_core::Key::new("sim")
+                    .expect("namespace")
+                    .segment(&i.to_string())
+                    .build()
+            })
+            .collect();
+        let gen_keys = (0..cfg.keys)
+            .map(|i| vec![ns_key.clone(), tag_keys[i % cfg.tags].clone()])
+            .collect();
         let shared = rng.next_u64();
         let procs = (0..cfg.procs)
             .map(|_| {
-                let seed = if cfg.broken == Some(Broken::SharedSeed) { shared } else { rng.next_u64() };
+                let seed = if cfg.broken == Some(Broken::SharedSeed) {
+                    shared
+                } else {
+                    rng.next_u64()
+                };
                 let skew = rng.range(0, 2 * cfg.skew_ms) as i64 - cfg.skew_ms as i64;
                 let fast = rng.chance(cfg.fast_path);
                 Proc::new(seed, skew, fast)
@@ -488,7 +530,11 @@ impl Sim {
 
     fn at(&mut self, t: u64, ev: Ev) {
         let tie = self.rng.next_u64();
-        self.q.push(Item { t: t.max(self.t), tie, ev });
+        self.q.push(Item {
+            t: t.max(self.t),
+            tie,
+            ev,
+        });
     }
 
     fn local(&self, p: usize) -> u64 {
@@ -496,7 +542,10 @@ impl Sim {
     }
 
     fn global(&self, p: usize, local: u64) -> u64 {
-        local.saturating_add_signed(-self.procs[p].skew).saturating_sub(BASE).max(self.t)
+        local
+            .saturating_add_signed(-self.procs[p].skew)
+            .saturating_sub(BASE)
+            .max(self.t)
     }
 
     fn latency(&mut self) -> u64 {
@@ -510,7 +559,9 @@ impl Sim {
 
     fn fail(&mut self, invariant: &'static str, key: Option<u32>, detail: String) {
         let always = matches!(invariant, "driver" | "protocol" | "liveness" | "stats");
-        if self.violation.is_none() && (always || !self.cfg.unchecked && !self.cfg.skip.contains(&invariant)) {
+        if self.violation.is_none()
+            && (always || !self.cfg.unchecked && !self.cfg.skip.contains(&invariant))
+        {
             self.violation = Some(Violation {
                 invariant,
                 key: key.map(|k| k as usize),
@@ -592,7 +643,12 @@ impl Sim {
             Ev::NewRead => self.new_read(),
             Ev::NewWrite => self.new_write(),
             Ev::StartRead { proc } => self.start_read(proc),
-            Ev::Arrive { task, key, op, lost } => self.arrive(task, key, op, lost),
+            Ev::Arrive {
+                task,
+                key,
+                op,
+                lost,
+            } => self.arrive(task, key, op, lost),
             Ev::Reply { task, ep, r } => self.on_reply(task, ep, r),
             Ev::LoadDone { task, uid, ok } => self.load_done(task, uid, ok),
             Ev::Timer { task, ep } | Ev::Wake { task, ep } => self.on_timer(task, ep),
@@ -693,7 +749,11 @@ impl Sim {
     }
 
     fn request(&self, key: u32) -> Request {
-        Request { key: self.keys[key as usize].clone(), gen_keys: self.gen_keys[key as usize].clone(), tags: vec![] }
+        Request {
+            key: self.keys[key as usize].clone(),
+            gen_keys: self.gen_keys[key as usize].clone(),
+            tags: vec![],
+        }
     }
 
     fn start_read(&mut self, p: usize) {
@@ -704,7 +764,10 @@ impl Sim {
         let key = self.zipf.sample(&mut self.rng) as u32;
         if self.cfg.broken == Some(Broken::NaiveCacheAside) {
             let tid = self.spawn(p, key, Kind::Naive(Naive::Get));
-            let op = Op::Get { key: self.keys[key as usize].clone(), gen_keys: self.gen_keys[key as usize].clone() };
+            let op = Op::Get {
+                key: self.keys[key as usize].clone(),
+                gen_keys: self.gen_keys[key as usize].clone(),
+            };
             let now = self.local(p);
             let (call, a) = self.procs[p].coord.op(now, op, self.policy.clone());
             self.drain(p);
@@ -721,7 +784,9 @@ impl Sim {
             let counters = self.procs[p].coord.counters().clone();
             if let Some(s) = counters.memory_hit(&self.store, self.t, k, g, &self.policy) {
                 self.report.fast_hits += 1;
-                self.tr(key, || format!("p{p} task{tid} memory_hit {:?}", uid_of(&s.value)));
+                self.tr(key, || {
+                    format!("p{p} task{tid} memory_hit {:?}", uid_of(&s.value))
+                });
                 self.record(tid, &Ok(Reply::Value(s)), false, true);
                 self.finish(tid);
                 return;
@@ -729,19 +794,34 @@ impl Sim {
         }
         let now = self.local(p);
         let req = self.request(key);
-        let ticket = self.procs[p].coord.get_or_load(now, req, self.policy.clone());
+        let ticket = self.procs[p]
+            .coord
+            .get_or_load(now, req, self.policy.clone());
         self.drain(p);
         self.on_ticket(tid, ticket, None);
     }
 
     fn source(&self, key: u32) -> (u64, u64, u64) {
-        (self.kv[key as usize], self.ns_epoch, self.tag_epoch[key as usize % self.cfg.tags])
+        (
+            self.kv[key as usize],
+            self.ns_epoch,
+            self.tag_epoch[key as usize % self.cfg.tags],
+        )
     }
 
     fn new_value(&mut self, key: u32, loaded: bool) -> u32 {
         let (kv, ns, tg) = self.source(key);
         let _ = loaded;
-        self.values.push(ValueInfo { key, kv, ns, tg, origin: self.t, fill_t: None, rejected: false, rejected_unheard: false });
+        self.values.push(ValueInfo {
+            key,
+            kv,
+            ns,
+            tg,
+            origin: self.t,
+            fill_t: None,
+            rejected: false,
+            rejected_unheard: false,
+        });
         (self.values.len() - 1) as u32
     }
 
@@ -789,11 +869,17 @@ impl Sim {
             WKind::BumpTag(g) => self.last_bump_tag[g as usize] = self.t,
             _ => self.last_write[key as usize] = self.t,
         }
-        let uid = if w == WKind::Set { self.new_value(key, false) } else { 0 };
+        let uid = if w == WKind::Set {
+            self.new_value(key, false)
+        } else {
+            0
+        };
         self.report.writes += 1;
         self.writes_in_flight += 1;
         let intent = Intent { w, key, need, uid };
-        self.tr_write(w, key, || format!("p{p} write begins {w:?} need={need} uid={uid}"));
+        self.tr_write(w, key, || {
+            format!("p{p} write begins {w:?} need={need} uid={uid}")
+        });
         let tid = self.spawn(p, key, Kind::Write(intent));
         self.issue_write(tid);
     }
@@ -801,17 +887,26 @@ impl Sim {
     fn live_proc(&mut self) -> Option<usize> {
         let n = self.procs.len();
         let start = self.rng.below(n as u64) as usize;
-        (0..n).map(|i| (start + i) % n).find(|&p| self.procs[p].alive && self.procs[p].paused_until <= self.t)
+        (0..n)
+            .map(|i| (start + i) % n)
+            .find(|&p| self.procs[p].alive && self.procs[p].paused_until <= self.t)
     }
 
     fn issue_write(&mut self, tid: u64) {
         let (p, intent) = match self.tasks.get(&tid) {
-            Some(Task { proc, kind: Kind::Write(i), .. }) => (*proc, i.clone()),
+            Some(Task {
+                proc,
+                kind: Kind::Write(i),
+                ..
+            }) => (*proc, i.clone()),
             _ => return,
         };
         let k = intent.key as usize;
         let op = match intent.w {
-            WKind::Invalidate(mode) => Op::Invalidate { key: self.keys[k].clone(), mode },
+            WKind::Invalidate(mode) => Op::Invalidate {
+                key: self.keys[k].clone(),
+                mode,
+            },
             WKind::Set => {
                 let v = &self.values[intent.uid as usize];
                 Op::Set {
@@ -825,8 +920,12 @@ impl Sim {
                     },
                 }
             }
-            WKind::BumpNs => Op::Bump { gen_key: self.ns_key.clone() },
-            WKind::BumpTag(g) => Op::Bump { gen_key: self.tag_keys[g as usize].clone() },
+            WKind::BumpNs => Op::Bump {
+                gen_key: self.ns_key.clone(),
+            },
+            WKind::BumpTag(g) => Op::Bump {
+                gen_key: self.tag_keys[g as usize].clone(),
+            },
         };
         let now = self.local(p);
         let (call, a) = self.procs[p].coord.op(now, op, self.policy.clone());
@@ -836,8 +935,12 @@ impl Sim {
     }
 
     fn writer_done(&mut self, tid: u64, a: Answer) {
-        let Some(task) = self.tasks.get(&tid) else { return };
-        let Kind::Write(intent) = task.kind.clone() else { return };
+        let Some(task) = self.tasks.get(&tid) else {
+            return;
+        };
+        let Kind::Write(intent) = task.kind.clone() else {
+            return;
+        };
         let (p, apply_t) = (task.proc, task.apply_t);
         match a {
             Ok(_) => {
@@ -849,7 +952,9 @@ impl Sim {
                         push_req(pr.req_kv.entry(intent.key).or_default(), seq, intent.need)
                     }
                     WKind::BumpNs => push_req(&mut pr.req_ns, seq, intent.need),
-                    WKind::BumpTag(g) => push_req(pr.req_tag.entry(g).or_default(), seq, intent.need),
+                    WKind::BumpTag(g) => {
+                        push_req(pr.req_tag.entry(g).or_default(), seq, intent.need)
+                    }
                 }
                 let gi = match intent.w {
                     WKind::BumpNs => Some(0),
@@ -861,13 +966,22 @@ impl Sim {
                     let m = h.last().map_or(0, |l| l.1).max(apply_t);
                     h.push((self.t, m));
                 }
-                self.tr_write(intent.w, intent.key, || format!("p{p} task{tid} write returns {:?} (applied at {apply_t})", intent.w));
+                self.tr_write(intent.w, intent.key, || {
+                    format!(
+                        "p{p} task{tid} write returns {:?} (applied at {apply_t})",
+                        intent.w
+                    )
+                });
                 self.writes_in_flight -= 1;
                 self.finish(tid);
             }
             Err(e) => {
                 if let FlowError::Protocol(m) = &e {
-                    self.fail("protocol", Some(intent.key), format!("write {:?} answered {m}", intent.w));
+                    self.fail(
+                        "protocol",
+                        Some(intent.key),
+                        format!("write {:?} answered {m}", intent.w),
+                    );
                 }
                 // Retry until it lands (an outbox).
                 let d = self.rng.range(5, 20);
@@ -894,7 +1008,9 @@ impl Sim {
             if let Some(tok) = task.lease {
                 self.orphans.insert(tok);
             }
-            self.tr(task.key, || format!("p{p} dies with task{tid} (lease {:?})", task.lease));
+            self.tr(task.key, || {
+                format!("p{p} dies with task{tid} (lease {:?})", task.lease)
+            });
             if let Kind::Write(i) = task.kind {
                 self.pending_writes.push(i);
             }
@@ -908,7 +1024,11 @@ impl Sim {
     }
 
     fn restart(&mut self, p: usize) {
-        let seed = if self.cfg.broken == Some(Broken::SharedSeed) { self.cfg.seed } else { self.rng.next_u64() };
+        let seed = if self.cfg.broken == Some(Broken::SharedSeed) {
+            self.cfg.seed
+        } else {
+            self.rng.next_u64()
+        };
         let (skew, fast) = (self.procs[p].skew, self.procs[p].fast);
         self.procs[p] = Proc::new(seed, skew, fast);
         self.reissue_writes();
@@ -943,7 +1063,11 @@ impl Sim {
                 }
                 Event::BackgroundError { error, key } => {
                     if let FlowError::Protocol(m) = error {
-                        self.fail("protocol", None, format!("background refresh of {key}: {m}"));
+                        self.fail(
+                            "protocol",
+                            None,
+                            format!("background refresh of {key}: {m}"),
+                        );
                     }
                 }
             }
@@ -951,7 +1075,10 @@ impl Sim {
     }
 
     fn handle(&mut self, tid: u64, input: Input) -> Action {
-        if matches!(input, Input::Loaded(_) | Input::LoadFailed(_) | Input::Timeout) {
+        if matches!(
+            input,
+            Input::Loaded(_) | Input::LoadFailed(_) | Input::Timeout
+        ) {
             let now = self.t;
             self.tasks.get_mut(&tid).expect("task").decided_t = now;
         }
@@ -989,7 +1116,11 @@ impl Sim {
                 t.joined = false;
                 self.drive(tid, action);
             }
-            Ticket::Join { call, flight, until_ms } => {
+            Ticket::Join {
+                call,
+                flight,
+                until_ms,
+            } => {
                 let t = self.tasks.get_mut(&tid).expect("task");
                 t.call = call;
                 t.joined = true;
@@ -1014,7 +1145,11 @@ impl Sim {
                     return;
                 }
                 Action::FastRead { .. } => {
-                    self.fail("driver", None, "a memory store was asked for a fast read".into());
+                    self.fail(
+                        "driver",
+                        None,
+                        "a memory store was asked for a fast read".into(),
+                    );
                     return;
                 }
                 Action::StartLoad { timeout_at } => {
@@ -1064,7 +1199,9 @@ impl Sim {
             Kind::Read => {
                 if self.cfg.broken == Some(Broken::JoinersTakeRefusedFill) {
                     if let Ok(Reply::Value(v)) = &a {
-                        self.procs[p].flight_values.insert(FlightId(call.0), v.clone());
+                        self.procs[p]
+                            .flight_values
+                            .insert(FlightId(call.0), v.clone());
                     }
                 }
                 self.record(tid, &a, false, false);
@@ -1111,7 +1248,10 @@ impl Sim {
                     version: None,
                 };
                 let now = self.local(p);
-                let (call, a) = self.procs[p].coord.op(now, Op::Set { write: w }, self.policy.clone());
+                let (call, a) =
+                    self.procs[p]
+                        .coord
+                        .op(now, Op::Set { write: w }, self.policy.clone());
                 self.drain(p);
                 let t = self.tasks.get_mut(&tid).expect("task");
                 t.call = call;
@@ -1119,7 +1259,12 @@ impl Sim {
                 self.drive(tid, a);
             }
             _ => {
-                self.record(tid, &Err(FlowError::Load("naive loader failed".into())), false, false);
+                self.record(
+                    tid,
+                    &Err(FlowError::Load("naive loader failed".into())),
+                    false,
+                    false,
+                );
                 self.finish(tid);
             }
         }
@@ -1133,7 +1278,11 @@ impl Sim {
         let uid = self.new_value(key, true);
         let f = self.cfg.faults;
         let ok = !self.rng.chance(f.load_fail);
-        let d = if self.rng.chance(f.load_slow) { self.rng.range(100, 600) } else { self.rng.range(1, 20) };
+        let d = if self.rng.chance(f.load_slow) {
+            self.rng.range(100, 600)
+        } else {
+            self.rng.range(1, 20)
+        };
         self.at(self.t + d, Ev::LoadDone { task: tid, uid, ok });
         self.loads_running += 1;
         self.report.peak_loads = self.report.peak_loads.max(self.loads_running);
@@ -1148,10 +1297,16 @@ impl Sim {
             t.leased_loads += 1;
             self.report.leased_loads += 1;
             if t.leased_loads > 1 {
-                self.fail("C3", Some(key), format!("task{tid} started a second load under lease {lease:?}"));
+                self.fail(
+                    "C3",
+                    Some(key),
+                    format!("task{tid} started a second load under lease {lease:?}"),
+                );
             }
         }
-        self.tr(key, || format!("p{p} task{tid} loader starts uid={uid} lease={lease:?} ok={ok} for {d}ms"));
+        self.tr(key, || {
+            format!("p{p} task{tid} loader starts uid={uid} lease={lease:?} ok={ok} for {d}ms")
+        });
     }
 
     fn await_load(&mut self, tid: u64, timeout_at: Option<u64>) -> Option<Input> {
@@ -1176,13 +1331,20 @@ impl Sim {
 
     fn load_done(&mut self, tid: u64, uid: u32, ok: bool) {
         self.loads_running -= 1;
-        let Some(t) = self.tasks.get_mut(&tid) else { return };
+        let Some(t) = self.tasks.get_mut(&tid) else {
+            return;
+        };
         if !matches!(t.loader, LoaderState::Running(u) if u == uid) {
             return;
         }
         let v = &self.values[uid as usize];
         let input = if ok {
-            Input::Loaded(Loaded { value: uid_bytes(uid), codec: codec::RAW, negative: false, version: Some(v.version()) })
+            Input::Loaded(Loaded {
+                value: uid_bytes(uid),
+                codec: codec::RAW,
+                negative: false,
+                version: Some(v.version()),
+            })
         } else {
             Input::LoadFailed("injected loader failure".into())
         };
@@ -1205,7 +1367,9 @@ impl Sim {
     }
 
     fn on_timer(&mut self, tid: u64, ep: u64) {
-        let Some(t) = self.tasks.get_mut(&tid) else { return };
+        let Some(t) = self.tasks.get_mut(&tid) else {
+            return;
+        };
         if t.ep != ep {
             return;
         }
@@ -1244,8 +1408,12 @@ impl Sim {
         if self.rng.chance(f.op_fail) {
             self.report.op_faults += 1;
             let d = self.rng.range(0, 2);
-            self.tr(key, || format!("task{tid} op {} fails before the store", op_name(&op)));
-            let r = Err(StoreFailure { message: "injected: connection reset".into() });
+            self.tr(key, || {
+                format!("task{tid} op {} fails before the store", op_name(&op))
+            });
+            let r = Err(StoreFailure {
+                message: "injected: connection reset".into(),
+            });
             self.at(self.t + d, Ev::Reply { task: tid, ep, r });
             return;
         }
@@ -1254,7 +1422,15 @@ impl Sim {
             self.report.op_faults += 1;
         }
         let d = self.latency();
-        self.at(self.t + d, Ev::Arrive { task: tid, key, op, lost });
+        self.at(
+            self.t + d,
+            Ev::Arrive {
+                task: tid,
+                key,
+                op,
+                lost,
+            },
+        );
     }
 
     /// The store, as the broken variant (if any) behaves.
@@ -1268,32 +1444,60 @@ impl Sim {
                 }
                 self.store.apply(now, &op)
             }
-            (Some(Broken::StoreIgnoresGenerations), StoreOp::Fill { generations: Some(_), .. }) => {
+            (
+                Some(Broken::StoreIgnoresGenerations),
+                StoreOp::Fill {
+                    generations: Some(_),
+                    ..
+                },
+            ) => {
                 let mut op = op.clone();
                 if let StoreOp::Fill { generations, .. } = &mut op {
                     *generations = None;
                 }
                 self.store.apply(now, &op)
             }
-            (Some(Broken::StoreAcceptsExpiredLease), StoreOp::Fill { key, token: Some(tok), .. }) => {
+            (
+                Some(Broken::StoreAcceptsExpiredLease),
+                StoreOp::Fill {
+                    key,
+                    token: Some(tok),
+                    ..
+                },
+            ) => {
                 match self.last_grant.get(key) {
                     // The lease ran out and nobody took it: the broken store still honours it.
-                    Some(&(g, until)) if g == *tok && until <= now => self.store.apply(until - 1, op),
+                    Some(&(g, until)) if g == *tok && until <= now => {
+                        self.store.apply(until - 1, op)
+                    }
                     _ => self.store.apply(now, op),
                 }
             }
             (Some(Broken::StoreReleaseIgnoresToken), StoreOp::Release { key, .. }) => {
                 match self.store.inspect(now, key).and_then(|s| s.lease) {
-                    Some((holder, _)) => self.store.apply(now, &StoreOp::Release { key: key.clone(), token: holder }),
+                    Some((holder, _)) => self.store.apply(
+                        now,
+                        &StoreOp::Release {
+                            key: key.clone(),
+                            token: holder,
+                        },
+                    ),
                     None => self.store.apply(now, op),
                 }
             }
             _ => {
                 let r = self.store.apply(now, op);
-                if let (StoreOp::Read { key, lease_ttl_ms, .. }, StoreReply::Read(rr)) = (op, &r) {
+                if let (
+                    StoreOp::Read {
+                        key, lease_ttl_ms, ..
+                    },
+                    StoreReply::Read(rr),
+                ) = (op, &r)
+                {
                     if let LeaseOutcome::Granted { token } = rr.lease {
                         if self.cfg.broken == Some(Broken::StoreAcceptsExpiredLease) {
-                            self.last_grant.insert(key.clone(), (token, now + lease_ttl_ms));
+                            self.last_grant
+                                .insert(key.clone(), (token, now + lease_ttl_ms));
                         }
                     }
                 }
@@ -1309,7 +1513,14 @@ impl Sim {
         } else if let StoreReply::Rejected { .. } = r {
             self.report.fills_rejected += 1;
         }
-        self.tr(key, || format!("task{tid} store {} -> {}{}", op_desc(&op), reply_desc(&r), if lost { " (reply lost)" } else { "" }));
+        self.tr(key, || {
+            format!(
+                "task{tid} store {} -> {}{}",
+                op_desc(&op),
+                reply_desc(&r),
+                if lost { " (reply lost)" } else { "" }
+            )
+        });
         if let (true, StoreReply::Read(rr)) = (lost, &r) {
             if let LeaseOutcome::Granted { token } = rr.lease {
                 self.orphans.insert(token); // nobody knows they hold it
@@ -1318,23 +1529,45 @@ impl Sim {
         if let Some(t) = self.tasks.get_mut(&tid) {
             t.apply_t = self.t;
             if let StoreReply::Read(rr) = &r {
-                t.last_read = rr.entry.as_deref().and_then(|b| Entry::decode(b).ok()).and_then(|e| {
-                    Some(ReadSeen { t: self.t, uid: uid_of(&e.value)?, soft: e.soft_at, hard: e.hard_at, marked: rr.marked_stale })
-                });
+                t.last_read = rr
+                    .entry
+                    .as_deref()
+                    .and_then(|b| Entry::decode(b).ok())
+                    .and_then(|e| {
+                        Some(ReadSeen {
+                            t: self.t,
+                            uid: uid_of(&e.value)?,
+                            soft: e.soft_at,
+                            hard: e.hard_at,
+                            marked: rr.marked_stale,
+                        })
+                    });
             }
         } else if matches!(op, StoreOp::Read { .. }) {
-            if let StoreReply::Read(ReadReply { lease: LeaseOutcome::Granted { token }, .. }) = &r {
+            if let StoreReply::Read(ReadReply {
+                lease: LeaseOutcome::Granted { token },
+                ..
+            }) = &r
+            {
                 self.orphans.insert(*token); // its caller is gone
             }
         }
         let ep = self.tasks.get(&tid).map_or(0, |t| t.ep);
         let d = self.rng.range(0, 2);
-        let r = if lost { Err(StoreFailure { message: "injected: reply lost".into() }) } else { Ok(r) };
+        let r = if lost {
+            Err(StoreFailure {
+                message: "injected: reply lost".into(),
+            })
+        } else {
+            Ok(r)
+        };
         self.at(self.t + d, Ev::Reply { task: tid, ep, r });
     }
 
     fn on_reply(&mut self, tid: u64, ep: u64, r: Result<StoreReply, StoreFailure>) {
-        let Some(t) = self.tasks.get_mut(&tid) else { return };
+        let Some(t) = self.tasks.get_mut(&tid) else {
+            return;
+        };
         if t.ep != ep || t.waiting != Waiting::Store {
             return;
         }
@@ -1349,7 +1582,9 @@ impl Sim {
                     _ => None,
                 }
             }
-            Ok(StoreReply::Stored | StoreReply::Rejected { .. } | StoreReply::Lease { .. }) => t.lease = None,
+            Ok(StoreReply::Stored | StoreReply::Rejected { .. } | StoreReply::Lease { .. }) => {
+                t.lease = None
+            }
             Err(_) => {
                 // The outcome is unknown to the call: it will not use that lease again (the
                 // flow loads unleased or ends), so for L3 its holder is gone.
@@ -1373,7 +1608,10 @@ impl Sim {
         if gen_key == self.ns_key {
             return Some(0);
         }
-        self.tag_keys.iter().position(|k| k == gen_key).map(|i| i + 1)
+        self.tag_keys
+            .iter()
+            .position(|k| k == gen_key)
+            .map(|i| i + 1)
     }
 
     fn key_gens(&self, key: u32) -> [usize; 2] {
@@ -1436,28 +1674,56 @@ impl Sim {
                     LeaseOutcome::NotRequested => {}
                 }
             }
-            (StoreOp::Fill { entry, token, version, generations, gen_keys, .. }, StoreReply::Stored) => {
+            (
+                StoreOp::Fill {
+                    entry,
+                    token,
+                    version,
+                    generations,
+                    gen_keys,
+                    ..
+                },
+                StoreReply::Stored,
+            ) => {
                 let uid = Entry::decode(entry).ok().and_then(|e| uid_of(&e.value));
                 let sh = &self.shadow[key as usize];
                 if let Some(tok) = token {
-                    let ok = sh.lease.as_ref().is_some_and(|l| l.token == *tok && l.until > t && l.task == tid);
+                    let ok = sh
+                        .lease
+                        .as_ref()
+                        .is_some_and(|l| l.token == *tok && l.until > t && l.task == tid);
                     if !ok {
-                        let d = format!("task{tid}'s fill under token {tok} was stored, but the live lease is {:?}", sh.lease);
+                        let d = format!(
+                            "task{tid}'s fill under token {tok} was stored, but the live lease is {:?}",
+                            sh.lease
+                        );
                         self.fail("C2", Some(key), d);
                         return;
                     }
                 }
                 if let (Some(v), Some(f)) = (version, sh.floor) {
                     if *v < f {
-                        self.fail("C2", Some(key), format!("a fill of version {v} was stored over version floor {f}"));
+                        self.fail(
+                            "C2",
+                            Some(key),
+                            format!("a fill of version {v} was stored over version floor {f}"),
+                        );
                         return;
                     }
                 }
                 if let Some(g) = generations {
-                    let current: Vec<u64> =
-                        gen_keys.iter().map(|k| self.gen_index(k).map_or(0, |i| self.gens_now[i])).collect();
+                    let current: Vec<u64> = gen_keys
+                        .iter()
+                        .map(|k| self.gen_index(k).map_or(0, |i| self.gens_now[i]))
+                        .collect();
                     if *g != current {
-                        self.fail("C2", Some(key), format!("a fill loaded under generations {g:?} was stored under {current:?}"));
+                        self.fail(
+                            "C2",
+                            Some(key),
+                            format!(
+                                "a fill loaded under generations {g:?} was stored under {current:?}"
+                            ),
+                        );
                         return;
                     }
                     if let Some(uid) = uid {
@@ -1484,7 +1750,11 @@ impl Sim {
                 self.report.fills_rejected += 1;
                 if let Some(uid) = Entry::decode(entry).ok().and_then(|e| uid_of(&e.value)) {
                     let v = &mut self.values[uid as usize];
-                    if lost { v.rejected_unheard = true } else { v.rejected = true }
+                    if lost {
+                        v.rejected_unheard = true
+                    } else {
+                        v.rejected = true
+                    }
                 }
             }
             (StoreOp::Invalidate { .. }, StoreReply::Invalidated { .. }) => {
@@ -1519,12 +1789,20 @@ impl Sim {
 
     /// An answer reached a caller: count it and check C4, C5, T1, J1.
     fn record(&mut self, tid: u64, a: &Answer, via_join: bool, mem_hit: bool) {
-        let Some(task) = self.tasks.get_mut(&tid) else { return };
+        let Some(task) = self.tasks.get_mut(&tid) else {
+            return;
+        };
         if task.answered {
             return;
         }
         task.answered = true;
-        let (p, key, begin, last_read, decided) = (task.proc, task.key, task.begin_seq, task.last_read, task.decided_t);
+        let (p, key, begin, last_read, decided) = (
+            task.proc,
+            task.key,
+            task.begin_seq,
+            task.last_read,
+            task.decided_t,
+        );
         let (begin_t, ops) = (task.begin_t, task.ops);
         self.report.answered += 1;
         let h = &mut self.report.wait_hist;
@@ -1547,7 +1825,11 @@ impl Sim {
         let s = match a {
             Ok(Reply::Value(s)) => s,
             Ok(other) => {
-                self.fail("protocol", Some(key), format!("get_or_load answered {other:?}"));
+                self.fail(
+                    "protocol",
+                    Some(key),
+                    format!("get_or_load answered {other:?}"),
+                );
                 return;
             }
             Err(e) => {
@@ -1569,21 +1851,39 @@ impl Sim {
             self.report.coalesced += 1;
         }
         let Some(uid) = uid_of(&s.value) else {
-            self.fail("driver", Some(key), format!("a value that is not a simulator value: {:?}", s.value));
+            self.fail(
+                "driver",
+                Some(key),
+                format!("a value that is not a simulator value: {:?}", s.value),
+            );
             return;
         };
-        self.tr(key, || format!("p{p} task{tid} answered uid={uid} {:?}{}", s.source, if via_join { " (joiner)" } else { "" }));
+        self.tr(key, || {
+            format!(
+                "p{p} task{tid} answered uid={uid} {:?}{}",
+                s.source,
+                if via_join { " (joiner)" } else { "" }
+            )
+        });
         if self.cfg.unchecked {
             return;
         }
         let info = self.values[uid as usize].clone();
         if info.key != key {
-            self.fail("driver", Some(key), format!("value {uid} of key {} answered for key {key}", info.key));
+            self.fail(
+                "driver",
+                Some(key),
+                format!("value {uid} of key {} answered for key {key}", info.key),
+            );
             return;
         }
         // J1: joiners never take a refused fill.
         if via_join && s.source == Source::Loaded && info.rejected {
-            self.fail("J1", Some(key), format!("joiner task{tid} got value {uid}, whose fill the store refused"));
+            self.fail(
+                "J1",
+                Some(key),
+                format!("joiner task{tid} got value {uid}, whose fill the store refused"),
+            );
             return;
         }
         if via_join && s.source == Source::Loaded && info.rejected_unheard {
@@ -1593,15 +1893,28 @@ impl Sim {
         }
         // C4 and T1, for values this call read from the store.
         let read = if mem_hit {
-            Some(ReadSeen { t: self.t, uid, soft: u64::MAX, hard: u64::MAX, marked: false })
+            Some(ReadSeen {
+                t: self.t,
+                uid,
+                soft: u64::MAX,
+                hard: u64::MAX,
+                marked: false,
+            })
         } else {
             last_read.filter(|r| r.uid == uid)
         };
         if !via_join {
             if let Some(r) = read {
                 let c4 = match s.source {
-                    Source::Fresh => (r.marked || r.t >= r.soft).then(|| format!("fresh at {} but soft_at {} marked {}", r.t, r.soft, r.marked)),
-                    Source::Stale => (r.t >= r.hard).then(|| format!("stale at {} but hard_at {}", r.t, r.hard)),
+                    Source::Fresh => (r.marked || r.t >= r.soft).then(|| {
+                        format!(
+                            "fresh at {} but soft_at {} marked {}",
+                            r.t, r.soft, r.marked
+                        )
+                    }),
+                    Source::Stale => {
+                        (r.t >= r.hard).then(|| format!("stale at {} but hard_at {}", r.t, r.hard))
+                    }
                     Source::StaleOnError | Source::StaleOnTimeout => {
                         // Checked where the flow decides it (the loader's failure or timeout):
                         // the answer itself may come later, after the lease's release round
@@ -1650,7 +1963,13 @@ impl Sim {
             let mut ids: Vec<_> = self.tasks.keys().copied().collect();
             ids.sort_unstable();
             let t = &self.tasks[&ids[0]];
-            let d = format!("{} calls never ended (first: task{} key {} waiting {:?})", ids.len(), ids[0], t.key, t.waiting);
+            let d = format!(
+                "{} calls never ended (first: task{} key {} waiting {:?})",
+                ids.len(),
+                ids[0],
+                t.key,
+                t.waiting
+            );
             let k = t.key;
             self.fail("liveness", Some(k), d);
             return;
@@ -1682,16 +2001,23 @@ impl Sim {
         // C1: every entry the store would serve equals the source.
         for k in 0..self.cfg.keys {
             let op = karlton_core::flow::get_op(&self.keys[k], &self.gen_keys[k]);
-            let StoreReply::Read(rr) = self.store.apply(self.t, &op) else { continue };
+            let StoreReply::Read(rr) = self.store.apply(self.t, &op) else {
+                continue;
+            };
             let Some(bytes) = rr.entry else { continue };
             if rr.marked_stale {
                 continue;
             }
-            let Some(uid) = Entry::decode(&bytes).ok().and_then(|e| uid_of(&e.value)) else { continue };
+            let Some(uid) = Entry::decode(&bytes).ok().and_then(|e| uid_of(&e.value)) else {
+                continue;
+            };
             let v = self.values[uid as usize].version();
             let (kv, ns, tg) = self.source(k as u32);
             if v != kv + ns + tg {
-                let d = format!("after the drain the store holds value {uid} (version {v}) but the source is at {}", kv + ns + tg);
+                let d = format!(
+                    "after the drain the store holds value {uid} (version {v}) but the source is at {}",
+                    kv + ns + tg
+                );
                 self.fail("C1", Some(k as u32), d);
                 return;
             }
@@ -1738,9 +2064,19 @@ fn op_desc(op: &StoreOp) -> String {
         StoreOp::Read { lease, token, .. } => {
             let _ = write!(s, "read(lease {lease:?}, token {token})");
         }
-        StoreOp::Fill { entry, token, version, soft_at, hard_at, .. } => {
+        StoreOp::Fill {
+            entry,
+            token,
+            version,
+            soft_at,
+            hard_at,
+            ..
+        } => {
             let uid = Entry::decode(entry).ok().and_then(|e| uid_of(&e.value));
-            let _ = write!(s, "fill(uid {uid:?}, token {token:?}, version {version:?}, soft {soft_at}, hard {hard_at})");
+            let _ = write!(
+                s,
+                "fill(uid {uid:?}, token {token:?}, version {version:?}, soft {soft_at}, hard {hard_at})"
+            );
         }
         StoreOp::Invalidate { mode, .. } => {
             let _ = write!(s, "invalidate({mode:?})");
@@ -1761,8 +2097,15 @@ fn op_desc(op: &StoreOp) -> String {
 fn reply_desc(r: &StoreReply) -> String {
     match r {
         StoreReply::Read(rr) => {
-            let uid = rr.entry.as_deref().and_then(|b| Entry::decode(b).ok()).and_then(|e| uid_of(&e.value));
-            format!("read(uid {uid:?}, marked {}, {:?})", rr.marked_stale, rr.lease)
+            let uid = rr
+                .entry
+                .as_deref()
+                .and_then(|b| Entry::decode(b).ok())
+                .and_then(|e| uid_of(&e.value));
+            format!(
+                "read(uid {uid:?}, marked {}, {:?})",
+                rr.marked_stale, rr.lease
+            )
         }
         other => format!("{other:?}"),
     }

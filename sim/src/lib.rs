@@ -302,15 +302,31 @@ pub fn shrink(cfg: &Config, invariant: &str) -> Config {
         let mut better = None;
         let mut tries = Vec::new();
         if best.calls > 10 {
-            tries.push(Config { calls: best.calls / 2, ..best.clone() });
-            tries.push(Config { calls: best.calls * 3 / 4, ..best.clone() });
+            tries.push(Config {
+                calls: best.calls / 2,
+                ..best.clone()
+            });
+            tries.push(Config {
+                calls: best.calls * 3 / 4,
+                ..best.clone()
+            });
         }
         if best.procs > 1 {
-            tries.push(Config { procs: best.procs / 2, ..best.clone() });
-            tries.push(Config { procs: best.procs - 1, ..best.clone() });
+            tries.push(Config {
+                procs: best.procs / 2,
+                ..best.clone()
+            });
+            tries.push(Config {
+                procs: best.procs - 1,
+                ..best.clone()
+            });
         }
         if best.keys > 1 {
-            tries.push(Config { keys: best.keys / 2, tags: best.tags.min(best.keys / 2).max(1), ..best.clone() });
+            tries.push(Config {
+                keys: best.keys / 2,
+                tags: best.tags.min(best.keys / 2).max(1),
+                ..best.clone()
+            });
         }
         for c in tries {
             if fails(&c) {
@@ -332,11 +348,25 @@ pub fn explain(cfg: &Config, steps: usize) -> Option<String> {
     let v = run(cfg).violation?;
     let small = shrink(cfg, v.invariant);
     let sv = run(&small).violation.unwrap_or(v.clone());
-    let traced = Config { trace_key: sv.key, ..small.clone() };
+    let traced = Config {
+        trace_key: sv.key,
+        ..small.clone()
+    };
     let out = run(&traced);
     let mut s = String::new();
-    let _ = writeln!(s, "VIOLATION {} seed={} policy={:?} broken={:?}", v.invariant, cfg.seed, cfg.policy, cfg.broken.map(Broken::name));
-    let _ = writeln!(s, "  {} (key {:?}, t={}, step {})", v.detail, v.key, v.t, v.step);
+    let _ = writeln!(
+        s,
+        "VIOLATION {} seed={} policy={:?} broken={:?}",
+        v.invariant,
+        cfg.seed,
+        cfg.policy,
+        cfg.broken.map(Broken::name)
+    );
+    let _ = writeln!(
+        s,
+        "  {} (key {:?}, t={}, step {})",
+        v.detail, v.key, v.t, v.step
+    );
     let _ = writeln!(
         s,
         "  shrunk: procs={} keys={} calls={} -> {} (key {:?}, step {})",
@@ -351,9 +381,19 @@ pub fn explain(cfg: &Config, steps: usize) -> Option<String> {
         small.calls,
         format!("{:?}", cfg.policy).to_lowercase(),
         cfg.writers,
-        cfg.broken.map(|b| format!(" --broken {}", b.name())).unwrap_or_default(),
-        if cfg.faults == Faults::NONE { " --faults off" } else { "" },
-        if cfg.skip.is_empty() { String::new() } else { format!(" --skip {}", cfg.skip.join(",")) },
+        cfg.broken
+            .map(|b| format!(" --broken {}", b.name()))
+            .unwrap_or_default(),
+        if cfg.faults == Faults::NONE {
+            " --faults off"
+        } else {
+            ""
+        },
+        if cfg.skip.is_empty() {
+            String::new()
+        } else {
+            format!(" --skip {}", cfg.skip.join(","))
+        },
     );
     let n = out.trace.len().saturating_sub(steps);
     let _ = writeln!(s, "  last {} steps touching the key:", out.trace.len() - n);

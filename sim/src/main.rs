@@ -42,7 +42,10 @@ fn configure(args: &[String], seed: u64) -> Config {
     }
     if let Some(v) = arg::<String>(args, "--skip") {
         let names = ["C1", "C2", "C3", "C4", "C5", "J1", "L2", "L3", "T1"];
-        c.skip = v.split(',').filter_map(|n| names.iter().find(|x| **x == n).copied()).collect();
+        c.skip = v
+            .split(',')
+            .filter_map(|n| names.iter().find(|x| **x == n).copied())
+            .collect();
     }
     if let Some(x) = arg::<f64>(args, "--fault-scale") {
         c.faults = c.faults.scaled(x);
@@ -77,7 +80,10 @@ fn main() {
         let mut set: Vec<(u64, Option<Broken>)> = ci_seeds(n).map(|s| (s, None)).collect();
         set.extend(regressions());
         for (seed, broken) in set {
-            let c = Config { broken, ..configure(&args, seed) };
+            let c = Config {
+                broken,
+                ..configure(&args, seed)
+            };
             let out = run(&c);
             calls += out.report.calls;
             steps += out.report.steps;
@@ -87,7 +93,10 @@ fn main() {
             }
         }
         let secs = started.elapsed().as_secs_f64();
-        println!("ci: {n} seeds + regressions, {calls} calls, {steps} steps in {secs:.1} s ({:.0} calls/s)", calls as f64 / secs);
+        println!(
+            "ci: {n} seeds + regressions, {calls} calls, {steps} steps in {secs:.1} s ({:.0} calls/s)",
+            calls as f64 / secs
+        );
         if failed > 0 {
             println!("ci: {failed} seeds failed");
             std::process::exit(1);
@@ -114,10 +123,16 @@ fn main() {
                 print!("{}", explain(&c, 60).unwrap_or_default());
             }
             if seed % 100 == 0 {
-                eprintln!("seed {seed}: {calls} calls, {failed} failed, {:.0} s", started.elapsed().as_secs_f64());
+                eprintln!(
+                    "seed {seed}: {calls} calls, {failed} failed, {:.0} s",
+                    started.elapsed().as_secs_f64()
+                );
             }
         }
-        println!("soak: {calls} calls, {failed} failed, {:.1} s", started.elapsed().as_secs_f64());
+        println!(
+            "soak: {calls} calls, {failed} failed, {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
         std::process::exit(i32::from(failed > 0));
     }
     let seed = arg(&args, "--seed").unwrap_or(1);

@@ -63,7 +63,11 @@ pub fn print_table(fleets: &[usize], keys: usize, secs: u64, rate: u64) {
             let hits = r.hits_fresh + r.hits_stale;
             println!(
                 "| {procs} | {} | {} | {:.0} | {:.1} | {:.0} | {:.3} | {} | {} | {:.1} % | {:.1} % | {:.1} % | {procs} |",
-                if naive { "naive cache-aside" } else { "karlton" },
+                if naive {
+                    "naive cache-aside"
+                } else {
+                    "karlton"
+                },
                 r.calls,
                 r.loads as f64 / s,
                 r.hot_loads as f64 / s,
@@ -78,7 +82,10 @@ pub fn print_table(fleets: &[usize], keys: usize, secs: u64, rate: u64) {
             if let Some(v) = &out.violation {
                 println!("<!-- {procs} {naive}: {} {} -->", v.invariant, v.detail);
             }
-            eprintln!("{procs} processes, naive={naive}: {:.1} s wall", started.elapsed().as_secs_f64());
+            eprintln!(
+                "{procs} processes, naive={naive}: {:.1} s wall",
+                started.elapsed().as_secs_f64()
+            );
         }
     }
 }

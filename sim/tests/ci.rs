@@ -7,7 +7,11 @@ use karlton_sim::{Broken, Config, ci_seeds, explain, regressions, run, shrink};
 /// `scripts/test.sh`, which runs `karlton-sim --ci`; `cargo test --release -p karlton-sim`
 /// runs it here too).
 fn seeds() -> u64 {
-    if cfg!(debug_assertions) { 12 } else { karlton_sim::CI_SEEDS }
+    if cfg!(debug_assertions) {
+        12
+    } else {
+        karlton_sim::CI_SEEDS
+    }
 }
 
 #[test]
@@ -16,7 +20,11 @@ fn ci_seed_set_has_no_violation() {
     for seed in ci_seeds(seeds()) {
         let c = Config::ci(seed);
         let out = run(&c);
-        assert!(out.violation.is_none(), "{}", explain(&c, 60).unwrap_or_default());
+        assert!(
+            out.violation.is_none(),
+            "{}",
+            explain(&c, 60).unwrap_or_default()
+        );
         assert_eq!(out.report.calls, c.calls);
         assert!(out.report.answered > 0 && out.report.loads > 0 && out.report.writes > 0);
         calls += out.report.calls;
@@ -29,12 +37,22 @@ fn ci_seed_set_has_no_violation() {
 #[test]
 fn regression_seeds_pass() {
     for (seed, broken) in regressions() {
-        let c = Config { broken, ..Config::ci(seed) };
+        let c = Config {
+            broken,
+            ..Config::ci(seed)
+        };
         let out = run(&c);
         if broken.is_none() {
-            assert!(out.violation.is_none(), "{}", explain(&c, 60).unwrap_or_default());
+            assert!(
+                out.violation.is_none(),
+                "{}",
+                explain(&c, 60).unwrap_or_default()
+            );
         } else {
-            assert!(out.violation.is_some(), "seed {seed} no longer catches {broken:?}");
+            assert!(
+                out.violation.is_some(),
+                "seed {seed} no longer catches {broken:?}"
+            );
         }
     }
 }
@@ -55,12 +73,28 @@ fn expected(b: Broken) -> &'static [&'static str] {
 fn every_broken_variant_is_caught_with_its_seed() {
     for b in Broken::ALL {
         let caught = (1..=10u64).find_map(|seed| {
-            let c = Config { broken: Some(b), calls: 3_000, ..Config::ci(seed) };
+            let c = Config {
+                broken: Some(b),
+                calls: 3_000,
+                ..Config::ci(seed)
+            };
             run(&c).violation.map(|v| (seed, v))
         });
-        let (seed, v) = caught.unwrap_or_else(|| panic!("{} was not caught by seeds 1..=10", b.name()));
-        assert!(expected(b).contains(&v.invariant), "{} tripped {} (seed {seed}): {}", b.name(), v.invariant, v.detail);
-        println!("{}: caught by {} with seed {seed}: {}", b.name(), v.invariant, v.detail);
+        let (seed, v) =
+            caught.unwrap_or_else(|| panic!("{} was not caught by seeds 1..=10", b.name()));
+        assert!(
+            expected(b).contains(&v.invariant),
+            "{} tripped {} (seed {seed}): {}",
+            b.name(),
+            v.invariant,
+            v.detail
+        );
+        println!(
+            "{}: caught by {} with seed {seed}: {}",
+            b.name(),
+            v.invariant,
+            v.detail
+        );
     }
 }
 
@@ -69,22 +103,38 @@ fn a_seed_replays_exactly() {
     let c = Config::ci(42);
     let (a, b) = (run(&c), run(&c));
     assert_eq!(a.report, b.report);
-    let c = Config { broken: Some(Broken::SharedSeed), ..Config::ci(3) };
+    let c = Config {
+        broken: Some(Broken::SharedSeed),
+        ..Config::ci(3)
+    };
     assert_eq!(run(&c).violation, run(&c).violation);
 }
 
 #[test]
 fn shrinking_keeps_the_failure_and_the_trace_names_the_key() {
-    let c = Config { broken: Some(Broken::StoreReleaseIgnoresToken), calls: 2_000, ..Config::ci(3) };
+    let c = Config {
+        broken: Some(Broken::StoreReleaseIgnoresToken),
+        calls: 2_000,
+        ..Config::ci(3)
+    };
     let v = run(&c).violation.expect("caught");
     let small = shrink(&c, v.invariant);
     assert!(small.calls <= c.calls && small.procs <= c.procs);
     let sv = run(&small).violation.expect("the shrunk run still fails");
     assert_eq!(sv.invariant, v.invariant);
-    let traced = run(&Config { trace_key: sv.key, ..small });
-    assert!(!traced.trace.is_empty(), "the trace holds the steps touching the key");
+    let traced = run(&Config {
+        trace_key: sv.key,
+        ..small
+    });
+    assert!(
+        !traced.trace.is_empty(),
+        "the trace holds the steps touching the key"
+    );
     let text = explain(&c, 20).expect("explained");
-    assert!(text.contains("seed=3") && text.contains("reproduce:"), "{text}");
+    assert!(
+        text.contains("seed=3") && text.contains("reproduce:"),
+        "{text}"
+    );
 }
 
 /// A known finding (docs/simulation.md, "What it found"): with writers running concurrently,
@@ -96,7 +146,12 @@ fn shrinking_keeps_the_failure_and_the_trace_names_the_key() {
 #[test]
 fn concurrent_writers_expose_the_set_race() {
     for (seed, calls) in [(1u64, 1_250u64), (51, 2_500)] {
-        let c = Config { writers: 4, calls, keys: if seed == 1 { 100 } else { 200 }, ..Config::ci(seed) };
+        let c = Config {
+            writers: 4,
+            calls,
+            keys: if seed == 1 { 100 } else { 200 },
+            ..Config::ci(seed)
+        };
         let v = run(&c).violation.expect("the race is found");
         assert_eq!(v.invariant, "C5", "{}", v.detail);
     }
@@ -109,7 +164,11 @@ fn concurrent_writers_expose_the_set_race() {
 /// the local time the read was *sent*, an upper bound on the store clock) shows up here.
 #[test]
 fn a_delayed_read_reply_lets_stale_on_error_outlive_its_bound() {
-    let c = Config { keys: 30, faults: karlton_sim::Faults::DEFAULT.scaled(20.0), ..Config::ci(39) };
+    let c = Config {
+        keys: 30,
+        faults: karlton_sim::Faults::DEFAULT.scaled(20.0),
+        ..Config::ci(39)
+    };
     let v = run(&c).violation.expect("found");
     assert_eq!(v.invariant, "C4", "{}", v.detail);
 }
