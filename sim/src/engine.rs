@@ -46,8 +46,9 @@
 //!   the store refused.
 //! - **L2** on every release: only the holder's token releases; a release with another token
 //!   leaves the lease in place.
-//! - **L3**: the store never reports a lease as held after it expired, and a call that waited
-//!   on a dead process's lease reads again within ε of its expiry.
+//! - **L3**: the store never reports a lease as held after it expired; a call that waited on a
+//!   dead (or reply-lost) holder's lease reads again within ε of its expiry; and at that
+//!   lease's end + ε, if nobody took it over while a call told it is held still waits, fail.
 //! - **T1** on every answer read from the store: after a `bump` / `invalidate_tag` returned,
 //!   no read returns an entry filled before the bump applied.
 //! - **Liveness and stats** at the end: every call answered, every live coordinator idle
@@ -61,8 +62,8 @@ use karlton_core::entry::codec;
 use karlton_core::flow::Write;
 use karlton_core::{
     Action, CallId, Coordinator, Entry, Event, FlightId, FlowError, Input, InvalidateMode,
-    LeaseOutcome, Loaded, MemoryStore, MemoryStoreConfig, Op, Policy, ReadReply, Reply, Request,
-    Served, Source, StoreFailure, StoreOp, StoreReply, Ticket, Token,
+    LeaseMode, LeaseOutcome, Loaded, MemoryStore, MemoryStoreConfig, Op, Policy, ReadReply, Reply,
+    Request, Served, Source, StoreFailure, StoreOp, StoreReply, Ticket, Token,
 };
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -204,6 +205,11 @@ enum Ev {
     Restart {
         proc: usize,
     },
+    /// L3: by now a dead holder's lease on `key` must have been taken over by any waiter.
+    Takeover {
+        key: u32,
+        token: Token,
+    },
 }
 
 struct Item {
@@ -300,6 +306,8 @@ struct Task {
     answered: bool,
     joined: bool,
     orphan_wait: Option<u64>,
+    /// The orphaned lease this call was last told is held (cleared when it gets a lease).
+    waited_on: Option<Token>,
     apply_t: u64,
     /// When it began (store clock), and how many store ops it sent.
     begin_t: u64,
@@ -658,6 +666,7 @@ impl Sim {
                 }
             }
             Ev::Restart { proc } => self.restart(proc),
+            Ev::Takeover { key, token } => self.check_takeover(key, token),
         }
     }
 
@@ -732,6 +741,7 @@ impl Sim {
                 answered: false,
                 joined: false,
                 orphan_wait: None,
+                waited_on: None,
                 apply_t: 0,
                 decided_t: 0,
                 begin_t: self.t,
@@ -1007,6 +1017,21 @@ impl Sim {
             let task = self.tasks.remove(&tid).expect("task");
             if let Some(tok) = task.lease {
                 self.orphans.insert(tok);
+                let sh = &self.shadow[task.key as usize];
+                if let Some(l) = sh
+                    .lease
+                    .as_ref()
+                    .filter(|l| l.token == tok && l.until > self.t)
+                {
+                    let at = l.until + self.eps_l3;
+                    self.at(
+                        at,
+                        Ev::Takeover {
+                            key: task.key,
+                            token: tok,
+                        },
+                    );
+                }
             }
             self.tr(task.key, || {
                 format!("p{p} dies with task{tid} (lease {:?})", task.lease)
@@ -1293,6 +1318,7 @@ impl Sim {
         self.procs[p].loads += 1;
         let t = self.tasks.get_mut(&tid).expect("task");
         t.loader = LoaderState::Running(uid);
+        t.waited_on = None; // it stopped waiting: it loads (with a lease, or without after a lock timeout)
         if lease.is_some() {
             t.leased_loads += 1;
             self.report.leased_loads += 1;
@@ -1473,6 +1499,29 @@ impl Sim {
                     _ => self.store.apply(now, op),
                 }
             }
+            (
+                Some(Broken::StoreKeepsExpiredLeases),
+                StoreOp::Read {
+                    key,
+                    gen_keys,
+                    lease,
+                    ..
+                },
+            ) if *lease != LeaseMode::None
+                && self.last_grant.get(key).is_some_and(|&(_, u)| {
+                    u <= now && now < u + 2 * self.policy.lease_ttl_ms()
+                }) =>
+            {
+                let until = self.last_grant[key].1 + 2 * self.policy.lease_ttl_ms();
+                let plain = karlton_core::flow::get_op(key, gen_keys);
+                match self.store.apply(now, &plain) {
+                    StoreReply::Read(mut rr) => {
+                        rr.lease = LeaseOutcome::Held { until_ms: until };
+                        StoreReply::Read(rr)
+                    }
+                    other => other,
+                }
+            }
             (Some(Broken::StoreReleaseIgnoresToken), StoreOp::Release { key, .. }) => {
                 match self.store.inspect(now, key).and_then(|s| s.lease) {
                     Some((holder, _)) => self.store.apply(
@@ -1495,7 +1544,12 @@ impl Sim {
                 ) = (op, &r)
                 {
                     if let LeaseOutcome::Granted { token } = rr.lease {
-                        if self.cfg.broken == Some(Broken::StoreAcceptsExpiredLease) {
+                        if matches!(
+                            self.cfg.broken,
+                            Some(
+                                Broken::StoreAcceptsExpiredLease | Broken::StoreKeepsExpiredLeases
+                            )
+                        ) {
                             self.last_grant
                                 .insert(key.clone(), (token, now + lease_ttl_ms));
                         }
@@ -1503,6 +1557,35 @@ impl Sim {
                 }
                 r
             }
+        }
+    }
+
+    /// L3 at a dead holder's lease end + ε: if the lease was not taken over (no grant, fill or
+    /// invalidation since) while a live call that was told it is held still waits, fail.
+    fn check_takeover(&mut self, key: u32, token: Token) {
+        let same = self.shadow[key as usize]
+            .lease
+            .as_ref()
+            .is_some_and(|l| l.token == token);
+        if !same {
+            return;
+        }
+        let until = self.shadow[key as usize]
+            .lease
+            .as_ref()
+            .map_or(0, |l| l.until);
+        let mut waiting: Vec<u64> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.key == key && t.waited_on == Some(token))
+            .filter(|(_, t)| self.procs[t.proc].last_pause_end < until)
+            .map(|(id, _)| *id)
+            .collect();
+        waiting.sort_unstable();
+        if let Some(w) = waiting.first() {
+            self.fail("L3", Some(key), format!(
+                "the dead holder's lease {token} ended at {until}; at {} (ε = {} ms) it was not taken over and task{w} still waits",
+                self.t, self.eps_l3));
         }
     }
 
@@ -1524,6 +1607,8 @@ impl Sim {
         if let (true, StoreReply::Read(rr)) = (lost, &r) {
             if let LeaseOutcome::Granted { token } = rr.lease {
                 self.orphans.insert(token); // nobody knows they hold it
+                let at = self.t + self.policy.lease_ttl_ms() + self.eps_l3;
+                self.at(at, Ev::Takeover { key, token });
             }
         }
         if let Some(t) = self.tasks.get_mut(&tid) {
@@ -1637,6 +1722,10 @@ impl Sim {
                 let sh = &self.shadow[key as usize];
                 match rr.lease {
                     LeaseOutcome::Granted { token } => {
+                        if let Some(task) = self.tasks.get_mut(&tid) {
+                            task.waited_on = None;
+                        }
+                        let sh = &self.shadow[key as usize];
                         if let Some(l) = &sh.lease {
                             if l.until > t && l.gens == rr.generations {
                                 let d = format!("granted token {token} to task{tid} while token {} (task{}) is live until {}", l.token, l.task, l.until);
@@ -1666,6 +1755,7 @@ impl Sim {
                             if self.orphans.contains(&l.token) {
                                 if let Some(task) = self.tasks.get_mut(&tid) {
                                     task.orphan_wait = Some(l.until);
+                                    task.waited_on = Some(l.token);
                                 }
                             }
                         }

@@ -103,6 +103,9 @@ pub enum Broken {
     StoreIgnoresFillToken,
     /// The store accepts a fill under a lease that has expired (if nobody took it since).
     StoreAcceptsExpiredLease,
+    /// The store goes on reporting a lease as held for two lease lifetimes after it expired
+    /// (a dead holder's key stays blocked).
+    StoreKeepsExpiredLeases,
     /// The store's release ignores the token (releases whoever holds the lease).
     StoreReleaseIgnoresToken,
     /// The store ignores the generations a fill was loaded under.
@@ -117,9 +120,10 @@ pub enum Broken {
 
 impl Broken {
     /// Every variant.
-    pub const ALL: [Broken; 7] = [
+    pub const ALL: [Broken; 8] = [
         Broken::StoreIgnoresFillToken,
         Broken::StoreAcceptsExpiredLease,
+        Broken::StoreKeepsExpiredLeases,
         Broken::StoreReleaseIgnoresToken,
         Broken::StoreIgnoresGenerations,
         Broken::JoinersTakeRefusedFill,
@@ -132,6 +136,7 @@ impl Broken {
         match self {
             Broken::StoreIgnoresFillToken => "store-ignores-fill-token",
             Broken::StoreAcceptsExpiredLease => "store-accepts-expired-lease",
+            Broken::StoreKeepsExpiredLeases => "store-keeps-expired-leases",
             Broken::StoreReleaseIgnoresToken => "store-release-ignores-token",
             Broken::StoreIgnoresGenerations => "store-ignores-generations",
             Broken::JoinersTakeRefusedFill => "joiners-take-refused-fill",
