@@ -24,6 +24,8 @@ for part in "${parts[@]}"; do
       # Boundary values again with release arithmetic (overflow wraps there instead of panicking,
       # so an unchecked one shows up as a wrong answer).
       cargo test --locked --release -p karlton-core --test boundaries
+      # The simulator's CI seed set (>= 1,000,000 simulated calls) needs an optimized build.
+      cargo run --locked --release -q -p karlton-sim -- --ci
       ;;
     wasm)   scripts/test-wasm.sh ;;
     python) scripts/test-python.sh ;;
