@@ -97,7 +97,14 @@ export declare class MemoryStore {
   constructor(options?: MemoryStoreOptions);
   readonly size: number;
   readonly bytes: number;
+  /** Entries evicted for space so far. */
+  readonly evictions: number;
+  readonly maxEntries: number;
+  readonly maxBytes: number;
 }
+
+/** The canonical params hash (RFC 8785 JSON + SHA-256, 32 hex) `Key#params` puts in a key. */
+export declare function paramsHash(params: unknown): string;
 
 /** The slice of an ioredis client karlton uses (a `Redis` or a `Cluster`). */
 export interface RedisClientLike {
@@ -240,6 +247,30 @@ export declare class Cache extends EventEmitter {
   pending(): { calls: number; flights: number };
   on(event: 'error', listener: (error: unknown, key: string) => void): this;
 }
+
+/** Where stored entry bytes stand: core's `entry::describe`, the same answer in every runtime. */
+export interface EntryInfo {
+  freshness: 'fresh' | 'stale' | 'usable_on_error' | 'gone';
+  soft_at: number | bigint;
+  hard_at: number | bigint;
+  /** `hard_at + staleIfError`: usable when a load fails until then. */
+  usable_until: number | bigint;
+  load_ms: number | bigint;
+  version: number | bigint | null;
+  negative: boolean;
+  codec: number;
+  value_len: number;
+  generations: Array<number | bigint>;
+  tags: string[];
+}
+
+/**
+ * Read stored entry bytes at `nowMs` (default: now) under `policy` (default: `new Policy()`,
+ * for its `staleIfError`). Integers beyond 2^53 are bigints. Throws a `KarltonError`
+ * (`ERR_KARLTON_CODEC`) on corrupt bytes. It cannot see a later `bump`/tag invalidation
+ * (that needs the counters' current values, compared with `generations`).
+ */
+export declare function describeEntry(bytes: Uint8Array, options?: { nowMs?: number; policy?: Policy | PolicyOptions }): EntryInfo;
 
 /** Test and tool helpers (the core's entry encoding, the Redis scripts). */
 export declare const internals: {

@@ -2,5 +2,5 @@
 // One implementation (lib/karlton.cjs) so both entry points share classes and the native addon.
 import karlton from './lib/karlton.cjs';
 
-export const { Key, Policy, MemoryStore, RedisStore, Cache, KarltonError, jsonCodec, internals } = karlton;
+export const { Key, Policy, MemoryStore, RedisStore, Cache, KarltonError, jsonCodec, describeEntry, paramsHash, internals } = karlton;
 export default karlton;

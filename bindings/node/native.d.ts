@@ -121,6 +121,12 @@ export declare function buildKeyFunction(): (namespace: string, segments: string
 export declare function decodeEntry(bytes: Uint8Array): string
 
 /**
+ * Where stored entry bytes stand at `now_ms` (default: now) under `policy`, as JSON text
+ * (core's `entry::describe`); throws on corrupt bytes.
+ */
+export declare function describeEntry(bytes: Uint8Array, nowMs: number | undefined | null, policy: NativePolicy): string
+
+/**
  * A duration in units of `unit_ms` ms as whole ms by the core's one rounding rule (half away
  * from zero); `null` if it is not a finite number >= 0 (above 2^40 ms the policy refuses it).
  */
@@ -159,6 +165,12 @@ export declare function keyHandle(namespace: string, segments: Array<string>, pa
 
 /** `[entryKey, generationKey]` of a key handle. */
 export declare function keyStrings(handle: unknown): Array<string>
+
+/**
+ * Canonical params hash (RFC 8785 JSON, SHA-256, 32 hex) of JSON text: the hash `Key#params`
+ * puts in a key (Python's `params_hash`).
+ */
+export declare function paramsHash(paramsJson: string): string
 
 /** Parse `"250ms"`, `"5m"`, `"1.5h"` … into milliseconds (core's `parse_duration_ms`). */
 export declare function parseDurationMs(text: string): number

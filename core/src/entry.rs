@@ -604,6 +604,56 @@ mod version_str {
     }
 }
 
+/// What an operator or a test needs to know about stored entry bytes at `now_ms`, without the
+/// value itself: [`describe`]'s answer, the same in every runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EntryInfo {
+    /// How a reader at `now_ms` classifies it (before generations: see [`describe`]).
+    pub freshness: crate::freshness::Freshness,
+    /// Fresh until this store-clock instant (ms).
+    pub soft_at: u64,
+    /// Servable stale until this instant.
+    pub hard_at: u64,
+    /// Usable when a load fails until this instant: `hard_at + stale_if_error` (saturating).
+    pub usable_until: u64,
+    /// How long the load that produced it took (ms).
+    pub load_ms: u64,
+    /// Source version, if it has one.
+    pub version: Option<u64>,
+    /// A cached "not found".
+    pub negative: bool,
+    /// Codec id of the value.
+    pub codec: u8,
+    /// Length of the encoded value in bytes.
+    pub value_len: usize,
+    /// Generation counters it was filled under (namespace, then tags).
+    pub generations: Vec<u64>,
+    /// Its tags.
+    pub tags: Vec<String>,
+}
+
+/// Read stored entry bytes as [`EntryInfo`] at store-clock time `now_ms` under `policy` (for
+/// its `stale_if_error`). Corrupt bytes are the [`DecodeError`] a reader would count as a
+/// corrupt entry. It cannot know whether a later `bump` or tag invalidation orphaned the entry:
+/// that needs the counters' current values, which `generations` are compared with.
+pub fn describe(bytes: &[u8], now_ms: u64, policy: &crate::policy::Policy) -> Result<EntryInfo, DecodeError> {
+    let e = Entry::decode(bytes)?;
+    let usable_until = e.hard_at.saturating_add(policy.stale_if_error_ms());
+    Ok(EntryInfo {
+        freshness: crate::freshness::freshness(now_ms, e.soft_at, e.hard_at, policy.stale_if_error_ms()),
+        soft_at: e.soft_at,
+        hard_at: e.hard_at,
+        usable_until,
+        load_ms: e.load_ms,
+        version: e.version,
+        negative: e.negative,
+        codec: e.codec,
+        value_len: e.value.len(),
+        generations: e.generations,
+        tags: e.tags,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -659,5 +709,38 @@ mod tests {
             let mut r = Reader { buf: bytes };
             assert_eq!(r.varint("x").as_ref(), Err(want), "{bytes:02x?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod describe_tests {
+    use super::*;
+    use crate::freshness::Freshness;
+    use crate::policy::{Policy, PolicySpec};
+
+    #[test]
+    fn describe_classifies_an_entry_by_its_windows_and_refuses_corrupt_bytes() {
+        let e = Entry {
+            value: b"\"v\"".to_vec(),
+            codec: 1,
+            version: Some(u64::MAX),
+            generations: vec![7],
+            soft_at: 100,
+            hard_at: 200,
+            load_ms: 5,
+            negative: false,
+            tags: vec!["t".into()],
+        };
+        let bytes = e.encode();
+        let p = Policy::new(PolicySpec { stale_if_error_ms: 50, ..PolicySpec::default() }).unwrap();
+        let at = |now| describe(&bytes, now, &p).unwrap();
+        assert_eq!(at(99).freshness, Freshness::Fresh);
+        assert_eq!(at(100).freshness, Freshness::Stale);
+        assert_eq!(at(200).freshness, Freshness::UsableOnError);
+        assert_eq!(at(250).freshness, Freshness::Gone);
+        let i = at(0);
+        assert_eq!((i.usable_until, i.value_len, i.version, i.generations, i.tags), (250, 3, Some(u64::MAX), vec![7], vec!["t".to_string()]));
+        assert_eq!(describe(&bytes[..bytes.len() - 1], 0, &p), Err(DecodeError::Truncated("value")));
+        assert_eq!(describe(b"XX", 0, &p), Err(DecodeError::TooShort));
     }
 }

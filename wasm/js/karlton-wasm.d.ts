@@ -115,6 +115,13 @@ export declare class Karlton {
   policy(spec: PolicySpec): Required<PolicySpec>;
   entryEncode(entry: Partial<Entry>): Uint8Array;
   entryDecode(bytes: Uint8Array): Entry;
+  /** Core's `entry::describe` at `nowMs` under `policy`. Integers beyond 2^53 are bigints. */
+  entryDescribe(bytes: Uint8Array, nowMs: U64, policy?: PolicySpec): {
+    freshness: "fresh" | "stale" | "usable_on_error" | "gone";
+    soft_at: number | bigint; hard_at: number | bigint; usable_until: number | bigint; load_ms: number | bigint;
+    version: number | bigint | null; negative: boolean; codec: number; value_len: number;
+    generations: Array<number | bigint>; tags: string[];
+  };
   jitteredTtls(policy: PolicySpec, rand: U64 | string): { jitter_ppm: number; soft_ttl_ms: number; hard_ttl_ms: number };
   flowCreate(request: FlowRequest, policy: PolicySpec, seed: U64 | string): number;
   flowStart(flow: number, nowMs: number, store?: number): Step;

@@ -19,7 +19,8 @@ export const DECISIONS = Object.freeze(["fresh", "refresh_early", "stale", "usab
 /** An error reply from the module: `code` is stable, `detail` is structured when present. */
 export class KarltonError extends Error {
   constructor(code, message, detail) {
-    super(`${code}: ${message}`);
+    // The core's own messages may already start with the code ("policy: ..."): say it once.
+    super(message.startsWith(`${code}: `) ? message : `${code}: ${message}`);
     this.name = "KarltonError";
     this.code = code;
     this.detail = detail;
@@ -242,6 +243,15 @@ export class Karlton {
   /** Encode an entry (core JSON form: value_hex, version as string); the bytes. */
   entryEncode(entry) {
     return hexToBytes(this.call({ op: "entry_encode", entry }));
+  }
+
+  /**
+   * Where entry bytes stand at `nowMs` under `policy` (default policy if omitted): core's
+   * `entry::describe`, `{ freshness, soft_at, hard_at, usable_until, load_ms, version, negative,
+   * codec, value_len, generations, tags }`; throws KarltonError code "entry_decode" if corrupt.
+   */
+  entryDescribe(bytes, nowMs, policy) {
+    return this.call({ op: "entry_describe", hex: bytesToHex(bytes), now_ms: u64(nowMs, "nowMs").toString(), policy });
   }
 
   /** Decode entry bytes; throws KarltonError code "entry_decode" for corrupt bytes (a miss). */

@@ -19,6 +19,7 @@
 //! | `policy` | `policy` (PolicySpec JSON) | the validated policy, every field, hard TTL resolved |
 //! | `entry_encode` | `entry` (Entry JSON) | `"<hex>"` |
 //! | `entry_decode` | `hex` | Entry JSON, or error `entry_decode` (corrupt bytes = a miss) |
+//! | `entry_describe` | `hex`, `now_ms`, `policy?` | `{"freshness", "soft_at", "hard_at", "usable_until", "load_ms", "version", "negative", "codec", "value_len", "generations", "tags"}` (core's `entry::describe`), or error `entry_decode` |
 //! | `decide` | `now_ms`, `soft_at`, `hard_at`, `load_ms?` u64, `policy`, `rand` u64 | `"fresh"`, `"refresh_early"`, `"stale"`, `"usable_on_error"` or `"gone"` |
 //! | `jittered_ttls` | `policy`, `rand` u64 | `{"soft_ttl_ms", "hard_ttl_ms"}` |
 //! | `flow_create` | `request` (Request JSON), `policy`, `seed` u64 | flow handle (number) |
@@ -68,7 +69,7 @@
 //!
 //! Error codes: `bad_input` (pointer/length not inside a live `karlton_alloc` block), `utf8`,
 //! `json` (not JSON, or no string `op`), `bad_request` (fields missing or of the wrong type),
-//! `unknown_op`, `unknown_handle`, `key`, `policy`, `entry_decode`, `internal`.
+//! `unknown_op`, `unknown_handle`, `key`, `policy`, `entry_decode`, `too_many_handles`, `internal`.
 //!
 //! The policy parsed last is cached by its JSON text, so passing the same policy on every call
 //! costs one string comparison.
@@ -133,12 +134,32 @@ pub fn jitter(ttl_ms: u64, jitter_ppm: u64, rand: u64) -> u64 {
 /// search. A Vec rather than a map keeps the module small (each map type costs kilobytes).
 struct Table<T>(Vec<(u32, T)>);
 
+/// Most live handles of one kind (flows, stores, coordinators). A host that never drops its
+/// handles gets an error reply (`too_many_handles`) instead of a module that grows until the
+/// runtime kills it; the bound also caps the cost of `remove` (a Vec shift).
+pub const MAX_HANDLES: usize = 65_536;
+
+/// Most live `karlton_alloc` blocks. A host keeps one request buffer (a few at most); a leak is
+/// refused (`karlton_alloc` returns 0) rather than grown, so finding a block stays bounded.
+pub const MAX_BLOCKS: usize = 1_024;
+
 impl<T> Table<T> {
     const fn new() -> Self {
         Table(Vec::new())
     }
     fn insert(&mut self, h: u32, v: T) {
         self.0.push((h, v));
+    }
+    /// `Ok` if one more handle of this kind fits ([`MAX_HANDLES`]).
+    fn room(&self, kind: &str) -> Result<(), Fail> {
+        if self.0.len() < MAX_HANDLES {
+            Ok(())
+        } else {
+            Err(Fail::new(
+                "too_many_handles",
+                format!("{MAX_HANDLES} live {kind} handles: drop some (a leak?)"),
+            ))
+        }
     }
     fn pos(&self, h: u32) -> Option<usize> {
         self.0.binary_search_by_key(&h, |e| e.0).ok()
@@ -201,7 +222,8 @@ impl State {
 
 const ALIGN: usize = 8;
 
-/// Allocate a tracked block (`karlton_alloc`). Returns 0 for `len == 0` or when out of memory.
+/// Allocate a tracked block (`karlton_alloc`). Returns 0 for `len == 0`, when out of memory,
+/// and when [`MAX_BLOCKS`] blocks are live.
 pub fn alloc(len: usize) -> usize {
     if len == 0 {
         return 0;
@@ -209,12 +231,16 @@ pub fn alloc(len: usize) -> usize {
     let Ok(layout) = std::alloc::Layout::from_size_align(len, ALIGN) else {
         return 0;
     };
+    let mut st = state();
+    if st.blocks.len() >= MAX_BLOCKS {
+        return 0;
+    }
     // SAFETY: `layout` has a non-zero size.
     let p = unsafe { std::alloc::alloc(layout) };
     if p.is_null() {
         return 0;
     }
-    state().blocks.push((p as usize, len));
+    st.blocks.push((p as usize, len));
     p as usize
 }
 
@@ -480,6 +506,18 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
             let e = Entry::decode(&bytes).map_err(Fail::decode)?;
             forms::write_entry(out, &e);
         }
+        "entry_describe" => {
+            let h = r.string("hex")?;
+            let now = r.arg("now_ms")?;
+            let p = match r.raw_opt("policy")? {
+                Some(raw) => policy(st, raw)?,
+                // (not Policy::default(): its expect() would pull float Debug formatting in)
+                None => policy(st, "{}")?,
+            };
+            let bytes = hex::decode(&h).ok_or_else(|| bad("`hex` is not hex"))?;
+            let i = karlton_core::entry::describe(&bytes, now, &p).map_err(Fail::decode)?;
+            forms::write_entry_info(out, &i, fresh(i.freshness));
+        }
         "decide" => {
             let (now, soft, hard) = (r.arg("now_ms")?, r.arg("soft_at")?, r.arg("hard_at")?);
             let load = r.arg_opt("load_ms")?.unwrap_or(0);
@@ -519,6 +557,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
             let raw = r.raw_req("policy")?;
             let seed = r.arg("seed")?;
             let p = policy(st, raw)?;
+            st.flows.room("flow")?;
             let h = st.handle()?;
             st.flows.insert(h, GetOrLoad::new(req, p, seed));
             json::u64(out, u64::from(h));
@@ -560,6 +599,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
                 shards: size("shards", d.shards)?.min(1024),
                 seed: r.arg_opt("seed")?.unwrap_or(d.seed),
             };
+            st.stores.room("store")?;
             let h = st.handle()?;
             st.stores.insert(h, MemoryStore::new(cfg));
             json::u64(out, u64::from(h));
@@ -606,6 +646,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
             let flow = match step {
                 Step::Done(_) => None,
                 _ => {
+                    st.flows.room("flow")?;
                     let h = st.handle()?;
                     st.flows.insert(h, f);
                     Some(h)
@@ -689,6 +730,7 @@ fn coord(st: &mut State, r: &Obj<'_>, name: &str, out: &mut Vec<u8>) -> Res {
             None => false,
             Some(_) => r.bool("fast_read")?,
         };
+        st.coords.room("coordinator")?;
         let h = st.handle()?;
         st.coords.insert(h, Coordinator::new(seed, fast));
         json::u64(out, u64::from(h));

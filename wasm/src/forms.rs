@@ -292,6 +292,23 @@ pub(crate) fn input(raw: &Value) -> Result<Input, Fail> {
 // ---------------------------------------------------------------------------------------------
 // Writers
 
+/// `entry::describe`'s answer, in the core's serde form (`version` a number or null).
+pub(crate) fn write_entry_info(out: &mut Vec<u8>, i: &karlton_core::entry::EntryInfo, freshness: &str) {
+    let mut o = O::new(out);
+    json::str(o.key("freshness"), freshness);
+    o.u64("soft_at", i.soft_at).u64("hard_at", i.hard_at).u64("usable_until", i.usable_until).u64("load_ms", i.load_ms);
+    match i.version {
+        Some(v) => json::u64(o.key("version"), v),
+        None => json::null(o.key("version")),
+    }
+    o.bool("negative", i.negative)
+        .u64("codec", u64::from(i.codec))
+        .u64("value_len", i.value_len as u64)
+        .u64s("generations", &i.generations)
+        .strs("tags", &i.tags)
+        .end();
+}
+
 pub(crate) fn write_entry(out: &mut Vec<u8>, e: &Entry) {
     let Entry {
         value,

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { Cache, Key, MemoryStore, RedisStore } from '../index.mjs';
+import { Cache, Key, MemoryStore, RedisStore, jsonCodec } from '../index.mjs';
 
 const optional = async (name) => {
   try {
@@ -188,6 +188,24 @@ async function main() {
   const row = (l) => mem.find(([label]) => label.includes(l))?.[1];
   if (row('karlton get (') !== undefined) out(`karlton \`get\` / \`getOrLoad\` (memory hit): ${(row('karlton get (') / row('karlton getOrLoad (')).toFixed(2)}×`);
   out();
+
+  // ---- encoding a value (set, a fill): the value-model check + JSON.stringify ----
+  {
+    const v = { ...VALUE, items: Array.from({ length: 20 }, (_, i) => ({ id: i, s: 'x'.repeat(20), f: i / 3 })) };
+    const enc = [];
+    enc.push(['JSON.stringify', await time('stringify', async (n) => {
+      for (let i = 0; i < n; i++) sink += JSON.stringify(v).length;
+    }, Math.min(N, 50_000))]);
+    enc.push(['karlton jsonCodec.encode (refuses what JSON.stringify would change)', await time('encode', async (n) => {
+      for (let i = 0; i < n; i++) sink += jsonCodec.encode(v).length;
+    }, Math.min(N, 50_000))]);
+    out('### Encoding a 20-item value (CPU ns per call, best of 5; ratio to `JSON.stringify`)');
+    out();
+    out('| what | ns/op | × JSON.stringify |');
+    out('|---|---:|---:|');
+    for (const [label, ns] of enc) out(`| ${label} | ${ns.toFixed(0)} | ${(ns / enc[0][1]).toFixed(2)} |`);
+    out();
+  }
 
   // ---- 2/3. Redis ----
   const ioredis = await optional('ioredis');

@@ -374,6 +374,8 @@ function toPolicy(name, p) {
 
 /** The embedded store: bounded by entries and bytes, exact LRU per shard. */
 class MemoryStore {
+  #maxEntries;
+  #maxBytes;
   constructor(options = {}) {
     if (!isPlainObject(options)) throw typeError('options', 'an object', options);
     const { maxEntries = 100_000, maxBytes = 256 * 1024 * 1024, seed, ...rest } = options;
@@ -388,6 +390,8 @@ class MemoryStore {
     else if (Number.isSafeInteger(seed) && seed >= 0) s = String(seed);
     else throw typeError('seed', 'a u64 (bigint or non-negative safe integer)', seed);
     this[kNative] = new native.NativeMemoryStore(maxEntries, maxBytes, undefined, s);
+    this.#maxEntries = maxEntries;
+    this.#maxBytes = maxBytes;
   }
 
   /** Slots held (entries, live leases and version floors). */
@@ -399,6 +403,30 @@ class MemoryStore {
   get bytes() {
     return this[kNative].bytes;
   }
+
+  /** Entries evicted for space so far (Python's `evictions`). */
+  get evictions() {
+    return this[kNative].evictions;
+  }
+
+  /** The `maxEntries` it was built with. */
+  get maxEntries() {
+    return this.#maxEntries;
+  }
+
+  /** The `maxBytes` it was built with. */
+  get maxBytes() {
+    return this.#maxBytes;
+  }
+}
+
+/**
+ * The canonical params hash (RFC 8785 JSON + SHA-256, 32 hex) `Key#params` puts in a key, as
+ * Python's `params_hash`. Params follow the value model (plain JSON data only).
+ */
+function paramsHash(params) {
+  checkJson(params, 'params', 0);
+  return native.paramsHash(JSON.stringify(params));
 }
 
 const SCRIPTS = native.redisScripts();
@@ -688,36 +716,65 @@ const LOADER_TIMEOUT = Symbol('timeout');
  * another runtime would get a different value. Nesting is capped at the core's limit (128),
  * which also stops cycles. `depth`: containers around `v`.
  */
-function checkJson(v, path, depth) {
+function checkJson(v, root, depth) {
+  const trail = [];
+  try {
+    walkJson(v, trail, 0);
+  } catch (e) {
+    if (!(e instanceof JsonModelError)) throw e;
+    // The path is built only for the error: on valid data the walk allocates no strings.
+    let path = root;
+    for (const t of trail) path += typeof t === 'number' ? `[${t}]` : `.${t}`;
+    const Kind = e.range ? RangeError : TypeError;
+    throw new Kind(`karlton: ${e.keyOf ? `a key in \`${path}\`` : `\`${e.range ? root : path}\``} ${e.message}`);
+  }
+}
+
+class JsonModelError extends Error {
+  constructor(message, { range = false, keyOf = false } = {}) {
+    super(message);
+    this.range = range;
+    this.keyOf = keyOf;
+  }
+}
+
+/** checkJson's walk: `trail` holds the keys/indices down to the offending value. */
+function walkJson(v, trail, depth) {
   switch (typeof v) {
     case 'string':
-      if (!v.isWellFormed()) throw new TypeError(`karlton: \`${path}\` is not valid Unicode (a lone surrogate)`);
+      if (!v.isWellFormed()) throw new JsonModelError('is not valid Unicode (a lone surrogate)');
       return;
     case 'boolean':
       return;
     case 'number':
-      if (!Number.isFinite(v)) throw new TypeError(`karlton: \`${path}\` must be a finite number, got ${v}`);
+      if (!Number.isFinite(v)) throw new JsonModelError(`must be a finite number, got ${v}`);
       return;
     case 'object': {
       if (v === null) return;
-      if (depth >= 128) throw new RangeError(`karlton: \`${path.split(/[.[]/)[0]}\` is nested deeper than 128 levels: no karlton reader could decode it`);
+      if (depth >= 128) throw new JsonModelError('is nested deeper than 128 levels: no karlton reader could decode it', { range: true });
       if (Array.isArray(v)) {
         for (let i = 0; i < v.length; i++) {
-          if (!(i in v)) throw new TypeError(`karlton: \`${path}[${i}]\` is a hole: only plain JSON data is stored`);
-          checkJson(v[i], `${path}[${i}]`, depth + 1);
+          trail.push(i);
+          if (!(i in v)) throw new JsonModelError('is a hole: only plain JSON data is stored');
+          walkJson(v[i], trail, depth + 1);
+          trail.pop();
         }
         return;
       }
       const proto = Object.getPrototypeOf(v);
       if ((proto !== Object.prototype && proto !== null) || Object.getOwnPropertySymbols(v).length > 0) break;
+      // (for-in sees inherited enumerable keys too, but the prototype is Object.prototype or
+      // null here, and JSON.stringify would write the same own keys.)
       for (const k of Object.keys(v)) {
-        if (!k.isWellFormed()) throw new TypeError(`karlton: a key in \`${path}\` is not valid Unicode (a lone surrogate)`);
-        checkJson(v[k], `${path}.${k}`, depth + 1);
+        if (!k.isWellFormed()) throw new JsonModelError('is not valid Unicode (a lone surrogate)', { keyOf: true });
+        trail.push(k);
+        walkJson(v[k], trail, depth + 1);
+        trail.pop();
       }
       return;
     }
   }
-  throw new TypeError(`karlton: \`${path}\` must be plain JSON data (objects, arrays, strings, finite numbers, booleans, null), got ${describe(v)}`);
+  throw new JsonModelError(`must be plain JSON data (objects, arrays, strings, finite numbers, booleans, null), got ${describe(v)}`);
 }
 
 function sleep(ms) {
@@ -1392,6 +1449,29 @@ class Cache extends EventEmitter {
   }
 }
 
+/**
+ * Where stored entry bytes stand (core's `entry::describe`, as in every runtime): `{ freshness:
+ * 'fresh' | 'stale' | 'usable_on_error' | 'gone', soft_at, hard_at, usable_until, load_ms,
+ * version, negative, codec, value_len, generations, tags }` at `nowMs` (default: now) under
+ * `policy` (default: `new Policy()`, for its staleIfError). Integers beyond 2^53 are bigints.
+ * Throws a KarltonError (ERR_KARLTON_CODEC) naming the defect on corrupt bytes.
+ */
+function describeEntry(bytes, options = {}) {
+  if (!(bytes instanceof Uint8Array)) throw typeError('bytes', 'a Buffer or Uint8Array', bytes);
+  if (!isPlainObject(options)) throw typeError('options', 'an object', options);
+  const { nowMs, policy, ...rest } = options;
+  for (const k of Object.keys(rest)) throw new TypeError(`karlton: unknown describeEntry option \`${k}\` (known: nowMs, policy)`);
+  if (nowMs !== undefined && !(Number.isSafeInteger(nowMs) && nowMs >= 0)) throw typeError('options.nowMs', 'a non-negative safe integer', nowMs);
+  const p = toPolicy('options.policy', policy) ?? new Policy();
+  let text;
+  try {
+    text = native.describeEntry(bytes, nowMs, p[kNative]);
+  } catch (e) {
+    throw new KarltonError(ERROR_CODES.codec, `karlton: describeEntry: ${e.message}`, { cause: e });
+  }
+  return parseExact(text);
+}
+
 /** JSON.parse, with integer literals beyond 2^53 (outside strings) read as exact bigints. */
 function parseExact(text) {
   const BIG = '\u0000big:';
@@ -1418,5 +1498,7 @@ module.exports = {
   Cache,
   KarltonError,
   jsonCodec,
+  describeEntry,
+  paramsHash,
   internals,
 };

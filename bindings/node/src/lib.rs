@@ -188,6 +188,14 @@ pub fn json_nesting_ok(text: String) -> bool {
     karlton_core::json::nesting_within_limit(text.as_bytes())
 }
 
+/// Canonical params hash (RFC 8785 JSON, SHA-256, 32 hex) of JSON text: the hash `Key#params`
+/// puts in a key (Python's `params_hash`).
+#[napi]
+pub fn params_hash(params_json: String) -> Result<String> {
+    let v = karlton_core::json::parse(&params_json).map_err(|e| invalid(e.to_string()))?;
+    karlton_core::key::params_hash_value(&v).map_err(|e| invalid(e.to_string()))
+}
+
 /// A duration in units of `unit_ms` ms as whole ms by the core's one rounding rule (half away
 /// from zero); `null` if it is not a finite number >= 0 (above 2^40 ms the policy refuses it).
 #[napi]
@@ -269,6 +277,19 @@ pub fn encode_entry(entry_json: String) -> Result<napi::bindgen_prelude::Buffer>
 pub fn decode_entry(bytes: &[u8]) -> Result<String> {
     let e = Entry::decode(bytes).map_err(|err| invalid(err.to_string()))?;
     serde_json::to_string(&e).map_err(|err| invalid(err.to_string()))
+}
+
+/// Where stored entry bytes stand at `now_ms` (default: now) under `policy`, as JSON text
+/// (core's `entry::describe`); throws on corrupt bytes.
+#[napi]
+pub fn describe_entry(bytes: &[u8], now_ms: Option<f64>, policy: &NativePolicy) -> Result<String> {
+    let now = match now_ms {
+        None => self::now_ms(),
+        Some(n) if n >= 0.0 && n.fract() == 0.0 && n <= 9_007_199_254_740_991.0 => n as u64,
+        Some(n) => return Err(invalid(format!("`options.nowMs` must be a non-negative safe integer, got {n}"))),
+    };
+    let i = karlton_core::entry::describe(bytes, now, &policy.inner).map_err(|e| invalid(e.to_string()))?;
+    serde_json::to_string(&i).map_err(|e| invalid(e.to_string()))
 }
 
 // ---------------------------------------------------------------------------------------------

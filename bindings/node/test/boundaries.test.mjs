@@ -84,3 +84,65 @@ test('key segments are strings, safe integers or bigints, as Python str/int', ()
   }
   assert.throws(() => new Key('n', '\uD800'), /segments\[0\]` is not valid Unicode/);
 });
+
+test('describeEntry reads every vector entry as the core decodes it (the same answer as Python)', async () => {
+  const { describeEntry, Policy: P, KarltonError } = await import('../index.mjs');
+  const { readFileSync } = await import('node:fs');
+  const file = new URL('../../../tests/vectors/entry.json', import.meta.url);
+  const cases = JSON.parse(readFileSync(file, 'utf8')).cases.filter((c) => c.input.op === 'decode');
+  const policy = new P({ softTtl: 1000, staleIfError: 500 });
+  const MAX = 2n ** 64n - 1n;
+  let ok = 0;
+  let err = 0;
+  for (const c of cases) {
+    const bytes = Buffer.from(c.input.hex, 'hex');
+    if ('error' in c.expect) {
+      assert.throws(() => describeEntry(bytes, { nowMs: 0 }), (e) => e instanceof KarltonError && e.code === 'ERR_KARLTON_CODEC', c.name);
+      err++;
+      continue;
+    }
+    const e = c.expect.ok;
+    const d = describeEntry(bytes, { nowMs: Number.isSafeInteger(e.soft_at) ? e.soft_at : 0, policy });
+    for (const k of ['soft_at', 'hard_at', 'load_ms', 'negative', 'codec', 'generations', 'tags']) assert.deepEqual(d[k], e[k], `${c.name} ${k}`);
+    assert.equal(d.version === null ? null : String(d.version), e.version, c.name);
+    assert.equal(d.value_len, e.value_hex.length / 2);
+    const until = BigInt(e.hard_at) + 500n;
+    assert.equal(BigInt(d.usable_until), until > MAX ? MAX : until, c.name);
+    if (Number.isSafeInteger(e.soft_at) && e.soft_at > 0 && e.hard_at > e.soft_at) {
+      assert.equal(describeEntry(bytes, { nowMs: e.soft_at - 1, policy }).freshness, 'fresh');
+      assert.equal(d.freshness, 'stale', c.name);
+    }
+    if (Number.isSafeInteger(e.hard_at + 500)) {
+      assert.equal(describeEntry(bytes, { nowMs: e.hard_at, policy }).freshness, 'usable_on_error', c.name);
+      assert.equal(describeEntry(bytes, { nowMs: e.hard_at + 500, policy }).freshness, 'gone', c.name);
+    }
+    ok++;
+  }
+  assert.ok(ok >= 15 && err >= 10, `${ok} ok, ${err} errors`);
+  assert.throws(() => describeEntry('4b43'), TypeError);
+  assert.throws(() => describeEntry(Buffer.alloc(0), { nowMs: -1 }), /nowMs/);
+});
+
+test('one vocabulary: every concept in tests/vocabulary.txt is spelled as in Python (camelCase)', async () => {
+  const k = await import('../index.mjs');
+  const { readFileSync } = await import('node:fs');
+  const text = readFileSync(new URL('../../../tests/vocabulary.txt', import.meta.url), 'utf8');
+  const rows = text.split('\n').filter((l) => l.trim() && !l.startsWith('#')).map((l) => l.trim().split(/\s+/));
+  assert.ok(rows.length >= 40);
+  const camel = (s) => s.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
+  const stats = new k.Cache().stats();
+  const scopes = { module: k, Cache: k.Cache.prototype, Key: new k.Key('ns'), MemoryStore: new k.MemoryStore(), RedisStore: k.RedisStore.prototype };
+  const missing = rows.filter(([scope, name]) => (scope === 'stats' ? !(camel(name) in stats) : !(camel(name) in scopes[scope]))).map((r) => r.join('.'));
+  assert.deepEqual(missing, []);
+  assert.deepEqual(Object.keys(stats).sort(), rows.filter(([s]) => s === 'stats').map(([, n]) => camel(n)).sort(), 'stats() has exactly the listed counters');
+});
+
+test('paramsHash is the hash of the keys vectors (as Python params_hash)', async () => {
+  const { paramsHash } = await import('../index.mjs');
+  const { readFileSync } = await import('node:fs');
+  const cases = JSON.parse(readFileSync(new URL('../../../tests/vectors/keys.json', import.meta.url), 'utf8')).cases
+    .filter((c) => c.input.op === 'params_hash' && 'ok' in c.expect && !/[0-9]{16}/.test(c.input.params_json));
+  assert.ok(cases.length >= 5, `${cases.length} cases`);
+  for (const c of cases) assert.equal(paramsHash(JSON.parse(c.input.params_json)), c.expect.ok.hash, c.name);
+  assert.throws(() => paramsHash({ a: NaN }), /`params.a` must be a finite number/);
+});

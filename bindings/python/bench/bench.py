@@ -112,6 +112,27 @@ def memory_hits(rows: list[tuple[str, str, str]]) -> None:
     rows.append(("memory hit: karlton AsyncCache.get_or_load (awaited)", f"{x * 1e9:.0f} ns", f"{x / base:.1f}×"))
 
 
+def value_encoding(rows: list[tuple[str, str, str]]) -> None:
+    """Writing a value (set, a fill): karlton's JSON writer (which also refuses what another
+    runtime would read back changed) against the json module's compact encoder."""
+    import json
+
+    dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+    from karlton._karlton import encode_json
+
+    g = {"v": VALUE, "dumps": dumps, "enc": encode_json}
+    n = 20_000
+
+    def timer(stmt: str) -> Callable[[], float]:
+        t = timeit.Timer(stmt, globals=g)
+        return lambda: t.timeit(n) / n
+
+    res = paired({"json": timer("dumps(v).encode()"), "karlton": timer("enc(v)")}, rounds=20)
+    base = res["json"][0]
+    rows.append(("encode a value: json.dumps(...).encode()", f"{base * 1e9:.0f} ns", "1.0×"))
+    rows.append(("encode a value: karlton's JSON writer", f"{res['karlton'][0] * 1e9:.0f} ns", f"{res['karlton'][0] / base:.2f}×"))
+
+
 def redis_hits(rows: list[tuple[str, str, str]], port: int) -> None:
     import redis
 
@@ -297,6 +318,7 @@ def stampede_procs(rows: list[tuple[str, str, str]], port: int) -> None:
 def main() -> None:
     rows: list[tuple[str, str, str]] = []
     memory_hits(rows)
+    value_encoding(rows)
     stampede_threads(rows, lambda: None, "memory")
     stampede_tasks(rows, None)
     if shutil.which("redis-server"):

@@ -10,6 +10,7 @@ mod key;
 mod policy;
 
 use karlton_core::Entry;
+use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
@@ -120,6 +121,48 @@ fn json_nesting_ok(data: &[u8]) -> bool {
     karlton_core::json::nesting_within_limit(data)
 }
 
+/// Where stored entry bytes stand at `now_ms` (default: now) under `policy` (default:
+/// `Policy()`, for its `stale_if_error`): core's `entry::describe`, without the value. Raises
+/// `ValueError` naming the defect on corrupt bytes.
+#[pyfunction]
+#[pyo3(signature = (data, *, now_ms = None, policy = None))]
+fn describe_entry<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    now_ms: Option<u64>,
+    policy: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let policy = match policy.filter(|p| !p.is_none()) {
+        None => Arc::new(karlton_core::Policy::default()),
+        Some(p) => {
+            let native = p.getattr("_native").map_err(|_| convert::type_err("describe_entry(): policy must be a karlton.Policy", p))?;
+            native.cast::<policy::PyPolicy>().map_err(|_| convert::type_err("describe_entry(): policy must be a karlton.Policy", p))?.get().inner.clone()
+        }
+    };
+    let now = now_ms.unwrap_or_else(driver::now_ms);
+    let i = karlton_core::entry::describe(data, now, &policy)
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("describe_entry(): {e}")))?;
+    let d = PyDict::new(py);
+    let freshness = match i.freshness {
+        karlton_core::Freshness::Fresh => "fresh",
+        karlton_core::Freshness::Stale => "stale",
+        karlton_core::Freshness::UsableOnError => "usable_on_error",
+        karlton_core::Freshness::Gone => "gone",
+    };
+    d.set_item("freshness", freshness)?;
+    d.set_item("soft_at", i.soft_at)?;
+    d.set_item("hard_at", i.hard_at)?;
+    d.set_item("usable_until", i.usable_until)?;
+    d.set_item("load_ms", i.load_ms)?;
+    d.set_item("version", i.version)?;
+    d.set_item("negative", i.negative)?;
+    d.set_item("codec", i.codec)?;
+    d.set_item("value_len", i.value_len)?;
+    d.set_item("generations", PyList::new(py, &i.generations)?)?;
+    d.set_item("tags", PyList::new(py, &i.tags)?)?;
+    Ok(d)
+}
+
 /// A duration in units of `unit_ms` ms as whole ms by the core's one rounding rule (half away
 /// from zero); `None` if it is not a finite number >= 0 (above 2^40 ms the policy refuses it).
 #[pyfunction]
@@ -175,6 +218,7 @@ fn _karlton(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(redis_scripts, m)?)?;
     m.add_function(wrap_pyfunction!(params_hash, m)?)?;
     m.add_function(wrap_pyfunction!(duration_ms, m)?)?;
+    m.add_function(wrap_pyfunction!(describe_entry, m)?)?;
     m.add_function(wrap_pyfunction!(encode_json, m)?)?;
     m.add_function(wrap_pyfunction!(keys_slot, m)?)?;
     m.add_function(wrap_pyfunction!(fast_read_slot, m)?)?;

@@ -88,3 +88,65 @@ def test_versions_take_the_full_u64_range_as_in_node() -> None:
 def test_none_params_are_no_params_in_every_runtime() -> None:
     assert str(Key("ns", params=None)) == str(Key("ns")) == "ns"
     assert str(Key("ns", params={"a": 1})).startswith("ns:#")
+
+
+def _entry_vectors() -> list[dict[str, Any]]:
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "tests" / "vectors" / "entry.json"
+    cases = [c for c in json.loads(path.read_text())["cases"] if c["input"]["op"] == "decode"]
+    assert len(cases) >= 30, "the entry vectors are there"
+    return cases
+
+
+def test_describe_entry_reads_every_vector_entry_as_the_core_decodes_it() -> None:
+    """`describe_entry` (the same answer in every runtime): the decoded fields, the windows
+    classified at their edges, `usable_until` from the policy; corrupt bytes raise."""
+    from karlton import describe_entry
+
+    policy = Policy(soft_ttl=1, stale_if_error=0.5)
+    ok = err = 0
+    for c in _entry_vectors():
+        data = bytes.fromhex(c["input"]["hex"])
+        want = c["expect"]
+        if "error" in want:
+            with pytest.raises(ValueError, match="describe_entry"):
+                describe_entry(data, now_ms=0)
+            err += 1
+            continue
+        e = want["ok"]
+        d = describe_entry(data, now_ms=e["soft_at"], policy=policy)
+        version = None if e["version"] is None else int(e["version"])
+        for k in ("soft_at", "hard_at", "load_ms", "negative", "codec", "generations", "tags"):
+            assert d[k] == e[k], (c["name"], k)
+        assert d["version"] == version and d["value_len"] == len(e["value_hex"]) // 2
+        assert d["usable_until"] == min(e["hard_at"] + 500, 2**64 - 1)
+        if e["soft_at"] > 0:
+            assert describe_entry(data, now_ms=e["soft_at"] - 1, policy=policy)["freshness"] == "fresh"
+        if e["hard_at"] > e["soft_at"]:
+            assert d["freshness"] == "stale", c["name"]
+        if e["hard_at"] < 2**64 - 501:
+            assert describe_entry(data, now_ms=e["hard_at"], policy=policy)["freshness"] == "usable_on_error"
+            assert describe_entry(data, now_ms=e["hard_at"] + 500, policy=policy)["freshness"] == "gone"
+        ok += 1
+    assert ok >= 15 and err >= 10, (ok, err)
+    with pytest.raises(TypeError, match="policy"):
+        describe_entry(b"", policy="soft")  # type: ignore[arg-type]
+
+
+def test_one_vocabulary_every_concept_is_spelled_as_in_node() -> None:
+    """tests/vocabulary.txt: the names Node spells in camelCase, here in snake_case."""
+    from pathlib import Path
+
+    import karlton
+
+    text = (Path(__file__).resolve().parents[3] / "tests" / "vocabulary.txt").read_text()
+    rows = [line.split() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    assert len(rows) >= 40
+    stats = karlton.Cache().stats()
+    scopes = {"module": karlton, "Cache": karlton.Cache, "Key": karlton.Key("ns"), "MemoryStore": karlton.MemoryStore(),
+              "RedisStore": karlton.RedisStore}
+    missing = [f"{scope}.{name}" for scope, name in rows
+               if (name not in stats if scope == "stats" else not hasattr(scopes[scope], name))]
+    assert missing == []
+    assert set(stats) == {name for scope, name in rows if scope == "stats"}, "stats() has exactly the listed counters"

@@ -612,3 +612,48 @@ def test_bump_and_invalidate_tag_by_namespace_reach_hash_tagged_keys(stores: tup
         return await c.get(tagged, "gone")
 
     assert asyncio.run(main()) == "gone"
+
+
+def test_event_loop_shutdown_releases_the_leases_of_pending_loads(redis_server: Any) -> None:
+    """asyncio.run() returning with a load still running (a task nobody awaited, a background
+    refresh) cancels it: its lease must go back before the loop closes, so the next caller
+    anywhere loads at once instead of waiting out lock_wait (issue 11: every exit releases)."""
+    import redis
+    import redis.asyncio
+
+    key, stale_key = Key("shutdown", "pending"), Key("shutdown", "refresh")
+    policy = Policy(soft_ttl=0.05, hard_ttl=60, lock_wait=5)
+
+    loop_errors: list[str] = []
+
+    async def main() -> None:
+        # "Task was destroyed but it is pending!" (a release task the closing loop dropped)
+        # comes through the loop's exception handler.
+        asyncio.get_running_loop().set_exception_handler(lambda _l, ctx: loop_errors.append(str(ctx.get("message"))))
+        cache = AsyncCache(RedisStore(redis.asyncio.Redis(port=redis_server.port, socket_timeout=2)), policy)
+        await cache.get_or_load(stale_key, lambda: "old")
+        await asyncio.sleep(0.1)  # now stale: the next call serves it and refreshes in the background
+        started = asyncio.Event()
+
+        async def hangs() -> str:
+            started.set()
+            await asyncio.sleep(60)
+            return "never"
+
+        asyncio.ensure_future(cache.get_or_load(key, hangs))  # never awaited
+        await started.wait()
+        started.clear()
+        assert await cache.get_or_load(stale_key, hangs) == "old"
+        await started.wait()  # the background refresh holds the lease now
+        # main returns: asyncio.run cancels both loads, then closes the loop
+
+    asyncio.run(main())
+    import gc
+
+    gc.collect()
+    assert loop_errors == [], "every release finished before the loop closed"
+    with Cache(RedisStore(redis.Redis(port=redis_server.port, socket_timeout=2)), policy) as cache:
+        assert cache.get_or_load(key, lambda: "next") == "next"
+        assert cache.get_or_load(stale_key, lambda: "fresh") in ("old", "fresh")
+        s = cache.stats()
+        assert s["lease_waits"] == 0 and s["lease_timeouts"] == 0, f"a lease outlived its loop: {s}"

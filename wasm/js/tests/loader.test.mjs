@@ -57,11 +57,21 @@ test("typed wrappers", async () => {
   assert.deepEqual(a.tagKeys, ["users:!tag:t"]);
   assert.equal(k.paramsHash({ b: 1, a: 2 }), k.paramsHash({ a: 2, b: 1 }));
   assert.equal(k.policy({ soft_ttl_ms: 1000 }).hard_ttl_ms, 1000);
+  assert.throws(() => k.policy({ soft_ttl: 1 }), (e) => e.message.startsWith("policy: invalid JSON") && e.detail.field === "soft_ttl", "the prefix once, the field named");
   assert.throws(() => k.policy({ soft_ttl_ms: 1000, hard_ttl_ms: 5 }), (e) => e instanceof KarltonError && e.code === "policy" && e.detail.kind === "hard_before_soft");
   const entry = { value_hex: bytesToHex(new TextEncoder().encode('"hi"')), codec: 1, version: "18446744073709551615", generations: [3], soft_at: 10, hard_at: 20, load_ms: 5, negative: false, tags: ["x"] };
   const bytes = k.entryEncode(entry);
   assert.deepEqual(k.entryDecode(bytes), entry);
   assert.throws(() => k.entryDecode(bytes.subarray(0, 10)), (e) => e.code === "entry_decode" && e.detail.kind === "too_short");
+  const pol = { soft_ttl_ms: 1000, stale_if_error_ms: 7 };
+  assert.deepEqual(k.entryDescribe(bytes, 10, pol), {
+    freshness: "stale", soft_at: 10, hard_at: 20, usable_until: 27, load_ms: 5, version: 18446744073709551615n,
+    negative: false, codec: 1, value_len: 4, generations: [3], tags: ["x"],
+  });
+  assert.equal(k.entryDescribe(bytes, 9, pol).freshness, "fresh");
+  assert.equal(k.entryDescribe(bytes, 26, pol).freshness, "usable_on_error");
+  assert.equal(k.entryDescribe(bytes, 27).freshness, "gone", "the default policy has no stale_if_error");
+  assert.throws(() => k.entryDescribe(bytes.subarray(0, 10), 0), (e) => e.code === "entry_decode" && e.detail.kind === "too_short");
   const t = k.jitteredTtls({ soft_ttl_ms: 1000, hard_ttl_ms: 3000, jitter: 0.5 }, "18446744073709551615");
   assert.equal(t.hard_ttl_ms - t.soft_ttl_ms, 2000);
 });

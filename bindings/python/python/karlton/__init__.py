@@ -15,7 +15,7 @@ from ._cache import Cache
 from ._cached import cached
 from ._codec import Codec
 from ._errors import CodecError, KarltonError, LoaderError, LoadTimeoutError, LockTimeoutError, ReentrantCallError, StoreError
-from ._karlton import Key, MemoryStore, decode_entry, params_hash
+from ._karlton import Key, MemoryStore, decode_entry, describe_entry, params_hash
 from ._policy import Policy
 from ._redis import RedisStore
 
@@ -36,5 +36,6 @@ __all__ = [
     "StoreError",
     "cached",
     "decode_entry",
+    "describe_entry",
     "params_hash",
 ]

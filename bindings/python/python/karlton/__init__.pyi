@@ -4,6 +4,7 @@ from typing import Any, Awaitable, Callable, Iterable, Optional, Protocol, Seque
 from ._karlton import Key as Key
 from ._karlton import MemoryStore as MemoryStore
 from ._karlton import decode_entry as decode_entry
+from ._karlton import describe_entry as describe_entry
 from ._karlton import params_hash as params_hash
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "StoreError",
     "cached",
     "decode_entry",
+    "describe_entry",
     "params_hash",
 ]
 

@@ -110,12 +110,15 @@ class AsyncCache:
             task, exc = await self._run(call, loader, task, exc)
             return self._b._answer(call, exc, lambda: self._spawn(self._background(call, loader, task, exc)))
         except BaseException:
-            self._cancel(call)
+            await self._abandon(call)
             raise
 
-    def _cancel(self, call: Any) -> None:
+    async def _abandon(self, call: Any) -> None:
         """The caller went away (cancelled, an exception): joiners run again, and the lease
-        held goes back (on Redis in a task of its own: this one may be cancelled)."""
+        held goes back before this task ends. The release runs in a task of its own (a second
+        cancellation of this one must not stop it) that this one awaits: when asyncio.run()
+        shuts down it cancels pending tasks once and waits for them, so the release is on Redis
+        before the loop closes (a release left as a separate task would be destroyed pending)."""
         call.cancel()
         if call.kind == STORE and self._aexec is not None:
 
@@ -125,9 +128,12 @@ class AsyncCache:
                 except Exception:  # noqa: BLE001 - best effort: the lease expires by itself
                     pass
 
+            t = asyncio.get_running_loop().create_task(release())
+            self._tasks.add(t)
+            t.add_done_callback(self._tasks.discard)
             try:
-                self._spawn(release())
-            except RuntimeError:  # no running loop (it is closing): the lease expires
+                await asyncio.shield(t)
+            except BaseException:  # noqa: BLE001 - cancelled again: the release task goes on
                 pass
 
     async def _run(
@@ -192,7 +198,7 @@ class AsyncCache:
             if call.kind == FINISHED:
                 self._b._finished(call, exc)
         except BaseException as e:  # noqa: BLE001 - reported, never lost
-            self._cancel(call)
+            await self._abandon(call)
             self._b._report(call.key, e)
 
     async def _op(self, r: Any, default: Any = None) -> Any:
