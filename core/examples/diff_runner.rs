@@ -146,6 +146,31 @@ fn entry(c: &Value) -> Result<Value, Fail> {
     }))
 }
 
+fn describe(c: &Value) -> Result<Value, Fail> {
+    let now = u64_arg(&c["now"], "now_ms")?;
+    let mut spec = PolicySpec::default();
+    if let Some(v) = c.get("sie") {
+        spec.stale_if_error_ms = u64_arg(v, "stale_if_error_ms")?;
+    }
+    let p = Policy::new(spec).map_err(|e| Fail::new(e.field().map(str::to_string), &e))?;
+    let bytes = hex_bytes(c["hex"].as_str().expect("hex"));
+    let i = karlton_core::entry::describe(&bytes, now, &p).map_err(|e| Fail::new(None, &e))?;
+    Ok(json!({
+        "freshness": i.freshness, "soft_at": i.soft_at.to_string(), "hard_at": i.hard_at.to_string(),
+        "usable_until": i.usable_until.to_string(), "load_ms": i.load_ms.to_string(),
+        "version": i.version.map(|v| v.to_string()), "negative": i.negative, "codec": i.codec,
+        "value_len": i.value_len, "generations": i.generations.iter().map(u64::to_string).collect::<Vec<_>>(),
+        "tags": i.tags,
+    }))
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
 fn main() {
     common::run(|c| match c["kind"].as_str().expect("kind") {
         "key" => key(c),
@@ -157,6 +182,7 @@ fn main() {
         }
         "policy" => policy(c),
         "entry" => entry(c),
+        "describe" => describe(c),
         other => Err(Fail::new(None, format!("unknown kind {other}"))),
     });
 }

@@ -74,3 +74,21 @@ export function entryForm(e, hexValue) {
     tags: e.tags,
   };
 }
+
+/** A describe answer in the answer form (u64s as decimal strings). */
+export function infoForm(i) {
+  const s = (x) => (x === null || x === undefined ? null : String(x));
+  return {
+    freshness: i.freshness,
+    soft_at: s(i.soft_at),
+    hard_at: s(i.hard_at),
+    usable_until: s(i.usable_until),
+    load_ms: s(i.load_ms),
+    version: s(i.version),
+    negative: i.negative,
+    codec: Number(i.codec),
+    value_len: Number(i.value_len),
+    generations: i.generations.map(String),
+    tags: i.tags,
+  };
+}

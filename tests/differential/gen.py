@@ -14,7 +14,7 @@ including what JSON text cannot carry (lone surrogates, NaN, integers beyond 64 
     {"n": [depth, "a"|"o", v]}  v nested `depth` times in one-element arrays or {"k": ...}
                            objects (deep params, without a deep case file)
 
-Case kinds: key, params_hash, policy, entry (and describe, when the runtimes have it).
+Case kinds: key, params_hash, policy, entry, describe.
 """
 
 from __future__ import annotations
@@ -135,12 +135,33 @@ def rand_value(r: random.Random, depth: int = 0) -> object:
 # -- case kinds -------------------------------------------------------------------------------
 
 
+def clean_str(r: random.Random) -> str:
+    """A random string that is valid Unicode (so that most keys build and their text is compared)."""
+    while True:
+        s = rand_str(r)
+        try:
+            s.encode("utf-8")
+            return s
+        except UnicodeEncodeError:
+            pass
+
+
 def case_key(r: random.Random) -> dict:
-    c: dict = {"kind": "key", "ns": S(rand_str(r) if r.random() < 0.7 else r.choice(["user", "ns", "a"]))}
+    # half the keys only from valid arguments, so that built keys (not only errors) are compared
+    clean = r.random() < 0.5
+    if clean:
+        ns = clean_str(r)
+        while not ns or len(ns.encode()) > 64:
+            ns = clean_str(r)
+    else:
+        ns = rand_str(r) if r.random() < 0.7 else r.choice(["user", "ns", "a"])
+    c: dict = {"kind": "key", "ns": S(ns)}
     segs = []
     for _ in range(r.choice([0, 1, 1, 2, 3, 5])):
         p = r.random()
-        if p < 0.7:
+        if clean:
+            segs.append(S(clean_str(r)) if p < 0.7 else I(abs(rand_int(r)) % 2**63))
+        elif p < 0.7:
             segs.append(S(rand_str(r)))
         elif p < 0.93:
             segs.append(I(rand_int(r)))
@@ -151,6 +172,16 @@ def case_key(r: random.Random) -> dict:
     c["segs"] = segs
     if r.random() < 0.5:
         c["params"] = rand_value(r)
+    if clean:
+        if r.random() < 0.35:
+            c["version"] = I(r.choice([0, 1, 7, 2**31, 2**53 - 1, r.randint(0, 2**53 - 1)]))
+        if r.random() < 0.3:
+            c["hash_tag"] = r.random() < 0.7
+        if r.random() < 0.3:
+            c["max_len"] = I(r.choice([128, 129, 150, 200, 255, 256, 1000, 2**32 + 200]))
+        if r.random() < 0.3:
+            c["tags"] = [S(clean_str(r)) for _ in range(r.randint(1, 3))]
+        return c
     if r.random() < 0.35:
         c["version"] = I(rand_int(r)) if r.random() < 0.9 else F(rand_float(r))
     if r.random() < 0.3:
@@ -308,7 +339,33 @@ def case_entry(r: random.Random) -> dict:
     return {"kind": "entry", "hex": b.hex()}
 
 
-KINDS = [(case_key, 0.45), (case_params_hash, 0.2), (case_policy, 0.2), (case_entry, 0.15)]
+SIE_MS = [0, 1, 1000, 60000, 3_600_000, 2**40, 2**40 + 1]
+
+
+def case_describe(r: random.Random) -> dict:
+    """describe_entry at a moment near the entry's windows, under a policy's stale_if_error."""
+    c = {"kind": "entry", "hex": valid_entry(r).hex()} if r.random() < 0.6 else case_entry(r)
+    b = bytes.fromhex(c["hex"])
+    marks = [0, 1, 2**53 - 1, 2**53, 2**63, 2**64 - 1]
+    if len(b) >= 21:
+        soft, hard = struct.unpack("<QQ", b[5:21])
+        marks += [soft, hard, soft - 1, hard - 1, soft + 1, hard + 1]
+    now = r.choice(marks) if r.random() < 0.9 else r.choice([-1, 2**64, r.getrandbits(64)])
+    if r.random() < 0.7 and 0 <= now < 2**64:
+        now = min(now, 2**53 - 1)  # most callers pass a JavaScript-safe clock
+    c.update(kind="describe", now=I(now))
+    if r.random() < 0.6:
+        c["sie"] = I(r.choice(SIE_MS))
+        if len(b) >= 21 and r.random() < 0.5:
+            c["now"] = I(min(hard + c_sie(c) + r.choice([-1, 0, 1]), 2**53 - 1) if hard < 2**53 else now)
+    return c
+
+
+def c_sie(c: dict) -> int:
+    return int(c["sie"]["i"])
+
+
+KINDS = [(case_key, 0.4), (case_params_hash, 0.18), (case_policy, 0.18), (case_entry, 0.12), (case_describe, 0.12)]
 
 
 def generate(seed: int, count: int) -> list[dict]:

@@ -1,10 +1,10 @@
 // The Node runner: answers cases through the `karlton` npm package's public API
-// (bindings/node: Key, Policy; entries through `internals.decodeEntry`, the only decoder it has).
+// (bindings/node: Key, Policy, describeEntry; entries through `internals.decodeEntry`, the only decoder it has).
 import { createRequire } from 'node:module';
-import { run, val, entryForm } from './common.mjs';
+import { run, val, entryForm, infoForm } from './common.mjs';
 
 const require = createRequire(import.meta.url);
-const { Key, Policy, internals } = require('../../bindings/node/index.cjs');
+const { Key, Policy, describeEntry, internals } = require('../../bindings/node/index.cjs');
 
 const camel = (s) => s.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
 const snake = (s) => s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
@@ -62,6 +62,11 @@ await run((c) => {
     case 'entry': {
       const e = internals.decodeEntry(Buffer.from(c.hex, 'hex'));
       return entryForm(e, e.value_hex);
+    }
+    case 'describe': {
+      const opts = { nowMs: val(c.now) };
+      if ('sie' in c) opts.policy = new Policy({ staleIfError: val(c.sie) });
+      return infoForm(describeEntry(Buffer.from(c.hex, 'hex'), opts));
     }
     default:
       throw new Error(`unknown kind ${c.kind}`);

@@ -83,6 +83,22 @@ def entry_answer(c: dict) -> Any:
     }
 
 
+U64_FIELDS = ("soft_at", "hard_at", "usable_until", "load_ms")
+
+
+def describe_answer(c: dict) -> Any:
+    kw: dict[str, Any] = {"now_ms": val(c["now"])}
+    if "sie" in c:
+        kw["policy"] = karlton.Policy(stale_if_error=val(c["sie"]) / 1000)
+    d = karlton.describe_entry(bytes.fromhex(c["hex"]), **kw)
+    out = dict(d)
+    for f in U64_FIELDS:
+        out[f] = str(d[f])
+    out["version"] = None if d["version"] is None else str(d["version"])
+    out["generations"] = [str(g) for g in d["generations"]]
+    return out
+
+
 def answer(c: dict) -> dict:
     kind = c["kind"]
     try:
@@ -94,6 +110,8 @@ def answer(c: dict) -> dict:
             ok = policy_answer(c)
         elif kind == "entry":
             ok = entry_answer(c)
+        elif kind == "describe":
+            ok = describe_answer(c)
         else:
             return {"id": c["id"], "err": None, "msg": f"unknown kind {kind}"}
         return {"id": c["id"], "ok": ok}

@@ -1,10 +1,10 @@
 // The WASM-in-Node runner: karlton.wasm through the JS loader (wasm/js/karlton-wasm.mjs), as a
-// user of the loader calls it: `key()`, `paramsHash()`, `policy()`, `entryDecode()`.
+// user of the loader calls it: `key()`, `paramsHash()`, `policy()`, `entryDecode()`, `entryDescribe()`.
 // Argument: the path of karlton.wasm (default wasm/dist/karlton.wasm).
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { load, hexToBytes } from '../../wasm/js/karlton-wasm.mjs';
-import { run, val, entryForm } from './common.mjs';
+import { run, val, entryForm, infoForm } from './common.mjs';
 
 const path = process.argv[2] ?? fileURLToPath(new URL('../../wasm/dist/karlton.wasm', import.meta.url));
 const k = await load(readFileSync(path));
@@ -38,6 +38,10 @@ await run((c) => {
     case 'entry': {
       const e = k.entryDecode(hexToBytes(c.hex));
       return entryForm(e, e.value_hex);
+    }
+    case 'describe': {
+      const policy = 'sie' in c ? { stale_if_error_ms: val(c.sie) } : undefined;
+      return infoForm(k.entryDescribe(hexToBytes(c.hex), val(c.now), policy));
     }
     default:
       throw new Error(`unknown kind ${c.kind}`);

@@ -1,6 +1,6 @@
 //! The wasmtime runner of the differential fuzz test (tests/differential/README.md): answers
 //! the cases of stdin through karlton.wasm's JSON ops (`key_build`, `params_hash`, `policy`,
-//! `entry_decode`) in wasmtime, with requests built as a Rust host builds them (serde_json).
+//! `entry_decode`, `entry_describe`) in wasmtime, with requests built as a Rust host builds them (serde_json).
 //!
 //! `KARLTON_WASM=wasm/dist/karlton.wasm cargo run --release -p karlton-wasm-host --example diff_runner_wasm < cases.jsonl`
 
@@ -104,6 +104,27 @@ fn main() {
                 "generations": e["generations"].as_array().expect("generations").iter().map(s).collect::<Vec<_>>(),
                 "soft_at": s(&e["soft_at"]), "hard_at": s(&e["hard_at"]), "load_ms": s(&e["load_ms"]),
                 "negative": e["negative"], "tags": e["tags"],
+            }))
+        }
+        "describe" => {
+            let mut req = json!({"op": "entry_describe", "hex": c["hex"], "now_ms": u64_arg(&c["now"], "now_ms")?});
+            if let Some(v) = c.get("sie") {
+                req["policy"] = json!({ "stale_if_error_ms": u64_arg(v, "stale_if_error_ms")? });
+            }
+            let i = call(&mut k, &req)?;
+            let s = |v: &Value| {
+                if v.is_null() {
+                    Value::Null
+                } else {
+                    v.to_string().trim_matches('"').to_string().into()
+                }
+            };
+            Ok(json!({
+                "freshness": i["freshness"], "soft_at": s(&i["soft_at"]), "hard_at": s(&i["hard_at"]),
+                "usable_until": s(&i["usable_until"]), "load_ms": s(&i["load_ms"]), "version": s(&i["version"]),
+                "negative": i["negative"], "codec": i["codec"], "value_len": i["value_len"],
+                "generations": i["generations"].as_array().expect("generations").iter().map(s).collect::<Vec<_>>(),
+                "tags": i["tags"],
             }))
         }
         other => Err(Fail::new(None, format!("unknown kind {other}"))),
