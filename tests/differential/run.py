@@ -83,6 +83,8 @@ KEY_ERROR_KINDS = {"empty_namespace": "namespace", "namespace_too_long": "namesp
 def error_field(kind: str, a: dict, runner: str = "") -> str | None:
     """The argument/field an error names (normalized), or None when it names none."""
     msg = a.get("msg", "")
+    if kind == "params_hash":
+        return "params"  # its one argument
     if runner.startswith("wasm") and kind not in ("entry", "describe") and a.get("code"):
         # the module's structured errors: `detail.field` (policy), the detail kind (key),
         # the member a `bad_request` names; `json` (unparsable request text) names none
@@ -174,8 +176,10 @@ def error_precedence(c: dict, answers: dict):
             args.add("segments")
     else:
         args = {norm_field(f) for f, _ in c["spec"]} | {"hard_ttl", "load_soft_timeout"}  # cross-field checks name these
-    named = {error_field(c["kind"], a, r) for r, a in answers.items()} - {None}
-    return set(answers) if named <= args else None
+    fields = {error_field(c["kind"], a, r) for r, a in answers.items()}
+    if STRICT_FIELDS and None in fields:
+        return None  # an error naming no argument is the difference --strict-fields looks for
+    return set(answers) if fields - {None} <= args else None
 
 
 # The others say which runtimes' answers they explain, from the input alone; a difference is
@@ -272,13 +276,16 @@ def outcome(kind: str, a: dict, runner: str) -> tuple:
     return ("err", error_field(kind, a, runner))
 
 
+STRICT_FIELDS = False  # --strict-fields: an error naming no argument differs from one naming one
+
+
 def agree(kind: str, answers: dict) -> bool:
     outs = [outcome(kind, a, r) for r, a in answers.items()]
     if all(o[0] == "ok" for o in outs):
         first = json.loads(outs[0][1])
         return all(json.loads(o[1]) == first for o in outs[1:])
     if all(o[0] == "err" for o in outs):
-        fields = {o[1] for o in outs if o[1] is not None}
+        fields = {o[1] for o in outs if STRICT_FIELDS or o[1] is not None}
         return len(fields) <= 1
     return False
 
@@ -322,9 +329,13 @@ def main() -> int:
     ap.add_argument("--serial", action="store_true", help="run the runners one after another (clean timings)")
     ap.add_argument("--wasm", default=str(ROOT / "wasm" / "dist" / "karlton.wasm"))
     ap.add_argument("--no-known", action="store_true", help="tolerate nothing: report every difference")
+    ap.add_argument("--strict-fields", action="store_true",
+                    help="an error that names no argument differs from one that does (error-message quality)")
     ap.add_argument("--show", type=int, default=3, help="differing cases to print per class")
     args = ap.parse_args()
     runners = args.runners.split(",")
+    global STRICT_FIELDS
+    STRICT_FIELDS = args.strict_fields
     t0 = time.monotonic()
     if not args.no_build and ({"rust", "wasmtime"} & set(runners)):
         build()
