@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Build everything and run every test: Rust (core, cache, Redis against real servers),
-# WASM (wasmtime host + Node loader), Python, Node. Fails if any test fails.
+# WASM (wasmtime host + Node loader), Python, Node, then the cross-runtime differential fuzz test
+# (which uses what the wasm, python and node parts built). Fails if any test fails.
 #
 #   ./scripts/test.sh            # everything
-#   ./scripts/test.sh rust       # one part: rust | wasm | python | node
+#   ./scripts/test.sh rust       # one part: rust | wasm | python | node | diff
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(rust wasm python node)
+[ ${#parts[@]} -gt 0 ] || parts=(rust wasm python node diff)
 
 scripts/setup.sh
 
@@ -30,7 +31,8 @@ for part in "${parts[@]}"; do
     wasm)   scripts/test-wasm.sh ;;
     python) scripts/test-python.sh ;;
     node)   scripts/test-node.sh ;;
-    *) echo "unknown part: $part (rust | wasm | python | node)" >&2; exit 2 ;;
+    diff)   scripts/test-diff.sh ;;
+    *) echo "unknown part: $part (rust | wasm | python | node | diff)" >&2; exit 2 ;;
   esac
 done
 echo

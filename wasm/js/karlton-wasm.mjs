@@ -40,6 +40,51 @@ function u64(x, name) {
   throw new TypeError(`${name} must be a non-negative safe integer or a bigint, got ${x}`);
 }
 
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** A string argument: valid Unicode (a lone surrogate has no UTF-8 form: refused, never replaced). */
+function text(x, name) {
+  if (typeof x !== "string") return x; // the module reports a wrong type, naming the field
+  if (LONE_SURROGATE.test(x)) throw new TypeError(`${name} is not valid Unicode: it holds a lone surrogate`);
+  return x;
+}
+
+/**
+ * `JSON.stringify` that refuses what JSON cannot carry instead of changing it (docs/value-model.md):
+ * NaN and ±Infinity (would become `null`), `undefined`, functions and symbols (dropped or `null`),
+ * bigints, lone surrogates, and objects that are not plain (`Date`, `Map`, class instances,
+ * `toJSON`). A TypeError names the argument.
+ */
+function toJson(value, name) {
+  const paths = new Map(); // container -> its path, for messages like `params.a[2]`
+  return JSON.stringify(value, function (k, v) {
+    const orig = this[k];
+    const parent = paths.get(this); // undefined for JSON.stringify's wrapper of the root
+    const what = parent === undefined ? name : Array.isArray(this) ? `${parent}[${k}]` : `${parent}.${k}`;
+    if (parent !== undefined && !Array.isArray(this)) text(k, `a member name in ${parent}`);
+    if (orig !== null && typeof orig === "object") paths.set(orig, what);
+    switch (typeof orig) {
+      case "number":
+        if (!Number.isFinite(orig)) throw new TypeError(`${what} must be a finite number, got ${orig}`);
+        return v;
+      case "string":
+        return text(orig, what);
+      case "boolean":
+        return v;
+      case "object": {
+        if (orig === null) return v;
+        const proto = Object.getPrototypeOf(orig);
+        if (!(Array.isArray(orig) || proto === Object.prototype || proto === null) || typeof orig.toJSON === "function") {
+          throw new TypeError(`${what} must be plain JSON data (objects, arrays, strings, finite numbers, booleans, null)`);
+        }
+        return v;
+      }
+      default: // undefined, function, symbol, bigint
+        throw new TypeError(`${what} must be plain JSON data, got ${typeof orig}`);
+    }
+  });
+}
+
 /**
  * Instantiate the module. `source` is a compiled `WebAssembly.Module` (Workers), or the module's
  * bytes (`ArrayBuffer`, a typed array, or a Node `Buffer`).
@@ -172,23 +217,27 @@ export class Karlton {
 
   /** Build a key: `{ key, generationKey, tagKeys }`. `params` is any JSON value (hashed canonically). */
   key({ namespace, segments = [], params, paramsJson, version, hashTag = false, maxLen, tags = [] }) {
+    // Strings must be valid Unicode, numbers exact (a u64: a safe integer or a bigint), params
+    // plain JSON data: anything else is a TypeError naming the argument, never changed on the way.
     const r = this.call({
-      op: "key_build", namespace, segments,
-      params_json: paramsJson ?? (params === undefined ? undefined : JSON.stringify(params)),
-      version: version === undefined ? undefined : String(version),
-      hash_tag: hashTag, max_len: maxLen, tags,
+      op: "key_build", namespace: text(namespace, "namespace"),
+      segments: Array.isArray(segments) ? segments.map((s, i) => text(s, `segments[${i}]`)) : segments,
+      params_json: paramsJson ?? (params === undefined || params === null ? undefined : toJson(params, "params")),
+      version: version === undefined || version === null ? undefined : String(u64(version, "version")),
+      hash_tag: hashTag, max_len: maxLen === undefined || maxLen === null ? undefined : String(u64(maxLen, "maxLen")),
+      tags: Array.isArray(tags) ? tags.map((t, i) => text(t, `tags[${i}]`)) : tags,
     });
     return { key: r.key, generationKey: r.generation_key, tagKeys: r.tag_keys };
   }
 
   /** Canonical params hash (32 hex). */
   paramsHash(params) {
-    return this.call({ op: "params_hash", params_json: JSON.stringify(params) }).hash;
+    return this.call({ op: "params_hash", params_json: toJson(params, "params") }).hash;
   }
 
   /** Validate a policy (object with the core's field names, durations in ms); the normalized policy. */
   policy(spec) {
-    return this.call({ op: "policy", policy_json: JSON.stringify(spec) });
+    return this.call({ op: "policy", policy_json: toJson(spec, "policy") });
   }
 
   /** Encode an entry (core JSON form: value_hex, version as string); the bytes. */

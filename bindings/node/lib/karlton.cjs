@@ -287,7 +287,9 @@ function duration(name, v) {
     // The core's one rule (half away from zero), shared with Python's seconds.
     const ms = native.durationMs(v, 1);
     if (ms === null) throw new RangeError(`karlton: \`${name}\` must be a finite number of ms >= 0, got ${v}`);
-    return ms;
+    // Beyond 2^53 the number would reach the core's JSON as a float literal (a type error that
+    // names no field); any safe integer above 2^40 is refused by the core as too long, naming it.
+    return Math.min(ms, Number.MAX_SAFE_INTEGER);
   }
   if (typeof v === 'string') {
     try {
@@ -319,6 +321,8 @@ class Policy {
         normalized[name] = spec[DURATION_FIELDS[name]];
       } else if (name in NUMBER_FIELDS) {
         if (typeof v !== 'number') throw typeError(`policy.${name}`, 'a number', v);
+        // JSON.stringify would write NaN and ±Infinity as null (a type error naming no field)
+        if (!Number.isFinite(v)) throw new RangeError(`karlton: \`policy.${name}\` must be a finite number, got ${v}`);
         spec[NUMBER_FIELDS[name]] = v;
         normalized[name] = v;
       } else if (name in ENUM_FIELDS) {
