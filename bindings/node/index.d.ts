@@ -270,7 +270,7 @@ export interface EntryInfo {
  * (`ERR_KARLTON_CODEC`) on corrupt bytes. It cannot see a later `bump`/tag invalidation
  * (that needs the counters' current values, compared with `generations`).
  */
-export declare function describeEntry(bytes: Uint8Array, options?: { nowMs?: number; policy?: Policy | PolicyOptions }): EntryInfo;
+export declare function describeEntry(bytes: Uint8Array, options?: { nowMs?: number | bigint; policy?: Policy | PolicyOptions }): EntryInfo;
 
 /** Test and tool helpers (the core's entry encoding, the Redis scripts). */
 export declare const internals: {

@@ -124,7 +124,7 @@ export declare function decodeEntry(bytes: Uint8Array): string
  * Where stored entry bytes stand at `now_ms` (default: now) under `policy`, as JSON text
  * (core's `entry::describe`); throws on corrupt bytes.
  */
-export declare function describeEntry(bytes: Uint8Array, nowMs: number | undefined | null, policy: NativePolicy): string
+export declare function describeEntry(bytes: Uint8Array, nowMs: string | undefined | null, policy: NativePolicy): string
 
 /**
  * A duration in units of `unit_ms` ms as whole ms by the core's one rounding rule (half away

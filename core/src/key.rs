@@ -319,11 +319,38 @@ pub fn params_hash(p: &serde_json::Value) -> Result<String, KeyError> {
     params_hash_value(&crate::jcs::from_serde(p))
 }
 
-/// [`params_hash`] for the core's JSON tree ([`crate::json::parse`]).
+/// [`params_hash`] for the core's JSON tree ([`crate::json::parse`]). Params nested deeper than
+/// [`crate::json::MAX_DEPTH`] containers are refused, as every runtime's parser refuses them
+/// (a tree built in Rust, or converted from `serde_json`, is not limited by a parser).
 pub fn params_hash_value(p: &crate::json::Value) -> Result<String, KeyError> {
+    if !within_depth(p) {
+        return Err(KeyError::Params(format!(
+            "params are nested deeper than {} levels",
+            crate::json::MAX_DEPTH
+        )));
+    }
     let canon = canonicalize_value(p).map_err(|e| KeyError::Params(e.to_string()))?;
     let digest = Sha256::digest(canon.as_bytes());
     Ok(hex_lower(&digest[..PARAMS_HASH_BYTES]))
+}
+
+/// Whether `v` nests at most [`crate::json::MAX_DEPTH`] arrays/objects (iterative: a deep tree
+/// must not overflow the stack while being checked).
+fn within_depth(v: &crate::json::Value) -> bool {
+    use crate::json::Value;
+    let mut stack: Vec<(&Value, u32)> = vec![(v, 0)];
+    while let Some((v, d)) = stack.pop() {
+        let kids: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(a) => Box::new(a.iter()),
+            Value::Object(o) => Box::new(o.iter().map(|(_, v)| v)),
+            _ => continue,
+        };
+        if d + 1 > crate::json::MAX_DEPTH {
+            return false;
+        }
+        stack.extend(kids.map(|k| (k, d + 1)));
+    }
+    true
 }
 
 /// Key of `namespace`'s generation counter (`ns:!gen` or `{ns}:!gen`), truncated to

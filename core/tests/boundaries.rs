@@ -245,3 +245,24 @@ fn the_coordinator_learns_any_skew_without_overflow() {
         }
     }
 }
+
+#[test]
+fn params_nested_past_the_limit_are_refused_on_every_path() {
+    use karlton_core::json::MAX_DEPTH;
+    use karlton_core::key::{Key, params_hash};
+    let nest = |n: u32| {
+        let mut v = serde_json::json!(1);
+        for _ in 0..n {
+            v = serde_json::json!([v]);
+        }
+        v
+    };
+    // 128 containers: what every runtime's parser takes.
+    assert!(params_hash(&nest(MAX_DEPTH)).is_ok());
+    assert!(Key::new("n").unwrap().params(&nest(MAX_DEPTH)).is_ok());
+    assert!(Key::new("n").unwrap().params_json(&nest(MAX_DEPTH).to_string()).is_ok());
+    // 129: refused through the serde path too (it had no limit), as by the JSON-text path.
+    assert!(params_hash(&nest(MAX_DEPTH + 1)).is_err());
+    assert!(Key::new("n").unwrap().params(&nest(MAX_DEPTH + 1)).is_err());
+    assert!(Key::new("n").unwrap().params_json(&nest(MAX_DEPTH + 1).to_string()).is_err());
+}

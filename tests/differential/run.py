@@ -197,11 +197,6 @@ def node_max_len_beyond_safe(c: dict, answers: dict):
     return {"node"} if c["kind"] == "key" and isinstance(m, dict) and "i" in m and int(m["i"]) > 2**53 - 1 else None
 
 
-@known
-def rust_params_depth(c: dict, answers: dict):
-    return {"rust"} if c["kind"] in ("key", "params_hash") and _depth(c.get("params")) > 128 else None
-
-
 def _integral_float(v: object) -> bool:
     return (isinstance(v, dict) and "f" in v and v["f"] not in ("nan", "inf", "-inf")
             and float(v["f"]).is_integer() and abs(float(v["f"])) <= 2**53 - 1)
@@ -239,11 +234,6 @@ def wasm_inline_params_depth(c: dict, answers: dict):
     object adds a level and the module's parser refuses the request; `params_json` (the loader)
     and every other runtime take them."""
     return {"wasmtime"} if c["kind"] in ("key", "params_hash") and 126 <= _depth(c.get("params")) <= 128 else None
-
-
-@known
-def node_now_ms_beyond_safe(c: dict, answers: dict):
-    return {"node"} if c["kind"] == "describe" and 2**53 - 1 < int(c["now"]["i"]) < 2**64 else None
 
 
 def tolerated_by(c: dict, answers: dict, names) -> str | None:

@@ -1461,11 +1461,12 @@ function describeEntry(bytes, options = {}) {
   if (!isPlainObject(options)) throw typeError('options', 'an object', options);
   const { nowMs, policy, ...rest } = options;
   for (const k of Object.keys(rest)) throw new TypeError(`karlton: unknown describeEntry option \`${k}\` (known: nowMs, policy)`);
-  if (nowMs !== undefined && !(Number.isSafeInteger(nowMs) && nowMs >= 0)) throw typeError('options.nowMs', 'a non-negative safe integer', nowMs);
+  const okNow = nowMs === undefined || (Number.isSafeInteger(nowMs) && nowMs >= 0) || (typeof nowMs === 'bigint' && nowMs >= 0n && nowMs < 1n << 64n);
+  if (!okNow) throw typeError('options.nowMs', 'a non-negative safe integer or a u64 bigint', nowMs);
   const p = toPolicy('options.policy', policy) ?? new Policy();
   let text;
   try {
-    text = native.describeEntry(bytes, nowMs, p[kNative]);
+    text = native.describeEntry(bytes, nowMs === undefined ? undefined : String(nowMs), p[kNative]);
   } catch (e) {
     throw new KarltonError(ERROR_CODES.codec, `karlton: describeEntry: ${e.message}`, { cause: e });
   }

@@ -282,11 +282,11 @@ pub fn decode_entry(bytes: &[u8]) -> Result<String> {
 /// Where stored entry bytes stand at `now_ms` (default: now) under `policy`, as JSON text
 /// (core's `entry::describe`); throws on corrupt bytes.
 #[napi]
-pub fn describe_entry(bytes: &[u8], now_ms: Option<f64>, policy: &NativePolicy) -> Result<String> {
+pub fn describe_entry(bytes: &[u8], now_ms: Option<String>, policy: &NativePolicy) -> Result<String> {
+    // A u64 as decimal text: the facade accepts a safe integer or a bigint.
     let now = match now_ms {
         None => self::now_ms(),
-        Some(n) if n >= 0.0 && n.fract() == 0.0 && n <= 9_007_199_254_740_991.0 => n as u64,
-        Some(n) => return Err(invalid(format!("`options.nowMs` must be a non-negative safe integer, got {n}"))),
+        Some(t) => t.parse::<u64>().map_err(|_| invalid(format!("`options.nowMs` must be a u64, got {t}")))?,
     };
     let i = karlton_core::entry::describe(bytes, now, &policy.inner).map_err(|e| invalid(e.to_string()))?;
     serde_json::to_string(&i).map_err(|e| invalid(e.to_string()))

@@ -121,6 +121,12 @@ test('describeEntry reads every vector entry as the core decodes it (the same an
   assert.ok(ok >= 15 && err >= 10, `${ok} ok, ${err} errors`);
   assert.throws(() => describeEntry('4b43'), TypeError);
   assert.throws(() => describeEntry(Buffer.alloc(0), { nowMs: -1 }), /nowMs/);
+  assert.throws(() => describeEntry(Buffer.alloc(0), { nowMs: 2n ** 64n }), /nowMs/);
+  // A bigint clock beyond 2^53 (as Python, Rust and WASM take any u64).
+  const { internals } = await import('../index.mjs');
+  const far = internals.encodeEntry({ value_hex: '', codec: 1, version: null, generations: [], soft_at: 2n ** 62n, hard_at: 2n ** 64n - 1n, load_ms: 0, negative: true, tags: [] });
+  assert.equal(describeEntry(far, { nowMs: 2n ** 62n - 1n }).freshness, 'fresh');
+  assert.equal(describeEntry(far, { nowMs: 2n ** 63n }).freshness, 'stale');
 });
 
 test('one vocabulary: every concept in tests/vocabulary.txt is spelled as in Python (camelCase)', async () => {
