@@ -274,12 +274,14 @@ def _run_vector(ci: int, case: dict[str, Any], client: Any) -> None:
     from karlton import _karlton
     from karlton._karlton import now_ms
 
-    k = 20
     ops = case["input"]["ops"]
     want = json.loads(_karlton.vector_eval("store", json.dumps(case["input"])))["replies"]
     if "pending" not in case:
         assert want == case["expect"]["replies"], case["name"]
     for attempt in range(6):
+        # 1 vector ms = k real ms; a late attempt retries on a coarser grid (a loaded machine
+        # cannot keep 20 ms slots, which says nothing about the scripts).
+        k = 20 << min(attempt, 3)
         n0 = ops[0]["now"]
         base = now_ms() + 30 + (ci % 16) * 3
 
