@@ -230,6 +230,12 @@ pub struct GetOrLoad {
     /// Store clock at the last read and the local time it was seen, to convert times.
     read_store: Option<u64>,
     read_local: u64,
+    /// Local time the read that gave `read_store` was sent: with it, an upper bound on the
+    /// store clock (the store stamped its reply after this), which stale-on-error checks need.
+    read_sent: u64,
+    /// Local time the read in flight was sent (it becomes `read_sent` when its reply arrives;
+    /// a read that fails leaves the last estimate alone).
+    sending_at: u64,
     generations: Vec<u64>,
     token: Option<Token>,
     /// Best stale value seen (for stale-if-error / timeouts), decoded.
@@ -256,6 +262,8 @@ impl GetOrLoad {
             started_local: 0,
             read_store: None,
             read_local: 0,
+            read_sent: 0,
+            sending_at: 0,
             generations: Vec::new(),
             token: None,
             stale: None,
@@ -307,7 +315,7 @@ impl GetOrLoad {
         self.distrusted = Some(bad.value.clone());
         let step = match after {
             Some(After::Load) => self.load(now, true),
-            Some(After::TakeLease) => self.read(true),
+            Some(After::TakeLease) => self.read(now, true),
             // The loader runs (it passed its soft timeout): keep waiting for it.
             None => Step::Load { timeout_at: self.hard_deadline() },
         };
@@ -368,11 +376,12 @@ impl GetOrLoad {
     /// First step.
     pub fn start(&mut self, now: u64) -> Step {
         self.started_local = now;
-        self.read(false)
+        self.read(now, false)
     }
 
-    fn read(&mut self, force: bool) -> Step {
+    fn read(&mut self, now: u64, force: bool) -> Step {
         self.state = State::Reading { force };
+        self.sending_at = now;
         let token = self.rng.token();
         Step::Store(StoreOp::Read {
             key: self.req.key.clone(),
@@ -383,10 +392,22 @@ impl GetOrLoad {
         })
     }
 
-    /// Store-clock estimate at local time `now`.
+    /// Store-clock estimate at local time `now`, counted from when the last read's reply
+    /// arrived: a lower bound (the store stamped the reply earlier), so a fill's instants never
+    /// give an entry more than its TTL.
     fn store_now(&self, now: u64) -> u64 {
         match self.read_store {
             Some(s) => s.saturating_add(now.saturating_sub(self.read_local)),
+            None => now,
+        }
+    }
+
+    /// Store-clock estimate counted from when the last read was sent: an upper bound, for C4
+    /// (a stale value is never served on error past `hard_at + stale_if_error`, even when the
+    /// read's reply was held up, e.g. by a process pause, before it arrived).
+    fn store_now_max(&self, now: u64) -> u64 {
+        match self.read_store {
+            Some(s) => s.saturating_add(now.saturating_sub(self.read_sent)),
             None => now,
         }
     }
@@ -427,8 +448,8 @@ impl GetOrLoad {
                 }
             }
             (State::AfterServe(After::Load), Input::Continue) => self.load(now, true),
-            (State::AfterServe(After::TakeLease), Input::Continue) => self.read(true),
-            (State::Waiting, Input::Timeout) => self.read(false),
+            (State::AfterServe(After::TakeLease), Input::Continue) => self.read(now, true),
+            (State::Waiting, Input::Timeout) => self.read(now, false),
             (State::Loading { fill, .. }, Input::Loaded(l)) => self.on_loaded(now, fill, l),
             (State::Loading { .. }, Input::LoadFailed(msg)) => {
                 self.on_load_failed(now, FlowError::Load(msg))
@@ -512,6 +533,7 @@ impl GetOrLoad {
     fn on_read(&mut self, now: u64, force: bool, r: ReadReply) -> Step {
         self.read_store = Some(r.now_ms);
         self.read_local = now;
+        self.read_sent = self.sending_at;
         self.generations = r.generations;
         let store_now = r.now_ms;
         let mut entry = match r.entry.as_deref().map(Entry::decode) {
@@ -549,7 +571,7 @@ impl GetOrLoad {
                 LeaseOutcome::Granted { .. } => self.load(now, true),
                 LeaseOutcome::Held { until_ms } if self.served.is_none() => self.wait(now, until_ms),
                 _ if self.served.is_some() => self.done_background(),
-                _ => self.read(true),
+                _ => self.read(now, true),
             };
         }
         // Only `Gone` comes without an entry (`decide` ran on it otherwise).
@@ -597,7 +619,7 @@ impl GetOrLoad {
                     LeaseOutcome::Held { until_ms } => self.wait(now, until_ms),
                     // The store saw a valid entry that this flow could not use (corrupt
                     // bytes, or a clock hair at the boundary): take the lease by force.
-                    LeaseOutcome::NotRequested => self.read(true),
+                    LeaseOutcome::NotRequested => self.read(now, true),
                 }
             }
             (Decision::Fresh | Decision::RefreshEarly | Decision::Stale, None) => {
@@ -673,7 +695,7 @@ impl GetOrLoad {
     /// The remembered stale value may still be served (C4: never past hard + stale_if_error).
     fn stale_usable(&self, now: u64) -> bool {
         self.stale.as_ref().is_some_and(|e| {
-            self.store_now(now) < e.hard_at.saturating_add(self.policy.stale_if_error_ms())
+            self.store_now_max(now) < e.hard_at.saturating_add(self.policy.stale_if_error_ms())
         })
     }
 
@@ -751,7 +773,7 @@ impl GetOrLoad {
             return self.release_then(Err(err));
         }
         let usable = self.stale.take().filter(|e| {
-            self.store_now(now) < e.hard_at.saturating_add(self.policy.stale_if_error_ms())
+            self.store_now_max(now) < e.hard_at.saturating_add(self.policy.stale_if_error_ms())
         });
         match usable {
             Some(e) => {
