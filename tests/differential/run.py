@@ -187,11 +187,6 @@ def error_precedence(c: dict, answers: dict):
 
 
 @known
-def params_hash_null(c: dict, answers: dict):
-    return {"node", "wasmtime"} if c["kind"] == "params_hash" and c["params"] is None else None
-
-
-@known
 def node_max_len_beyond_safe(c: dict, answers: dict):
     m = c.get("max_len")
     return {"node"} if c["kind"] == "key" and isinstance(m, dict) and "i" in m and int(m["i"]) > 2**53 - 1 else None

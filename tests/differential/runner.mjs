@@ -1,10 +1,10 @@
 // The Node runner: answers cases through the `karlton` npm package's public API
-// (bindings/node: Key, Policy, describeEntry; entries through `internals.decodeEntry`, the only decoder it has).
+// (bindings/node: Key, Policy, describeEntry, paramsHash; entries through `internals.decodeEntry`, the only decoder it has).
 import { createRequire } from 'node:module';
 import { run, val, entryForm, infoForm } from './common.mjs';
 
 const require = createRequire(import.meta.url);
-const { Key, Policy, describeEntry, internals } = require('../../bindings/node/index.cjs');
+const { Key, Policy, describeEntry, paramsHash, internals } = require('../../bindings/node/index.cjs');
 
 const camel = (s) => s.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
 const snake = (s) => s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
@@ -51,12 +51,8 @@ await run((c) => {
       const k = buildKey(c);
       return { key: String(k), gen: k.generationKey, tags: (c.tags ?? []).map((t) => k.tagKey(val(t))) };
     }
-    case 'params_hash': {
-      // Node has no params_hash function: the hash is the `#…` part of a key with those params
-      const s = String(new Key('p').params(val(c.params)));
-      const i = s.indexOf(':#');
-      return i < 0 ? null : s.slice(i + 2);
-    }
+    case 'params_hash':
+      return paramsHash(val(c.params));
     case 'policy':
       return policy(c);
     case 'entry': {

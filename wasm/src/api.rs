@@ -478,8 +478,12 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
         }
         "key_build" => key_build(&r, out)?,
         "params_hash" => {
-            let text =
-                params_text(&r)?.ok_or_else(|| bad("`params` or `params_json` is required"))?;
+            // A pure hash of any JSON value, `null` included (only keys read null as "none").
+            let text = match params_text(&r)? {
+                Some(t) => t,
+                None if r.has("params")? => Cow::Borrowed("null"),
+                None => return Err(bad("`params` or `params_json` is required")),
+            };
             let (hash, canonical) = params_hash(&text)?;
             O::new(out)
                 .str("hash", &hash)

@@ -78,6 +78,11 @@ impl<'a> Obj<'a> {
     }
 
     /// The raw JSON text of the request's member `k` unless absent or `null`.
+    /// Whether the request has member `k` at all (even `null`).
+    pub(crate) fn has(&self, k: &str) -> Result<bool, Fail> {
+        Ok(self.index(k)?.is_some())
+    }
+
     pub(crate) fn raw_opt(&self, k: &str) -> Result<Option<&'a str>, Fail> {
         let raw = self.raw;
         Ok(self.index(k)?.and_then(|i| raw.get(i).copied()).filter(|r| *r != "null"))
