@@ -3,3 +3,4 @@
 //! per core file; each test is named after the behaviour it pins, not after the mutant.
 
 mod coordinator;
+mod entry;
