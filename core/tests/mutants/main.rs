@@ -4,3 +4,4 @@
 
 mod coordinator;
 mod entry;
+mod policy;
