@@ -804,6 +804,13 @@ fn fill_g(key: &str, v: &str, t: u64, version: Option<u64>, token: Option<u64>, 
     })
 }
 
+/// [`fill`] with its own `expire_at`.
+fn fill_x(key: &str, v: &str, t: u64, version: Option<u64>, expire_at: u64) -> Value {
+    let mut op = fill(key, v, t, version, None);
+    op["expire_at"] = json!(expire_at);
+    op
+}
+
 fn entry_hex(v: &str, t: u64, version: Option<u64>, gens: Vec<u64>) -> String {
     let e = Entry { value: v.as_bytes().to_vec(), codec: 1, version, generations: gens, soft_at: t + 1000, hard_at: t + 2000, load_ms: 5, negative: false, tags: vec![] };
     hex::encode(&e.encode())
@@ -981,6 +988,21 @@ pub fn store() -> File {
         (0, fill(k, "v5", 0, Some(5), None), stored()),
         (10, fill(k, "x", 10, None, None), stored()),
         (20, fill(k, "v4", 20, Some(4), None), rejected("version_newer")),
+    ]);
+    // A fill's expire_at is its own, except that a version floor keeps the record at least as
+    // long as it already lived (fill.lua: `if s and s.v and s.x > x`; killed Lua mutants, see
+    // docs/mutation.md).
+    sc(&mut f, "unversioned_fill_shortens_expiry", "an unversioned fill with an earlier expire_at replaces the old one: the record is gone at the new expire_at", vec![
+        (500, fill(k, "v1", 500, None, None), stored()),
+        (600, fill_x(k, "v2", 0, None, 2000), stored()),
+        (1999, read(k, "none", 0, 0), rr(1999, Some(entry_hex("v2", 0, None, vec![])), false, vec![], notreq())),
+        (2000, read(k, "none", 0, 0), rr(2000, None, false, vec![], notreq())),
+    ]);
+    sc(&mut f, "versioned_fill_keeps_the_floor_expiry", "a versioned fill with an earlier expire_at keeps the floor's: the record (and its entry) lives to the old expire_at", vec![
+        (500, fill(k, "v5", 500, Some(5), None), stored()),
+        (600, fill_x(k, "v6", 0, Some(6), 2000), stored()),
+        (2000, read(k, "none", 0, 0), rr(2000, Some(entry_hex("v6", 0, Some(6), vec![])), false, vec![], notreq())),
+        (2500, read(k, "none", 0, 0), rr(2500, None, false, vec![], notreq())),
     ]);
     sc(&mut f, "version_u64_large", "versions compare as u64", vec![
         (0, fill(k, "a", 0, Some(9_007_199_254_740_993), None), stored()),
