@@ -4,4 +4,5 @@
 
 mod coordinator;
 mod entry;
+mod flow;
 mod policy;
