@@ -20,3 +20,24 @@ fn flow_error_kind_is_its_wire_name() {
         assert_eq!(serde_json::to_value(e).unwrap()["error"], e.kind());
     }
 }
+
+/// A flow answers the policy it was built with (the coordinator's fast read decides with it).
+#[test]
+fn get_or_load_keeps_its_policy() {
+    use karlton_core::{GetOrLoad, Policy, PolicySpec, Request};
+    use std::sync::Arc;
+    let p = Arc::new(
+        Policy::new(PolicySpec {
+            soft_ttl_ms: 4_321,
+            ..PolicySpec::default()
+        })
+        .unwrap(),
+    );
+    let req = Request {
+        key: "k".into(),
+        gen_keys: vec![],
+        tags: vec![],
+    };
+    let flow = GetOrLoad::new(req, p.clone(), 1);
+    assert_eq!(flow.policy(), &*p);
+}
