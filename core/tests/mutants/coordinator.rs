@@ -211,3 +211,48 @@ fn a_mismatched_op_reply_names_the_op_and_the_reply() {
         o => panic!("{o:?}"),
     }
 }
+
+/// Start a flight for `other` and leave its leader loading.
+fn other_flight(c: &mut Coordinator, s: &MemoryStore, now: u64, p: &Arc<Policy>) {
+    let (o, a) = lead(c.get_or_load(now, req("other"), p.clone()));
+    assert!(matches!(run_store(c, s, now, o, a), Action::StartLoad { .. }));
+}
+
+/// Replacing an undecodable value detaches that key's flight only: a flight for another key
+/// still takes joiners.
+#[test]
+fn replacing_an_undecodable_value_leaves_other_keys_flights_alone() {
+    let (mut c, s, p) = (
+        Coordinator::new(7, false),
+        MemoryStore::new(MemoryStoreConfig::default()),
+        policy(1_000, None),
+    );
+    s.apply(0, &flow::set_op(&write("k", b"\xff"), &p, 0, 1));
+    other_flight(&mut c, &s, 1, &p);
+    let (call, a) = lead(c.get_or_load(1, req("k"), p.clone()));
+    let bad = match run_store(&mut c, &s, 1, call, a) {
+        Action::Answer(Ok(Reply::Value(v))) => v,
+        o => panic!("{o:?}"),
+    };
+    lead(c.get_or_load_replacing(1, req("k"), p.clone(), bad));
+    let t = c.get_or_load(2, req("other"), p.clone());
+    assert!(matches!(t, Ticket::Join { .. }), "{t:?}");
+}
+
+/// The same for a stale-serving leader whose value did not decode (`replace_served`).
+#[test]
+fn replace_served_leaves_other_keys_flights_alone() {
+    let p = policy(10, Some(1_000));
+    let (mut c, s) = (
+        Coordinator::new(7, false),
+        MemoryStore::new(MemoryStoreConfig::default()),
+    );
+    s.apply(0, &flow::set_op(&write("k", b"\xff"), &p, 0, 1));
+    other_flight(&mut c, &s, 50, &p);
+    let (y, a) = lead(c.get_or_load(50, req("k"), p.clone()));
+    let Action::Serve(_) = run_store(&mut c, &s, 50, y, a) else { panic!() };
+    let _ = c.replace_served(50, y);
+    assert_eq!(c.stats().corrupt_entries, 1);
+    let t = c.get_or_load(51, req("other"), p.clone());
+    assert!(matches!(t, Ticket::Join { .. }), "{t:?}");
+}
