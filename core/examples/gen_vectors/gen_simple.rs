@@ -1124,6 +1124,13 @@ pub fn store() -> File {
         (4, bump(g, 6), bumped(7)),
         (5, bump(g, 7), bumped(8)),
     ]);
+    // The largest value bump_op writes (rand >> 11 < 2^53: 16 digits) reads back exactly
+    // (prelude.lua's parse_counter keeps values of up to 16 digits; killed Lua mutant).
+    sc(&mut f, "bump_largest_value", "a generation of 2^53 - 1 (16 digits) is reported, and stamps a fill, exactly", vec![
+        (0, bump(g, 9_007_199_254_740_991), bumped(9_007_199_254_740_991)),
+        (1, fill_g(k, "v1", 1, None, None, &[g], None), stored()),
+        (2, read_g(k, &[g], "none", 0, 0), rr(2, Some(entry_hex("v1", 1, None, vec![])), false, vec![9_007_199_254_740_991], notreq())),
+    ]);
     sc(&mut f, "authoritative_fill_stamps_current", "a fill without generations stamps the current ones", vec![
         (0, bump(g, 9), bumped(9)),
         (10, fill_g(k, "v1", 10, None, None, &[g], None), stored()),
