@@ -41,3 +41,33 @@ fn get_or_load_keeps_its_policy() {
     let flow = GetOrLoad::new(req, p.clone(), 1);
     assert_eq!(flow.policy(), &*p);
 }
+
+/// The memory fresh-hit fast path answers a valid fresh entry (`fast_hit` also counts it).
+#[test]
+fn memory_fresh_hit_and_fast_hit_answer_a_fresh_entry() {
+    use karlton_core::flow::{Write, fast_hit, memory_fresh_hit, set_op};
+    use karlton_core::{AtomicStats, MemoryStore, MemoryStoreConfig, Policy, PolicySpec};
+    let p = Policy::new(PolicySpec {
+        soft_ttl_ms: 1_000,
+        jitter: 0.0,
+        ..PolicySpec::default()
+    })
+    .unwrap();
+    let s = MemoryStore::new(MemoryStoreConfig::default());
+    let w = Write {
+        key: "k".into(),
+        gen_keys: vec![],
+        tags: vec![],
+        value: b"\"v\"".to_vec().into(),
+        codec: 1,
+        version: None,
+    };
+    s.apply(0, &set_op(&w, &p, 0, 1));
+    let hit = memory_fresh_hit(&s, 1, "k", &[], &p, 1).expect("fresh");
+    assert_eq!(&hit.value[..], b"\"v\"");
+    let stats = AtomicStats::default();
+    let hit = fast_hit(&s, 2, "k", &[], &p, 1, &stats).expect("fresh");
+    assert_eq!(&hit.value[..], b"\"v\"");
+    assert_eq!(stats.snapshot().hits_fresh, 1);
+    assert!(memory_fresh_hit(&s, 1_000, "k", &[], &p, 1).is_none(), "stale at soft_at");
+}
