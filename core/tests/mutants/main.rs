@@ -6,3 +6,4 @@ mod coordinator;
 mod entry;
 mod flow;
 mod policy;
+mod store;
