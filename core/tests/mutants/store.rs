@@ -16,3 +16,13 @@ fn store_op_key_is_the_key_it_touches() {
     };
     assert_eq!(release.key(), "n:r");
 }
+
+/// Byte strings in the wire form read in either case (tests/vectors/README.md).
+#[test]
+fn hex_decodes_upper_and_lower_case() {
+    use karlton_core::store::hex;
+    assert_eq!(hex::decode("ABcdEF09"), Some(vec![0xab, 0xcd, 0xef, 0x09]));
+    assert_eq!(hex::decode("Ff"), Some(vec![0xff]));
+    assert_eq!(hex::decode("f"), None);
+    assert_eq!(hex::decode("g0"), None);
+}
