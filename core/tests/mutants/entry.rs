@@ -75,3 +75,10 @@ fn decode_view_and_peek_header_read_what_was_encoded() {
         assert_eq!(Entry::decode(&bytes), Ok(e));
     }
 }
+
+/// The JSON form's `value_hex` reads either case (tests/vectors/README.md).
+#[test]
+fn entry_json_value_hex_reads_either_case() {
+    let e: Entry = serde_json::from_str(r#"{"value_hex":"ABcd09"}"#).unwrap();
+    assert_eq!(e.value, vec![0xab, 0xcd, 0x09]);
+}
