@@ -804,6 +804,13 @@ fn fill_g(key: &str, v: &str, t: u64, version: Option<u64>, token: Option<u64>, 
     })
 }
 
+/// [`fill`] with its own `expire_at`.
+fn fill_x(key: &str, v: &str, t: u64, version: Option<u64>, expire_at: u64) -> Value {
+    let mut op = fill(key, v, t, version, None);
+    op["expire_at"] = json!(expire_at);
+    op
+}
+
 fn entry_hex(v: &str, t: u64, version: Option<u64>, gens: Vec<u64>) -> String {
     let e = Entry { value: v.as_bytes().to_vec(), codec: 1, version, generations: gens, soft_at: t + 1000, hard_at: t + 2000, load_ms: 5, negative: false, tags: vec![] };
     hex::encode(&e.encode())
@@ -982,6 +989,21 @@ pub fn store() -> File {
         (10, fill(k, "x", 10, None, None), stored()),
         (20, fill(k, "v4", 20, Some(4), None), rejected("version_newer")),
     ]);
+    // A fill's expire_at is its own, except that a version floor keeps the record at least as
+    // long as it already lived (fill.lua: `if s and s.v and s.x > x`; killed Lua mutants, see
+    // docs/mutation.md).
+    sc(&mut f, "unversioned_fill_shortens_expiry", "an unversioned fill with an earlier expire_at replaces the old one: the record is gone at the new expire_at", vec![
+        (500, fill(k, "v1", 500, None, None), stored()),
+        (600, fill_x(k, "v2", 0, None, 2000), stored()),
+        (1999, read(k, "none", 0, 0), rr(1999, Some(entry_hex("v2", 0, None, vec![])), false, vec![], notreq())),
+        (2000, read(k, "none", 0, 0), rr(2000, None, false, vec![], notreq())),
+    ]);
+    sc(&mut f, "versioned_fill_keeps_the_floor_expiry", "a versioned fill with an earlier expire_at keeps the floor's: the record (and its entry) lives to the old expire_at", vec![
+        (500, fill(k, "v5", 500, Some(5), None), stored()),
+        (600, fill_x(k, "v6", 0, Some(6), 2000), stored()),
+        (2000, read(k, "none", 0, 0), rr(2000, Some(entry_hex("v6", 0, Some(6), vec![])), false, vec![], notreq())),
+        (2500, read(k, "none", 0, 0), rr(2500, None, false, vec![], notreq())),
+    ]);
     sc(&mut f, "version_u64_large", "versions compare as u64", vec![
         (0, fill(k, "a", 0, Some(9_007_199_254_740_993), None), stored()),
         (10, fill(k, "b", 10, Some(9_007_199_254_740_992), None), rejected("version_newer")),
@@ -1101,6 +1123,13 @@ pub fn store() -> File {
         (3, read_g(k, &[g], "none", 0, 0), rr(3, None, false, vec![6], notreq())),
         (4, bump(g, 6), bumped(7)),
         (5, bump(g, 7), bumped(8)),
+    ]);
+    // The largest value bump_op writes (rand >> 11 < 2^53: 16 digits) reads back exactly
+    // (prelude.lua's parse_counter keeps values of up to 16 digits; killed Lua mutant).
+    sc(&mut f, "bump_largest_value", "a generation of 2^53 - 1 (16 digits) is reported, and stamps a fill, exactly", vec![
+        (0, bump(g, 9_007_199_254_740_991), bumped(9_007_199_254_740_991)),
+        (1, fill_g(k, "v1", 1, None, None, &[g], None), stored()),
+        (2, read_g(k, &[g], "none", 0, 0), rr(2, Some(entry_hex("v1", 1, None, vec![])), false, vec![9_007_199_254_740_991], notreq())),
     ]);
     sc(&mut f, "authoritative_fill_stamps_current", "a fill without generations stamps the current ones", vec![
         (0, bump(g, 9), bumped(9)),
