@@ -175,7 +175,7 @@ pub fn encode_op(op: &StoreOp) -> RedisCall {
 }
 
 fn fail(op: &StoreOp, what: &str, v: &RedisValue) -> StoreFailure {
-    let name = encode_name(op);
+    let name = op.name();
     let mut shown = format!("{v:?}");
     if shown.len() > 200 {
         let mut cut = 200;
@@ -188,16 +188,6 @@ fn fail(op: &StoreOp, what: &str, v: &RedisValue) -> StoreFailure {
     StoreFailure { message: format!("redis {name}: unexpected reply ({what}): {shown}") }
 }
 
-fn encode_name(op: &StoreOp) -> &'static str {
-    match op {
-        StoreOp::Read { .. } => "read",
-        StoreOp::Fill { .. } => "fill",
-        StoreOp::Invalidate { .. } => "invalidate",
-        StoreOp::Release { .. } => "release",
-        StoreOp::Extend { .. } => "extend",
-        StoreOp::Bump { .. } => "bump",
-    }
-}
 
 /// An unsigned integer from an integer reply or a decimal string (some clients hand strings).
 fn as_u64(v: &RedisValue) -> Option<u64> {
@@ -213,7 +203,7 @@ fn as_u64(v: &RedisValue) -> Option<u64> {
 /// reply of the wrong shape is a [`StoreFailure`].
 pub fn decode_reply(op: &StoreOp, reply: RedisValue) -> Result<StoreReply, StoreFailure> {
     if let RedisValue::Error(e) = &reply {
-        return Err(StoreFailure { message: format!("redis {}: {e}", encode_name(op)) });
+        return Err(StoreFailure { message: format!("redis {}: {e}", op.name()) });
     }
     match op {
         StoreOp::Read { gen_keys, token, .. } => {

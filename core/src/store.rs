@@ -118,6 +118,18 @@ pub enum StoreOp {
 }
 
 impl StoreOp {
+    /// The op's wire name (`"read"`, `"fill"`, …), as in its serde form and in error messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StoreOp::Read { .. } => "read",
+            StoreOp::Fill { .. } => "fill",
+            StoreOp::Invalidate { .. } => "invalidate",
+            StoreOp::Release { .. } => "release",
+            StoreOp::Extend { .. } => "extend",
+            StoreOp::Bump { .. } => "bump",
+        }
+    }
+
     /// The entry (or counter) key this op touches.
     pub fn key(&self) -> &str {
         match self {

@@ -1435,7 +1435,7 @@ impl Sim {
             self.report.op_faults += 1;
             let d = self.rng.range(0, 2);
             self.tr(key, || {
-                format!("task{tid} op {} fails before the store", op_name(&op))
+                format!("task{tid} op {} fails before the store", op.name())
             });
             let r = Err(StoreFailure {
                 message: "injected: connection reset".into(),
@@ -2137,16 +2137,6 @@ impl Proc {
     }
 }
 
-fn op_name(op: &StoreOp) -> &'static str {
-    match op {
-        StoreOp::Read { .. } => "read",
-        StoreOp::Fill { .. } => "fill",
-        StoreOp::Invalidate { .. } => "invalidate",
-        StoreOp::Release { .. } => "release",
-        StoreOp::Extend { .. } => "extend",
-        StoreOp::Bump { .. } => "bump",
-    }
-}
 
 fn op_desc(op: &StoreOp) -> String {
     let mut s = String::new();
