@@ -36,6 +36,18 @@ pub enum Decision {
     Gone,
 }
 
+impl Freshness {
+    /// The wire name (`"fresh"`, `"stale"`, `"usable_on_error"`, `"gone"`), as in its serde form.
+    pub fn name(self) -> &'static str {
+        match self {
+            Freshness::Fresh => "fresh",
+            Freshness::Stale => "stale",
+            Freshness::UsableOnError => "usable_on_error",
+            Freshness::Gone => "gone",
+        }
+    }
+}
+
 /// Classify `now` against an entry's windows. Exact at the boundaries: `now == soft_at` is
 /// stale, `now == hard_at` is past hard expiry.
 #[inline]

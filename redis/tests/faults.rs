@@ -18,8 +18,8 @@ async fn cache(server: &RedisServer, timeout_ms: u64) -> Cache<RedisStore> {
     Cache::new(store, policy(60_000))
 }
 
-/// get_or_load with a counting loader that returns `value`.
-async fn gol(c: &Cache<RedisStore>, key: &Key, value: &str, loads: &Arc<AtomicU64>) -> String {
+/// get_or_load with a counting loader that returns `value` (one node or a cluster).
+async fn gol<S: karlton::Store>(c: &Cache<S>, key: &Key, value: &str, loads: &Arc<AtomicU64>) -> String {
     let (v, l) = (value.to_string(), loads.clone());
     c.get_or_load(key, move || async move {
         l.fetch_add(1, Ordering::SeqCst);
@@ -262,20 +262,6 @@ async fn lost_generation_counter_never_revives_pre_bump_entries() {
     assert!(raw.starts_with("0:"), "counter recreated as value 0, new epoch: {raw}");
 }
 
-type ClusterCache = Cache<RedisStore<redis::cluster_async::ClusterConnection>>;
-
-/// `gol` on a cluster store.
-async fn cgol(c: &ClusterCache, key: &Key, value: &str, loads: &Arc<AtomicU64>) -> String {
-    let (v, l) = (value.to_string(), loads.clone());
-    c.get_or_load(key, move || async move {
-        l.fetch_add(1, Ordering::SeqCst);
-        Ok::<_, std::io::Error>(Some(v))
-    })
-    .await
-    .unwrap()
-    .unwrap()
-}
-
 /// A master of a 3+3 cluster is SIGKILLed while 8 tasks hammer 4 hot keys of its slot; its
 /// replica is promoted. Every call is answered (during the outage from the loader: the policy's
 /// `on_store_error`), loads stay within 1 per key + 1 per store error (docs/redis.md "Failover"),
@@ -290,7 +276,7 @@ async fn cluster_master_killed_mid_stampede_callers_answered() {
     let keys: Vec<Key> = (0..4).map(|i| Key::new("failover").unwrap().hash_tag(true).segment(&i.to_string())).collect();
     let loads = Arc::new(AtomicU64::new(0));
     for k in &keys {
-        assert_eq!(cgol(&c, k, &format!("value-of-{}", k.build()), &loads).await, format!("value-of-{}", k.build()));
+        assert_eq!(gol(&c, k, &format!("value-of-{}", k.build()), &loads).await, format!("value-of-{}", k.build()));
     }
     let victim = cluster.master_of(&keys[0].build());
     let replica = cluster.replicas_of(victim)[0];
@@ -316,7 +302,7 @@ async fn cluster_master_killed_mid_stampede_callers_answered() {
                     let k = &keys[(w + n) % keys.len()];
                     n += 1;
                     let want = format!("value-of-{}", k.build());
-                    assert_eq!(cgol(&c, k, &want, &loads).await, want);
+                    assert_eq!(gol(&c, k, &want, &loads).await, want);
                     answers.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
@@ -345,7 +331,7 @@ async fn cluster_master_killed_mid_stampede_callers_answered() {
     let before = loads.load(Ordering::SeqCst);
     for k in &keys {
         let want = format!("value-of-{}", k.build());
-        assert_eq!(cgol(&c, k, &want, &loads).await, want);
+        assert_eq!(gol(&c, k, &want, &loads).await, want);
     }
     assert_eq!(loads.load(Ordering::SeqCst), before, "the promoted replica serves the replicated entries");
     let fresh = Key::new("failover").unwrap().hash_tag(true).segment("new");
@@ -353,7 +339,7 @@ async fn cluster_master_killed_mid_stampede_callers_answered() {
     let calls: Vec<_> = (0..20)
         .map(|_| {
             let (c, k, l) = (c.clone(), fresh.clone(), fresh_loads.clone());
-            tokio::spawn(async move { cgol(&c, &k, "new", &l).await })
+            tokio::spawn(async move { gol(&c, &k, "new", &l).await })
         })
         .collect();
     for t in calls {
@@ -375,7 +361,7 @@ async fn cluster_hits_are_fast_reads_on_the_owning_node() {
     assert_eq!(owners.len(), 3, "the keys spread over every master");
     let loads = Arc::new(AtomicU64::new(0));
     for k in &keys {
-        cgol(&c, k, &k.build(), &loads).await;
+        gol(&c, k, &k.build(), &loads).await;
     }
     let stats = |name: &str| -> u64 {
         cluster
@@ -393,7 +379,7 @@ async fn cluster_hits_are_fast_reads_on_the_owning_node() {
     let before = (stats("evalsha"), stats("mget"), stats("time"));
     for _ in 0..3 {
         for k in &keys {
-            assert_eq!(cgol(&c, k, "not loaded", &loads).await, k.build());
+            assert_eq!(gol(&c, k, "not loaded", &loads).await, k.build());
         }
     }
     let after = (stats("evalsha"), stats("mget"), stats("time"));

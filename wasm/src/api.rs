@@ -520,7 +520,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
             };
             let bytes = hex::decode(&h).ok_or_else(|| bad("`hex` is not hex"))?;
             let i = karlton_core::entry::describe(&bytes, now, &p).map_err(Fail::decode)?;
-            forms::write_entry_info(out, &i, fresh(i.freshness));
+            forms::write_entry_info(out, &i, i.freshness.name());
         }
         "decide" => {
             let (now, soft, hard) = (r.arg("now_ms")?, r.arg("soft_at")?, r.arg("hard_at")?);
@@ -533,7 +533,7 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
         "freshness" => {
             let (now, soft, hard) = (r.arg("now_ms")?, r.arg("soft_at")?, r.arg("hard_at")?);
             let sie = r.arg_opt("stale_if_error_ms")?.unwrap_or(0);
-            json::str(out, fresh(freshness(now, soft, hard, sie)));
+            json::str(out, freshness(now, soft, hard, sie).name());
         }
         "xfetch" => {
             let (now, soft, load) = (r.arg("now_ms")?, r.arg("soft_at")?, r.arg("load_ms")?);
@@ -908,14 +908,6 @@ fn decision(d: Decision) -> &'static str {
     }
 }
 
-fn fresh(f: Freshness) -> &'static str {
-    match f {
-        Freshness::Fresh => "fresh",
-        Freshness::Stale => "stale",
-        Freshness::UsableOnError => "usable_on_error",
-        Freshness::Gone => "gone",
-    }
-}
 
 fn unknown(kind: &str, h: u32) -> Fail {
     Fail::new("unknown_handle", format!("no {kind} with handle {h}"))

@@ -557,6 +557,7 @@ class RedisStore {
 
   /** Report this store's outages to `cache` (called by the Cache constructor). */
   _attach(cache) {
+    for (const ref of this.#caches) if (ref.deref() === undefined) this.#caches.delete(ref);
     this.#caches.add(new WeakRef(cache));
   }
 

@@ -140,19 +140,22 @@ fn write_value(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> PyRes
         out.push(b'}');
         return Ok(());
     }
-    let items = if let Ok(l) = obj.cast::<PyList>() {
-        l.iter().collect::<Vec<_>>()
+    if let Ok(l) = obj.cast::<PyList>() {
+        write_array(l.iter(), out, depth)
     } else if let Ok(t) = obj.cast::<PyTuple>() {
-        t.iter().collect::<Vec<_>>()
+        write_array(t.iter(), out, depth)
     } else {
-        return Err(type_err(&format!("{WHAT}: values must be dict, list, tuple, str, int, float, bool or None"), obj));
-    };
+        Err(type_err(&format!("{WHAT}: values must be dict, list, tuple, str, int, float, bool or None"), obj))
+    }
+}
+
+fn write_array<'py>(items: impl Iterator<Item = Bound<'py, PyAny>>, out: &mut Vec<u8>, depth: usize) -> PyResult<()> {
     out.push(b'[');
-    for (n, v) in items.iter().enumerate() {
+    for (n, v) in items.enumerate() {
         if n > 0 {
             out.push(b',');
         }
-        write_value(v, out, depth + 1)?;
+        write_value(&v, out, depth + 1)?;
     }
     out.push(b']');
     Ok(())

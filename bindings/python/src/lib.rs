@@ -143,13 +143,7 @@ fn describe_entry<'py>(
     let i = karlton_core::entry::describe(data, now, &policy)
         .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("describe_entry(): {e}")))?;
     let d = PyDict::new(py);
-    let freshness = match i.freshness {
-        karlton_core::Freshness::Fresh => "fresh",
-        karlton_core::Freshness::Stale => "stale",
-        karlton_core::Freshness::UsableOnError => "usable_on_error",
-        karlton_core::Freshness::Gone => "gone",
-    };
-    d.set_item("freshness", freshness)?;
+    d.set_item("freshness", i.freshness.name())?;
     d.set_item("soft_at", i.soft_at)?;
     d.set_item("hard_at", i.hard_at)?;
     d.set_item("usable_until", i.usable_until)?;
