@@ -58,7 +58,11 @@ export interface PolicyOptions {
   onLockTimeout?: 'load' | 'serveStale' | 'error';
   /** After this long, a slow load with a stale value at hand answers stale and keeps loading. */
   loadSoftTimeout?: Duration | null;
-  /** After this long, a load counts as failed. */
+  /**
+   * After this long, a load counts as failed and its lease goes back. `null`/absent: 30 s past
+   * `loadSoftTimeout` (30 s when there is none) — every load has a deadline. A load running
+   * past half of `leaseTtl` extends its lease (counted in `leaseExtensions`) until then.
+   */
   loadHardTimeout?: Duration | null;
   /** When the store fails: answer from the loader (default) or fail. */
   onStoreError?: 'load' | 'error';
@@ -204,6 +208,8 @@ export interface CacheStats {
   evictions: number;
   /** Values not cached because they exceed `maxValueBytes` (returned, not stored). */
   valuesTooLarge: number;
+  /** Leases extended because their load ran past half the lease (so it can still fill). */
+  leaseExtensions: number;
   /** Callers answered by another caller's flight in this process (a stampede's joiners). */
   coalesced: number;
 }

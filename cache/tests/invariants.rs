@@ -376,6 +376,48 @@ async fn l3_crashed_holder_is_taken_over_within_lease_ttl() {
     let _ = Input::Continue;
 }
 
+/// C3 with a load longer than its lease: the holder extends its lease while it loads, so a
+/// caller in another "process" that arrives after the first lease would have run out waits for
+/// that load instead of starting a second one, and the long load's value fills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c3_a_load_longer_than_its_lease_keeps_its_key() {
+    let store = MemoryStore::default();
+    let lease_ttl = 1_000;
+    let p = Policy::new(PolicySpec { lease_ttl_ms: lease_ttl, lock_wait_ms: 10_000, ..Default::default() }).unwrap();
+    let k = key("long");
+    let (a, b) = (Cache::new(store.clone(), p.clone()), Cache::new(store.clone(), p));
+    let started = Arc::new(Notify::new());
+    let long = {
+        let (a, k, started) = (a.clone(), k.clone(), started.clone());
+        tokio::spawn(async move {
+            a.get_or_load(&k, || async move {
+                started.notify_one();
+                tokio::time::sleep(Duration::from_millis(2_500)).await;
+                Ok::<_, String>(Some("long".to_string()))
+            })
+            .await
+        })
+    };
+    started.notified().await;
+    // Past the first lease's end (the loader started after the lease was granted).
+    tokio::time::sleep(Duration::from_millis(lease_ttl + 500)).await;
+    let second = Arc::new(AtomicUsize::new(0));
+    let v = {
+        let second = second.clone();
+        b.get_or_load(&k, || async move {
+            second.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, String>(Some("second".to_string()))
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(long.await.unwrap().unwrap().as_deref(), Some("long"));
+    assert_eq!(second.load(Ordering::SeqCst), 0, "a second load started while the first held its key");
+    assert_eq!(v.as_deref(), Some("long"), "the waiter got the long load's value");
+    assert!(a.stats().lease_extensions >= 2, "{:?}", a.stats());
+    assert_eq!((a.stats().fills_rejected, b.stats().lease_waits), (0, 1));
+}
+
 /// T1: once `bump` / `invalidate_tag` returns, no read returns an entry filled before it —
 /// even with readers filling old values concurrently.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

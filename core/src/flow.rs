@@ -162,8 +162,14 @@ pub enum Step {
     Store(StoreOp),
     /// Make sure the loader is running (start it the first time), then feed its result — or
     /// [`Input::Timeout`] once the local clock reaches `timeout_at`.
+    ///
+    /// `timeout_at` is the phase's deadline (soft timeout, then `load_hard_timeout_ms`, which
+    /// every load has), or sooner: a load that will fill wakes halfway through its lease to
+    /// extend it ([`StoreOp::Extend`], with the loader still running — keep its result for the
+    /// next `Load` step), so a load longer than its lease still fills and nobody else loads
+    /// the key meanwhile. Extensions stop at the deadline.
     Load {
-        /// Local-clock deadline for this phase of the load.
+        /// Local-clock time to feed [`Input::Timeout`] at, if the loader has not answered.
         timeout_at: Option<u64>,
     },
     /// Sleep until the local clock reaches `until_ms`, then feed [`Input::Timeout`].
@@ -212,6 +218,8 @@ enum State {
     AfterServe(After),
     Waiting,
     Loading { phase: Phase, fill: bool },
+    /// Extending the lease while the loader keeps running; back to `Loading` on the reply.
+    Extending { phase: Phase, fill: bool },
     Filling(Served),
     Releasing(Result<Served, FlowError>),
     Done,
@@ -246,6 +254,16 @@ pub struct GetOrLoad {
     rejected: Option<crate::store::RejectReason>,
     attempt: u32,
     load_started: u64,
+    /// The current load phase's deadline (local clock), as last handed out in a `Step::Load`.
+    load_deadline: Option<u64>,
+    /// When to extend the lease held for a running load (local clock): halfway through the
+    /// lease as seen from when the op that granted or last extended it was sent.
+    extend_at: Option<u64>,
+    /// The last `Step::Load`'s `timeout_at` is `extend_at` (not the phase deadline): the
+    /// `Input::Timeout` that answers it extends the lease instead of ending the phase.
+    wake_extends: bool,
+    /// Local time the extend in flight was sent.
+    extend_sent: u64,
     /// A value the host could not decode: an entry holding it reads as a miss.
     distrusted: Option<Bytes>,
 }
@@ -271,6 +289,10 @@ impl GetOrLoad {
             rejected: None,
             attempt: 0,
             load_started: 0,
+            load_deadline: None,
+            extend_at: None,
+            wake_extends: false,
+            extend_sent: 0,
             distrusted: None,
         }
     }
@@ -317,7 +339,7 @@ impl GetOrLoad {
             Some(After::Load) => self.load(now, true),
             Some(After::TakeLease) => self.read(now, true),
             // The loader runs (it passed its soft timeout): keep waiting for it.
-            None => Step::Load { timeout_at: self.hard_deadline() },
+            None => self.load_step(self.hard_deadline()),
         };
         Some((step, bad.value))
     }
@@ -454,6 +476,43 @@ impl GetOrLoad {
             (State::Loading { .. }, Input::LoadFailed(msg)) => {
                 self.on_load_failed(now, FlowError::Load(msg))
             }
+            // A wake-up for the lease, unless the driver woke so late that the phase deadline
+            // passed too: then the deadline's rule applies.
+            (State::Loading { phase, fill }, Input::Timeout)
+                if self.wake_extends && self.load_deadline.is_none_or(|d| now < d) =>
+            {
+                self.wake_extends = false;
+                self.state = State::Loading { phase, fill };
+                match self.token {
+                    Some(token) if fill => {
+                        self.state = State::Extending { phase, fill };
+                        self.extend_sent = now;
+                        Step::Store(StoreOp::Extend {
+                            key: self.req.key.clone(),
+                            token,
+                            lease_ttl_ms: self.policy.lease_ttl_ms(),
+                        })
+                    }
+                    _ => self.load_step(self.load_deadline),
+                }
+            }
+            (State::Extending { phase, fill }, Input::Store(StoreReply::Lease { ok })) => {
+                // Lost (revoked or run out and taken): stop extending; the fill will be refused
+                // and handled as any refused fill.
+                self.extend_at = ok.then(|| self.extend_sent.saturating_add(self.half_lease()));
+                if ok {
+                    self.stats.lease_extensions += 1;
+                }
+                self.state = State::Loading { phase, fill };
+                self.load_step(self.load_deadline)
+            }
+            (State::Extending { phase, fill }, Input::StoreFailed(_)) => {
+                // Try again sooner: the lease may run out before the next regular extension.
+                self.stats.store_errors += 1;
+                self.extend_at = Some(now.saturating_add(self.half_lease() / 2).max(now + 1));
+                self.state = State::Loading { phase, fill };
+                self.load_step(self.load_deadline)
+            }
             (State::Loading { phase: Phase::Soft, fill }, Input::Timeout) => {
                 // Slow loader with a stale value at hand: serve it, keep loading.
                 let usable = self.stale_usable(now);
@@ -465,20 +524,20 @@ impl GetOrLoad {
                     }
                     _ => {
                         self.state = State::Loading { phase: Phase::Hard, fill };
-                        Step::Load { timeout_at: self.hard_deadline() }
+                        self.load_step(self.hard_deadline())
                     }
                 }
             }
             (State::Loading { phase: Phase::Soft, fill }, Input::Continue) => {
                 self.state = State::Loading { phase: Phase::Hard, fill };
-                Step::Load { timeout_at: self.hard_deadline() }
+                self.load_step(self.hard_deadline())
             }
             (State::Loading { phase: Phase::Hard, fill }, Input::Continue) => {
                 self.state = State::Loading { phase: Phase::Hard, fill };
-                Step::Load { timeout_at: self.hard_deadline() }
+                self.load_step(self.hard_deadline())
             }
             (State::Loading { phase: Phase::Hard, .. }, Input::Timeout) => {
-                let t = self.policy.load_hard_timeout_ms().unwrap_or(0);
+                let t = self.policy.load_hard_timeout_ms();
                 self.on_load_failed(now, FlowError::LoadTimeout(t))
             }
             (State::Filling(served), Input::Store(reply)) => {
@@ -527,7 +586,23 @@ impl GetOrLoad {
     }
 
     fn hard_deadline(&self) -> Option<u64> {
-        self.policy.load_hard_timeout_ms().map(|h| self.load_started.saturating_add(h))
+        Some(self.load_started.saturating_add(self.policy.load_hard_timeout_ms()))
+    }
+
+    fn half_lease(&self) -> u64 {
+        (self.policy.lease_ttl_ms() / 2).max(1)
+    }
+
+    /// The `Step::Load` for the current `Loading` state and phase `deadline`: wake at the
+    /// deadline, or sooner to extend the lease when the load will fill. Extensions stop at the
+    /// deadline, so a hung loader holds its key for at most `load_hard_timeout_ms` (+ one
+    /// lease), not for good.
+    fn load_step(&mut self, deadline: Option<u64>) -> Step {
+        self.load_deadline = deadline;
+        let fills = matches!(self.state, State::Loading { fill: true, .. }) && self.token.is_some();
+        let extend = self.extend_at.filter(|e| fills && deadline.is_none_or(|d| *e < d));
+        self.wake_extends = extend.is_some();
+        Step::Load { timeout_at: extend.or(deadline) }
     }
 
     fn on_read(&mut self, now: u64, force: bool, r: ReadReply) -> Step {
@@ -561,6 +636,9 @@ impl GetOrLoad {
         let granted = match r.lease {
             LeaseOutcome::Granted { token } => {
                 self.token = Some(token);
+                // The store started the lease after this read was sent: halfway from then is
+                // early enough whatever the reply's delay.
+                self.extend_at = Some(self.read_sent.saturating_add(self.half_lease()));
                 true
             }
             _ => false,
@@ -708,7 +786,7 @@ impl GetOrLoad {
             _ => (Phase::Hard, self.hard_deadline()),
         };
         self.state = State::Loading { phase, fill };
-        Step::Load { timeout_at }
+        self.load_step(timeout_at)
     }
 
     fn on_loaded(&mut self, now: u64, fill: bool, l: Loaded) -> Step {
@@ -814,6 +892,7 @@ fn state_name(s: &State) -> &'static str {
         State::AfterServe(_) => "after_serve",
         State::Waiting => "waiting",
         State::Loading { .. } => "loading",
+        State::Extending { .. } => "extending",
         State::Filling(_) => "filling",
         State::Releasing(_) => "releasing",
         State::Done => "done",

@@ -63,7 +63,10 @@ pub struct PolicySpec {
     /// After this long, a slow load with a stale value at hand serves the stale value and keeps
     /// loading in the background.
     pub load_soft_timeout_ms: Option<u64>,
-    /// After this long, a load is abandoned and counts as failed.
+    /// After this long, a load is abandoned and counts as failed (its lease goes back).
+    /// Absent: [`DEFAULT_LOAD_HARD_TIMEOUT_MS`] past `load_soft_timeout_ms` (or past the start
+    /// when there is no soft timeout), so no load holds its key, or keeps extending its lease,
+    /// without end.
     pub load_hard_timeout_ms: Option<u64>,
     /// What to do when the store fails.
     pub on_store_error: OnStoreError,
@@ -76,6 +79,10 @@ pub struct PolicySpec {
 /// The default [`PolicySpec::max_value_bytes`]: 16 MiB, within one shard of the default
 /// memory store and far below what blocks a Redis server for long.
 pub const DEFAULT_MAX_VALUE_BYTES: u64 = 16 << 20;
+
+/// How long a load runs, by default, before it is abandoned: 30 s (past
+/// `load_soft_timeout_ms` when one is set). See [`PolicySpec::load_hard_timeout_ms`].
+pub const DEFAULT_LOAD_HARD_TIMEOUT_MS: u64 = 30_000;
 
 /// The longest lease: 1 hour. A holder that dies keeps its key uncached until its lease ends.
 pub const MAX_LEASE_TTL_MS: u64 = 3_600_000;
@@ -200,6 +207,8 @@ pub const MAX_DURATION_MS: u64 = 1 << 40;
 pub struct Policy {
     spec: PolicySpec,
     hard_ttl_ms: u64,
+    /// `load_hard_timeout_ms`, its default applied.
+    load_hard_timeout_ms: u64,
     /// jitter as parts per million, so the TTL arithmetic is integer-only on every target.
     jitter_ppm: u64,
 }
@@ -295,6 +304,10 @@ impl Policy {
                 return Err(PolicyError::LoadTimeouts { soft: s, hard: h });
             }
         }
+        // Both parts are <= 2^40, so the sum cannot overflow.
+        let load_hard = spec.load_hard_timeout_ms.unwrap_or_else(|| {
+            spec.load_soft_timeout_ms.unwrap_or(0) + DEFAULT_LOAD_HARD_TIMEOUT_MS
+        });
         if !(1..=MAX_VALUE_BYTES).contains(&spec.max_value_bytes) {
             return Err(PolicyError::OutOfRange {
                 field: "max_value_bytes",
@@ -304,7 +317,7 @@ impl Policy {
         }
         // Round to the nearest ppm; jitter < 1 so this is < 1_000_000.
         let jitter_ppm = libm::round(spec.jitter * 1_000_000.0) as u64;
-        Ok(Policy { hard_ttl_ms: hard, jitter_ppm: jitter_ppm.min(999_999), spec })
+        Ok(Policy { hard_ttl_ms: hard, load_hard_timeout_ms: load_hard, jitter_ppm: jitter_ppm.min(999_999), spec })
     }
 
     /// Parse and validate a policy from JSON text: an object with the [`PolicySpec`] field
@@ -372,9 +385,9 @@ impl Policy {
     pub fn load_soft_timeout_ms(&self) -> Option<u64> {
         self.spec.load_soft_timeout_ms
     }
-    /// Hard loader timeout.
-    pub fn load_hard_timeout_ms(&self) -> Option<u64> {
-        self.spec.load_hard_timeout_ms
+    /// Hard loader timeout, its default applied (every load has one).
+    pub fn load_hard_timeout_ms(&self) -> u64 {
+        self.load_hard_timeout_ms
     }
     /// What to do when the store fails.
     pub fn on_store_error(&self) -> OnStoreError {

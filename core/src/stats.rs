@@ -80,4 +80,6 @@ stats! {
     evictions,
     /// Values not cached because they exceed `max_value_bytes` (answered, not stored).
     values_too_large,
+    /// Leases extended because their load ran past half the lease (so it can still fill).
+    lease_extensions,
 }

@@ -1867,6 +1867,22 @@ impl Sim {
                     }
                 }
             }
+            (StoreOp::Extend { token, lease_ttl_ms, .. }, StoreReply::Lease { ok }) => {
+                let sh = &mut self.shadow[key as usize];
+                let live = sh.lease.as_mut().filter(|l| l.until > t);
+                match live {
+                    Some(l) if l.token == *token && *ok => l.until = t.saturating_add(*lease_ttl_ms),
+                    Some(l) if l.token == *token => {
+                        let d = format!("an extend by the live holder {token} was refused");
+                        self.fail("L2", Some(key), d);
+                    }
+                    l if *ok => {
+                        let d = format!("an extend with token {token} succeeded, but the live lease is {:?}", l.map(|l| l.token));
+                        self.fail("L2", Some(key), d);
+                    }
+                    _ => {}
+                }
+            }
             (StoreOp::Bump { gen_key, .. }, StoreReply::Bumped { generation }) => {
                 if let Some(gi) = self.gen_index(gen_key) {
                     self.gens_now[gi] = *generation;

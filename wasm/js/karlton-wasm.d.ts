@@ -26,6 +26,7 @@ export interface PolicySpec {
   lock_backoff_ms?: number[];
   on_lock_timeout?: "load" | "serve_stale" | "error";
   load_soft_timeout_ms?: number | null;
+  /** null/absent: 30 000 ms past `load_soft_timeout_ms` (or 30 000) — every load has a deadline. */
   load_hard_timeout_ms?: number | null;
   on_store_error?: "load" | "error";
 }

@@ -280,6 +280,36 @@ for (const [label, makeStore] of Object.entries(stores)) {
   });
 }
 
+for (const [label, makeStore] of Object.entries(stores)) {
+  test(`${label}: C3 — a load longer than its lease extends it, so another process waits for it instead of loading again`, async () => {
+    const store = makeStore();
+    const policy = { softTtl: '1m', leaseTtl: 1000, lockWait: 10_000, jitter: 0 };
+    // Two caches on one store: two processes sharing one Redis.
+    const [a, b] = [new Cache({ store, policy }), new Cache({ store: label === 'memory' ? store : makeStore(), policy })];
+    const key = new Key(ns('longload'), 'k');
+    await a.invalidate(key);
+    const started = deferred();
+    const long = a.getOrLoad(key, async () => {
+      started.resolve();
+      await new Promise((r) => setTimeout(r, 2500));
+      return 'long';
+    });
+    await started.promise;
+    await new Promise((r) => setTimeout(r, 1500)); // past the first lease's end
+    let second = 0;
+    const v = await b.getOrLoad(key, async () => {
+      second++;
+      return 'second';
+    });
+    assert.equal(await long, 'long');
+    assert.equal(second, 0, 'a second load started while the first held its key');
+    assert.equal(v, 'long', 'the waiter got the long load');
+    assert.ok(a.stats().leaseExtensions >= 2, JSON.stringify(a.stats()));
+    assert.equal(a.stats().fillsRejected, 0);
+    assert.equal(b.stats().leaseWaits, 1);
+  });
+}
+
 test('issue 11: a value nested deeper than readers take (128) is refused, never stored', async () => {
   const cache = new Cache({ policy: { softTtl: '1m' } });
   const key = new Key(ns('deep'), 'k');

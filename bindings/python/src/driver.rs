@@ -731,6 +731,16 @@ impl PyCall {
         }
     }
 
+    /// LOAD: the loader may run on the calling thread (threads driver): the policy sets no soft
+    /// timeout (which would answer the caller with a stale value while the load runs on) and
+    /// no hard timeout of its own (which asks for the caller back at that deadline). The load
+    /// still has the default deadline and its lease is still extended: the host's keeper feeds
+    /// `feed_timeout` at `timeout` while the loader runs.
+    #[getter]
+    fn inline(&self) -> bool {
+        self.policy.load_soft_timeout_ms().is_none() && self.policy.spec().load_hard_timeout_ms.is_none()
+    }
+
     /// WAIT: seconds to sleep before `feed_timeout`.
     #[getter]
     fn delay(&self) -> f64 {

@@ -520,6 +520,73 @@ def test_async_joiner_waits_at_most_lock_wait(stores: tuple[Any, Any]) -> None:
     assert leader == "leader"
 
 
+# -- C3: a load longer than its lease extends it, so another process waits instead of loading --
+
+
+def test_c3_a_load_longer_than_its_lease_keeps_its_key_threads(stores: tuple[Any, Any]) -> None:
+    policy = POLICY.replace(lease_ttl=1, lock_wait=10)
+    # Two caches on one store: two processes sharing one Redis.
+    with Cache(stores[0], policy) as a, Cache(stores[0], policy) as b:
+        key = Key("longload", "k")
+        a.invalidate(key)
+        started = threading.Event()
+        where: list[int] = []
+
+        def long() -> str:
+            where.append(threading.get_ident())
+            started.set()
+            time.sleep(2.5)
+            return "long"
+
+        out: list[Any] = []
+        t = threading.Thread(target=lambda: out.append(a.get_or_load(key, long)))
+        t.start()
+        assert started.wait(10)
+        time.sleep(1.5)  # past the first lease's end
+        second: list[int] = []
+        v = b.get_or_load(key, lambda: second.append(1) or "second")
+        t.join(10)
+        assert out == ["long"] and v == "long"
+        assert second == [], "a second load started while the first held its key"
+        # No load timeout in the policy: the loader ran on its caller's thread (the keeper
+        # thread extended the lease meanwhile), not on the cache's loader pool.
+        assert where == [t.ident]
+        assert a.stats()["lease_extensions"] >= 2, a.stats()
+        assert a.stats()["fills_rejected"] == 0 and b.stats()["lease_waits"] == 1
+
+
+def test_c3_a_load_longer_than_its_lease_keeps_its_key_asyncio(stores: tuple[Any, Any]) -> None:
+    async def main() -> tuple[Any, Any, AsyncCache, AsyncCache, list[int]]:
+        policy = POLICY.replace(lease_ttl=1, lock_wait=10)
+        a, b = AsyncCache(stores[1], policy), AsyncCache(stores[1], policy)
+        key = Key("longloada", "k")
+        await a.invalidate(key)
+        started = asyncio.Event()
+
+        async def long() -> str:
+            started.set()
+            await asyncio.sleep(2.5)
+            return "long"
+
+        first = asyncio.ensure_future(a.get_or_load(key, long))
+        await started.wait()
+        await asyncio.sleep(1.5)  # past the first lease's end
+        second: list[int] = []
+
+        async def other() -> str:
+            second.append(1)
+            return "second"
+
+        v = await asyncio.wait_for(b.get_or_load(key, other), 10)
+        return await first, v, a, b, second
+
+    first, v, a, b, second = asyncio.run(main())
+    assert first == "long" and v == "long"
+    assert second == [], "a second load started while the first held its key"
+    assert a.stats()["lease_extensions"] >= 2, a.stats()
+    assert a.stats()["fills_rejected"] == 0 and b.stats()["lease_waits"] == 1
+
+
 # -- issue 11: forked workers never share lease tokens (C2) ---------------------------------
 
 

@@ -544,13 +544,13 @@ pub fn flows() -> File {
     all.push(Scenario {
         setup: vec![ue()],
         policy: pol(json!({"stale_if_error_ms": 500, "load_soft_timeout_ms": 50, "load_hard_timeout_ms": 300})),
-        acts: vec![Act::Store, Act::Timeout, Act::Continue, Act::Timeout, Act::Store],
-        kinds: &["store:read", "load", "serve", "load", "store:release", "done"],
+        acts: vec![Act::Store, Act::Timeout, Act::Continue, Act::Timeout, Act::Store, Act::Timeout, Act::Store],
+        kinds: &["store:read", "load", "serve", "load", "store:extend", "load", "store:release", "done"],
         done: err_done("load_timeout"),
-        ..sc("load_soft_then_hard_timeout", "soft timeout serves the old value; the hard timeout then abandons the load and releases")
+        ..sc("load_soft_then_hard_timeout", "soft timeout (50) serves the old value; the load runs on, its lease (500) is extended at half-life (250), and the hard timeout (300) then abandons the load and releases")
     });
     all.push(Scenario {
-        policy: pol(json!({"load_soft_timeout_ms": 50, "load_hard_timeout_ms": 300})),
+        policy: pol(json!({"load_soft_timeout_ms": 50, "load_hard_timeout_ms": 300, "lease_ttl_ms": 1000})),
         acts: vec![Act::Store, Act::Timeout, Act::Store],
         kinds: &["store:read", "load", "store:release", "done"],
         done: json!({ "step": "done", "data": { "Err": { "error": "load_timeout", "message": 300 } } }),
@@ -558,11 +558,45 @@ pub fn flows() -> File {
     });
     all.push(Scenario {
         setup: vec![ue()],
-        policy: pol(json!({"stale_if_error_ms": 500, "load_hard_timeout_ms": 300})),
+        policy: pol(json!({"stale_if_error_ms": 500, "load_hard_timeout_ms": 300, "lease_ttl_ms": 1000})),
         acts: vec![Act::Store, Act::Timeout, Act::Store],
         kinds: &["store:read", "load", "store:release", "done"],
         done: ok_done("stale_on_error", true),
         ..sc("load_hard_timeout_stale_if_error", "only a hard timeout: at it, the usable-on-error value is served (a timeout is a load failure)")
+    });
+    // ---- lease extension: a load that outlasts half its lease extends it, so it can still fill
+    let invalidate = || StoreOp::Invalidate { key: KEY.into(), mode: InvalidateMode::Delete };
+    all.push(Scenario {
+        acts: vec![Act::Store, Act::Timeout, Act::Store, Act::Timeout, Act::Store, loaded(100, "\"v1\""), Act::Store],
+        kinds: &["store:read", "load", "store:extend", "load", "store:extend", "load", "store:fill", "done"],
+        done: ok_done("loaded", true),
+        ..sc("long_load_extends_its_lease", "lease 500, granted at T0: the load wakes at T0 + 250 and T0 + 500 to extend it (each time for 500 from the extend); the value at T0 + 600 fills, which the original lease (gone at T0 + 500) could not")
+    });
+    all.push(Scenario {
+        acts: vec![Act::Store, Act::Others(vec![invalidate()], Box::new(Act::Timeout)), Act::Store, loaded(10, "\"old\""), Act::Store],
+        kinds: &["store:read", "load", "store:extend", "load", "store:fill", "done"],
+        done: ok_done("loaded", false),
+        ..sc("extend_after_invalidate_stops", "an invalidation revoked the lease before its extension: the extend is refused, the load runs on to its hard timeout without extending, and its fill is rejected (C1/C2)")
+    });
+    all.push(Scenario {
+        acts: vec![Act::Store, Act::Timeout, Act::StoreFail("down"), Act::Timeout, Act::Store, loaded(10, "\"v1\""), Act::Store],
+        kinds: &["store:read", "load", "store:extend", "load", "store:extend", "load", "store:fill", "done"],
+        done: ok_done("loaded", true),
+        ..sc("extend_store_failure_retries_sooner", "the extend at T0 + 250 fails: the next try is a quarter lease later (T0 + 375), before the lease runs out, and it takes")
+    });
+    all.push(Scenario {
+        policy: pol(json!({"load_hard_timeout_ms": 600})),
+        acts: vec![Act::Store, Act::Timeout, Act::Store, Act::Timeout, Act::Store, Act::Timeout, Act::Store],
+        kinds: &["store:read", "load", "store:extend", "load", "store:extend", "load", "store:release", "done"],
+        done: json!({ "step": "done", "data": { "Err": { "error": "load_timeout", "message": 600 } } }),
+        ..sc("extensions_stop_at_hard_timeout", "extensions at T0 + 250 and T0 + 500; the next would be at T0 + 750, past the hard timeout (600): the load is abandoned there and the lease released, so a hung loader holds its key for at most the hard timeout")
+    });
+    all.push(Scenario {
+        policy: pol(json!({"lease_ttl_ms": 100_000})),
+        acts: vec![Act::Store, Act::Timeout, Act::Store],
+        kinds: &["store:read", "load", "store:release", "done"],
+        done: json!({ "step": "done", "data": { "Err": { "error": "load_timeout", "message": 30_000 } } }),
+        ..sc("default_hard_timeout_is_finite", "no load_hard_timeout_ms given: the default, 30 s, applies (the lease of 100 s is not due for an extension before it); at T0 + 30 000 the load is abandoned and the lease released")
     });
     // ---- negative loads
     all.push(Scenario {
@@ -791,7 +825,8 @@ fn pending_flows(f: &mut File) {
     // Expected: the value's window (hard + 100) closed 50 ms into the wait, so at the lock timeout
     // (T0 + 100) it must not be served; serve_stale "with none" behaves like load: Step::Load.
     let n = expect["steps"].as_array().unwrap().len();
-    expect["steps"][n - 1] = json!({ "step": "load", "data": { "timeout_at": null } });
+    // (An unleased load: no lease to extend, the default hard timeout of 30 s from now.)
+    expect["steps"][n - 1] = json!({ "step": "load", "data": { "timeout_at": T0 + 100 + 30_000 } });
     expect["stats"]["stale_if_error"] = json!(null);
     expect["stats"].as_object_mut().unwrap().remove("stale_if_error");
     expect["stats"]["loads"] = json!(1);
@@ -817,7 +852,8 @@ fn pending_flows(f: &mut File) {
     let input = record(&s);
     let got = crate::eval::eval("flows", &input);
     let mut expect = got.clone();
-    expect["steps"][2] = json!({ "step": "load", "data": { "timeout_at": T0 + 300 } });
+    // (The load wakes at T0 + 250, before its hard timeout at T0 + 300, to extend its lease of 500.)
+    expect["steps"][2] = json!({ "step": "load", "data": { "timeout_at": T0 + 250 } });
     expect["stats"].as_object_mut().unwrap().remove("stale_if_error");
     f.pending(
         "load_soft_timeout_stale_expired",

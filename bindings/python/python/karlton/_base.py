@@ -167,5 +167,6 @@ class BaseCache:
     def stats(self) -> dict[str, int]:
         """A snapshot of the counters: hits_fresh, hits_stale, misses, loads, load_errors,
         lease_waits, lease_timeouts, fills_rejected, negative_hits, store_errors,
-        corrupt_entries, stale_if_error, early_refreshes, coalesced, evictions, values_too_large."""
+        corrupt_entries, stale_if_error, early_refreshes, coalesced, evictions, values_too_large,
+        lease_extensions."""
         return self._d.stats()

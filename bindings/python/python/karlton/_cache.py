@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import os
 import threading
 import time
 import weakref
@@ -52,6 +55,7 @@ class Cache:
         self._max_workers = max_workers
         self._bg: Optional[futures.ThreadPoolExecutor] = None
         self._loaders: Optional[futures.ThreadPoolExecutor] = None
+        self._keep: Optional[_Keeper] = None
         # The hit path is one native call: `get_or_load` and `get` are the driver's own methods,
         # which call back into `_slow` / `_op` only when the flow needs a load, a wait or Redis.
         ref = weakref.ref(self)
@@ -131,7 +135,10 @@ class Cache:
             elif kind == LOAD or kind == AWAIT:
                 timeout = call.timeout
                 err: Optional[BaseException] = None
-                if fut is None and timeout is None:
+                if fut is None and (timeout is None or call.inline):
+                    # On this thread (its thread-locals, no pool limit); the keeper wakes the
+                    # call meanwhile to extend its lease, or to give it up at its deadline.
+                    slot = None if timeout is None else self._keeper().watch(call, timeout)
                     tok = loading(call)
                     try:
                         value, err = loader(), None
@@ -139,6 +146,11 @@ class Cache:
                         value, err = None, e
                     finally:
                         LOADING.reset(tok)
+                        ended = slot is not None and slot.settle()
+                    if ended:
+                        # The deadline passed during the load: the core already gave the lease
+                        # up and answered (LoadTimeout, or stale-if-error); this value is late.
+                        continue
                 else:
                     if fut is None:
                         # The pool thread runs the loader in this context, marked as loading.
@@ -176,6 +188,15 @@ class Cache:
         except BaseException as e:  # noqa: BLE001 - reported, never lost
             self._cancel(call)
             self._b._report(call.key, e)
+
+    def _keeper(self) -> "_Keeper":
+        k = self._keep
+        if k is None or k.pid != os.getpid():
+            with self._lock:
+                k = self._keep
+                if k is None or k.pid != os.getpid():  # (a forked child starts its own thread)
+                    k = self._keep = _Keeper(self._exec, self._b._report)
+        return k
 
     def _pool(self, name: str) -> futures.ThreadPoolExecutor:
         pool = getattr(self, name)
@@ -259,3 +280,88 @@ class Cache:
 
     def __repr__(self) -> str:
         return f"Cache({self.store!r}, {self.policy!r})"
+
+
+class _Slot:
+    """One inline load the keeper watches. ``lock`` orders the keeper's feeds against the
+    loading thread's own: whichever comes second sees what the first did."""
+
+    __slots__ = ("call", "lock", "ended")
+
+    def __init__(self, call: Any) -> None:
+        self.call: Any = call
+        self.lock = threading.Lock()
+        self.ended = False
+
+    def settle(self) -> bool:
+        """The loader returned (or raised): stop watching. Whether the keeper ended the load
+        first (its deadline passed), so the loader's result must not be fed."""
+        with self.lock:
+            self.call = None
+            return self.ended
+
+
+class _Keeper:
+    """Wakes loads that run on their caller's thread at the times the core asks for: to extend
+    the lease of a long load (so it can still fill), and to give the lease up at the load's
+    deadline (so a hung loader does not hold its key for good). One daemon thread per cache,
+    started on the first load that needs it; almost every load settles before its first wake,
+    and a settled slot only waits in the heap, without its call, until its time."""
+
+    def __init__(self, exec_store: Optional[Callable[[Any], None]], report: Callable[[str, BaseException], None]) -> None:
+        self.pid = os.getpid()
+        self._exec = exec_store
+        self._report = report
+        self._cv = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, _Slot]] = []
+        self._seq = itertools.count()
+        self._thread: Optional[threading.Thread] = None
+
+    def watch(self, call: Any, delay: float) -> _Slot:
+        slot = _Slot(call)
+        self._push(slot, delay)
+        return slot
+
+    def _push(self, slot: _Slot, delay: float) -> None:
+        when = time.monotonic() + max(delay, 0.0)
+        with self._cv:
+            earliest = not self._heap or when < self._heap[0][0]
+            heapq.heappush(self._heap, (when, next(self._seq), slot))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="karlton-keeper", daemon=True)
+                self._thread.start()
+            elif earliest:
+                self._cv.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while True:
+                    while self._heap and self._heap[0][2].call is None:
+                        heapq.heappop(self._heap)
+                    if not self._heap:
+                        self._cv.wait()
+                        continue
+                    left = self._heap[0][0] - time.monotonic()
+                    if left <= 0:
+                        slot = heapq.heappop(self._heap)[2]
+                        break
+                    self._cv.wait(left)
+            self._wake(slot)
+
+    def _wake(self, slot: _Slot) -> None:
+        with slot.lock:
+            call = slot.call
+            if call is None:
+                return
+            try:
+                call.feed_timeout()  # the core extends the lease, or ends the load
+                while call.kind == STORE:
+                    self._exec(call)  # type: ignore[misc]
+                if call.kind in (LOAD, AWAIT) and call.timeout is not None:
+                    self._push(slot, call.timeout)
+                    return
+            except Exception as e:  # noqa: BLE001 - reported; the lease runs out by itself
+                self._report(call.key, e)
+            slot.ended = True
+            slot.call = None

@@ -69,7 +69,9 @@ class Policy:
     ``lock_backoff``: how long and how often other callers re-check while waiting.
     ``on_lock_timeout``: ``"load"`` | ``"serve_stale"`` | ``"error"``. ``load_soft_timeout``:
     after this, a slow load with a stale value at hand serves it. ``load_hard_timeout``: a load
-    is abandoned after this. ``on_store_error``: ``"load"`` (answer from the loader) | ``"error"``.
+    is abandoned after this and its lease goes back (``None``: 30 s past ``load_soft_timeout``,
+    or 30 s; every load has a deadline); a load running past half of ``lease_ttl`` extends its
+    lease until then (``lease_extensions``). ``on_store_error``: ``"load"`` (answer from the loader) | ``"error"``.
     ``max_value_bytes``: the largest encoded value that is cached (default 16 MiB, at most
     512 MiB); a larger one is returned to its callers but not stored (``values_too_large``),
     and ``set`` of one removes the key.
