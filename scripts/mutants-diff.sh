@@ -43,12 +43,15 @@ echo "mutants-diff: $n mutants in core lines changed since $base (budget ${budge
 [ "$n" -gt 0 ] || exit 0
 
 # .cargo/mutants.toml names the tests (core's lib, vectors, tests/mutants) and the timeouts.
+out="${MUTANTS_OUT:-target/mutants-diff}"
+mkdir -p "$out"  # (cargo-mutants makes only the last level; a clone has no target/ when
+                 # CARGO_TARGET_DIR points elsewhere)
 rc=0
 timeout --signal=INT --kill-after=30 "$budget" \
   cargo mutants -p karlton-core --in-diff "$diff" --timeout 60 --colors never \
-  -o "${MUTANTS_OUT:-target/mutants-diff}" || rc=$?
+  -o "$out" || rc=$?
 if [ "$rc" -eq 124 ] || [ "$rc" -eq 130 ]; then
-  echo "mutants-diff: over the ${budget}s budget with $n mutants (see ${MUTANTS_OUT:-target/mutants-diff}/mutants.out)" >&2
+  echo "mutants-diff: over the ${budget}s budget with $n mutants (see $out/mutants.out)" >&2
   exit 124
 fi
 exit "$rc"
