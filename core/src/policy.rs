@@ -385,6 +385,12 @@ impl Policy {
     pub fn load_soft_timeout_ms(&self) -> Option<u64> {
         self.spec.load_soft_timeout_ms
     }
+    /// Whether the policy sets a load timeout of its own (soft or hard), rather than leaving
+    /// loads to the default deadline. (A threads host runs a load without one on the calling
+    /// thread: nobody asked for the caller back at a deadline.)
+    pub fn load_timeouts_given(&self) -> bool {
+        self.spec.load_soft_timeout_ms.is_some() || self.spec.load_hard_timeout_ms.is_some()
+    }
     /// Hard loader timeout, its default applied (every load has one).
     pub fn load_hard_timeout_ms(&self) -> u64 {
         self.load_hard_timeout_ms

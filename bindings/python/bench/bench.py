@@ -112,6 +112,32 @@ def memory_hits(rows: list[tuple[str, str, str]]) -> None:
     rows.append(("memory hit: karlton AsyncCache.get_or_load (awaited)", f"{x * 1e9:.0f} ns", f"{x / base:.1f}×"))
 
 
+def memory_misses(rows: list[tuple[str, str, str]]) -> None:
+    """Memory misses (a new key each call: read, lease, load, fill), in turns: the default
+    policy runs the loader on the calling thread with the keeper watching it; a policy with a
+    load timeout runs it on the loader pool (a thread hop each way). Ratios to the inline path,
+    best round each."""
+    inline, pooled = Cache(), Cache(policy=Policy(load_hard_timeout=30))
+    seq = iter(range(10**9))
+    f = lambda: VALUE  # noqa: E731
+    n = 2_000
+
+    def timer(cache: Cache) -> Callable[[], float]:
+        def run() -> float:
+            keys = [Key("miss", next(seq)) for _ in range(n)]
+            t0 = time.perf_counter()
+            for k in keys:
+                cache.get_or_load(k, f)
+            return (time.perf_counter() - t0) / n
+
+        return run
+
+    res = paired({"inline": timer(inline), "pooled": timer(pooled)}, rounds=20)
+    base = res["inline"][0]
+    rows.append(("memory miss: default policy (loader inline, keeper watching)", f"{base * 1e6:.1f} µs", "1.00×"))
+    rows.append(("memory miss: with load_hard_timeout (loader on the pool)", f"{res['pooled'][0] * 1e6:.1f} µs", f"{res['pooled'][0] / base:.2f}×"))
+
+
 def value_encoding(rows: list[tuple[str, str, str]]) -> None:
     """Writing a value (set, a fill): karlton's JSON writer (which also refuses what another
     runtime would read back changed) against the json module's compact encoder."""
@@ -318,6 +344,7 @@ def stampede_procs(rows: list[tuple[str, str, str]], port: int) -> None:
 def main() -> None:
     rows: list[tuple[str, str, str]] = []
     memory_hits(rows)
+    memory_misses(rows)
     value_encoding(rows)
     stampede_threads(rows, lambda: None, "memory")
     stampede_tasks(rows, None)

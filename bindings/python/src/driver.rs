@@ -738,7 +738,7 @@ impl PyCall {
     /// `feed_timeout` at `timeout` while the loader runs.
     #[getter]
     fn inline(&self) -> bool {
-        self.policy.load_soft_timeout_ms().is_none() && self.policy.spec().load_hard_timeout_ms.is_none()
+        !self.policy.load_timeouts_given()
     }
 
     /// WAIT: seconds to sleep before `feed_timeout`.
