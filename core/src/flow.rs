@@ -483,8 +483,9 @@ impl GetOrLoad {
             {
                 self.wake_extends = false;
                 self.state = State::Loading { phase, fill };
+                // (`wake_extends` is set only for a load that fills under a lease.)
                 match self.token {
-                    Some(token) if fill => {
+                    Some(token) => {
                         self.state = State::Extending { phase, fill };
                         self.extend_sent = now;
                         Step::Store(StoreOp::Extend {
@@ -509,7 +510,7 @@ impl GetOrLoad {
             (State::Extending { phase, fill }, Input::StoreFailed(_)) => {
                 // Try again sooner: the lease may run out before the next regular extension.
                 self.stats.store_errors += 1;
-                self.extend_at = Some(now.saturating_add(self.half_lease() / 2).max(now + 1));
+                self.extend_at = Some(now.saturating_add((self.half_lease() / 2).max(1)));
                 self.state = State::Loading { phase, fill };
                 self.load_step(self.load_deadline)
             }
@@ -599,6 +600,8 @@ impl GetOrLoad {
     /// lease), not for good.
     fn load_step(&mut self, deadline: Option<u64>) -> Step {
         self.load_deadline = deadline;
+        // (A load fills exactly when it holds a lease, so either half alone would do; both are
+        // checked so that a broken pairing can never wake for an extension it cannot send.)
         let fills = matches!(self.state, State::Loading { fill: true, .. }) && self.token.is_some();
         let extend = self.extend_at.filter(|e| fills && deadline.is_none_or(|d| *e < d));
         self.wake_extends = extend.is_some();

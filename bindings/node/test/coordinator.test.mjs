@@ -310,6 +310,23 @@ for (const [label, makeStore] of Object.entries(stores)) {
   });
 }
 
+test('issue 11: every load has a deadline — a loader that never settles is answered LoadTimeout at the default 30 s, its lease extended until then and released there', async () => {
+  const store = new MemoryStore();
+  const cache = new Cache({ store, policy: { softTtl: '1m' } }); // no load timeout given
+  const key = new Key(ns('hung'), 'k');
+  const t0 = Date.now();
+  // Nothing else keeps the event loop alive: before, a hung loader let Node exit silently.
+  await assert.rejects(cache.getOrLoad(key, () => new Promise(() => {})), (e) => e.code === 'ERR_KARLTON_LOAD_TIMEOUT');
+  assert.ok(Date.now() - t0 >= 29_000, `answered after ${Date.now() - t0} ms`);
+  const s = cache.stats();
+  // At 5, 10, 15, 20 and 25 s (lease 10 s); a sixth only if a wake fell a hair before 30 s.
+  assert.ok(s.leaseExtensions >= 5 && s.leaseExtensions <= 6, JSON.stringify(s));
+  // The lease went back at the deadline: another process loads at once.
+  const other = new Cache({ store, policy: { softTtl: '1m', lockWait: 50, onLockTimeout: 'error' } });
+  assert.equal(await other.getOrLoad(key, async () => 'next'), 'next');
+  assert.equal(other.stats().leaseWaits, 0);
+});
+
 test('issue 11: a value nested deeper than readers take (128) is refused, never stored', async () => {
   const cache = new Cache({ policy: { softTtl: '1m' } });
   const key = new Key(ns('deep'), 'k');

@@ -555,6 +555,54 @@ def test_c3_a_load_longer_than_its_lease_keeps_its_key_threads(stores: tuple[Any
         assert a.stats()["fills_rejected"] == 0 and b.stats()["lease_waits"] == 1
 
 
+def test_keeper_gives_a_hung_inline_load_up_at_the_default_deadline() -> None:
+    # No load timeout in the policy: the loader runs on its caller's thread, and the keeper
+    # extends its lease until the default deadline (30 s), then releases it there.
+    store = MemoryStore()
+    with Cache(store, POLICY) as a, Cache(store, POLICY.replace(lock_wait=0.05, on_lock_timeout="error")) as b:
+        key = Key("hungload", "k")
+        started, go = threading.Event(), threading.Event()
+
+        def hung() -> str:
+            started.set()
+            go.wait(60)
+            return "late"
+
+        out: list[Any] = []
+
+        def lead() -> None:
+            try:
+                out.append(a.get_or_load(key, hung))
+            except Exception as e:  # noqa: BLE001 - the kind is asserted below
+                out.append(e)
+
+        t = threading.Thread(target=lead, daemon=True)
+        t0 = time.monotonic()
+        t.start()
+        assert started.wait(10)
+        # Until the deadline the lease is held (and extended): another process times out.
+        from karlton import LoadTimeoutError, LockTimeoutError
+
+        with pytest.raises(LockTimeoutError):
+            b.get_or_load(key, lambda: "other")
+        give_up = time.monotonic() + 45
+        while True:  # at the deadline the keeper releases the lease: b then loads at once
+            try:
+                v = b.get_or_load(key, lambda: "other")
+                break
+            except LockTimeoutError:
+                assert time.monotonic() < give_up, "the lease was never given up"
+                time.sleep(0.5)
+        assert v == "other"
+        assert time.monotonic() - t0 >= 29, "the lease lapsed before the deadline"
+        # At 5, 10, 15, 20 and 25 s (lease 10 s); a sixth only if a wake fell a hair before 30 s.
+        assert 5 <= a.stats()["lease_extensions"] <= 6, a.stats()
+        go.set()
+        t.join(10)
+        assert len(out) == 1 and isinstance(out[0], LoadTimeoutError), out
+        assert b.get(key) == "other", "the late value was not filled over the next load's"
+
+
 def test_c3_a_load_longer_than_its_lease_keeps_its_key_asyncio(stores: tuple[Any, Any]) -> None:
     async def main() -> tuple[Any, Any, AsyncCache, AsyncCache, list[int]]:
         policy = POLICY.replace(lease_ttl=1, lock_wait=10)

@@ -27,6 +27,9 @@ enum Act {
     LoadFailed(u64, &'static str),
     /// Feed `Timeout` at the step's deadline (`Wait.until_ms` or `Load.timeout_at`).
     Timeout,
+    /// Feed `Timeout` to a `Load` step at this local time instead (a driver that woke early
+    /// or late).
+    TimeoutAt(u64),
     /// Feed `Continue` after `Serve`.
     Continue,
     /// Feed this raw input (protocol misuse).
@@ -172,6 +175,10 @@ fn record(s: &Scenario) -> Value {
             }
             (Step::Load { timeout_at: Some(t) }, Act::Timeout) => {
                 now = *t;
+                Input::Timeout
+            }
+            (Step::Load { .. }, Act::TimeoutAt(t)) => {
+                now = t;
                 Input::Timeout
             }
             (Step::Wait { until_ms }, Act::Timeout) => {
@@ -590,6 +597,20 @@ pub fn flows() -> File {
         kinds: &["store:read", "load", "store:extend", "load", "store:extend", "load", "store:release", "done"],
         done: json!({ "step": "done", "data": { "Err": { "error": "load_timeout", "message": 600 } } }),
         ..sc("extensions_stop_at_hard_timeout", "extensions at T0 + 250 and T0 + 500; the next would be at T0 + 750, past the hard timeout (600): the load is abandoned there and the lease released, so a hung loader holds its key for at most the hard timeout")
+    });
+    all.push(Scenario {
+        policy: pol(json!({"load_hard_timeout_ms": 400})),
+        acts: vec![Act::Store, Act::TimeoutAt(T0 + 400), Act::Store],
+        kinds: &["store:read", "load", "store:release", "done"],
+        done: json!({ "step": "done", "data": { "Err": { "error": "load_timeout", "message": 400 } } }),
+        ..sc("late_wake_past_the_deadline_is_the_deadline", "the load woke for its extension (T0 + 250) but the driver came back only at the hard timeout (T0 + 400): the deadline's rule applies, not an extension")
+    });
+    all.push(Scenario {
+        policy: pol(json!({"load_hard_timeout_ms": 300, "lease_ttl_ms": 600})),
+        acts: vec![Act::Store, Act::TimeoutAt(T0 + 100), Act::Store],
+        kinds: &["store:read", "load", "store:release", "done"],
+        done: json!({ "step": "done", "data": { "Err": { "error": "load_timeout", "message": 300 } } }),
+        ..sc("early_deadline_wake_ends_the_load", "no extension due before the hard timeout (T0 + 300; the lease of 600 would be extended at T0 + 300, the deadline itself): a Timeout is the deadline's, even when the driver's timer fired early (T0 + 100)")
     });
     all.push(Scenario {
         policy: pol(json!({"lease_ttl_ms": 100_000})),

@@ -40,3 +40,19 @@ fn parse_duration_accepts_every_unit_and_refuses_past_the_bound() {
     assert!(parse_duration_ms("13000d").is_err(), "a finite duration past the bound");
     assert!(parse_duration_ms(&"9".repeat(400)).is_err(), "an infinite one");
 }
+
+/// `load_timeouts_given` is whether the policy sets either load timeout itself (a threads host
+/// then runs the loader on a pool so the caller is answered at the deadline), and the default
+/// hard timeout applies otherwise: 30 s past the soft timeout, or 30 s.
+#[test]
+fn load_timeouts_given_is_whether_either_timeout_is_set() {
+    let p = |soft: Option<u64>, hard: Option<u64>| {
+        Policy::new(PolicySpec { load_soft_timeout_ms: soft, load_hard_timeout_ms: hard, ..PolicySpec::default() }).unwrap()
+    };
+    let cases = [(None, None, false, 30_000), (Some(100), None, true, 30_100), (None, Some(200), true, 200), (Some(100), Some(200), true, 200)];
+    for (soft, hard, given, effective) in cases {
+        let policy = p(soft, hard);
+        assert_eq!(policy.load_timeouts_given(), given, "{soft:?} {hard:?}");
+        assert_eq!(policy.load_hard_timeout_ms(), effective, "{soft:?} {hard:?}");
+    }
+}
