@@ -158,7 +158,7 @@ pub enum PolicyError {
         /// What is wrong, e.g. "unknown field `soft_ttl`, expected one of ...".
         message: String,
         /// The member named by an unknown- or duplicate-field error or a member's wrong value
-    /// (`None` when the text is not JSON or not an object).
+        /// (`None` when the text is not JSON or not an object).
         field: Option<String>,
     },
 }
