@@ -161,13 +161,14 @@ fn entry(c: &Value) -> Result<Value, Fail> {
     }))
 }
 
+/// The policy is built first, as a caller builds it before the call (docs/value-model.md).
 fn describe(c: &Value) -> Result<Value, Fail> {
-    let now = u64_arg(&c["now"], "now_ms")?;
     let mut spec = PolicySpec::default();
     if let Some(v) = c.get("sie") {
         spec.stale_if_error_ms = u64_arg(v, "stale_if_error_ms")?;
     }
     let p = Policy::new(spec).map_err(|e| Fail::new(e.field().map(str::to_string), &e))?;
+    let now = u64_arg(&c["now"], "now_ms")?;
     let bytes = hex_bytes(c["hex"].as_str().expect("hex"));
     let i = karlton_core::entry::describe(&bytes, now, &p).map_err(|e| Fail::new(None, &e))?;
     Ok(json!({

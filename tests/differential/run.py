@@ -103,7 +103,7 @@ def error_field(kind: str, a: dict, runner: str = "") -> str | None:
             m = re.search(pat, msg)
             if m:
                 return f"{name}:{m.group(1)}" if m.groups() else name
-        return None
+        # not a decode error: an argument refused (`now_ms`, the policy's `stale_if_error`)
     if a.get("err"):
         return norm_field(a["err"])
     if "invalid JSON" in msg:
@@ -217,6 +217,7 @@ def main() -> int:
     ap.add_argument("--loose-fields", action="store_true",
                     help="an error that names no argument agrees with any error")
     ap.add_argument("--show", type=int, default=3, help="differing cases to print per class")
+    ap.add_argument("--show-unnamed", action="store_true", help="print one refusal per kind that names no argument")
     args = ap.parse_args()
     runners = args.runners.split(",")
     global STRICT_FIELDS
@@ -277,6 +278,9 @@ def main() -> int:
     kinds: dict[str, int] = {}
     both: dict[str, dict[str, int]] = {k: {} for k in {c["kind"] for c in cases}}
     js_excluded = 0
+    # refusals every runtime agrees on, none naming an argument (text that is not JSON, say)
+    unnamed: dict[str, int] = {}
+    unnamed_example: dict[str, tuple] = {}
     for c in cases:
         kinds[c["kind"]] = kinds.get(c["kind"], 0) + 1
         ans = {r: results[r][c["id"]] for r in runners}
@@ -286,8 +290,12 @@ def main() -> int:
             js_excluded += 1
             ans = {r: a for r, a in ans.items() if r not in JS_RUNNERS}
         if agree(c["kind"], ans):
-            k = "ok" if "ok" in next(iter(ans.values())) else "err"
+            first = next(iter(ans.items()))
+            k = "ok" if "ok" in first[1] else "err"
             both[c["kind"]][k] = both[c["kind"]].get(k, 0) + 1
+            if k == "err" and outcome(c["kind"], first[1], first[0])[1] is None:
+                unnamed[c["kind"]] = unnamed.get(c["kind"], 0) + 1
+                unnamed_example.setdefault(c["kind"], (c, ans))
             continue
         hit = tolerated_by(c, ans, known_list)
         if hit:
@@ -301,6 +309,13 @@ def main() -> int:
     print("  wall time per runner: " + ", ".join(f"{n} {times[n]:.2f}s" for n in runners)
           + f"; generate {t_gen:.2f}s; total {total:.2f}s" + (" (serial)" if args.serial else " (runners in parallel)"))
     print("  agreed: " + ", ".join(f"{k} {v.get('ok', 0)} ok / {v.get('err', 0)} refused" for k, v in sorted(both.items())))
+    if unnamed:
+        print("  refused naming no argument, in every runtime alike: " + ", ".join(f"{k} {v}" for k, v in sorted(unnamed.items())))
+        if args.show_unnamed:
+            for k, (c, ans) in sorted(unnamed_example.items()):
+                print(f"     {k}: {json.dumps(c, separators=(',', ':'))[:300]}")
+                for r, a in ans.items():
+                    print(f"       {r:9} {json.dumps(a.get('msg'), ensure_ascii=False)[:200]}")
     if js_excluded:
         print(f"  not compared in {', '.join(sorted(JS_RUNNERS & set(runners)))}: {js_excluded} cases with an integral float "
               "where an integer is taken (JavaScript cannot tell 1.0 from 1)")

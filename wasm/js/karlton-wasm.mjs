@@ -310,7 +310,15 @@ export class Karlton {
    * codec, value_len, generations, tags }`; throws KarltonError code "entry_decode" if corrupt.
    */
   entryDescribe(bytes, nowMs, policy) {
-    return this.call({ op: "entry_describe", hex: bytesToHex(bytes), now_ms: u64(nowMs, "nowMs").toString(), policy });
+    let now;
+    try {
+      now = u64(nowMs, "nowMs").toString();
+    } catch (e) {
+      // the module checks the policy first (docs/value-model.md): its error comes first
+      if (policy !== undefined) this.call({ op: "policy", policy });
+      throw e;
+    }
+    return this.call({ op: "entry_describe", hex: bytesToHex(bytes), now_ms: now, policy });
   }
 
   /** Decode entry bytes; throws KarltonError code "entry_decode" for corrupt bytes (a miss). */

@@ -511,13 +511,15 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
             forms::write_entry(out, &e);
         }
         "entry_describe" => {
-            let h = r.string("hex")?;
-            let now = r.arg("now_ms")?;
+            // The policy first, then the moment, then the bytes (docs/value-model.md: in
+            // Python and Node a policy is an object built before the call).
             let p = match r.raw_opt("policy")? {
                 Some(raw) => policy(st, raw)?,
                 // (not Policy::default(): its expect() would pull float Debug formatting in)
                 None => policy(st, "{}")?,
             };
+            let h = r.string("hex")?;
+            let now = r.arg("now_ms")?;
             let bytes = hex::decode(&h).ok_or_else(|| bad("`hex` is not hex"))?;
             let i = karlton_core::entry::describe(&bytes, now, &p).map_err(Fail::decode)?;
             forms::write_entry_info(out, &i, i.freshness.name());

@@ -1517,9 +1517,10 @@ function describeEntry(bytes, options = {}) {
   if (!isPlainObject(options)) throw typeError('options', 'an object', options);
   const { nowMs, policy, ...rest } = options;
   for (const k of Object.keys(rest)) throw new TypeError(`karlton: unknown describeEntry option \`${k}\` (known: nowMs, policy)`);
+  // the policy first, then the moment (docs/value-model.md: in Python it is built before the call)
+  const p = toPolicy('options.policy', policy) ?? new Policy();
   const okNow = nowMs === undefined || (Number.isSafeInteger(nowMs) && nowMs >= 0) || (typeof nowMs === 'bigint' && nowMs >= 0n && nowMs < 1n << 64n);
   if (!okNow) throw typeError('options.nowMs', 'a non-negative safe integer or a u64 bigint', nowMs);
-  const p = toPolicy('options.policy', policy) ?? new Policy();
   let text;
   try {
     text = native.describeEntry(bytes, nowMs === undefined ? undefined : String(nowMs), p[kNative]);

@@ -3,7 +3,7 @@
 // (bindings/python/tests/test_boundaries.py) asserts the same cases.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cache, Key, Policy, internals, paramsHash } from '../index.mjs';
+import { Cache, Key, Policy, describeEntry, internals, paramsHash } from '../index.mjs';
 
 test('durations round half away from zero like every runtime (2.5 ms is 3, 0.5 ms is 1)', () => {
   for (const [ms, want] of [[2.5, 3], [1.5, 2], [0.5, 1], ['2.5ms', 3], ['0.0025s', 3], [2 ** 40, 2 ** 40]]) {
@@ -193,4 +193,9 @@ test('several bad arguments: the first in the one order is reported (docs/value-
   assert.throws(() => new Policy({ maxValueBytes: 1, jitter: NaN, softTtl: true }), /softTtl/);
   // unknown options before any value
   assert.throws(() => new Policy({ softTtl: -1, bogus: 1 }), /unknown policy option `bogus`/);
+});
+
+test('describeEntry checks the policy before nowMs, as Python (where it is built before the call)', () => {
+  assert.throws(() => describeEntry(Buffer.alloc(0), { nowMs: -1, policy: { staleIfError: 2 ** 40 + 1 } }), /staleIfError/);
+  assert.throws(() => describeEntry(Buffer.alloc(0), { nowMs: -1 }), /`options.nowMs`/);
 });

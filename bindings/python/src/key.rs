@@ -18,7 +18,9 @@ pub struct PyKey {
     py_built: PyOnceLock<Py<PyString>>,
 }
 
-fn non_negative(v: &Bound<'_, PyAny>, what: &str) -> PyResult<u64> {
+/// An int in `0..2**64`, or a TypeError/ValueError naming `what` (pyo3's own u64 conversion
+/// raises an `OverflowError` that names no argument).
+pub(crate) fn non_negative(v: &Bound<'_, PyAny>, what: &str) -> PyResult<u64> {
     if !is_int(v) {
         return Err(type_err(&format!("{what} must be an int"), v));
     }

@@ -188,3 +188,14 @@ def test_several_bad_arguments_report_the_first_in_the_one_order() -> None:
         Policy(on_store_error="nope", lock_backoff="fast")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="jitter"):
         Policy(max_value_bytes=-1, jitter=float("nan"))
+
+
+@pytest.mark.parametrize("now", [-1, 2**64])
+def test_describe_entry_names_now_ms_out_of_range(now: int) -> None:
+    # (issue 9) pyo3's own conversion raised "OverflowError: int too big to convert", naming none
+    import karlton
+
+    with pytest.raises(ValueError, match="`now_ms` must be a non-negative int below 2\\*\\*64"):
+        karlton.describe_entry(b"KC\x01", now_ms=now)
+    with pytest.raises(TypeError, match="`now_ms` must be an int"):
+        karlton.describe_entry(b"KC\x01", now_ms=1.5)  # type: ignore[arg-type]

@@ -147,9 +147,23 @@ fn main() {
             }))
         }
         "describe" => {
-            let mut req = json!({"op": "entry_describe", "hex": c["hex"], "now_ms": u64_arg(&c["now"], "now_ms")?});
-            if let Some(v) = c.get("sie") {
-                req["policy"] = json!({ "stale_if_error_ms": u64_arg(v, "stale_if_error_ms")? });
+            let policy = match c.get("sie") {
+                Some(v) => Some(json!({ "stale_if_error_ms": u64_arg(v, "stale_if_error_ms")? })),
+                None => None,
+            };
+            // the policy is checked before the moment (the module reads them in that order)
+            let now = match u64_arg(&c["now"], "now_ms") {
+                Ok(n) => n,
+                Err(f) => {
+                    if let Some(p) = &policy {
+                        call(&mut k, &json!({"op": "policy", "policy": p}))?;
+                    }
+                    return Err(f);
+                }
+            };
+            let mut req = json!({"op": "entry_describe", "hex": c["hex"], "now_ms": now});
+            if let Some(p) = policy {
+                req["policy"] = p;
             }
             let i = call(&mut k, &req)?;
             let s = |v: &Value| {

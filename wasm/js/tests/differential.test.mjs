@@ -88,3 +88,10 @@ test("several bad arguments: the first in the one order of docs/value-model.md i
   assert.throws(() => k.policy({ jitter: NaN, soft_ttl_ms: 0 }), typeError(/^policy\.jitter/));
   assert.throws(() => k.policy({ soft_ttl_ms: 0, bogus: NaN }), (e) => e.detail?.field === "bogus");
 });
+
+test("entryDescribe() checks the policy before nowMs (the module's order, and Python's)", async () => {
+  const k = await fresh();
+  assert.throws(() => k.entryDescribe(new Uint8Array(0), -1, { stale_if_error_ms: 2 ** 40 + 1 }), (e) => e.code === "policy" && e.detail?.field === "stale_if_error_ms");
+  assert.throws(() => k.entryDescribe(new Uint8Array(0), -1), typeError(/^nowMs must be/));
+  assert.throws(() => k.entryDescribe(new Uint8Array(0), 5, { soft_ttl_ms: 0 }), (e) => e.code === "policy");
+});
