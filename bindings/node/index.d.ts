@@ -15,15 +15,20 @@ export declare class Key {
   constructor(namespace: string, ...segments: Array<string | number | bigint>);
   /**
    * Parameters (plain JSON data) hashed canonically (RFC 8785 JSON + SHA-256) into the key;
-   * `null`/`undefined` mean no params (as Python's `None`).
+   * `null`/`undefined` mean no params (as Python's `None`). Integers beyond 2^53 go in as
+   * bigints (-2^63 .. 2^64-1), which reach the core exactly and are hashed (or refused) as
+   * Python and Rust hash such ints.
    */
   params(params: unknown): Key;
   /** A version suffix (`:v7`). */
   version(v: number | bigint): Key;
   /** The hash-tag form `{ns}:…`: every key of the namespace in one Cluster slot. */
   hashTag(on?: boolean): Key;
-  /** Longest key in bytes (≥ 128); longer keys keep a readable prefix and end in a hash. */
-  maxLen(n: number): Key;
+  /**
+   * Longest key in bytes (≥ 128); longer keys keep a readable prefix and end in a hash. A u64:
+   * a non-negative safe integer or a bigint (never wrapped nor rounded).
+   */
+  maxLen(n: number | bigint): Key;
   /** The namespace, unescaped. */
   readonly namespace: string;
   /** The namespace's generation counter key. */

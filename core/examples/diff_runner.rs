@@ -13,21 +13,22 @@ use karlton_core::policy::duration_ms;
 use karlton_core::{Key, OnLockTimeout, OnStoreError, Policy, PolicySpec};
 use serde_json::{Value, json};
 
+/// Arguments are converted and checked in the one order of docs/value-model.md (the core's:
+/// namespace, segments, params, version, hash_tag, max_len, tags): a value a Rust user cannot
+/// hold (a lone surrogate, a 2^70 integer) fails naming its argument at its turn, after the
+/// core has refused any earlier argument.
 fn key(c: &Value) -> Result<Value, Fail> {
     let ns = string(&c["ns"], "namespace")?;
-    let mut segs = Vec::new();
+    let mut k = Key::new(&ns).map_err(|e| fail("namespace", e))?;
     for s in c["segs"].as_array().expect("segs") {
         if s.get("s").is_some() {
-            segs.push(string(s, "segments")?);
+            k = k.segment(&string(s, "segments")?);
         } else if let Some(t) = int_text(s) {
-            segs.push(t.to_string()); // an integer segment is its decimal text
+            k = k.segment(t); // an integer segment is its decimal text
         } else {
             return Err(fail("segments", "a segment is a string or an integer"));
         }
     }
-    let mut k = Key::new(&ns)
-        .map_err(|e| fail("namespace", e))?
-        .segments(&segs);
     if let Some(p) = c.get("params") {
         k = k
             .params(&value(p, "params")?)
@@ -71,16 +72,30 @@ fn ms(v: &Value, field: &str) -> Result<u64, Fail> {
     }
 }
 
+/// A fraction or factor. NaN and ±Infinity are refused here, while converting, as by every
+/// host that reads numbers from JSON or refuses what JSON cannot carry (Python, Node, the
+/// loader, a wasm host): `Policy::new` would refuse them too, but only after every field is
+/// converted, which would report a later field's conversion error first.
 fn number(v: &Value, field: &str) -> Result<f64, Fail> {
     if let Some(t) = int_text(v) {
         return t.parse::<f64>().map_err(|_| fail(field, "not a number"));
     }
-    float(v).ok_or_else(|| fail(field, "not a number"))
+    float(v)
+        .filter(|f| f.is_finite())
+        .ok_or_else(|| fail(field, "not a finite number"))
 }
 
 fn policy(c: &Value) -> Result<Value, Fail> {
     let mut s = PolicySpec::default();
-    for fv in c["spec"].as_array().expect("spec") {
+    // Unknown fields first, then the fields in PolicySpec's order (docs/value-model.md).
+    const ORDER: [&str; 14] = [
+        "soft_ttl_ms", "hard_ttl_ms", "jitter", "early_refresh", "negative_ttl_ms",
+        "stale_if_error_ms", "lease_ttl_ms", "lock_wait_ms", "lock_backoff_ms", "on_lock_timeout",
+        "load_soft_timeout_ms", "load_hard_timeout_ms", "on_store_error", "max_value_bytes",
+    ];
+    let mut spec: Vec<&Value> = c["spec"].as_array().expect("spec").iter().collect();
+    spec.sort_by_key(|fv| ORDER.iter().position(|f| fv[0] == *f).map_or(0, |i| i + 1));
+    for fv in spec {
         let (f, v) = (fv[0].as_str().expect("field"), &fv[1]);
         let opt = |v: &Value| {
             if v.is_null() {
@@ -146,13 +161,14 @@ fn entry(c: &Value) -> Result<Value, Fail> {
     }))
 }
 
+/// The policy is built first, as a caller builds it before the call (docs/value-model.md).
 fn describe(c: &Value) -> Result<Value, Fail> {
-    let now = u64_arg(&c["now"], "now_ms")?;
     let mut spec = PolicySpec::default();
     if let Some(v) = c.get("sie") {
         spec.stale_if_error_ms = u64_arg(v, "stale_if_error_ms")?;
     }
     let p = Policy::new(spec).map_err(|e| Fail::new(e.field().map(str::to_string), &e))?;
+    let now = u64_arg(&c["now"], "now_ms")?;
     let bytes = hex_bytes(c["hex"].as_str().expect("hex"));
     let i = karlton_core::entry::describe(&bytes, now, &p).map_err(|e| Fail::new(None, &e))?;
     Ok(json!({

@@ -126,15 +126,31 @@ pub fn nesting_within_limit(bytes: &[u8]) -> bool {
     true
 }
 
-/// Parse one JSON text (whitespace around it allowed, nothing else after it).
+/// Parse one JSON text (whitespace around it allowed, nothing else after it), nested at most
+/// [`MAX_DEPTH`] deep.
 pub fn parse(text: &str) -> Result<Value, Error> {
-    parse_members(text).map(|(v, _)| v)
+    parse_with(text, MAX_DEPTH).map(|(v, _)| v)
 }
 
 /// [`parse`], plus the raw text of each member value when the text is an object (in member
-/// order; empty otherwise), for callers that keep a member as text.
+/// order; empty otherwise), for callers that keep a member as text: a request envelope whose
+/// members are values of their own (the wasm module's requests).
+///
+/// The envelope takes no level from its members: each may nest [`MAX_DEPTH`] deep, as it may
+/// when sent alone. A member nested deeper is not an error of the whole text: it is kept as raw
+/// text only, with `null` in the tree (tell it from a real `null` by its raw text, which is
+/// not `"null"`), so that the caller refuses it when, and only if, it reads that member — as
+/// [`parse`] of its raw text does. Params of the allowed depth are then read from a request as
+/// they are alone, and a too-deep one is refused at its turn, naming itself.
 pub fn parse_members(text: &str) -> Result<(Value, Vec<&str>), Error> {
-    let mut p = Parser { s: text, b: text.as_bytes(), i: 0, depth: 0, spans: Vec::new() };
+    parse_with(text, MAX_DEPTH + 1)
+}
+
+const TOO_DEEP: &str = "recursion limit exceeded";
+
+fn parse_with(text: &str, max_depth: u32) -> Result<(Value, Vec<&str>), Error> {
+    let envelope = max_depth > MAX_DEPTH;
+    let mut p = Parser { s: text, b: text.as_bytes(), i: 0, depth: 0, max_depth, envelope, spans: Vec::new() };
     let v = p.value()?;
     p.ws();
     if p.i < p.b.len() {
@@ -182,6 +198,9 @@ struct Parser<'a> {
     b: &'a [u8],
     i: usize,
     depth: u32,
+    max_depth: u32,
+    /// [`parse_members`]: a too-deep member of the top-level object is kept as raw text.
+    envelope: bool,
     /// Byte ranges of the top-level object's member values.
     spans: Vec<(usize, usize)>,
 }
@@ -237,8 +256,8 @@ impl Parser<'_> {
             b'-' | b'0'..=b'9' => Ok(Value::Number(self.number()?)),
             b'[' | b'{' => {
                 self.depth += 1;
-                if self.depth > MAX_DEPTH {
-                    return Err(self.err("recursion limit exceeded"));
+                if self.depth > self.max_depth {
+                    return Err(self.err(TOO_DEEP));
                 }
                 self.i += 1;
                 let v = if c == b'[' { self.array()? } else { self.object()? };
@@ -272,6 +291,8 @@ impl Parser<'_> {
     }
 
     fn object(&mut self) -> Result<Value, Error> {
+        // 1 for the top-level object (the envelope of `parse_members`)
+        let level = self.depth;
         let mut members = Vec::new();
         self.ws();
         if self.peek() == Some(b'}') {
@@ -289,7 +310,17 @@ impl Parser<'_> {
             self.eat(b':', "expected `:`")?;
             self.ws();
             let start = self.i;
-            members.push((k, self.value()?));
+            let v = match self.value() {
+                Err(e) if e.what == TOO_DEEP && self.envelope && level == 1 => {
+                    // (the error left the levels it came up through counted)
+                    self.depth = 1;
+                    self.i = start;
+                    self.skip_value()?;
+                    Value::Null
+                }
+                v => v?,
+            };
+            members.push((k, v));
             if self.depth == 1 {
                 self.spans.push((start, self.i));
             }
@@ -304,6 +335,34 @@ impl Parser<'_> {
                 _ => return Err(self.err("expected `,` or `}`")),
             }
         }
+    }
+
+    /// At an array or object: moves past it without building it (and without recursion),
+    /// checking only that its brackets and strings close.
+    fn skip_value(&mut self) -> Result<(), Error> {
+        let mut depth = 0u64;
+        while let Some(c) = self.peek() {
+            self.i += 1;
+            match c {
+                b'"' => {
+                    while let Some(c) = self.peek() {
+                        self.i += if c == b'\\' { 2 } else { 1 };
+                        if c == b'"' {
+                            break;
+                        }
+                    }
+                }
+                b'[' | b'{' => depth += 1,
+                b']' | b'}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Ok(());
+                    }
+                }
+                _ => {}
+            }
+        }
+        Err(self.err("EOF while parsing a value"))
     }
 
     fn hex4(&mut self) -> Result<u32, Error> {
@@ -722,6 +781,30 @@ mod tests {
         // Brackets inside strings (and escaped quotes) do not count.
         let s = format!("[\"{}\\\"{}\"]", "[".repeat(300), "{".repeat(300));
         assert!(parse(&s).is_ok() && nesting_within_limit(s.as_bytes()));
+    }
+
+    /// Issue 9: a request envelope does not take a level from its members — params nested
+    /// exactly MAX_DEPTH deep are read from a request as they are alone; one more is refused
+    /// when the member is read as a value (its raw text through `parse`).
+    #[test]
+    fn envelope_members_nest_as_deep_as_values() {
+        for (depth, open, close) in [127usize, 128, 129, 130, 5000].into_iter().flat_map(|d| [(d, "[", "]"), (d, r#"{"k":"#, "}")]) {
+            let member = format!("{}\"]}}\\\"[\"{}", open.repeat(depth), close.repeat(depth));
+            let req = format!(r#"{{"op":"params_hash","params":{member},"after":7}}"#);
+            let (v, raw) = parse_members(&req).expect("the envelope never refuses a member's depth");
+            assert_eq!(raw, ["\"params_hash\"", member.as_str(), "7"], "depth {depth}");
+            assert_eq!(v.get("after"), Some(&Value::Number(Number::U64(7))));
+            // within the limit in the tree; beyond it null in the tree, and refused when read
+            let params = v.get("params").expect("present");
+            assert_eq!(*params == Value::Null, depth > 128, "depth {depth}");
+            assert_eq!(parse(raw[1]).is_ok(), depth <= 128, "depth {depth}");
+        }
+        // unclosed, it is still an error of the text
+        assert!(parse_members(&format!(r#"{{"params":{}}}"#, "[".repeat(200))).is_err());
+        // and outside an envelope the limit is the limit
+        let deep = format!("{}{}", "[".repeat(129), "]".repeat(129));
+        assert!(parse(&deep).is_err());
+        assert!(parse_members(&format!("[{deep}]")).is_err());
     }
 
     use super::*;

@@ -164,7 +164,8 @@ pub enum PolicyError {
     Json {
         /// What is wrong, e.g. "unknown field `soft_ttl`, expected one of ...".
         message: String,
-        /// The member named by an unknown- or duplicate-field error (`None` otherwise).
+        /// The member named by an unknown- or duplicate-field error or a member's wrong value
+        /// (`None` when the text is not JSON or not an object).
         field: Option<String>,
     },
 }
@@ -183,8 +184,8 @@ impl PolicyError {
         }
     }
 
-    /// The field the error is about, when there is one (for a JSON error, only an unknown or
-    /// duplicate member is named).
+    /// The field the error is about, when there is one (a JSON error names the unknown,
+    /// duplicate or wrongly typed member; only text that is not a JSON object names none).
     pub fn field(&self) -> Option<&str> {
         match self {
             PolicyError::Zero { field }
@@ -321,7 +322,8 @@ impl Policy {
     }
 
     /// Parse and validate a policy from JSON text: an object with the [`PolicySpec`] field
-    /// names (durations in integer ms), every member optional, unknown and duplicate members
+    /// names (durations in ms: a number with a fraction is rounded by [`duration_ms`], as
+    /// every host rounds its own numbers), every member optional, unknown and duplicate members
     /// refused, `null` only for the optional ones; enums as their snake_case names.
     ///
     /// This is the one policy parser: the Rust cache, the Python and Node bindings and the wasm
@@ -475,10 +477,27 @@ fn u64_of(v: &Value) -> Result<u64, PolicyError> {
     }
 }
 
-fn opt_u64(v: &Value) -> Result<Option<u64>, PolicyError> {
+/// A duration member in ms: an integer, or a number with a fraction (or `-0.0`, or an exponent)
+/// rounded by [`duration_ms`], the one rule every host applies to its own numbers, so `2.5`
+/// means 3 ms here as it does from Python, Node and Rust. Negative values stay refused; values
+/// beyond [`MAX_DURATION_MS`] saturate, so that [`Policy::new`] refuses them as
+/// [`PolicyError::TooLong`] naming the field.
+fn ms_of(v: &Value) -> Result<u64, PolicyError> {
+    match v {
+        Value::Number(Number::F64(f)) => duration_ms(*f, 1.0).ok_or_else(|| {
+            json_err(format!(
+                "invalid value: floating point `{}`, expected a duration in ms >= 0",
+                ryu_js::Buffer::new().format(*f)
+            ))
+        }),
+        v => u64_of(v),
+    }
+}
+
+fn opt_ms(v: &Value) -> Result<Option<u64>, PolicyError> {
     match v {
         Value::Null => Ok(None),
-        v => u64_of(v).map(Some),
+        v => ms_of(v).map(Some),
     }
 }
 
@@ -506,7 +525,7 @@ fn spec_from_json(text: &str) -> Result<PolicySpec, PolicyError> {
         return Err(json_err("a policy must be a JSON object".into()));
     };
     let mut spec = PolicySpec::default();
-    let mut seen = [false; FIELDS.len()];
+    let mut seen: [Option<&Value>; FIELDS.len()] = [None; FIELDS.len()];
     for (k, v) in &members {
         let Some(i) = FIELDS.iter().position(|f| f == k) else {
             return Err(PolicyError::Json {
@@ -514,28 +533,49 @@ fn spec_from_json(text: &str) -> Result<PolicySpec, PolicyError> {
                 field: Some(k.clone()),
             });
         };
-        if std::mem::replace(&mut seen[i], true) {
+        if seen[i].replace(v).is_some() {
             return Err(PolicyError::Json {
                 message: format!("duplicate field `{k}`"),
                 field: Some(k.clone()),
             });
         }
+    }
+    // The values in field order, whatever the members' order: of several bad values the first
+    // field's is reported, as by every host (docs/value-model.md, "Which error"). A value of
+    // the wrong type or sign names its member (`field`), as every other policy error does.
+    for (i, v) in seen.iter().enumerate() {
+        let Some(v) = v else { continue };
+        member(&mut spec, i, v).map_err(|e| match e {
+            PolicyError::Json { message, field: None } => PolicyError::Json {
+                message: format!("`{}`: {message}", FIELDS[i]),
+                field: Some(FIELDS[i].to_string()),
+            },
+            e => e,
+        })?;
+    }
+    Ok(spec)
+}
+
+/// Reads member `i` (of [`FIELDS`]) into `spec`. (The block keeps the arms where they were
+/// when this was the body of `spec_from_json`'s loop.)
+fn member(spec: &mut PolicySpec, i: usize, v: &Value) -> Result<(), PolicyError> {
+    {
         match i {
-            0 => spec.soft_ttl_ms = u64_of(v)?,
-            1 => spec.hard_ttl_ms = opt_u64(v)?,
+            0 => spec.soft_ttl_ms = ms_of(v)?,
+            1 => spec.hard_ttl_ms = opt_ms(v)?,
             2 => spec.jitter = f64_of(v)?,
             3 => spec.early_refresh = f64_of(v)?,
-            4 => spec.negative_ttl_ms = u64_of(v)?,
-            5 => spec.stale_if_error_ms = u64_of(v)?,
-            6 => spec.lease_ttl_ms = u64_of(v)?,
-            7 => spec.lock_wait_ms = u64_of(v)?,
+            4 => spec.negative_ttl_ms = ms_of(v)?,
+            5 => spec.stale_if_error_ms = ms_of(v)?,
+            6 => spec.lease_ttl_ms = ms_of(v)?,
+            7 => spec.lock_wait_ms = ms_of(v)?,
             8 => {
                 let Value::Array(a) = v else {
                     return Err(type_err(v, "a sequence"));
                 };
                 spec.lock_backoff_ms.clear();
                 for x in a {
-                    spec.lock_backoff_ms.push(u64_of(x)?);
+                    spec.lock_backoff_ms.push(ms_of(x)?);
                 }
             }
             9 => {
@@ -545,8 +585,8 @@ fn spec_from_json(text: &str) -> Result<PolicySpec, PolicyError> {
                     &[OnLockTimeout::Load, OnLockTimeout::ServeStale, OnLockTimeout::Error],
                 )?
             }
-            10 => spec.load_soft_timeout_ms = opt_u64(v)?,
-            11 => spec.load_hard_timeout_ms = opt_u64(v)?,
+            10 => spec.load_soft_timeout_ms = opt_ms(v)?,
+            11 => spec.load_hard_timeout_ms = opt_ms(v)?,
             12 => {
                 spec.on_store_error =
                     variant(v, &["load", "error"], &[OnStoreError::Load, OnStoreError::Error])?
@@ -554,7 +594,7 @@ fn spec_from_json(text: &str) -> Result<PolicySpec, PolicyError> {
             _ => spec.max_value_bytes = u64_of(v)?,
         }
     }
-    Ok(spec)
+    Ok(())
 }
 
 /// Error from [`parse_duration_ms`].
@@ -624,15 +664,19 @@ mod tests {
         let cases: &[(&str, &str, Option<&str>, &str)] = &[
             (r#"{"soft_ttl":1}"#, "json", Some("soft_ttl"), "policy: invalid JSON: unknown field `soft_ttl`, expected one of `soft_ttl_ms`, `hard_ttl_ms`"),
             (r#"{"soft_ttl_ms":1,"soft_ttl_ms":2}"#, "json", Some("soft_ttl_ms"), "policy: invalid JSON: duplicate field `soft_ttl_ms`"),
-            (r#"{"soft_ttl_ms":-1}"#, "json", None, "policy: invalid JSON: invalid value: integer `-1`, expected u64"),
-            (r#"{"soft_ttl_ms":1.5}"#, "json", None, "policy: invalid JSON: invalid type: floating point `1.5`, expected u64"),
-            (r#"{"soft_ttl_ms":1000.0}"#, "json", None, "policy: invalid JSON: invalid type: floating point `1000`, expected u64"),
-            (r#"{"soft_ttl_ms":"5m"}"#, "json", None, r#"policy: invalid JSON: invalid type: string "5m", expected u64"#),
-            (r#"{"jitter":null}"#, "json", None, "policy: invalid JSON: invalid type: null, expected f64"),
-            (r#"{"lock_backoff_ms":5}"#, "json", None, "policy: invalid JSON: invalid type: integer `5`, expected a sequence"),
-            (r#"{"lock_backoff_ms":[1,2.0]}"#, "json", None, "policy: invalid JSON: invalid type: floating point `2`, expected u64"),
-            (r#"{"on_lock_timeout":"wait"}"#, "json", None, "policy: invalid JSON: unknown variant `wait`, expected one of `load`, `serve_stale`, `error`"),
-            (r#"{"on_store_error":5}"#, "json", None, "policy: invalid JSON: invalid type: integer `5`, expected a string"),
+            (r#"{"soft_ttl_ms":-1}"#, "json", Some("soft_ttl_ms"), "policy: invalid JSON: `soft_ttl_ms`: invalid value: integer `-1`, expected u64"),
+            (r#"{"soft_ttl_ms":-0.5}"#, "json", Some("soft_ttl_ms"), "policy: invalid JSON: `soft_ttl_ms`: invalid value: floating point `-0.5`, expected a duration in ms >= 0"),
+            (r#"{"lock_backoff_ms":[1,-2.5]}"#, "json", Some("lock_backoff_ms"), "policy: invalid JSON: `lock_backoff_ms`: invalid value: floating point `-2.5`"),
+            (r#"{"soft_ttl_ms":"5m"}"#, "json", Some("soft_ttl_ms"), r#"policy: invalid JSON: `soft_ttl_ms`: invalid type: string "5m", expected u64"#),
+            (r#"{"hard_ttl_ms":true}"#, "json", Some("hard_ttl_ms"), "policy: invalid JSON: `hard_ttl_ms`: invalid type: boolean `true`, expected u64"),
+            (r#"{"jitter":null}"#, "json", Some("jitter"), "policy: invalid JSON: `jitter`: invalid type: null, expected f64"),
+            (r#"{"lock_backoff_ms":5}"#, "json", Some("lock_backoff_ms"), "policy: invalid JSON: `lock_backoff_ms`: invalid type: integer `5`, expected a sequence"),
+            (r#"{"on_lock_timeout":"wait"}"#, "json", Some("on_lock_timeout"), "policy: invalid JSON: `on_lock_timeout`: unknown variant `wait`, expected one of `load`, `serve_stale`, `error`"),
+            (r#"{"on_store_error":5}"#, "json", Some("on_store_error"), "policy: invalid JSON: `on_store_error`: invalid type: integer `5`, expected a string"),
+            (r#"{"max_value_bytes":-1}"#, "json", Some("max_value_bytes"), "policy: invalid JSON: `max_value_bytes`: invalid value: integer `-1`, expected u64"),
+            (r#"{"max_value_bytes":18446744073709551616}"#, "json", Some("max_value_bytes"), "policy: invalid JSON: `max_value_bytes`: invalid type: floating point `18446744073709552000`, expected u64"),
+            (r#"{"max_value_bytes":1024.0}"#, "json", Some("max_value_bytes"), "policy: invalid JSON: `max_value_bytes`: invalid type: floating point `1024`, expected u64"),
+            (r#"{"soft_ttl_ms":1e400}"#, "json", None, "policy: invalid JSON: number out of range at line 1 column 15"),
             ("[1000]", "json", None, "policy: invalid JSON: a policy must be a JSON object"),
             ("null", "json", None, "policy: invalid JSON: a policy must be a JSON object"),
             ("", "json", None, "policy: invalid JSON: EOF while parsing a value at line 1 column 0"),
@@ -660,6 +704,30 @@ mod tests {
         assert!(p.spec().jitter.is_sign_negative());
         assert_eq!((p.on_lock_timeout(), p.on_store_error()), (OnLockTimeout::ServeStale, OnStoreError::Error));
         assert_eq!(Policy::from_json("{}").unwrap(), Policy::default());
+    }
+
+    #[test]
+    fn json_durations_round_as_host_numbers_do() {
+        let ms = |t: &str| Policy::from_json(t).map(|p| p.spec());
+        // a fraction rounds half away from zero (duration_ms), in every duration field
+        let p = ms(r#"{"soft_ttl_ms":2.5,"hard_ttl_ms":1000.0,"negative_ttl_ms":0.4,"stale_if_error_ms":1e3,
+                      "lease_ttl_ms":1234.5,"lock_wait_ms":-0.0,"lock_backoff_ms":[0.5,2,7.49],
+                      "load_soft_timeout_ms":1.5,"load_hard_timeout_ms":2.5}"#)
+        .unwrap();
+        assert_eq!((p.soft_ttl_ms, p.hard_ttl_ms, p.negative_ttl_ms, p.stale_if_error_ms), (3, Some(1000), 0, 1000));
+        assert_eq!((p.lease_ttl_ms, p.lock_wait_ms, p.lock_backoff_ms.clone()), (1235, 0, vec![1, 2, 7]));
+        assert_eq!((p.load_soft_timeout_ms, p.load_hard_timeout_ms), (Some(2), Some(3)));
+        for f in ["soft_ttl_ms", "hard_ttl_ms", "negative_ttl_ms", "stale_if_error_ms", "lease_ttl_ms", "lock_wait_ms", "load_soft_timeout_ms", "load_hard_timeout_ms"] {
+            let e = Policy::from_json(&format!(r#"{{"{f}":-0.5}}"#)).unwrap_err();
+            assert_eq!((e.kind(), e.field()), ("json", Some(f)), "{e}");
+            let soft = if f == "soft_ttl_ms" { "" } else { r#""soft_ttl_ms":1,"# };
+            let e = Policy::from_json(&format!(r#"{{{soft}"{f}":1e21}}"#)).unwrap_err();
+            assert_eq!((e.kind(), e.field()), ("too_long", Some(f)), "{e}");
+        }
+        // -0.0 is 0: refused where 0 is
+        let e = Policy::from_json(r#"{"soft_ttl_ms":-0.0}"#).unwrap_err();
+        assert_eq!((e.kind(), e.field()), ("zero", Some("soft_ttl_ms")));
+        assert_eq!(duration_ms(2.5, 1.0), Some(3));
     }
 
     #[test]

@@ -365,6 +365,26 @@ def c_sie(c: dict) -> int:
     return int(c["sie"]["i"])
 
 
+def _integral_float(v: object) -> bool:
+    """An encoded float that JavaScript holds as a safe integer (1.0, -0.0, 1e16)."""
+    if not (isinstance(v, dict) and "f" in v) or v["f"] in ("nan", "inf", "-inf"):
+        return False
+    x = float(v["f"])
+    return x.is_integer() and abs(x) <= 2**53 - 1
+
+
+def js_unrepresentable(c: dict) -> bool:
+    """Whether the case holds an input JavaScript cannot express: an integral float where the
+    API takes an integer (a segment, version, max_len, max_value_bytes). Python and Rust get a
+    float there and refuse it; JavaScript has one number type, so `1.0` *is* `1` and its
+    runtimes answer the case of the integer instead. Those runners are not compared on it."""
+    if c["kind"] == "key":
+        return any(_integral_float(v) for v in c["segs"] + [c.get("version"), c.get("max_len")])
+    if c["kind"] == "policy":
+        return any(_integral_float(v) for f, v in c["spec"] if f == "max_value_bytes")
+    return False
+
+
 KINDS = [(case_key, 0.4), (case_params_hash, 0.18), (case_policy, 0.18), (case_entry, 0.12), (case_describe, 0.12)]
 
 

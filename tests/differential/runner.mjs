@@ -14,11 +14,7 @@ function buildKey(c) {
   if ('params' in c) k = k.params(val(c.params));
   if ('version' in c) k = k.version(val(c.version));
   if ('hash_tag' in c) k = k.hashTag(c.hash_tag);
-  if ('max_len' in c) {
-    const n = val(c.max_len);
-    // maxLen takes a number: a user holding a bigint converts it
-    k = k.maxLen(typeof n === 'bigint' ? Number(n) : n);
-  }
+  if ('max_len' in c) k = k.maxLen(val(c.max_len)); // a safe integer, or a bigint beyond
   return k;
 }
 

@@ -14,6 +14,10 @@ export declare class KarltonError extends Error {
 }
 
 /** Policy fields as in karlton-core (durations in ms). */
+/**
+ * A policy in the core's field names. Durations are ms: a number with a fraction is rounded
+ * half away from zero (2.5 -> 3), as by every runtime.
+ */
 export interface PolicySpec {
   soft_ttl_ms?: number;
   hard_ttl_ms?: number | null;
@@ -29,6 +33,7 @@ export interface PolicySpec {
   /** null/absent: 30 000 ms past `load_soft_timeout_ms` (or 30 000) — every load has a deadline. */
   load_hard_timeout_ms?: number | null;
   on_store_error?: "load" | "error";
+  max_value_bytes?: number;
 }
 
 /** An entry in the core's JSON form. */
@@ -87,13 +92,17 @@ export type Stats = Record<string, number>;
 export interface KeySpec {
   namespace: string;
   segments?: string[];
-  /** Any JSON value, hashed canonically (RFC 8785 + SHA-256). */
+  /**
+   * Any JSON value, hashed canonically (RFC 8785 + SHA-256). Integers beyond 2^53 go in as
+   * bigints (-2^63 .. 2^64-1), which reach the core exactly and are hashed (or refused) as
+   * Python and Rust hash such ints.
+   */
   params?: unknown;
   /** Or the params as JSON text, verbatim. */
   paramsJson?: string;
   version?: U64 | string;
   hashTag?: boolean;
-  maxLen?: number;
+  maxLen?: U64;
   tags?: string[];
 }
 

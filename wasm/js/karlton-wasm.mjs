@@ -49,19 +49,31 @@ function text(x, name) {
   return x;
 }
 
+const I64_MIN = -(1n << 63n);
+
+/** The policy fields in the order the module reads them (karlton-core's `PolicySpec`). */
+const POLICY_FIELDS = [
+  "soft_ttl_ms", "hard_ttl_ms", "jitter", "early_refresh", "negative_ttl_ms", "stale_if_error_ms", "lease_ttl_ms",
+  "lock_wait_ms", "lock_backoff_ms", "on_lock_timeout", "load_soft_timeout_ms", "load_hard_timeout_ms", "on_store_error",
+  "max_value_bytes",
+];
+
 /**
  * `JSON.stringify` that refuses what JSON cannot carry instead of changing it (docs/value-model.md):
  * NaN and ±Infinity (would become `null`), `undefined`, functions and symbols (dropped or `null`),
- * bigints, lone surrogates, and objects that are not plain (`Date`, `Map`, class instances,
- * `toJSON`). A TypeError names the argument.
+ * lone surrogates, and objects that are not plain (`Date`, `Map`, class instances, `toJSON`). A
+ * TypeError names the argument. Bigints in the 64-bit range (-2^63 .. 2^64-1) are written as
+ * exact integer literals (JavaScript's only exact form of an integer beyond 2^53), which the
+ * core then hashes or refuses as it does Python's and Rust's; beyond it, a RangeError.
  */
 function toJson(value, name) {
   const paths = new Map(); // container -> its path, for messages like `params.a[2]`
-  return JSON.stringify(value, function (k, v) {
+  let big = false;
+  const json = JSON.stringify(value, function (k, v) {
     const orig = this[k];
     const parent = paths.get(this); // undefined for JSON.stringify's wrapper of the root
     const what = parent === undefined ? name : Array.isArray(this) ? `${parent}[${k}]` : `${parent}.${k}`;
-    if (parent !== undefined && !Array.isArray(this)) text(k, `a member name in ${parent}`);
+    if (parent !== undefined && !Array.isArray(this)) text(k, `${parent}: a member name`);
     if (orig !== null && typeof orig === "object") paths.set(orig, what);
     switch (typeof orig) {
       case "number":
@@ -71,6 +83,12 @@ function toJson(value, name) {
         return text(orig, what);
       case "boolean":
         return v;
+      case "bigint":
+        if (orig < I64_MIN || orig > MAX_U64) throw new RangeError(`${what} must fit in 64 bits (-2^63 .. 2^64-1), got ${orig}`);
+        big = true;
+        // a lone surrogate marks it: no string that passed text() holds one, and JSON.stringify
+        // writes it as the escape `\udbff`, which no other string's text contains unescaped
+        return `\udbff${orig}`;
       case "object": {
         if (orig === null) return v;
         const proto = Object.getPrototypeOf(orig);
@@ -79,10 +97,11 @@ function toJson(value, name) {
         }
         return v;
       }
-      default: // undefined, function, symbol, bigint
+      default: // undefined, function, symbol
         throw new TypeError(`${what} must be plain JSON data, got ${typeof orig}`);
     }
   });
+  return big ? json.replace(/"\\udbff(-?[0-9]+)"/g, "$1") : json;
 }
 
 /**
@@ -219,14 +238,23 @@ export class Karlton {
   key({ namespace, segments = [], params, paramsJson, version, hashTag = false, maxLen, tags = [] }) {
     // Strings must be valid Unicode, numbers exact (a u64: a safe integer or a bigint), params
     // plain JSON data: anything else is a TypeError naming the argument, never changed on the way.
-    const r = this.call({
-      op: "key_build", namespace: text(namespace, "namespace"),
-      segments: Array.isArray(segments) ? segments.map((s, i) => text(s, `segments[${i}]`)) : segments,
-      params_json: paramsJson ?? (params === undefined || params === null ? undefined : toJson(params, "params")),
-      version: version === undefined || version === null ? undefined : String(u64(version, "version")),
-      hash_tag: hashTag, max_len: maxLen === undefined || maxLen === null ? undefined : String(u64(maxLen, "maxLen")),
-      tags: Array.isArray(tags) ? tags.map((t, i) => text(t, `tags[${i}]`)) : tags,
-    });
+    // Arguments are checked in the one order of docs/value-model.md (namespace, segments, params,
+    // version, hashTag, maxLen, tags): when one is refused here, the module first checks the ones
+    // before it, so that the first bad argument is the one reported, as in every runtime.
+    const req = { op: "key_build" };
+    try {
+      req.namespace = text(namespace, "namespace");
+      req.segments = Array.isArray(segments) ? segments.map((s, i) => text(s, `segments[${i}]`)) : segments;
+      req.params_json = paramsJson ?? (params === undefined || params === null ? undefined : toJson(params, "params"));
+      req.version = version === undefined || version === null ? undefined : String(u64(version, "version"));
+      req.hash_tag = hashTag;
+      req.max_len = maxLen === undefined || maxLen === null ? undefined : String(u64(maxLen, "maxLen"));
+      req.tags = Array.isArray(tags) ? tags.map((t, i) => text(t, `tags[${i}]`)) : tags;
+    } catch (e) {
+      if ("namespace" in req) this.call(req);
+      throw e;
+    }
+    const r = this.call(req);
     return { key: r.key, generationKey: r.generation_key, tagKeys: r.tag_keys };
   }
 
@@ -235,9 +263,40 @@ export class Karlton {
     return this.call({ op: "params_hash", params_json: toJson(params, "params") }).hash;
   }
 
-  /** Validate a policy (object with the core's field names, durations in ms); the normalized policy. */
+  /**
+   * Validate a policy (object with the core's field names, durations in ms: a fraction is
+   * rounded half away from zero); the normalized policy.
+   */
   policy(spec) {
-    return this.call({ op: "policy", policy_json: toJson(spec, "policy") });
+    let json;
+    try {
+      json = toJson(spec, "policy");
+    } catch (e) {
+      if (spec === null || typeof spec !== "object" || Array.isArray(spec)) throw e;
+      // The module reads the fields in its order (unknown ones, then PolicySpec's): of the
+      // field that cannot be sent and the fields before it, the first bad one is reported — a
+      // JSON type or sign error of theirs; their value checks come after every field is read.
+      // (an unknown field is refused whatever its value: sent as null)
+      const before = Object.fromEntries(Object.keys(spec).filter((n) => !POLICY_FIELDS.includes(n)).map((n) => [n, null]));
+      const reportFirst = (err) => {
+        try {
+          this.call({ op: "policy", policy_json: toJson(before, "policy") });
+        } catch (first) {
+          if (first instanceof KarltonError && first.detail?.kind === "json") throw first;
+        }
+        throw err;
+      };
+      for (const name of POLICY_FIELDS.filter((n) => Object.hasOwn(spec, n))) {
+        try {
+          toJson(spec[name], `policy.${name}`);
+        } catch (err) {
+          reportFirst(err);
+        }
+        before[name] = spec[name];
+      }
+      reportFirst(e); // (an unknown field's value or a member name)
+    }
+    return this.call({ op: "policy", policy_json: json });
   }
 
   /** Encode an entry (core JSON form: value_hex, version as string); the bytes. */
@@ -251,7 +310,15 @@ export class Karlton {
    * codec, value_len, generations, tags }`; throws KarltonError code "entry_decode" if corrupt.
    */
   entryDescribe(bytes, nowMs, policy) {
-    return this.call({ op: "entry_describe", hex: bytesToHex(bytes), now_ms: u64(nowMs, "nowMs").toString(), policy });
+    let now;
+    try {
+      now = u64(nowMs, "nowMs").toString();
+    } catch (e) {
+      // the module checks the policy first (docs/value-model.md): its error comes first
+      if (policy !== undefined) this.call({ op: "policy", policy });
+      throw e;
+    }
+    return this.call({ op: "entry_describe", hex: bytesToHex(bytes), now_ms: now, policy });
   }
 
   /** Decode entry bytes; throws KarltonError code "entry_decode" for corrupt bytes (a miss). */

@@ -511,13 +511,15 @@ fn run(st: &mut State, text: &str, out: &mut Vec<u8>) -> Res {
             forms::write_entry(out, &e);
         }
         "entry_describe" => {
-            let h = r.string("hex")?;
-            let now = r.arg("now_ms")?;
+            // The policy first, then the moment, then the bytes (docs/value-model.md: in
+            // Python and Node a policy is an object built before the call).
             let p = match r.raw_opt("policy")? {
                 Some(raw) => policy(st, raw)?,
                 // (not Policy::default(): its expect() would pull float Debug formatting in)
                 None => policy(st, "{}")?,
             };
+            let h = r.string("hex")?;
+            let now = r.arg("now_ms")?;
             let bytes = hex::decode(&h).ok_or_else(|| bad("`hex` is not hex"))?;
             let i = karlton_core::entry::describe(&bytes, now, &p).map_err(Fail::decode)?;
             forms::write_entry_info(out, &i, i.freshness.name());
@@ -949,31 +951,28 @@ fn params_hash(json: &str) -> Result<(String, String), Fail> {
     Ok((hash, canonical))
 }
 
+/// Each argument is read and checked at its turn, in the one order of docs/value-model.md (the
+/// core's: namespace, segments, params, version, hash_tag, max_len, tags), so that of several
+/// bad arguments the first is reported, as in every runtime.
 fn key_build(r: &Obj<'_>, out: &mut Vec<u8>) -> Res {
     let kerr = Fail::key;
-    let namespace = r.string("namespace")?;
-    let segments = r.strings_default("segments")?;
-    let params = params_text(r)?;
-    let version = r.arg_opt("version")?;
-    let hash_tag = match r.get("hash_tag")? {
-        None => false,
-        Some(_) => r.bool("hash_tag")?,
-    };
-    let max_len = r.arg_opt("max_len")?;
-    let tags = r.strings_default("tags")?;
-    let mut k = Key::new(&namespace).map_err(kerr)?.segments(&segments);
-    if let Some(p) = params {
+    let mut k = Key::new(&r.string("namespace")?).map_err(kerr)?;
+    k = k.segments(&r.strings_default("segments")?);
+    if let Some(p) = params_text(r)? {
         k = k.params_json(&p).map_err(kerr)?;
     }
-    if let Some(v) = version {
+    if let Some(v) = r.arg_opt("version")? {
         k = k.version(v);
     }
-    k = k.hash_tag(hash_tag);
-    if let Some(n) = max_len {
+    if r.get("hash_tag")?.is_some() {
+        k = k.hash_tag(r.bool("hash_tag")?);
+    }
+    if let Some(n) = r.arg_opt("max_len")? {
         k = k
             .max_len(usize::try_from(n).unwrap_or(usize::MAX))
             .map_err(kerr)?;
     }
+    let tags = r.strings_default("tags")?;
     let tag_keys: Vec<String> = tags.iter().map(|t| k.tag_key(t)).collect();
     O::new(out)
         .str("key", &k.build())

@@ -71,10 +71,19 @@ impl<'a> Obj<'a> {
         Ok(first)
     }
 
-    /// The member `k`, if present (more than once is an error, as with serde's derives).
+    /// The member `k`, if present (more than once is an error, as with serde's derives). A
+    /// member nested deeper than the core's limit is refused here, when it is read: the request
+    /// reader keeps it as raw text only (`null` in the tree, raw text not `null`), so that a
+    /// request is not refused as a whole for one member's depth (`cj::parse_members`).
     pub(crate) fn get(&self, k: &str) -> Result<Option<&'a Value>, Fail> {
         let fields = self.fields;
-        Ok(self.index(k)?.map(|i| &fields[i].1))
+        match self.index(k)? {
+            Some(i) if matches!(fields[i].1, Value::Null) && self.raw.get(i).is_some_and(|r| *r != "null") => Err(bad(format!(
+                "`{k}` is nested deeper than {} levels",
+                cj::MAX_DEPTH
+            ))),
+            i => Ok(i.map(|i| &fields[i].1)),
+        }
     }
 
     /// The raw JSON text of the request's member `k` unless absent or `null`.

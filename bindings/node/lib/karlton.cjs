@@ -133,7 +133,11 @@ class Key {
       // (1e21 is "1e+21" here), and a number beyond 2^53 is already rounded (use a bigint).
       else if (typeof s === 'number' && Number.isSafeInteger(s)) segments[i] = String(s);
       else if (typeof s === 'bigint') segments[i] = s.toString();
-      else throw typeError(`segments[${i}]`, 'a string, a safe integer or a bigint', s);
+      else {
+        // The namespace is checked first (docs/value-model.md: one order in every runtime).
+        nativeBuildKey(namespace, []);
+        throw typeError(`segments[${i}]`, 'a string, a safe integer or a bigint', s);
+      }
     }
     // the core builds the string; throws RangeError (`karlton: …`) for an invalid namespace or
     // a string that is not valid Unicode (a lone surrogate)
@@ -164,11 +168,11 @@ class Key {
   params(params) {
     // null and undefined mean "no params", in every runtime (Python's None).
     if (params === undefined) params = null;
-    checkJson(params, 'params', 0);
     let json;
     try {
-      json = JSON.stringify(params);
+      json = paramsText(params);
     } catch (e) {
+      if (e instanceof TypeError || e instanceof RangeError) throw e;
       throw new TypeError(`karlton: \`params\` must be JSON-serializable: ${e.message}`);
     }
     if (json === undefined) throw typeError('params', 'a JSON value', params);
@@ -191,8 +195,16 @@ class Key {
    * exactly: a fraction, a negative number or one beyond 2^53 is a RangeError (never wrapped).
    */
   maxLen(n) {
-    if (typeof n !== 'number') throw typeError('n', 'a non-negative integer', n);
-    if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`karlton: \`n\` must be a non-negative safe integer, got ${n}`);
+    if (typeof n === 'bigint') {
+      // a u64, as in every runtime; past 2^53 it is longer than any key a string can hold, so
+      // the largest safe integer means the same (never truncate) and reaches the core exactly
+      if (n < 0n || n >= 1n << 64n) throw new RangeError(`karlton: \`n\` must be in 0..2^64, got ${n}`);
+      return this.#with(5, n > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(n));
+    }
+    if (typeof n !== 'number') throw typeError('n', 'a non-negative integer or bigint', n);
+    if (!Number.isSafeInteger(n) || n < 0) {
+      throw new RangeError(`karlton: \`n\` must be a non-negative safe integer (or a bigint), got ${n}`);
+    }
     return this.#with(5, n);
   }
 
@@ -275,6 +287,11 @@ const ENUM_FIELDS = {
   onLockTimeout: ['on_lock_timeout', { load: 'load', serveStale: 'serve_stale', serve_stale: 'serve_stale', error: 'error' }],
   onStoreError: ['on_store_error', { load: 'load', error: 'error' }],
 };
+/** The options in the core's field order (`PolicySpec`'s), the order they are checked in. */
+const POLICY_ORDER = [
+  'softTtl', 'hardTtl', 'jitter', 'earlyRefresh', 'negativeTtl', 'staleIfError', 'leaseTtl', 'lockWait',
+  'lockBackoff', 'onLockTimeout', 'loadSoftTimeout', 'loadHardTimeout', 'onStoreError', 'maxValueBytes',
+];
 const SNAKE_TO_CAMEL = {};
 for (const [c, s] of Object.entries(DURATION_FIELDS)) SNAKE_TO_CAMEL[s] = c;
 for (const [c, s] of Object.entries(NUMBER_FIELDS)) SNAKE_TO_CAMEL[s] = c;
@@ -313,7 +330,17 @@ class Policy {
     if (!isPlainObject(options)) throw typeError('policy', 'an object of policy options', options);
     const spec = {};
     const normalized = {};
-    for (const [name, v] of Object.entries(options)) {
+    // Unknown options first, then each option in the core's field order, whatever the
+    // object's order (docs/value-model.md, "Which error"): of several bad ones, the same one is
+    // reported in every runtime.
+    for (const name of Object.keys(options)) {
+      if (!POLICY_ORDER.includes(name)) {
+        throw new TypeError(`karlton: unknown policy option \`${name}\` (known: ${[...Object.keys(DURATION_FIELDS), ...Object.keys(NUMBER_FIELDS), ...Object.keys(ENUM_FIELDS), 'lockBackoff'].join(', ')})`);
+      }
+    }
+    for (const name of POLICY_ORDER) {
+      if (!Object.hasOwn(options, name)) continue;
+      const v = options[name];
       if (v === undefined) continue;
       if (name in DURATION_FIELDS) {
         if (v === null && NULLABLE.has(name)) spec[DURATION_FIELDS[name]] = null;
@@ -335,8 +362,6 @@ class Policy {
         const list = Array.isArray(v) ? v : [v];
         spec.lock_backoff_ms = list.map((x, i) => duration(`policy.lockBackoff[${i}]`, x));
         normalized[name] = spec.lock_backoff_ms;
-      } else {
-        throw new TypeError(`karlton: unknown policy option \`${name}\` (known: ${[...Object.keys(DURATION_FIELDS), ...Object.keys(NUMBER_FIELDS), ...Object.keys(ENUM_FIELDS), 'lockBackoff'].join(', ')})`);
       }
     }
     try {
@@ -425,8 +450,25 @@ class MemoryStore {
  * Python's `params_hash`. Params follow the value model (plain JSON data only).
  */
 function paramsHash(params) {
-  checkJson(params, 'params', 0);
-  return native.paramsHash(JSON.stringify(params));
+  const json = paramsText(params);
+  try {
+    return native.paramsHash(json);
+  } catch (e) {
+    throw rangeFrom(e);
+  }
+}
+
+/**
+ * Params as JSON text, checked by the value model — and, unlike cached values, with bigints
+ * in the 64-bit range (-2^63 .. 2^64-1) written as exact integer literals, which the core then
+ * hashes or refuses as it does Python's and Rust's ints (a number beyond 2^53 is already
+ * rounded: a bigint is JavaScript's only exact form of one).
+ */
+function paramsText(params) {
+  if (!checkJson(params, 'params', 0, true)) return JSON.stringify(params);
+  // A lone surrogate marks a bigint: no checked string holds one, and JSON.stringify writes it
+  // as the escape `\udbff`, which no other string's text contains unescaped.
+  return JSON.stringify(params, (_, x) => (typeof x === 'bigint' ? `\udbff${x}` : x)).replace(/"\\udbff(-?[0-9]+)"/g, '$1');
 }
 
 const SCRIPTS = native.redisScripts();
@@ -715,12 +757,16 @@ const LOADER_TIMEOUT = Symbol('timeout');
  * (→ its fields), a lone surrogate (no reader in another runtime takes it) — is refused, as
  * Python refuses it; otherwise different requests would build the same key, or a reader in
  * another runtime would get a different value. Nesting is capped at the core's limit (128),
- * which also stops cycles. `depth`: containers around `v`.
+ * which also stops cycles. `depth`: containers around `v`. With `bigints` (params), bigints in
+ * the 64-bit range are taken too; the result says whether `v` holds one.
  */
-function checkJson(v, root, depth) {
+function checkJson(v, root, depth, bigints = false) {
   const trail = [];
   try {
+    walkState.bigints = bigints;
+    walkState.saw = false;
     walkJson(v, trail, 0);
+    return walkState.saw;
   } catch (e) {
     if (!(e instanceof JsonModelError)) throw e;
     // The path is built only for the error: on valid data the walk allocates no strings.
@@ -739,9 +785,18 @@ class JsonModelError extends Error {
   }
 }
 
+const walkState = { bigints: false, saw: false };
+const I64_MIN = -(1n << 63n);
+const U64_END = 1n << 64n;
+
 /** checkJson's walk: `trail` holds the keys/indices down to the offending value. */
 function walkJson(v, trail, depth) {
   switch (typeof v) {
+    case 'bigint':
+      if (!walkState.bigints) break;
+      if (v < I64_MIN || v >= U64_END) throw new JsonModelError(`must fit in 64 bits (-2^63 .. 2^64-1), got ${v}`, { range: true });
+      walkState.saw = true;
+      return;
     case 'string':
       if (!v.isWellFormed()) throw new JsonModelError('is not valid Unicode (a lone surrogate)');
       return;
@@ -1462,9 +1517,10 @@ function describeEntry(bytes, options = {}) {
   if (!isPlainObject(options)) throw typeError('options', 'an object', options);
   const { nowMs, policy, ...rest } = options;
   for (const k of Object.keys(rest)) throw new TypeError(`karlton: unknown describeEntry option \`${k}\` (known: nowMs, policy)`);
+  // the policy first, then the moment (docs/value-model.md: in Python it is built before the call)
+  const p = toPolicy('options.policy', policy) ?? new Policy();
   const okNow = nowMs === undefined || (Number.isSafeInteger(nowMs) && nowMs >= 0) || (typeof nowMs === 'bigint' && nowMs >= 0n && nowMs < 1n << 64n);
   if (!okNow) throw typeError('options.nowMs', 'a non-negative safe integer or a u64 bigint', nowMs);
-  const p = toPolicy('options.policy', policy) ?? new Policy();
   let text;
   try {
     text = native.describeEntry(bytes, nowMs === undefined ? undefined : String(nowMs), p[kNative]);

@@ -19,7 +19,7 @@
 use karlton_core::coordinator::Answer;
 use karlton_core::entry::{Entry, codec};
 use karlton_core::flow::Write;
-use karlton_core::key::Key;
+use karlton_core::key::{Key, KeyError};
 use karlton_core::policy::parse_duration_ms as core_parse_duration;
 use karlton_core::redis::{self, RedisValue};
 use karlton_core::{
@@ -41,6 +41,16 @@ fn now_ms() -> u64 {
 
 fn invalid(msg: impl Into<String>) -> Error {
     Error::new(Status::InvalidArg, msg.into())
+}
+
+/// A core key error as a RangeError naming the argument it is about (`n`: `Key#maxLen`'s).
+fn key_err(e: KeyError) -> Error {
+    let arg = match e {
+        KeyError::EmptyNamespace | KeyError::NamespaceTooLong { .. } => "namespace",
+        KeyError::Params(_) | KeyError::InvalidJson(_) => "params",
+        KeyError::MaxLenTooSmall { .. } => "n",
+    };
+    invalid(format!("`{arg}`: {e}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -192,8 +202,8 @@ pub fn json_nesting_ok(text: String) -> bool {
 /// puts in a key (Python's `params_hash`).
 #[napi]
 pub fn params_hash(params_json: String) -> Result<String> {
-    let v = karlton_core::json::parse(&params_json).map_err(|e| invalid(e.to_string()))?;
-    karlton_core::key::params_hash_value(&v).map_err(|e| invalid(e.to_string()))
+    let v = karlton_core::json::parse(&params_json).map_err(|e| key_err(KeyError::InvalidJson(e.to_string())))?;
+    karlton_core::key::params_hash_value(&v).map_err(key_err)
 }
 
 /// A duration in units of `unit_ms` ms as whole ms by the core's one rounding rule (half away
@@ -219,15 +229,15 @@ fn max_len_arg(n: f64) -> Result<usize> {
 }
 
 fn make_key(namespace: &str, segments: &[String], params_json: Option<&str>, version: Option<&str>, hash_tag: bool, max_len: Option<f64>) -> Result<Key> {
-    let mut k = Key::new(namespace).map_err(|e| invalid(e.to_string()))?.segments(segments).hash_tag(hash_tag);
+    let mut k = Key::new(namespace).map_err(key_err)?.segments(segments).hash_tag(hash_tag);
     if let Some(p) = params_json {
-        k = k.params_json(p).map_err(|e| invalid(e.to_string()))?;
+        k = k.params_json(p).map_err(key_err)?;
     }
     if let Some(v) = version {
         k = k.version(parse_u64("version", v)?);
     }
     if let Some(n) = max_len {
-        k = k.max_len(max_len_arg(n)?).map_err(|e| invalid(e.to_string()))?;
+        k = k.max_len(max_len_arg(n)?).map_err(key_err)?;
     }
     Ok(k)
 }
@@ -621,7 +631,7 @@ unsafe extern "C" fn build_key_raw(env: sys::napi_env, info: sys::napi_callback_
             if sys::napi_get_array_length(env, argv[1], &mut n) != sys::Status::napi_ok {
                 return Err(Error::new(Status::ArrayExpected, "`segments` must be an array".to_string()));
             }
-            let mut key = Key::new(&ns).map_err(|e| invalid(e.to_string()))?;
+            let mut key = Key::new(&ns).map_err(key_err)?;
             for i in 0..n {
                 let mut item = std::ptr::null_mut();
                 sys::napi_get_element(env, argv[1], i, &mut item);

@@ -3,7 +3,7 @@
 // (bindings/python/tests/test_boundaries.py) asserts the same cases.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cache, Key, Policy, internals } from '../index.mjs';
+import { Cache, Key, Policy, describeEntry, internals, paramsHash } from '../index.mjs';
 
 test('durations round half away from zero like every runtime (2.5 ms is 3, 0.5 ms is 1)', () => {
   for (const [ms, want] of [[2.5, 3], [1.5, 2], [0.5, 1], ['2.5ms', 3], ['0.0025s', 3], [2 ** 40, 2 ** 40]]) {
@@ -151,4 +151,51 @@ test('paramsHash is the hash of the keys vectors (as Python params_hash)', async
   assert.ok(cases.length >= 5, `${cases.length} cases`);
   for (const c of cases) assert.equal(paramsHash(JSON.parse(c.input.params_json)), c.expect.ok.hash, c.name);
   assert.throws(() => paramsHash({ a: NaN }), /`params.a` must be a finite number/);
+});
+
+test('params take bigints: hashed as Python hashes the same ints (issue 9)', () => {
+  // Python: params_hash({'id': 10**18, 'neg': -(10**18), 'big': 9007199254740994})
+  assert.equal(paramsHash({ id: 10n ** 18n, neg: -(10n ** 18n), big: 9007199254740994n }), '986a2a75b6673b53f178c53c44731689');
+  // Python: Key('n', params={'id': 10**18}).build()
+  assert.equal(String(new Key('n').params({ id: 10n ** 18n })), 'n:#9b025444362ecb99c8c3364ec9ecface');
+  // a safe bigint is the number
+  assert.equal(paramsHash([5n, -7n]), paramsHash([5, -7]));
+  // not canonical beyond 2^53 (Python's ValueError too), and beyond 64 bits: refused naming params
+  assert.throws(() => paramsHash({ id: 2n ** 60n + 1n }), (e) => e instanceof RangeError && /`params`: key params cannot be canonicalized/.test(e.message));
+  assert.throws(() => new Key('n').params({ a: [2n ** 64n] }), (e) => e instanceof RangeError && /`params` must fit in 64 bits/.test(e.message));
+});
+
+test('maxLen takes a bigint, never wrapped (the keys Python builds)', () => {
+  const k = (n) => String(new Key('n', 'x'.repeat(300)).maxLen(n));
+  assert.equal(k(2n ** 32n + 200n), k(2 ** 32 + 200));
+  // from 2^53 up: never truncates, as Python's max_len=2**64-1
+  assert.equal(k(2n ** 64n - 1n), k(Number.MAX_SAFE_INTEGER));
+  assert.ok(!k(2n ** 64n - 1n).includes('~'));
+  assert.equal(k(200n), k(200));
+  assert.throws(() => k(2n ** 64n), (e) => e instanceof RangeError && /`n` must be in 0..2\^64/.test(e.message));
+  assert.throws(() => k(-1n), RangeError);
+  assert.throws(() => k(100n), (e) => e instanceof RangeError && /`n`: max key length 100 is below the minimum 128/.test(e.message));
+});
+
+test('core key errors name their argument', () => {
+  assert.throws(() => new Key(''), (e) => e instanceof RangeError && /`namespace`: key namespace must not be empty/.test(e.message));
+  assert.throws(() => new Key('n'.repeat(65)), (e) => e instanceof RangeError && /`namespace`: key namespace is 65 bytes/.test(e.message));
+  assert.throws(() => new Key('n').params({ id: 2n ** 60n + 1n }), (e) => e instanceof RangeError && /`params`: key params cannot/.test(e.message));
+});
+
+test('several bad arguments: the first in the one order is reported (docs/value-model.md)', () => {
+  // the namespace before the segments, although Node checks segment types in JavaScript
+  assert.throws(() => new Key('', 1.5), (e) => e instanceof RangeError && /`namespace`/.test(e.message));
+  assert.throws(() => new Key('\uD800', true), (e) => /`namespace` is not valid Unicode/.test(e.message));
+  assert.throws(() => new Key('ok', 1.5), (e) => e instanceof TypeError && /`segments\[0\]`/.test(e.message));
+  // policy options in the core's field order, whatever the object's order
+  assert.throws(() => new Policy({ onStoreError: 'nope', lockBackoff: [-1] }), /lockBackoff/);
+  assert.throws(() => new Policy({ maxValueBytes: 1, jitter: NaN, softTtl: true }), /softTtl/);
+  // unknown options before any value
+  assert.throws(() => new Policy({ softTtl: -1, bogus: 1 }), /unknown policy option `bogus`/);
+});
+
+test('describeEntry checks the policy before nowMs, as Python (where it is built before the call)', () => {
+  assert.throws(() => describeEntry(Buffer.alloc(0), { nowMs: -1, policy: { staleIfError: 2 ** 40 + 1 } }), /staleIfError/);
+  assert.throws(() => describeEntry(Buffer.alloc(0), { nowMs: -1 }), /`options.nowMs`/);
 });

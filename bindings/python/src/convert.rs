@@ -18,6 +18,18 @@ pub fn type_err(expected: &str, v: &Bound<'_, PyAny>) -> PyErr {
     PyTypeError::new_err(format!("{expected}, not {name}"))
 }
 
+/// The `ValueError` for a str that is not valid Unicode (a lone surrogate has no UTF-8 form):
+/// it names the argument, and the str is never replaced (`str.encode` would raise a
+/// `UnicodeEncodeError` that names none).
+pub fn not_unicode(what: &str) -> PyErr {
+    PyValueError::new_err(format!("{what} is not valid Unicode: it holds a lone surrogate"))
+}
+
+/// A str argument as UTF-8, or [`not_unicode`] naming `what`.
+pub fn utf8<'a>(s: &'a Bound<'_, PyString>, what: &str) -> PyResult<&'a str> {
+    s.to_str().map_err(|_| not_unicode(what))
+}
+
 /// An int and not a bool.
 pub fn is_int(v: &Bound<'_, PyAny>) -> bool {
     v.is_instance_of::<PyInt>() && !v.is_instance_of::<PyBool>()
@@ -40,7 +52,7 @@ fn to_json_at(obj: &Bound<'_, PyAny>, what: &str, depth: usize) -> PyResult<Valu
         return Ok(Value::Bool(b.is_true()));
     }
     if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(Value::String(s.to_str()?.to_owned()));
+        return Ok(Value::String(utf8(s, what)?.to_owned()));
     }
     if obj.is_instance_of::<PyInt>() {
         if let Ok(i) = obj.extract::<i64>() {
@@ -61,7 +73,7 @@ fn to_json_at(obj: &Bound<'_, PyAny>, what: &str, depth: usize) -> PyResult<Valu
         let mut m = Map::new();
         for (k, v) in d.iter() {
             let Ok(ks) = k.cast::<PyString>() else { return Err(type_err(&format!("{what}: dict keys must be str"), &k)) };
-            m.insert(ks.to_str()?.to_owned(), to_json_at(&v, what, depth + 1)?);
+            m.insert(utf8(ks, &format!("{what}: a dict key"))?.to_owned(), to_json_at(&v, what, depth + 1)?);
         }
         return Ok(Value::Object(m));
     }
@@ -88,7 +100,7 @@ pub fn encode_value(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
 fn write_value(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> PyResult<()> {
     const WHAT: &str = "value";
     if let Ok(s) = obj.cast::<PyString>() {
-        return write_str(s.to_str()?, out);
+        return write_str(utf8(s, WHAT)?, out);
     }
     if obj.is_none() {
         out.extend_from_slice(b"null");
@@ -133,7 +145,7 @@ fn write_value(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> PyRes
             if n > 0 {
                 out.push(b',');
             }
-            write_str(ks.to_str()?, out)?;
+            write_str(utf8(ks, "value: a dict key")?, out)?;
             out.push(b':');
             write_value(&v, out, depth + 1)?;
         }

@@ -89,7 +89,7 @@ fn tags_arg(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
         return Err(PyTypeError::new_err("tags must be a list of str, not a str"));
     }
     let mut out = Vec::new();
-    for item in t.try_iter().map_err(|_| type_err("tags must be a list of str", t))? {
+    for (i, item) in t.try_iter().map_err(|_| type_err("tags must be a list of str", t))?.enumerate() {
         let item = item?;
         let Ok(s) = item.cast::<PyString>() else {
             return Err(PyTypeError::new_err(format!(
@@ -97,7 +97,7 @@ fn tags_arg(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
                 item.get_type().name()?
             )));
         };
-        out.push(s.to_str()?.to_owned());
+        out.push(crate::convert::utf8(s, &format!("tags[{i}]"))?.to_owned());
     }
     Ok(out)
 }

@@ -1,6 +1,6 @@
 //! `karlton.Key`: the core's key scheme, built once at construction.
 
-use crate::convert::{is_int, to_json, type_err};
+use crate::convert::{is_int, not_unicode, to_json, type_err, utf8};
 use karlton_core::Key;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -18,7 +18,9 @@ pub struct PyKey {
     py_built: PyOnceLock<Py<PyString>>,
 }
 
-fn non_negative(v: &Bound<'_, PyAny>, what: &str) -> PyResult<u64> {
+/// An int in `0..2**64`, or a TypeError/ValueError naming `what` (pyo3's own u64 conversion
+/// raises an `OverflowError` that names no argument).
+pub(crate) fn non_negative(v: &Bound<'_, PyAny>, what: &str) -> PyResult<u64> {
     if !is_int(v) {
         return Err(type_err(&format!("{what} must be an int"), v));
     }
@@ -57,7 +59,7 @@ fn int_seg(n: i64) -> Seg<'static> {
 
 fn segment<'a>(s: Borrowed<'a, '_, PyAny>, i: usize) -> PyResult<Seg<'a>> {
     if s.is_instance_of::<PyString>() {
-        return Ok(Seg::Str(s.extract::<&'a str>()?));
+        return s.extract::<&'a str>().map(Seg::Str).map_err(|_| not_unicode(&format!("Key(): segment {i}")));
     }
     if s.is_exact_instance_of::<PyInt>() {
         if let Ok(n) = s.extract::<i64>() {
@@ -104,7 +106,8 @@ impl PyKey {
         if !namespace.is_instance_of::<PyString>() {
             return Err(type_err("Key(): namespace must be a str", &namespace));
         }
-        let mut key = Key::new(namespace.extract::<&str>()?)
+        let ns = namespace.extract::<&str>().map_err(|_| not_unicode("Key(): namespace"))?;
+        let mut key = Key::new(ns)
             .map_err(|e| PyValueError::new_err(format!("Key(): namespace: {e}")))?;
         let mut bad = None;
         key = key.segments((1..args.len()).map_while(|i| {
@@ -153,7 +156,7 @@ impl PyKey {
     #[pyo3(name = "tag_key")]
     fn py_tag_key(&self, tag: &Bound<'_, PyAny>) -> PyResult<String> {
         let Ok(t) = tag.cast::<PyString>() else { return Err(type_err("tag must be a str", tag)) };
-        Ok(self.inner.tag_key(t.to_str()?))
+        Ok(self.inner.tag_key(utf8(t, "tag")?))
     }
 
     fn __str__(&self, py: Python<'_>) -> Py<PyString> {

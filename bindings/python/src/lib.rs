@@ -129,9 +129,13 @@ fn json_nesting_ok(data: &[u8]) -> bool {
 fn describe_entry<'py>(
     py: Python<'py>,
     data: &[u8],
-    now_ms: Option<u64>,
+    now_ms: Option<&Bound<'py, PyAny>>,
     policy: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let now_ms = match now_ms.filter(|n| !n.is_none()) {
+        Some(n) => Some(key::non_negative(n, "describe_entry(): `now_ms`")?),
+        None => None,
+    };
     let policy = match policy.filter(|p| !p.is_none()) {
         None => Arc::new(karlton_core::Policy::default()),
         Some(p) => {

@@ -5,6 +5,7 @@ one value model, the full u64 version range, `None` params are no params. The No
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -150,3 +151,51 @@ def test_one_vocabulary_every_concept_is_spelled_as_in_node() -> None:
                if (name not in stats if scope == "stats" else not hasattr(scopes[scope], name))]
     assert missing == []
     assert set(stats) == {name for scope, name in rows if scope == "stats"}, "stats() has exactly the listed counters"
+
+
+@pytest.mark.parametrize(
+    "build, names",
+    [
+        (lambda: Key("ns\ud800"), "Key(): namespace is not valid Unicode"),
+        (lambda: Key("ns", "ok", "a\udc00"), "Key(): segment 1 is not valid Unicode"),
+        (lambda: Key("ns", params={"a": ["x", "\ud800"]}), "Key(): params is not valid Unicode"),
+        (lambda: Key("ns", params={"\ud800": 1}), "Key(): params: a dict key is not valid Unicode"),
+        (lambda: Key("ns").tag_key("t\ud800"), "tag is not valid Unicode"),
+        (lambda: Cache().set(Key("ns"), 1, tags=["ok", "\ud83d"]), "tags[1] is not valid Unicode"),
+    ],
+)
+def test_a_lone_surrogate_is_refused_naming_its_argument(build: Any, names: str) -> None:
+    # (issue 9) not Python's UnicodeEncodeError ("'utf-8' codec can't encode ..."), which names none
+    with pytest.raises(ValueError, match=re.escape(names)) as e:
+        build()
+    assert not isinstance(e.value, UnicodeError)
+
+
+@pytest.mark.parametrize("value", [-1, 2**64])
+def test_max_value_bytes_only_the_core_refuses_names_the_field(value: int) -> None:
+    with pytest.raises(ValueError, match=r"^Policy\(\): `max_value_bytes`: invalid"):
+        Policy(max_value_bytes=value)
+
+
+def test_several_bad_arguments_report_the_first_in_the_one_order() -> None:
+    # keys: the namespace is checked before the segments (docs/value-model.md, "Which error")
+    with pytest.raises(ValueError, match="namespace"):
+        Key("", "\ud800")
+    with pytest.raises(ValueError, match="namespace"):
+        Key("n" * 65, 1.5)  # type: ignore[arg-type]
+    # policies: fields in PolicySpec's order, whatever the keyword order
+    with pytest.raises(TypeError, match="lock_backoff"):
+        Policy(on_store_error="nope", lock_backoff="fast")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="jitter"):
+        Policy(max_value_bytes=-1, jitter=float("nan"))
+
+
+@pytest.mark.parametrize("now", [-1, 2**64])
+def test_describe_entry_names_now_ms_out_of_range(now: int) -> None:
+    # (issue 9) pyo3's own conversion raised "OverflowError: int too big to convert", naming none
+    import karlton
+
+    with pytest.raises(ValueError, match="`now_ms` must be a non-negative int below 2\\*\\*64"):
+        karlton.describe_entry(b"KC\x01", now_ms=now)
+    with pytest.raises(TypeError, match="`now_ms` must be an int"):
+        karlton.describe_entry(b"KC\x01", now_ms=1.5)  # type: ignore[arg-type]

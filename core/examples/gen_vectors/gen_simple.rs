@@ -540,16 +540,33 @@ pub fn policy() -> File {
     f.hand("unknown_field", "unknown fields are refused and named", sp(json!({"soft_ttl": 1})), perr("json", Some("soft_ttl")));
     f.hand("unknown_field_jitter_ppm", "jitter_ppm is internal, not a field", sp(json!({"jitter_ppm": 1})), perr("json", Some("jitter_ppm")));
     f.hand("duplicate_field", "duplicate fields are refused and named", tx("{\"soft_ttl_ms\":1,\"soft_ttl_ms\":2}"), perr("json", Some("soft_ttl_ms")));
-    f.hand("negative_duration", "negative numbers are not durations", tx("{\"soft_ttl_ms\":-1}"), perr("json", None));
-    f.hand("float_duration", "durations are integers", tx("{\"soft_ttl_ms\":1.5}"), perr("json", None));
-    f.hand("float_duration_whole", "even 1000.0 is not an integer literal", tx("{\"soft_ttl_ms\":1000.0}"), perr("json", None));
-    f.hand("string_duration", "no strings for durations at this level", sp(json!({"soft_ttl_ms": "5m"})), perr("json", None));
-    f.hand("bad_on_lock_timeout", "unknown enum value", sp(json!({"on_lock_timeout": "wait"})), perr("json", None));
-    f.hand("bad_on_store_error", "unknown enum value", sp(json!({"on_store_error": "serve_stale"})), perr("json", None));
-    f.hand("enum_case", "enum values are snake_case exactly", sp(json!({"on_lock_timeout": "Load"})), perr("json", None));
-    f.hand("jitter_string", "jitter must be a number", sp(json!({"jitter": "0.1"})), perr("json", None));
-    f.hand("jitter_huge_literal", "1e400 is not a finite double", tx("{\"jitter\":1e400}"), perr("json", None));
-    f.hand("backoff_not_array", "backoff must be an array", sp(json!({"lock_backoff_ms": 5})), perr("json", None));
+    f.hand("negative_duration", "negative numbers are not durations", tx("{\"soft_ttl_ms\":-1}"), perr("json", Some("soft_ttl_ms")));
+    f.hand("negative_fraction_duration", "-0.5 ms rounds (half away from zero) to -1: negative", tx("{\"soft_ttl_ms\":-0.5}"), perr("json", Some("soft_ttl_ms")));
+    f.hand("string_duration", "no strings for durations at this level", sp(json!({"soft_ttl_ms": "5m"})), perr("json", Some("soft_ttl_ms")));
+    f.hand("bool_duration", "a boolean is not a duration", sp(json!({"hard_ttl_ms": true})), perr("json", Some("hard_ttl_ms")));
+    f.hand("bad_on_lock_timeout", "unknown enum value", sp(json!({"on_lock_timeout": "wait"})), perr("json", Some("on_lock_timeout")));
+    f.hand("bad_on_store_error", "unknown enum value", sp(json!({"on_store_error": "serve_stale"})), perr("json", Some("on_store_error")));
+    f.hand("enum_case", "enum values are snake_case exactly", sp(json!({"on_lock_timeout": "Load"})), perr("json", Some("on_lock_timeout")));
+    f.hand("jitter_string", "jitter must be a number", sp(json!({"jitter": "0.1"})), perr("json", Some("jitter")));
+    f.hand("jitter_huge_literal", "1e400 is not a finite double (not JSON a reader takes: no field)", tx("{\"jitter\":1e400}"), perr("json", None));
+    f.hand("backoff_not_array", "backoff must be an array", sp(json!({"lock_backoff_ms": 5})), perr("json", Some("lock_backoff_ms")));
+    f.hand("max_value_bytes_negative", "a size is a u64", tx("{\"max_value_bytes\":-1}"), perr("json", Some("max_value_bytes")));
+    f.hand("max_value_bytes_2_64", "2^64 is beyond u64 (the reader holds it as a float)", tx("{\"max_value_bytes\":18446744073709551616}"), perr("json", Some("max_value_bytes")));
+    f.hand("max_value_bytes_float", "a size is an integer: 1024.0 is not rounded like a duration", tx("{\"max_value_bytes\":1024.0}"), perr("json", Some("max_value_bytes")));
+    f.hand("order_fields_not_members", "members are read in the field order, not the text's: soft_ttl_ms's error first", tx("{\"max_value_bytes\":-1,\"soft_ttl_ms\":\"x\"}"), perr("json", Some("soft_ttl_ms")));
+    // ---- fractional durations: the one rounding rule of every host (policy::duration_ms)
+    f.hand("fraction_duration", "1.5 ms rounds half away from zero to 2 ms, as from every host", tx("{\"soft_ttl_ms\":1.5}"), norm(json!({"soft_ttl_ms": 2, "hard_ttl_ms": 2})));
+    f.hand("fraction_duration_whole", "1000.0 is 1000 ms", tx("{\"soft_ttl_ms\":1000.0}"), norm(json!({"soft_ttl_ms": 1000, "hard_ttl_ms": 1000})));
+    f.hand("fraction_duration_exponent", "2.5e3 is 2500 ms", tx("{\"soft_ttl_ms\":2.5e3}"), norm(json!({"soft_ttl_ms": 2500, "hard_ttl_ms": 2500})));
+    f.hand("fraction_duration_every_field", "every duration field rounds the same way (2.5 -> 3, 0.4 -> 0, 0.5 -> 1)",
+        tx("{\"soft_ttl_ms\":2.5,\"hard_ttl_ms\":10.5,\"negative_ttl_ms\":0.4,\"stale_if_error_ms\":0.5,\"lease_ttl_ms\":1234.5,\"lock_wait_ms\":7.49,\"lock_backoff_ms\":[0.5,2.5],\"load_soft_timeout_ms\":1.5,\"load_hard_timeout_ms\":2.5}"),
+        norm(json!({"soft_ttl_ms": 3, "hard_ttl_ms": 11, "negative_ttl_ms": 0, "stale_if_error_ms": 1, "lease_ttl_ms": 1235, "lock_wait_ms": 7,
+            "lock_backoff_ms": [1, 3], "load_soft_timeout_ms": 2, "load_hard_timeout_ms": 3})));
+    f.hand("fraction_duration_neg_zero", "-0.0 is 0 ms", tx("{\"lock_wait_ms\":-0.0}"), norm(json!({"lock_wait_ms": 0})));
+    f.hand("fraction_duration_neg_zero_soft", "-0.0 is 0 ms, refused where 0 is", tx("{\"soft_ttl_ms\":-0.0}"), perr("zero", Some("soft_ttl_ms")));
+    f.hand("fraction_duration_rounds_to_zero", "0.4 ms is 0 ms, refused where 0 is", tx("{\"lease_ttl_ms\":0.4}"), perr("zero", Some("lease_ttl_ms")));
+    f.hand("fraction_duration_huge", "1e21 ms is too long (saturated, never wrapped)", tx("{\"stale_if_error_ms\":1e21}"), perr("too_long", Some("stale_if_error_ms")));
+    f.hand("fraction_duration_over_max", "2^40 + 0.5 ms rounds to 2^40 + 1: too long", tx("{\"lock_wait_ms\":1099511627776.5}"), perr("too_long", Some("lock_wait_ms")));
     f.pending("not_object_array", "a policy is an object, not an array", tx("[]"), perr("json", None),
         "serde accepts a JSON array as a positional PolicySpec (serde_json visits structs from sequences), so `[]` is the default policy");
     f.pending("not_object_positional", "a positional array must not set soft_ttl_ms", tx("[1000]"), perr("json", None),

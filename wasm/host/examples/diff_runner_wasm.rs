@@ -32,9 +32,26 @@ fn call(k: &mut karlton_wasm_host::Instance, req: &Value) -> Result<Value, Fail>
     })
 }
 
+/// The arguments are converted in the one order of docs/value-model.md (namespace, segments,
+/// params, version, hash_tag, max_len, tags). One a Rust host cannot hold (a lone surrogate, a
+/// 2^70 integer) fails naming itself, but only after the module has checked the arguments
+/// before it (called with those alone), so that the first bad argument is reported, as in
+/// every runtime.
 fn key(k: &mut karlton_wasm_host::Instance, c: &Value) -> Result<Value, Fail> {
     let mut req = Map::new();
     req.insert("op".into(), "key_build".into());
+    if let Err(f) = key_request(c, &mut req) {
+        if req.contains_key("namespace") {
+            call(k, &Value::Object(req))?;
+        }
+        return Err(f);
+    }
+    let r = call(k, &Value::Object(req))?;
+    Ok(json!({"key": r["key"], "gen": r["generation_key"], "tags": r["tag_keys"]}))
+}
+
+/// Fills `req` with the case's arguments in order, up to the first that does not convert.
+fn key_request(c: &Value, req: &mut Map<String, Value>) -> Result<(), Fail> {
     req.insert("namespace".into(), string(&c["ns"], "namespace")?.into());
     let mut segs = Vec::new();
     for s in c["segs"].as_array().expect("segs") {
@@ -66,8 +83,38 @@ fn key(k: &mut karlton_wasm_host::Instance, c: &Value) -> Result<Value, Fail> {
             .collect::<Result<Vec<_>, _>>()?;
         req.insert("tags".into(), Value::Array(tags));
     }
-    let r = call(k, &Value::Object(req))?;
-    Ok(json!({"key": r["key"], "gen": r["generation_key"], "tags": r["tag_keys"]}))
+    Ok(())
+}
+
+/// The policy's fields in PolicySpec's order, the order the module reads them in (unknown ones
+/// first). A value a Rust host cannot put in JSON (NaN, a lone surrogate, a 2^70 integer) fails
+/// naming its field, but only after the module has read the fields before it: a conversion
+/// error of theirs (their JSON type or sign) is reported first, as in every runtime; their
+/// value checks (`Policy::new`'s) come after every conversion, so they do not.
+fn policy(k: &mut karlton_wasm_host::Instance, c: &Value) -> Result<Value, Fail> {
+    const ORDER: [&str; 14] = [
+        "soft_ttl_ms", "hard_ttl_ms", "jitter", "early_refresh", "negative_ttl_ms",
+        "stale_if_error_ms", "lease_ttl_ms", "lock_wait_ms", "lock_backoff_ms", "on_lock_timeout",
+        "load_soft_timeout_ms", "load_hard_timeout_ms", "on_store_error", "max_value_bytes",
+    ];
+    let mut fields: Vec<&Value> = c["spec"].as_array().expect("spec").iter().collect();
+    fields.sort_by_key(|fv| ORDER.iter().position(|f| fv[0] == *f).map_or(0, |i| i + 1));
+    let mut spec = Map::new();
+    for fv in fields {
+        let f = fv[0].as_str().expect("field");
+        match value(&fv[1], f) {
+            Ok(v) => {
+                spec.insert(f.to_string(), v);
+            }
+            Err(fail) => {
+                return match call(k, &json!({"op": "policy", "policy": spec})) {
+                    Err(e) if e.kind.as_deref() == Some("json") => Err(e),
+                    _ => Err(fail),
+                };
+            }
+        }
+    }
+    call(k, &json!({"op": "policy", "policy": spec}))
 }
 
 fn main() {
@@ -80,14 +127,7 @@ fn main() {
             let p = value(&c["params"], "params")?;
             call(&mut k, &json!({"op": "params_hash", "params": p})).map(|r| r["hash"].clone())
         }
-        "policy" => {
-            let mut spec = Map::new();
-            for fv in c["spec"].as_array().expect("spec") {
-                let f = fv[0].as_str().expect("field");
-                spec.insert(f.to_string(), value(&fv[1], f)?);
-            }
-            call(&mut k, &json!({"op": "policy", "policy": spec}))
-        }
+        "policy" => policy(&mut k, c),
         "entry" => {
             let e = call(&mut k, &json!({"op": "entry_decode", "hex": c["hex"]}))?;
             let s = |v: &Value| {
@@ -107,9 +147,23 @@ fn main() {
             }))
         }
         "describe" => {
-            let mut req = json!({"op": "entry_describe", "hex": c["hex"], "now_ms": u64_arg(&c["now"], "now_ms")?});
-            if let Some(v) = c.get("sie") {
-                req["policy"] = json!({ "stale_if_error_ms": u64_arg(v, "stale_if_error_ms")? });
+            let policy = match c.get("sie") {
+                Some(v) => Some(json!({ "stale_if_error_ms": u64_arg(v, "stale_if_error_ms")? })),
+                None => None,
+            };
+            // the policy is checked before the moment (the module reads them in that order)
+            let now = match u64_arg(&c["now"], "now_ms") {
+                Ok(n) => n,
+                Err(f) => {
+                    if let Some(p) = &policy {
+                        call(&mut k, &json!({"op": "policy", "policy": p}))?;
+                    }
+                    return Err(f);
+                }
+            };
+            let mut req = json!({"op": "entry_describe", "hex": c["hex"], "now_ms": now});
+            if let Some(p) = policy {
+                req["policy"] = p;
             }
             let i = call(&mut k, &req)?;
             let s = |v: &Value| {

@@ -162,6 +162,44 @@ fn malformed_requests_are_errors() {
     alive(&mut k);
 }
 
+/// Issue 9: params sent inline are read as they are alone — the request object takes no nesting
+/// level from them — and a too-deep member is refused at its turn, naming itself, not as a
+/// syntax error of the whole request; key_build checks its arguments in the one order of
+/// docs/value-model.md (namespace, segments, params, version, hash_tag, max_len, tags).
+#[test]
+fn inline_params_nest_as_deep_as_params_json_and_key_arguments_are_checked_in_order() {
+    let mut k = plugin().instantiate().unwrap();
+    let nest = |d: usize| format!("{}{}", r#"{"k":["#.repeat(d / 2), "]}".repeat(d / 2));
+    for depth in [2usize, 126, 128, 130, 5000] {
+        let p = nest(depth);
+        let text = serde_json::to_string(&p).unwrap();
+        let inline = k.call_json(&format!(r#"{{"op":"params_hash","params":{p}}}"#)).unwrap();
+        let as_text = k.call_json(&format!(r#"{{"op":"params_hash","params_json":{text}}}"#)).unwrap();
+        assert_eq!(inline, as_text, "depth {depth}");
+        let key = k.call_json(&format!(r#"{{"op":"key_build","namespace":"n","params":{p},"version":1}}"#)).unwrap();
+        if depth <= 128 {
+            assert!(inline.starts_with(r#"{"ok":"#) && key.starts_with(r#"{"ok":"#), "depth {depth}: {inline} {key}");
+        } else {
+            assert!(key.contains(r#""code":"key""#) && key.contains(r#""kind":"invalid_json""#), "depth {depth}: {key}");
+            // a too-deep member read as a value (not as raw text) is refused naming it
+            let r = k.call_json(&format!(r#"{{"op":"key_build","namespace":"n","segments":{p}}}"#)).unwrap();
+            assert!(r.contains(r#""code":"bad_request""#) && r.contains("`segments` is nested deeper than 128 levels"), "{r}");
+        }
+    }
+    alive(&mut k);
+    // The first bad argument in the one order is reported, whatever else is wrong after it.
+    let first = |k: &mut Instance, req: &str| -> String {
+        let r: Value = serde_json::from_str(&k.call_json(req).unwrap()).unwrap();
+        format!("{} {}", r["error"]["code"].as_str().unwrap(), r["error"]["detail"]["kind"].as_str().unwrap_or(""))
+    };
+    let deep = nest(200);
+    assert_eq!(first(&mut k, r#"{"op":"key_build","namespace":"","segments":[5],"max_len":1}"#), "key empty_namespace");
+    assert_eq!(first(&mut k, &format!(r#"{{"op":"key_build","namespace":"","params":{deep}}}"#)), "key empty_namespace");
+    assert_eq!(first(&mut k, &format!(r#"{{"op":"key_build","namespace":"n","params":{deep},"version":-1}}"#)), "key invalid_json");
+    assert_eq!(first(&mut k, r#"{"op":"key_build","namespace":"n","version":-1,"max_len":1}"#), "bad_request ");
+    assert_eq!(first(&mut k, r#"{"op":"key_build","namespace":"n","max_len":1,"tags":[5]}"#), "key max_len_too_small");
+}
+
 #[test]
 fn handles_live_until_dropped_and_flows_reject_unexpected_input() {
     let mut k = plugin().instantiate().unwrap();

@@ -34,6 +34,12 @@ def _ms(name: str, value: Any) -> int:
     return ms
 
 
+def _backoff(value: Any) -> list[int]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise TypeError(f"Policy(): lock_backoff must be a list of seconds, not {type(value).__name__}")
+    return [_ms("lock_backoff", b) for b in value]
+
+
 def _int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"Policy(): {name} must be an int (bytes), not {type(value).__name__}")
@@ -106,8 +112,8 @@ class Policy:
             load_soft_timeout=load_soft_timeout, load_hard_timeout=load_hard_timeout,
             on_store_error=on_store_error, max_value_bytes=max_value_bytes,
         )
-        if isinstance(lock_backoff, (str, bytes)) or not isinstance(lock_backoff, (list, tuple)):
-            raise TypeError(f"Policy(): lock_backoff must be a list of seconds, not {type(lock_backoff).__name__}")
+        # Each argument is converted in the core's field order (the order of this dict), so that
+        # of several bad ones the same is reported in every runtime (docs/value-model.md).
         spec: dict[str, Any] = {
             "soft_ttl_ms": _ms("soft_ttl", soft_ttl),
             "hard_ttl_ms": None if hard_ttl is None else _ms("hard_ttl", hard_ttl),
@@ -117,7 +123,7 @@ class Policy:
             "stale_if_error_ms": _ms("stale_if_error", stale_if_error),
             "lease_ttl_ms": _ms("lease_ttl", lease_ttl),
             "lock_wait_ms": _ms("lock_wait", lock_wait),
-            "lock_backoff_ms": [_ms("lock_backoff", b) for b in lock_backoff],
+            "lock_backoff_ms": _backoff(lock_backoff),
             "on_lock_timeout": _choice("on_lock_timeout", on_lock_timeout, _ON_LOCK_TIMEOUT),
             "load_soft_timeout_ms": None if load_soft_timeout is None else _ms("load_soft_timeout", load_soft_timeout),
             "load_hard_timeout_ms": None if load_hard_timeout is None else _ms("load_hard_timeout", load_hard_timeout),
@@ -127,8 +133,10 @@ class Policy:
         try:
             native = PolicyCore.from_json(json.dumps(spec))
         except ValueError as e:
-            # The core names its fields in ms (`hard_ttl_ms`); name the Python argument.
-            raise ValueError("Policy(): " + _MS_NAME.sub(r"`\1`", str(e)).removeprefix("policy: ")) from None
+            # The core names its fields in ms (`hard_ttl_ms`); name the Python argument (first:
+            # a value only the core refuses, like max_value_bytes=-1, is "invalid JSON: `field`: ...").
+            msg = _MS_NAME.sub(r"`\1`", str(e)).removeprefix("policy: ").removeprefix("invalid JSON: ")
+            raise ValueError("Policy(): " + msg) from None
         self._native = native
         self._kwargs = kwargs
 

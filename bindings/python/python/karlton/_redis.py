@@ -41,6 +41,13 @@ class RedisStore:
     slot and follows ``MOVED``/``ASK``/``TRYAGAIN`` and failovers by its own retry settings; the
     fast read goes straight to the node that owns the entry's slot (core's slot rule), and
     anything but a clean reply from it (a ``MOVED``, a dead node) falls back to the script path.
+
+    **Failure behaviour is your client's**: karlton changes none of its settings, so a call
+    against a dead Redis takes as long as the client's timeouts and retries allow — about 3–4 s
+    with redis-py's defaults (no socket timeout, retries with backoff), where the Rust and Node
+    stores give up after 250 ms. :meth:`from_url` builds a client with that bound; on your own
+    client set ``socket_timeout=0.25, socket_connect_timeout=0.25`` and
+    ``retry=Retry(NoBackoff(), 0)`` for the same.
     """
 
     __slots__ = (
