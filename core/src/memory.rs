@@ -473,7 +473,7 @@ impl MemoryStore {
         sh.touch(i);
         let s = &sh.nodes[i].slot;
         let e = s.entry.as_ref()?;
-        if s.gens.len() != gen_keys.len() {
+        if s.gens.len() != gen_keys.len() || now_ms >= s.expire_at {
             return None;
         }
         if let Some(g) = &gens {
@@ -703,7 +703,9 @@ impl MemoryStore {
             Some(i) => {
                 sh.touch(i);
                 let s = &sh.nodes[i].slot;
-                let valid = s.entry.is_some() && s.gens == generations;
+                // Past expire_at the entry is gone (the slot lives on only for its lease), as
+                // on Redis, whose counters are kept only until then.
+                let valid = s.entry.is_some() && now < s.expire_at && s.gens == generations;
                 let entry = if valid { s.entry.clone() } else { None };
                 let needs = !valid || s.marked_stale || now >= s.soft_at;
                 let held = s.live_lease(now).filter(|_| s.lease_gens == generations);
