@@ -791,6 +791,34 @@ mod tests {
         assert_eq!(p.total_weight(), 3);
     }
 
+    /// Issue 11: units held outside the lists (the memory store's generation counters) make
+    /// entries give way; an entry heavier than the room left is not kept.
+    #[test]
+    fn reserved_units_make_entries_give_way() {
+        let mut p = WTinyLfu::new(10, 1);
+        let mut out = Vec::new();
+        for id in 0..10 {
+            p.insert(id, id as u64 + 1, 1);
+        }
+        p.evict(None, |_| false, &mut out);
+        assert!(out.is_empty());
+        p.set_reserved(3);
+        assert_eq!(p.reserved(), 3);
+        p.evict(None, |_| false, &mut out);
+        assert_eq!(out.len(), 3);
+        assert_eq!(p.total_weight(), 7);
+        out.clear();
+        p.insert(10, 11, 8);
+        p.evict(Some(10), |_| false, &mut out);
+        assert!(out.contains(&(10, Cause::Oversized)), "8 units do not fit in the 7 left: {out:?}");
+        assert!(p.total_weight() <= 7);
+        out.clear();
+        p.set_reserved(0);
+        p.insert(11, 12, 3);
+        p.evict(Some(11), |_| false, &mut out);
+        assert!(out.is_empty(), "room again once the reservation is gone: {out:?}");
+    }
+
     #[test]
     fn the_admission_coin_is_flipped_only_against_a_saturated_victim() {
         let mut p = WTinyLfu::new(1000, 5);
