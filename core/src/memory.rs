@@ -574,9 +574,10 @@ impl MemoryStore {
                 };
                 if slot.cost(key) > sh.room() {
                     // Larger than this shard's whole budget (less its counters): keeping it
-                    // would flush the shard and still break `max_bytes`. It is evicted at once, as Caffeine does with
-                    // an entry heavier than the cache; the value it replaces goes too (a reader
-                    // must not get it after this write), its version floor stays.
+                    // would flush the shard and still break `max_bytes`. It is evicted at once,
+                    // as Caffeine does with an entry heavier than the cache; the value it
+                    // replaces goes too (a reader must not get it after this write), its version
+                    // floor stays.
                     if let Some(i) = found {
                         let old = &sh.nodes[i].slot;
                         if old.version.is_none() && slot.version.is_none() {
