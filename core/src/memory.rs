@@ -357,29 +357,40 @@ impl MemoryStore {
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Drop every 8th counter (the first one included, so a small map shrinks too), refund
-    /// their bytes to their shards, and move "absent" to a value never used before. Returns how
-    /// many went. Fail closed: a dropped counter must not read as a value some entry was
-    /// stamped with (its old value, or the absent value of entries filled before its first
-    /// bump — that would bring them back), so every entry under a dropped or never-bumped
-    /// counter reads as orphaned: misses, never a stale hit.
+    /// Drop about every 8th counter (at least one, so a small map shrinks too), refund their
+    /// bytes to their shards, and move "absent" to a value never used before. Returns how many
+    /// went. Fail closed: a dropped counter must not read as a value some entry was stamped
+    /// with (its old value, or the absent value of entries filled before its first bump — that
+    /// would bring them back), so every entry under a dropped or never-bumped counter reads as
+    /// orphaned: misses, never a stale hit. Which ones go is decided by the stable key hash,
+    /// salted by the current absent value (so each round picks others), never by the map's
+    /// iteration order, which differs between platforms (hashbrown's group width): the same ops
+    /// drop the same counters in every runtime.
     fn drop_gens(&self, g: &mut HashMap<String, u64, Hasher>) -> u64 {
+        let a = self.absent_gen.load(Ordering::Relaxed);
+        let salt = self.seed ^ a;
         let mut refund = vec![0usize; self.shards.len()];
-        let (before, mut i) = (g.len(), 0usize);
+        let before = g.len();
         g.retain(|k, _| {
-            let keep = i % 8 != 0;
-            i += 1;
+            let keep = key_hash(salt, k) % 8 != 0;
             if !keep {
                 refund[self.shard_of(key_hash(self.seed, k))] += gen_cost(k);
             }
             keep
         });
+        if g.len() == before {
+            // None fell on the 1-in-8: the lowest hash goes (a minimum, so order-independent).
+            let k = g.keys().min_by_key(|k| (key_hash(salt, k), k.as_str())).cloned();
+            if let Some(k) = k {
+                g.remove(&k);
+                refund[self.shard_of(key_hash(self.seed, &k))] += gen_cost(&k);
+            }
+        }
         for (si, b) in refund.into_iter().enumerate() {
             if b > 0 {
                 self.lock(si).charge_gens(b, false, 0);
             }
         }
-        let a = self.absent_gen.load(Ordering::Relaxed);
         self.absent_gen.store((a | 1 << 63).wrapping_add(1), Ordering::Relaxed);
         (before - g.len()) as u64
     }
