@@ -34,6 +34,7 @@ LUA = "core/src/redis"
 DEFAULT_TESTS = [
     ["--test", "conformance", "--", "--skip", "memory_and_redis_cluster_agree"],
     ["--test", "faults"],
+    ["--test", "counter_ttl"],
 ]
 
 

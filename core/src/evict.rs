@@ -238,6 +238,9 @@ pub struct WTinyLfu {
     tail: [u32; 3],
     weight: [u64; 3],
     max: u64,
+    /// Units held outside the lists (the memory store's generation counters): entries fit in
+    /// `max - reserved`.
+    reserved: u64,
     window_max: u64,
     protected_max: u64,
     sketch: Option<FrequencySketch>,
@@ -261,6 +264,7 @@ impl WTinyLfu {
             tail: [NIL; 3],
             weight: [0; 3],
             max,
+            reserved: 0,
             window_max,
             protected_max: main * PROTECTED_PERMILLE / 1000,
             sketch: None,
@@ -276,6 +280,17 @@ impl WTinyLfu {
     /// Capacity in weight units.
     pub fn capacity(&self) -> u64 {
         self.max
+    }
+
+    /// Set the units held outside the lists (see [`evict`](Self::evict)); call `evict` after
+    /// raising it.
+    pub fn set_reserved(&mut self, units: u64) {
+        self.reserved = units;
+    }
+
+    /// Units held outside the lists.
+    pub fn reserved(&self) -> u64 {
+        self.reserved
     }
 
     /// Weight held (all regions).
@@ -431,8 +446,9 @@ impl WTinyLfu {
 
     /// Make room: resize the window if the climber says so, move window overflow to probation
     /// as candidates, then evict (candidate vs victim by estimated frequency) until the total
-    /// weight fits. Never evicts `keep` unless it alone outweighs the capacity; entries for
-    /// which `is_dead` holds go first, without a contest. The evicted ids are appended to `out`.
+    /// weight fits in the capacity less the reserved units. Never evicts `keep` unless it alone
+    /// outweighs that room; entries for which `is_dead` holds go first, without a contest. The
+    /// evicted ids are appended to `out`.
     pub fn evict(&mut self, keep: Option<usize>, is_dead: impl Fn(usize) -> bool, out: &mut Vec<(usize, Cause)>) {
         self.climb();
         let mut candidates = 0usize;
@@ -445,10 +461,11 @@ impl WTinyLfu {
             candidates += 1;
         }
         let keep = keep.map_or(NIL, |k| k as u32);
+        let room = self.max.saturating_sub(self.reserved);
         let (mut vq, mut cq) = (Region::Probation, Region::Probation);
         let mut victim = self.head[Region::Probation as usize];
         let mut cand = self.tail[Region::Probation as usize];
-        while self.total_weight() > self.max {
+        while self.total_weight() > room {
             if candidates == 0 && cq == Region::Probation {
                 cand = self.head[Region::Window as usize];
                 cq = Region::Window;
@@ -469,11 +486,11 @@ impl WTinyLfu {
                 }
             }
             // The entry the current operation wrote stays (unless it alone is too heavy).
-            if victim != NIL && victim == keep && u64::from(self.links[keep as usize].weight) <= self.max {
+            if victim != NIL && victim == keep && u64::from(self.links[keep as usize].weight) <= room {
                 victim = self.links[victim as usize].next;
                 continue;
             }
-            if cand != NIL && cand == keep && u64::from(self.links[keep as usize].weight) <= self.max {
+            if cand != NIL && cand == keep && u64::from(self.links[keep as usize].weight) <= room {
                 cand = self.before(cand, cq);
                 candidates = candidates.saturating_sub(1);
                 continue;
@@ -494,7 +511,7 @@ impl WTinyLfu {
                 candidates = candidates.saturating_sub(1);
                 let cause = if is_dead(c as usize) {
                     Cause::Expired
-                } else if u64::from(self.links[c as usize].weight) > self.max {
+                } else if u64::from(self.links[c as usize].weight) > room {
                     Cause::Oversized
                 } else {
                     Cause::Rejected
@@ -513,7 +530,7 @@ impl WTinyLfu {
             if is_dead(c as usize) {
                 cand = self.before(c, cq);
                 self.drop_id(c, Cause::Expired, out);
-            } else if u64::from(self.links[c as usize].weight) > self.max {
+            } else if u64::from(self.links[c as usize].weight) > room {
                 cand = self.before(c, cq);
                 self.drop_id(c, Cause::Oversized, out);
             } else if self.admit(self.links[c as usize].hash, self.links[victim as usize].hash) {
@@ -772,6 +789,34 @@ mod tests {
         p.evict(Some(1), |_| false, &mut out);
         assert_eq!(out, vec![(1, Cause::Oversized)]);
         assert_eq!(p.total_weight(), 3);
+    }
+
+    /// Issue 11: units held outside the lists (the memory store's generation counters) make
+    /// entries give way; an entry heavier than the room left is not kept.
+    #[test]
+    fn reserved_units_make_entries_give_way() {
+        let mut p = WTinyLfu::new(10, 1);
+        let mut out = Vec::new();
+        for id in 0..10 {
+            p.insert(id, id as u64 + 1, 1);
+        }
+        p.evict(None, |_| false, &mut out);
+        assert!(out.is_empty());
+        p.set_reserved(3);
+        assert_eq!(p.reserved(), 3);
+        p.evict(None, |_| false, &mut out);
+        assert_eq!(out.len(), 3);
+        assert_eq!(p.total_weight(), 7);
+        out.clear();
+        p.insert(10, 11, 8);
+        p.evict(Some(10), |_| false, &mut out);
+        assert!(out.contains(&(10, Cause::Oversized)), "8 units do not fit in the 7 left: {out:?}");
+        assert!(p.total_weight() <= 7);
+        out.clear();
+        p.set_reserved(0);
+        p.insert(11, 12, 3);
+        p.evict(Some(11), |_| false, &mut out);
+        assert!(out.is_empty(), "room again once the reservation is gone: {out:?}");
     }
 
     #[test]

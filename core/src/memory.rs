@@ -31,6 +31,22 @@ type Hasher = BuildHasherDefault<DefaultHasher>;
 /// Bookkeeping bytes charged per entry on top of key and value.
 const OVERHEAD: usize = 96;
 
+/// Bookkeeping bytes charged per generation counter on top of its key and its 8-byte value:
+/// the map slot (a 24-byte `String` header, the value and a control byte) with hashbrown's
+/// growth slack, and the key allocation's header and rounding. Measured
+/// (`examples/memory_overhead.rs`): 35–61 heap bytes requested per counter besides key + 8, at
+/// 1 k / 100 k / 1 M counters, plus malloc's 8–16 per key allocation; 80 stays above that.
+pub const GEN_OVERHEAD: usize = 80;
+
+/// Generation counters may hold at most `1 / GEN_SHARE` of each shard's bytes; past that (or
+/// past the count bound) counters are dropped, failing closed (docs/eviction.md).
+pub const GEN_SHARE: usize = 4;
+
+/// Bytes a generation counter under `key` is charged against `max_bytes`.
+pub fn gen_cost(key: &str) -> usize {
+    key.len() + 8 + GEN_OVERHEAD
+}
+
 /// Smallest entry budget a shard is given: a store with `max_entries` below
 /// `shards × MIN_ENTRIES_PER_SHARD` uses fewer shards. Each shard runs its own W-TinyLFU, and
 /// small ones lose hit ratio (16 shards at 100,000 entries cost 1 point on Zipf 0.8 against 2;
@@ -42,7 +58,8 @@ pub const MIN_ENTRIES_PER_SHARD: usize = 32_768;
 pub struct MemoryStoreConfig {
     /// Most entries kept (leases and version floors count too).
     pub max_entries: usize,
-    /// Most bytes kept (keys + encoded entries + a fixed overhead each).
+    /// Most bytes kept: keys + encoded entries + a fixed overhead each, and the generation
+    /// counters (key + value + [`GEN_OVERHEAD`] each, at most `1 / GEN_SHARE` of the bytes).
     pub max_bytes: usize,
     /// Most independently locked shards (rounded up to a power of two; fewer when
     /// `max_entries` is small, see [`MIN_ENTRIES_PER_SHARD`]).
@@ -127,6 +144,9 @@ struct Shard {
     nodes: Vec<Node>,
     free: Vec<usize>,
     bytes: usize,
+    /// Bytes of the generation counters charged to this shard (the shard of the counter's key);
+    /// the policy holds them as reserved units, so entries make room for them.
+    gen_bytes: usize,
     /// This shard's budget, for weighing slots in policy units.
     max_entries: usize,
     max_bytes: usize,
@@ -142,6 +162,7 @@ impl Shard {
             nodes: Vec::new(),
             free: Vec::new(),
             bytes: 0,
+            gen_bytes: 0,
             max_entries,
             max_bytes,
             policy: WTinyLfu::new(max_entries as u64, seed),
@@ -158,6 +179,22 @@ impl Shard {
         #[cfg(not(target_pointer_width = "64"))]
         let w = (cost as u64 * self.max_entries as u64).div_ceil(self.max_bytes as u64);
         w.clamp(1, u32::MAX.into()) as u32
+    }
+    /// Bytes an entry may use: the budget less what counters hold here.
+    fn room(&self) -> usize {
+        self.max_bytes.saturating_sub(self.gen_bytes)
+    }
+    /// Charge (`add`) or refund counter bytes; after a charge, evict entries until everything
+    /// fits again. Returns how many slots went for space.
+    fn charge_gens(&mut self, bytes: usize, add: bool, now: u64) -> u64 {
+        self.gen_bytes = if add { self.gen_bytes + bytes } else { self.gen_bytes - bytes };
+        // The same rounding up as `weight`, over the sum (0 bytes reserve nothing).
+        #[cfg(target_pointer_width = "64")]
+        let units = (self.gen_bytes as u128 * self.max_entries as u128).div_ceil(self.max_bytes as u128) as u64;
+        #[cfg(not(target_pointer_width = "64"))]
+        let units = (self.gen_bytes as u64 * self.max_entries as u64).div_ceil(self.max_bytes as u64);
+        self.policy.set_reserved(units);
+        if add { self.evict(None, now) } else { 0 }
     }
     fn touch(&mut self, i: usize) {
         self.policy.access(i);
@@ -216,11 +253,11 @@ impl Shard {
     }
     /// Evict until within budget, never the node `keep` (unless it alone outweighs the shard).
     /// Returns how many slots went for space (dead slots dropped on the way are not counted).
-    fn evict(&mut self, keep: usize, now: u64) -> u64 {
+    fn evict(&mut self, keep: Option<usize>, now: u64) -> u64 {
         let mut out = std::mem::take(&mut self.out);
         out.clear();
         let nodes = &self.nodes;
-        self.policy.evict(Some(keep), |id| nodes[id].slot.dead(now), &mut out);
+        self.policy.evict(keep, |id| nodes[id].slot.dead(now), &mut out);
         let mut n = 0;
         for &(id, cause) in &out {
             self.free_node(id);
@@ -305,11 +342,57 @@ impl MemoryStore {
     /// The shard holding `key`, locked, and the key's stable hash.
     fn shard(&self, key: &str) -> (std::sync::MutexGuard<'_, Shard>, u64) {
         let h = key_hash(self.seed, key);
-        // High bits pick the shard; the sketch uses the hash as a whole.
-        let i = (h >> 40) as usize & (self.shards.len() - 1);
+        (self.lock(self.shard_of(h)), h)
+    }
+
+    /// The shard index of a key with stable hash `h`: high bits pick it; the sketch uses the
+    /// hash as a whole.
+    fn shard_of(&self, h: u64) -> usize {
+        (h >> 40) as usize & (self.shards.len() - 1)
+    }
+
+    fn lock(&self, i: usize) -> std::sync::MutexGuard<'_, Shard> {
         // A panic while holding a shard lock cannot leave a slot half-written (every mutation
         // is a whole-value assignment), so a poisoned lock is safe to keep using.
-        (self.shards[i].lock().unwrap_or_else(|p| p.into_inner()), h)
+        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drop about every 8th counter (at least one, so a small map shrinks too), refund their
+    /// bytes to their shards, and move "absent" to a value never used before. Returns how many
+    /// went. Fail closed: a dropped counter must not read as a value some entry was stamped
+    /// with (its old value, or the absent value of entries filled before its first bump — that
+    /// would bring them back), so every entry under a dropped or never-bumped counter reads as
+    /// orphaned: misses, never a stale hit. Which ones go is decided by the stable key hash,
+    /// salted by the current absent value (so each round picks others), never by the map's
+    /// iteration order, which differs between platforms (hashbrown's group width): the same ops
+    /// drop the same counters in every runtime.
+    fn drop_gens(&self, g: &mut HashMap<String, u64, Hasher>) -> u64 {
+        let a = self.absent_gen.load(Ordering::Relaxed);
+        let salt = self.seed ^ a;
+        let mut refund = vec![0usize; self.shards.len()];
+        let before = g.len();
+        g.retain(|k, _| {
+            let keep = key_hash(salt, k) % 8 != 0;
+            if !keep {
+                refund[self.shard_of(key_hash(self.seed, k))] += gen_cost(k);
+            }
+            keep
+        });
+        if g.len() == before {
+            // None fell on the 1-in-8: the lowest hash goes (a minimum, so order-independent).
+            let k = g.keys().min_by_key(|k| (key_hash(salt, k), k.as_str())).cloned();
+            if let Some(k) = k {
+                g.remove(&k);
+                refund[self.shard_of(key_hash(self.seed, &k))] += gen_cost(&k);
+            }
+        }
+        for (si, b) in refund.into_iter().enumerate() {
+            if b > 0 {
+                self.lock(si).charge_gens(b, false, 0);
+            }
+        }
+        self.absent_gen.store((a | 1 << 63).wrapping_add(1), Ordering::Relaxed);
+        (before - g.len()) as u64
     }
 
     fn generations(&self, gen_keys: &[String]) -> Vec<u64> {
@@ -369,9 +452,27 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    /// Bytes charged against `max_bytes`.
+    /// Bytes charged against `max_bytes`: entries, leases and version floors, and the
+    /// generation counters ([`MemoryStore::generation_bytes`]).
     pub fn bytes(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).bytes).sum()
+        self.shards
+            .iter()
+            .map(|s| {
+                let s = s.lock().unwrap_or_else(|p| p.into_inner());
+                s.bytes + s.gen_bytes
+            })
+            .sum()
+    }
+
+    /// The part of [`MemoryStore::bytes`] held by generation counters (namespaces and tags
+    /// ever bumped and still kept): key + 8 + [`GEN_OVERHEAD`] each.
+    pub fn generation_bytes(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).gen_bytes).sum()
+    }
+
+    /// Generation counters kept.
+    pub fn generation_count(&self) -> usize {
+        self.gens.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// The entry bytes for `key` if present and not orphaned by a generation bump, with its
@@ -385,7 +486,7 @@ impl MemoryStore {
         sh.touch(i);
         let s = &sh.nodes[i].slot;
         let e = s.entry.as_ref()?;
-        if s.gens.len() != gen_keys.len() {
+        if s.gens.len() != gen_keys.len() || now_ms >= s.expire_at {
             return None;
         }
         if let Some(g) = &gens {
@@ -482,11 +583,12 @@ impl MemoryStore {
                     lease_gens: Vec::new(),
                     memo: None,
                 };
-                if slot.cost(key) > sh.max_bytes {
-                    // Larger than this shard's whole budget: keeping it would flush the shard
-                    // and still break `max_bytes`. It is evicted at once, as Caffeine does with
-                    // an entry heavier than the cache; the value it replaces goes too (a reader
-                    // must not get it after this write), its version floor stays.
+                if slot.cost(key) > sh.room() {
+                    // Larger than this shard's whole budget (less its counters): keeping it
+                    // would flush the shard and still break `max_bytes`. It is evicted at once,
+                    // as Caffeine does with an entry heavier than the cache; the value it
+                    // replaces goes too (a reader must not get it after this write), its version
+                    // floor stays.
                     if let Some(i) = found {
                         let old = &sh.nodes[i].slot;
                         if old.version.is_none() && slot.version.is_none() {
@@ -506,7 +608,7 @@ impl MemoryStore {
                     }
                     None => sh.insert(key, hash, slot),
                 };
-                let ev = sh.evict(i, now_ms);
+                let ev = sh.evict(Some(i), now_ms);
                 if ev > 0 {
                     self.evictions.fetch_add(ev, Ordering::Relaxed);
                 }
@@ -561,27 +663,39 @@ impl MemoryStore {
             }
             StoreOp::Bump { gen_key, value } => {
                 let mut g = self.gens.write().unwrap_or_else(|p| p.into_inner());
-                if g.len() >= self.max_gens && !g.contains_key(gen_key) {
-                    // Bounded (a million distinct tags must not grow the store without limit):
-                    // drop every 8th counter, so the cost per new counter stays constant.
-                    // It must fail closed: a dropped counter must not read as a value some
-                    // entry was stamped with (its old value, or the 0 of entries filled before
-                    // its first bump — that would bring them back). So "absent" moves to a value
-                    // never used before: every entry under a dropped or never-bumped counter
-                    // reads as orphaned — misses, never a stale hit.
-                    let (before, mut i) = (g.len(), 0usize);
-                    g.retain(|_, _| {
-                        i += 1;
-                        i % 8 != 0
-                    });
-                    let a = self.absent_gen.load(Ordering::Relaxed);
-                    self.absent_gen.store((a | 1 << 63).wrapping_add(1), Ordering::Relaxed);
-                    self.evictions.fetch_add((before - g.len()) as u64, Ordering::Relaxed);
+                // Lock order: generations, then a shard.
+                let new = (!g.contains_key(gen_key)).then(|| (gen_cost(gen_key), self.shard_of(key_hash(self.seed, gen_key))));
+                let mut kept = true;
+                if let Some((cost, si)) = new {
+                    // Bounded by count and by bytes (a million distinct tags must not grow the
+                    // store past either): counters take at most 1/GEN_SHARE of the bytes of the
+                    // shard they are charged to; past that, counters are dropped (fail closed,
+                    // see `drop_gens`) until the new one fits.
+                    let share = self.lock(si).max_bytes / GEN_SHARE;
+                    if cost > share {
+                        // Heavier than the whole share (a huge key in a tiny store): not kept.
+                        // Moving "absent" still orphans what was stamped under it (fail closed).
+                        let a = self.absent_gen.load(Ordering::Relaxed);
+                        self.absent_gen.store((a | 1 << 63).wrapping_add(1), Ordering::Relaxed);
+                        kept = false;
+                    }
+                    while kept && (g.len() >= self.max_gens || self.lock(si).gen_bytes + cost > share) {
+                        let n = self.drop_gens(&mut g);
+                        self.evictions.fetch_add(n, Ordering::Relaxed);
+                    }
+                }
+                if !kept {
+                    return StoreReply::Bumped { generation: self.absent_gen.load(Ordering::Relaxed) };
                 }
                 let old = g.get(gen_key).copied().unwrap_or(self.absent_gen.load(Ordering::Relaxed));
                 // Never "bump" to the same value (would not orphan anything).
                 let v = if *value == old { value.wrapping_add(1).max(1) } else { *value };
                 g.insert(gen_key.clone(), v);
+                if let Some((cost, si)) = new {
+                    // Entries in the counter's shard make room for it.
+                    let ev = self.lock(si).charge_gens(cost, true, now_ms);
+                    self.evictions.fetch_add(ev, Ordering::Relaxed);
+                }
                 StoreReply::Bumped { generation: v }
             }
         }
@@ -603,7 +717,9 @@ impl MemoryStore {
             Some(i) => {
                 sh.touch(i);
                 let s = &sh.nodes[i].slot;
-                let valid = s.entry.is_some() && s.gens == generations;
+                // Past expire_at the entry is gone (the slot lives on only for its lease), as
+                // on Redis, whose counters are kept only until then.
+                let valid = s.entry.is_some() && now < s.expire_at && s.gens == generations;
                 let entry = if valid { s.entry.clone() } else { None };
                 let needs = !valid || s.marked_stale || now >= s.soft_at;
                 let held = s.live_lease(now).filter(|_| s.lease_gens == generations);
@@ -633,7 +749,7 @@ impl MemoryStore {
                     slot.lease = Some((token, until));
                     slot.lease_gens.clone_from(&generations);
                     let i = sh.insert(key, hash, slot);
-                    let ev = sh.evict(i, now);
+                    let ev = sh.evict(Some(i), now);
                     if ev > 0 {
                         self.evictions.fetch_add(ev, Ordering::Relaxed);
                     }

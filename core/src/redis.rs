@@ -23,7 +23,9 @@
 //!   a script reads an entry and its counters with one `MGET` and writes it, expiry included,
 //!   with one `SET`: a stampede on a missing key costs 10 commands server-side, Lua's included.
 //! - One **plain string per generation counter** (`ns:!gen`, `ns:!tag:<tag>`; `<value>:<epoch>`;
-//!   missing = 0 = never bumped). Counters carry no TTL.
+//!   missing = 0 = never bumped). A counter's TTL is at least that of every entry stamped with
+//!   it (`fill` creates or extends it with `PEXPIREAT … GT`), and at least
+//!   [`BUMPED_COUNTER_TTL_MS`] after a bump; one made before counters had TTLs keeps none.
 //!
 //! Every key a script touches is passed in `KEYS` (entry key first, then its counters), so with
 //! hash-tag keys one call stays in one Cluster slot. `now` comes from `TIME` inside the script, so
@@ -131,6 +133,12 @@ fn with_gens(key: &str, gen_keys: &[String]) -> Vec<String> {
     keys
 }
 
+/// How long a bumped counter lives at least after its bump (the longest lease,
+/// [`crate::policy::MAX_LEASE_TTL_MS`]): a load that read the counter before the bump finishes
+/// within its lease, and until then the counter reads as the bumped value, never as absent (0),
+/// so that load's fill is refused (docs/redis.md, "Counter TTLs").
+pub const BUMPED_COUNTER_TTL_MS: u64 = crate::policy::MAX_LEASE_TTL_MS;
+
 /// Which script runs `op`, with which `KEYS` and `ARGV`.
 pub fn encode_op(op: &StoreOp) -> RedisCall {
     let (i, keys, args) = match op {
@@ -167,9 +175,11 @@ pub fn encode_op(op: &StoreOp) -> RedisCall {
         StoreOp::Extend { key, token, lease_ttl_ms } => {
             (EXTEND, vec![key.clone()], vec![num(*token), num(*lease_ttl_ms)])
         }
-        StoreOp::Bump { gen_key, value } => {
-            (BUMP, vec![gen_key.clone()], vec![num(*value), num(value.wrapping_add(1).max(1))])
-        }
+        StoreOp::Bump { gen_key, value } => (
+            BUMP,
+            vec![gen_key.clone()],
+            vec![num(*value), num(value.wrapping_add(1).max(1)), num(BUMPED_COUNTER_TTL_MS)],
+        ),
     };
     RedisCall { script: &SCRIPTS[i], keys, args }
 }
@@ -292,7 +302,7 @@ mod tests {
         assert_eq!(c.keys, vec!["{ns}:a", "{ns}:!gen"]);
         assert_eq!(c.args, vec![b"1".to_vec(), b"500".to_vec(), b"42".to_vec()]);
         let b = encode_op(&StoreOp::Bump { gen_key: "g".into(), value: 7 });
-        assert_eq!(b.args, vec![b"7".to_vec(), b"8".to_vec()]);
+        assert_eq!(b.args, vec![b"7".to_vec(), b"8".to_vec(), b"3600000".to_vec()]);
     }
 
     #[test]

@@ -175,6 +175,32 @@ pub fn eviction() -> File {
         assert!(e["bytes"].as_u64().unwrap() <= 1_000, "bytes {}", e["bytes"]);
     }
     {
+        // Generation counters count in max_bytes (docs/eviction.md): entries make room for them
+        // up to a quarter of the bytes, then counters are dropped.
+        let mut t = Trace::new(100, 4_000, 0);
+        let ks = keys("c", 12);
+        for k in &ks {
+            t.get_sized(k, 150, 1 << 40);
+        }
+        assert_eq!(t.store.evictions(), 0, "the entries fit before the counters come");
+        for i in 0..8 {
+            t.now += 1;
+            t.run(StoreOp::Bump { gen_key: format!("ev:!tag:{i}"), value: 1 + i });
+        }
+        assert_eq!(t.store.generation_count(), 8);
+        let room = t.store.evictions();
+        assert!(room > 0, "entries made room for the counters");
+        for i in 8..40 {
+            t.now += 1;
+            t.run(StoreOp::Bump { gen_key: format!("ev:!tag:{i}"), value: 1 + i });
+        }
+        assert!(t.store.generation_count() < 40, "past their share, counters are dropped");
+        assert!(t.store.generation_bytes() <= 1_000);
+        assert!(t.held_all(&ks) > 0, "entries keep three quarters");
+        let e = t.emit(&mut f, "counters_count_in_the_byte_bound", "12 entries of ~280 bytes in a 4000-byte store, then 40 tag bumps: entries are evicted for the counters' bytes (key + 8 + 80 each) up to a quarter of the store, then counters are dropped; bytes (counters included) never exceed the bound");
+        assert!(e["bytes"].as_u64().unwrap() <= 4_000, "bytes {}", e["bytes"]);
+    }
+    {
         let mut t = Trace::new(4, 1 << 20, 0);
         t.get_sized("ev:short1", 4, 100);
         t.get_sized("ev:short2", 4, 100);

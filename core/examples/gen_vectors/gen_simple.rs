@@ -1166,6 +1166,39 @@ pub fn store() -> File {
         (0, bump("a:!tag:x", 2), bumped(2)),
         (1, read_g(k, &["a:!tag:x", "a:!tag:none", "a:!gen"], "none", 0, 0), rr(1, None, false, vec![2, 0, 1], notreq())),
     ]);
+    // Counters that expire with their entries (Redis: fill keeps a counter until the entry's
+    // expire_at, a bump keeps it an hour; docs/redis.md "Counter TTLs") must be invisible: what
+    // a reader sees is what the memory store, whose counters never expire, answers.
+    let fill_gx = |v: &str, t: u64, token: Option<u64>, gens: Vec<u64>, expire_at: u64| {
+        let mut op = fill_g(k, v, t, None, token, &[g], Some(gens));
+        op["expire_at"] = json!(expire_at);
+        op
+    };
+    sc(&mut f, "entry_not_served_past_expire_at_under_a_live_lease", "a live lease keeps the slot past expire_at, not the entry: from expire_at on a read answers no entry (the lease still holds, and its holder may fill)", vec![
+        (0, fill_x(k, "v1", 0, None, 300), stored()),
+        (200, read(k, "force", 500, 5), rr(200, e1(0), false, vec![], granted(5))),
+        (299, read(k, "none", 0, 0), rr(299, e1(0), false, vec![], notreq())),
+        (300, read(k, "none", 0, 0), rr(300, None, false, vec![], notreq())),
+        (400, read(k, "if_needed", 500, 6), rr(400, None, false, vec![], held(700))),
+        (500, fill(k, "v2", 500, None, Some(5)), stored()),
+        (600, read(k, "none", 0, 0), rr(600, Some(entry_hex("v2", 500, None, vec![])), false, vec![], notreq())),
+    ]);
+    sc(&mut f, "counter_expired_with_its_entry_then_bumped", "the counter's only entry expired (on Redis the counter with it): it reads 0; a bump then still refuses the fill of a load that read 0 before it, and frees the key for the new generation", vec![
+        (0, fill_gx("v1", 0, None, vec![0], 300), stored()),
+        (100, read_g(k, &[g], "none", 0, 0), rr(100, Some(entry_hex("v1", 0, None, vec![0])), false, vec![0], notreq())),
+        (400, read_g(k, &[g], "if_needed", 500, 7), rr(400, None, false, vec![0], granted(7))),
+        (500, bump(g, 9), bumped(9)),
+        (600, fill_gx("old", 600, Some(7), vec![0], 2600), rejected("generation_changed")),
+        (700, read_g(k, &[g], "if_needed", 500, 8), rr(700, None, false, vec![9], granted(8))),
+        (800, fill_gx("new", 800, Some(8), vec![9], 2800), stored()),
+        (900, read_g(k, &[g], "none", 0, 0), rr(900, Some(entry_hex("new", 800, None, vec![9])), false, vec![9], notreq())),
+    ]);
+    sc(&mut f, "counter_expired_with_its_entry_refills", "the counter's only entry expired: a new fill under generation 0 is stored and served (on Redis it creates a new incarnation of the counter)", vec![
+        (0, fill_gx("v1", 0, None, vec![0], 300), stored()),
+        (400, read_g(k, &[g], "if_needed", 500, 7), rr(400, None, false, vec![0], granted(7))),
+        (500, fill_gx("v2", 500, Some(7), vec![0], 2500), stored()),
+        (600, read_g(k, &[g], "none", 0, 0), rr(600, Some(entry_hex("v2", 500, None, vec![0])), false, vec![0], notreq())),
+    ]);
     sc(&mut f, "keys_independent", "leases and entries are per key", vec![
         (0, read("n:a", "if_needed", 500, 1), rr(0, None, false, vec![], granted(1))),
         (0, read("n:b", "if_needed", 500, 2), rr(0, None, false, vec![], granted(2))),

@@ -1,9 +1,15 @@
 -- fill: KEYS = entry key, gen keys...; ARGV = entry, soft_at, hard_at, expire_at, version|'',
 -- has_generations 0/1, generations csv, token|''
 -- reply: 0 stored, 1 lease lost, 2 version newer, 3 generation changed
+-- Counters outlive the entries stamped with them: each is created (if absent) or extended (GT) to
+-- at least the entry's expiry x (an entry is valid only before x), so once every entry under a
+-- counter is gone the counter goes too. It fails closed even if lost earlier: an absent counter
+-- matches no entry, and a new incarnation has a new epoch, matching no old stamp. A fill checked
+-- against value 0 cannot pass after a bump in between: a bumped counter lives at least as long
+-- as a lease (bump.lua).
 local k = KEYS[1]
 local vals = redis.call('MGET', unpack(KEYS))
-local _, curcsv, stampcsv, all = gens(vals, 2)
+local _, curcsv = gens(vals, 2)
 if ARGV[6] == '1' and ARGV[7] ~= curcsv then return 3 end
 local now = now_ms()
 local s = load(vals[1], now)
@@ -18,17 +24,22 @@ if s and s.v and s.x > x then x = s.x end
 local v = version
 if v == '' then v = floor
 elseif floor and dec_lt(v, floor) then v = floor end
-if not all then
-  -- First use (or lost to eviction): create each absent counter as a new incarnation.
-  local us = now_us()
-  local stamps = {}
-  for i = 2, #KEYS do
-    local _, st = parse_counter(vals[i])
-    if not st then st = '0:' .. us; redis.call('SET', KEYS[i], st) end
-    stamps[#stamps + 1] = st
+-- Create each absent counter as a new incarnation (first use, or expired or lost) and keep every
+-- counter until at least x (nothing to keep if the entry is not stored: x is past).
+local us
+local stamps = {}
+for i = 2, #KEYS do
+  local _, st = parse_counter(vals[i])
+  if not st then
+    us = us or now_us()
+    st = '0:' .. us
+    if x > now then redis.call('SET', KEYS[i], st, 'PXAT', int(x)) end
+  elseif x > now then
+    redis.call('PEXPIREAT', KEYS[i], int(x), 'GT')
   end
-  stampcsv = table.concat(stamps, ',')
+  stamps[#stamps + 1] = st
 end
+local stampcsv = table.concat(stamps, ',')
 -- SET replaces whatever was under k (garbage of any type included).
 save(k, { x = x, ss = ARGV[2], hs = ARGV[3], v = v, g = stampcsv, e = ARGV[1] }, now)
 return 0

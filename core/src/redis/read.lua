@@ -10,7 +10,8 @@ local cur, _, stampcsv, all = gens(vals, 2)
 local s, why = load(vals[1], now)
 local entry, marked, needs, held = false, 0, true, nil
 if s then
-  local valid = s.e ~= nil and all and s.g == stampcsv
+  -- Past x the entry is gone (the record lives on only for its lease): its counters may be too.
+  local valid = s.e ~= nil and now < s.x and all and s.g == stampcsv
   if valid then entry = s.e end
   needs = (not valid) or s.m or now >= tonumber(s.ss)
   if valid and s.m then marked = 1 end
