@@ -88,11 +88,7 @@ fn number(v: &Value, field: &str) -> Result<f64, Fail> {
 fn policy(c: &Value) -> Result<Value, Fail> {
     let mut s = PolicySpec::default();
     // Unknown fields first, then the fields in PolicySpec's order (docs/value-model.md).
-    const ORDER: [&str; 14] = [
-        "soft_ttl_ms", "hard_ttl_ms", "jitter", "early_refresh", "negative_ttl_ms",
-        "stale_if_error_ms", "lease_ttl_ms", "lock_wait_ms", "lock_backoff_ms", "on_lock_timeout",
-        "load_soft_timeout_ms", "load_hard_timeout_ms", "on_store_error", "max_value_bytes",
-    ];
+    const ORDER: [&str; 14] = karlton_core::policy::FIELDS;
     let mut spec: Vec<&Value> = c["spec"].as_array().expect("spec").iter().collect();
     spec.sort_by_key(|fv| ORDER.iter().position(|f| fv[0] == *f).map_or(0, |i| i + 1));
     for fv in spec {

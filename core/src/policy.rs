@@ -407,8 +407,9 @@ impl Policy {
     }
 }
 
-/// The `PolicySpec` fields, in declaration order.
-const FIELDS: [&str; 14] = [
+/// The `PolicySpec` fields, in declaration order: the order in which every runtime reads and
+/// checks them (docs/value-model.md, "Which error").
+pub const FIELDS: [&str; 14] = [
     "soft_ttl_ms",
     "hard_ttl_ms",
     "jitter",

@@ -92,11 +92,7 @@ fn key_request(c: &Value, req: &mut Map<String, Value>) -> Result<(), Fail> {
 /// error of theirs (their JSON type or sign) is reported first, as in every runtime; their
 /// value checks (`Policy::new`'s) come after every conversion, so they do not.
 fn policy(k: &mut karlton_wasm_host::Instance, c: &Value) -> Result<Value, Fail> {
-    const ORDER: [&str; 14] = [
-        "soft_ttl_ms", "hard_ttl_ms", "jitter", "early_refresh", "negative_ttl_ms",
-        "stale_if_error_ms", "lease_ttl_ms", "lock_wait_ms", "lock_backoff_ms", "on_lock_timeout",
-        "load_soft_timeout_ms", "load_hard_timeout_ms", "on_store_error", "max_value_bytes",
-    ];
+    const ORDER: [&str; 14] = karlton_core::policy::FIELDS;
     let mut fields: Vec<&Value> = c["spec"].as_array().expect("spec").iter().collect();
     fields.sort_by_key(|fv| ORDER.iter().position(|f| fv[0] == *f).map_or(0, |i| i + 1));
     let mut spec = Map::new();
