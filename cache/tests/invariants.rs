@@ -327,26 +327,25 @@ async fn stale_while_revalidate_answers_without_waiting_for_the_loader() {
 fn l2_release_and_extend_need_the_holding_token() {
     use karlton::core::store::StoreOp;
     let s = karlton::core::MemoryStore::default();
-    let read = |token| StoreOp::Read {
+    let read = StoreOp::Read {
         key: "k".into(),
         gen_keys: vec![],
         lease: karlton::core::LeaseMode::IfNeeded,
         lease_ttl_ms: 100,
-        token,
     };
-    let StoreReply::Read(r) = s.apply(1_000, &read(7)) else { panic!() };
-    assert_eq!(r.lease, LeaseOutcome::Granted { token: 7 });
+    let StoreReply::Read(r) = s.apply(1_000, &read) else { panic!() };
+    let LeaseOutcome::Granted { token: t } = r.lease else { panic!("{:?}", r.lease) };
     let rel = |token| StoreOp::Release { key: "k".into(), token };
     let ext = |token| StoreOp::Extend { key: "k".into(), token, lease_ttl_ms: 500 };
-    assert_eq!(s.apply(1_010, &rel(8)), StoreReply::Lease { ok: false });
-    assert_eq!(s.apply(1_010, &ext(8)), StoreReply::Lease { ok: false });
-    let StoreReply::Read(r) = s.apply(1_020, &read(9)) else { panic!() };
-    assert_eq!(r.lease, LeaseOutcome::Held { until_ms: 1_100 }, "still token 7's");
-    assert_eq!(s.apply(1_020, &ext(7)), StoreReply::Lease { ok: true });
-    let StoreReply::Read(r) = s.apply(1_200, &read(9)) else { panic!() };
+    assert_eq!(s.apply(1_010, &rel(t + 1)), StoreReply::Lease { ok: false });
+    assert_eq!(s.apply(1_010, &ext(t + 1)), StoreReply::Lease { ok: false });
+    let StoreReply::Read(r) = s.apply(1_020, &read) else { panic!() };
+    assert_eq!(r.lease, LeaseOutcome::Held { until_ms: 1_100 }, "still the first holder's");
+    assert_eq!(s.apply(1_020, &ext(t)), StoreReply::Lease { ok: true });
+    let StoreReply::Read(r) = s.apply(1_200, &read) else { panic!() };
     assert_eq!(r.lease, LeaseOutcome::Held { until_ms: 1_520 }, "extended by its holder");
-    assert_eq!(s.apply(1_600, &ext(7)), StoreReply::Lease { ok: false }, "expired: no revival");
-    assert_eq!(s.apply(1_600, &rel(7)), StoreReply::Lease { ok: false });
+    assert_eq!(s.apply(1_600, &ext(t)), StoreReply::Lease { ok: false }, "expired: no revival");
+    assert_eq!(s.apply(1_600, &rel(t)), StoreReply::Lease { ok: false });
 }
 
 /// L3: a holder that crashes mid-load (its flow is simply dropped) is taken over within

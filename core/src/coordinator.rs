@@ -267,7 +267,7 @@ impl Counters {
 
     /// Start the random stream again from `seed` (from the OS). A host calls it in a process
     /// forked from the one that created the coordinator: the child copied the stream's state,
-    /// so parent and children would draw the same lease tokens and jitter.
+    /// so parent and children would draw the same jitter and XFetch sequence.
     pub fn reseed(&self, seed: u64) {
         self.seed.store(seed, Ordering::Relaxed);
     }
@@ -410,8 +410,8 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    /// A coordinator. `seed` must come from the OS random source (it feeds lease tokens,
-    /// jitter and XFetch); `fast_read` says the store has a fast read ([`Action::FastRead`]).
+    /// A coordinator. `seed` must come from the OS random source (it feeds jitter and
+    /// XFetch; lease tokens come from the store); `fast_read` says the store has a fast read ([`Action::FastRead`]).
     pub fn new(seed: u64, fast_read: bool) -> Coordinator {
         let counters = Counters {
             stats: AtomicStats::default(),

@@ -269,7 +269,8 @@ pub struct GetOrLoad {
 }
 
 impl GetOrLoad {
-    /// A new flow. `seed` feeds every random choice (lease token, jitter, XFetch).
+    /// A new flow. `seed` feeds every random choice (jitter, XFetch); lease tokens come from
+    /// the store.
     pub fn new(req: Request, policy: Arc<Policy>, seed: u64) -> GetOrLoad {
         GetOrLoad {
             req,
@@ -404,13 +405,11 @@ impl GetOrLoad {
     fn read(&mut self, now: u64, force: bool) -> Step {
         self.state = State::Reading { force };
         self.sending_at = now;
-        let token = self.rng.token();
         Step::Store(StoreOp::Read {
             key: self.req.key.clone(),
             gen_keys: self.req.gen_keys.clone(),
             lease: if force { LeaseMode::Force } else { LeaseMode::IfNeeded },
             lease_ttl_ms: self.policy.lease_ttl_ms(),
-            token,
         })
     }
 
@@ -1015,7 +1014,6 @@ pub fn get_op(key: &str, gen_keys: &[String]) -> StoreOp {
         gen_keys: gen_keys.to_vec(),
         lease: LeaseMode::None,
         lease_ttl_ms: 0,
-        token: 0,
     }
 }
 

@@ -308,6 +308,9 @@ pub struct MemoryStore {
     absent_gen: AtomicU64,
     seed: u64,
     evictions: AtomicU64,
+    /// The last lease token issued: each grant takes the next one, so no two leases this store
+    /// ever granted share a token (C2 fencing cannot depend on clients' random streams).
+    last_token: AtomicU64,
 }
 
 impl Default for MemoryStore {
@@ -336,6 +339,7 @@ impl MemoryStore {
             absent_gen: AtomicU64::new(0),
             seed: config.seed,
             evictions: AtomicU64::new(0),
+            last_token: AtomicU64::new(0),
         }
     }
 
@@ -531,8 +535,8 @@ impl MemoryStore {
     /// Run one protocol op at `now_ms`. The memory store never fails.
     pub fn apply(&self, now_ms: u64, op: &StoreOp) -> StoreReply {
         match op {
-            StoreOp::Read { key, gen_keys, lease, lease_ttl_ms, token } => {
-                StoreReply::Read(self.read(now_ms, key, gen_keys, *lease, *lease_ttl_ms, *token))
+            StoreOp::Read { key, gen_keys, lease, lease_ttl_ms } => {
+                StoreReply::Read(self.read(now_ms, key, gen_keys, *lease, *lease_ttl_ms))
             }
             StoreOp::Fill {
                 key,
@@ -708,7 +712,6 @@ impl MemoryStore {
         gen_keys: &[String],
         mode: LeaseMode,
         lease_ttl_ms: u64,
-        token: Token,
     ) -> ReadReply {
         let generations = self.generations(gen_keys);
         let (mut sh, hash) = self.shard(key);
@@ -738,6 +741,8 @@ impl MemoryStore {
             LeaseOutcome::Held { until_ms: until }
         } else {
             let until = now.saturating_add(lease_ttl_ms);
+            // Store-wide rather than per key: one atomic add, and no token ever repeats here.
+            let token = self.last_token.fetch_add(1, Ordering::Relaxed) + 1;
             match found {
                 Some(i) => {
                     let slot = &mut sh.nodes[i].slot;

@@ -1,7 +1,7 @@
 //! A tiny deterministic generator so a flow can draw many random values from one seed the
 //! driver passes in (the core never reads a global RNG).
 
-/// SplitMix64 (Steele, Lea, Flood 2014): fast, full-period, good enough for jitter and tokens.
+/// SplitMix64 (Steele, Lea, Flood 2014): fast, full-period, good enough for jitter and XFetch draws.
 #[derive(Debug, Clone)]
 pub struct SplitMix64(u64);
 
@@ -18,10 +18,5 @@ impl SplitMix64 {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
-    }
-    /// A lease token: non-zero and below 2^53, so every runtime (JS numbers, Lua doubles)
-    /// holds it exactly.
-    pub fn token(&mut self) -> u64 {
-        (self.next() >> 11).max(1)
     }
 }

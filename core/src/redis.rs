@@ -139,16 +139,19 @@ fn with_gens(key: &str, gen_keys: &[String]) -> Vec<String> {
 /// so that load's fill is refused (docs/redis.md, "Counter TTLs").
 pub const BUMPED_COUNTER_TTL_MS: u64 = crate::policy::MAX_LEASE_TTL_MS;
 
+/// The largest lease token: tokens stay below 2^53, so JS numbers and Lua doubles hold them.
+pub const MAX_TOKEN: u64 = (1 << 53) - 1;
+
 /// Which script runs `op`, with which `KEYS` and `ARGV`.
 pub fn encode_op(op: &StoreOp) -> RedisCall {
     let (i, keys, args) = match op {
-        StoreOp::Read { key, gen_keys, lease, lease_ttl_ms, token } => {
+        StoreOp::Read { key, gen_keys, lease, lease_ttl_ms } => {
             let mode: &[u8] = match lease {
                 LeaseMode::None => b"0",
                 LeaseMode::IfNeeded => b"1",
                 LeaseMode::Force => b"2",
             };
-            (READ, with_gens(key, gen_keys), vec![mode.to_vec(), num(*lease_ttl_ms), num(*token)])
+            (READ, with_gens(key, gen_keys), vec![mode.to_vec(), num(*lease_ttl_ms)])
         }
         StoreOp::Fill { key, entry, soft_at, hard_at, expire_at, version, generations, gen_keys, token } => (
             FILL,
@@ -216,7 +219,7 @@ pub fn decode_reply(op: &StoreOp, reply: RedisValue) -> Result<StoreReply, Store
         return Err(StoreFailure { message: format!("redis {}: {e}", op.name()) });
     }
     match op {
-        StoreOp::Read { gen_keys, token, .. } => {
+        StoreOp::Read { gen_keys, .. } => {
             let RedisValue::Array(a) = &reply else { return Err(fail(op, "not an array", &reply)) };
             if a.len() != 6 {
                 return Err(fail(op, "expected 6 elements", &reply));
@@ -243,7 +246,8 @@ pub fn decode_reply(op: &StoreOp, reply: RedisValue) -> Result<StoreReply, Store
             .ok_or_else(|| fail(op, "generations", &reply))?;
             let lease = match (as_u64(&a[4]), as_u64(&a[5])) {
                 (Some(0), Some(_)) => LeaseOutcome::NotRequested,
-                (Some(1), Some(_)) => LeaseOutcome::Granted { token: *token },
+                // The script issued the token (non-zero, < 2^53 like every token).
+                (Some(1), Some(token @ 1..=MAX_TOKEN)) => LeaseOutcome::Granted { token },
                 (Some(2), Some(until_ms)) => LeaseOutcome::Held { until_ms },
                 _ => return Err(fail(op, "lease", &reply)),
             };
@@ -295,12 +299,11 @@ mod tests {
             gen_keys: vec!["{ns}:!gen".into()],
             lease: LeaseMode::IfNeeded,
             lease_ttl_ms: 500,
-            token: 42,
         };
         let c = encode_op(&op);
         assert_eq!(c.script.name, "read");
         assert_eq!(c.keys, vec!["{ns}:a", "{ns}:!gen"]);
-        assert_eq!(c.args, vec![b"1".to_vec(), b"500".to_vec(), b"42".to_vec()]);
+        assert_eq!(c.args, vec![b"1".to_vec(), b"500".to_vec()]);
         let b = encode_op(&StoreOp::Bump { gen_key: "g".into(), value: 7 });
         assert_eq!(b.args, vec![b"7".to_vec(), b"8".to_vec(), b"3600000".to_vec()]);
     }
@@ -313,15 +316,16 @@ mod tests {
             gen_keys: vec!["g".into()],
             lease: LeaseMode::IfNeeded,
             lease_ttl_ms: 500,
-            token: 42,
         };
-        let ok = Array(vec![Int(1000), Bulk(b"x".to_vec()), Int(0), Array(vec![Bulk(b"7".to_vec())]), Int(1), Int(0)]);
+        let ok = Array(vec![Int(1000), Bulk(b"x".to_vec()), Int(0), Array(vec![Bulk(b"7".to_vec())]), Int(1), Int(42)]);
         let StoreReply::Read(r) = decode_reply(&op, ok).unwrap() else { panic!() };
         assert_eq!(r.now_ms, 1000);
         assert_eq!(r.entry.as_deref(), Some(&b"x"[..]));
         assert_eq!(r.generations, vec![7]);
         assert_eq!(r.lease, LeaseOutcome::Granted { token: 42 });
-        for bad in [Nil, Int(3), Array(vec![]), Error("ERR x".into()), Array(vec![Int(-1), Nil, Int(0), Array(vec![]), Int(0), Int(0)])] {
+        let granted = |t: i64| Array(vec![Int(1000), Nil, Int(0), Array(vec![Int(0)]), Int(1), Int(t)]);
+        assert!(decode_reply(&op, granted(1)).is_ok() && decode_reply(&op, granted((1 << 53) - 1)).is_ok());
+        for bad in [Nil, Int(3), Array(vec![]), Error("ERR x".into()), Array(vec![Int(-1), Nil, Int(0), Array(vec![]), Int(0), Int(0)]), granted(0), granted(1 << 53)] {
             assert!(decode_reply(&op, bad).is_err());
         }
         let inv = StoreOp::Invalidate { key: "k".into(), mode: InvalidateMode::Delete };

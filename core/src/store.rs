@@ -15,7 +15,10 @@
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-/// A lease token (non-zero, < 2^53).
+/// A lease token (non-zero, < 2^53), issued by the store when it grants a lease — never drawn
+/// by a client, so no client's random state (a fork, a shared seed) can make two holders share
+/// one. The memory store counts them; Redis issues the server clock in µs, strictly increasing
+/// per key (`read.lua`).
 pub type Token = u64;
 
 /// Encoded entry bytes as they travel between store and flow (shared, never copied on a hit).
@@ -58,8 +61,6 @@ pub enum StoreOp {
         lease: LeaseMode,
         /// Lease lifetime if granted.
         lease_ttl_ms: u64,
-        /// The token to install if the lease is granted (randomness comes from the flow).
-        token: Token,
     },
     /// Store an entry.
     Fill {
@@ -149,9 +150,9 @@ impl StoreOp {
 pub enum LeaseOutcome {
     /// Not asked for, or not needed (the entry is fresh).
     NotRequested,
-    /// Granted to the token in the request.
+    /// Granted: the store issued a new token, unique among every lease it has granted.
     Granted {
-        /// The token now holding the lease.
+        /// The token now holding the lease (non-zero, < 2^53).
         token: Token,
     },
     /// Another caller holds it until `until_ms` (store clock).

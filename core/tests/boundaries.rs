@@ -194,7 +194,6 @@ fn a_flow_at_any_clock_pair_ends_without_overflow() {
                     gen_keys: vec![],
                     lease: LeaseMode::Force,
                     lease_ttl_ms: p.lease_ttl_ms(),
-                    token: 99,
                 };
                 store.apply(store_now, &held);
                 let req = Request { key: "held".into(), gen_keys: vec![], tags: vec![] };

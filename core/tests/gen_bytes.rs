@@ -16,7 +16,7 @@ fn store(max_entries: usize, max_bytes: usize, shards: usize) -> MemoryStore {
 fn fill(m: &MemoryStore, key: &str, len: usize, gen_keys: &[&str]) {
     let gen_keys: Vec<String> = gen_keys.iter().map(|k| k.to_string()).collect();
     let StoreReply::Read(r) =
-        m.apply(NOW, &StoreOp::Read { key: key.into(), gen_keys: gen_keys.clone(), lease: LeaseMode::None, lease_ttl_ms: 1, token: 1 })
+        m.apply(NOW, &StoreOp::Read { key: key.into(), gen_keys: gen_keys.clone(), lease: LeaseMode::None, lease_ttl_ms: 1 })
     else {
         panic!("read")
     };

@@ -92,6 +92,8 @@ export function createWorker({ karlton = null, clock = Date.now, random = random
     }
   }
 
+  let lastToken = 0;
+
   /** One StoreOp against KV: `{ input, windows? }` (windows: the entry's soft/hard times, for headers). */
   async function kvOp(env, op) {
     try {
@@ -112,7 +114,9 @@ export function createWorker({ karlton = null, clock = Date.now, random = random
               // corrupt or foreign bytes: the flow counts it and loads; the fill overwrites them
             }
           }
-          const lease = op.lease === "none" ? { lease: "not_requested" } : { lease: "granted", token: op.token };
+          // KV has no leases: every asking read is granted, under a token this isolate issues
+          // (tokens come from the store; here the store is this adapter).
+          const lease = op.lease === "none" ? { lease: "not_requested" } : { lease: "granted", token: ++lastToken };
           return { input: store({ reply: "read", now_ms: clock(), entry, marked_stale: false, generations, ...lease }), windows };
         }
         case "fill": {

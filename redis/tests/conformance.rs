@@ -9,7 +9,7 @@
 
 use karlton::Store;
 use karlton_core::redis::{RedisValue, decode_reply, encode_op};
-use karlton_core::store::{Bytes, LeaseOutcome, StoreOp, StoreReply};
+use karlton_core::store::{Bytes, LeaseOutcome, ReadReply, StoreOp, StoreReply};
 use karlton_core::{InvalidateMode, LeaseMode, MemoryStore};
 use karlton_redis::RedisStore;
 use karlton_redis::testing::{RedisCluster, RedisServer};
@@ -59,8 +59,44 @@ fn normalize(r: StoreReply, base: u64) -> StoreReply {
     }
 }
 
+/// Tokens are issued by each store (memory: a count; Redis: the server clock in µs), so ops are
+/// written in the memory store's tokens and `to_redis` maps each to the token Redis issued for
+/// the same grant. A token no grant issued (a deliberately wrong one) passes unchanged: neither
+/// store ever issued it.
+#[derive(Default)]
+struct Tokens(std::collections::HashMap<u64, u64>);
+
+impl Tokens {
+    /// `op` as Redis must see it.
+    fn to_redis(&self, op: &StoreOp) -> StoreOp {
+        let mut op = op.clone();
+        match &mut op {
+            StoreOp::Fill { token: Some(t), .. } | StoreOp::Release { token: t, .. } | StoreOp::Extend { token: t, .. } => {
+                *t = self.0.get(t).copied().unwrap_or(*t);
+            }
+            _ => {}
+        }
+        op
+    }
+
+    /// Pair the two stores' grants, and answer Redis's reply in the memory store's tokens.
+    fn pair(&mut self, want: &StoreReply, got: StoreReply) -> StoreReply {
+        match (want, got) {
+            (StoreReply::Read(w), StoreReply::Read(mut g)) => {
+                if let (LeaseOutcome::Granted { token: m }, LeaseOutcome::Granted { token: r }) = (w.lease, g.lease) {
+                    assert!(!self.0.values().any(|&t| t == r), "redis issued token {r} twice");
+                    self.0.insert(m, r);
+                    g.lease = LeaseOutcome::Granted { token: m };
+                }
+                StoreReply::Read(g)
+            }
+            (_, g) => g,
+        }
+    }
+}
+
 /// A random op at virtual time `t` (ms since base), for keys under `ns`.
-fn random_op(rng: &mut Rng, ns: &str, t: u64, base: u64, mem: &MemoryStore, tokens: &mut [u64; 2]) -> StoreOp {
+fn random_op(rng: &mut Rng, ns: &str, t: u64, base: u64, mem: &MemoryStore, tokens: &[u64; 2]) -> StoreOp {
     let keys = [format!("{{{ns}}}:a"), format!("{{{ns}}}:b")];
     let g1 = format!("{{{ns}}}:!gen");
     let g2 = format!("{{{ns}}}:!tag:t");
@@ -69,17 +105,13 @@ fn random_op(rng: &mut Rng, ns: &str, t: u64, base: u64, mem: &MemoryStore, toke
     let ki = if rng.below(4) == 0 { 1 } else { 0 };
     let key = keys[ki].clone();
     let gen_keys = if rng.below(5) == 0 { rng.pick(&gsets).clone() } else { gsets[ki + 1].clone() };
-    let last_token = &mut tokens[ki];
+    let last_token = &tokens[ki];
     let at = |k: u64| base + t + k * TICK + HALF;
     let token_of = |rng: &mut Rng, last: u64| if rng.below(5) == 0 { 1 + rng.below(4) } else { last.max(1) };
     match rng.below(14) {
         0..=3 => {
-            let token = 1 + rng.below(1 << 40);
             let lease = *rng.pick(&[LeaseMode::None, LeaseMode::IfNeeded, LeaseMode::IfNeeded, LeaseMode::Force]);
-            if lease != LeaseMode::None {
-                *last_token = token;
-            }
-            StoreOp::Read { key, gen_keys, lease, lease_ttl_ms: rng.below(4) * TICK + HALF, token }
+            StoreOp::Read { key, gen_keys, lease, lease_ttl_ms: rng.below(4) * TICK + HALF }
         }
         4..=7 => {
             let soft = rng.below(3);
@@ -91,7 +123,6 @@ fn random_op(rng: &mut Rng, ns: &str, t: u64, base: u64, mem: &MemoryStore, toke
                 gen_keys: gen_keys.clone(),
                 lease: LeaseMode::None,
                 lease_ttl_ms: 0,
-                token: 1,
             });
             let StoreReply::Read(cur) = cur else { unreachable!() };
             let generations = match rng.below(4) {
@@ -142,18 +173,24 @@ async fn run_seed_once<S: Store>(store: &S, seed: u64, ops: usize, attempt: u32)
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let base = wall_ms() + 20;
     let mut t = 0;
+    // The last token granted on each key (memory-store terms): what most lease ops use.
     let mut tokens = [1u64; 2];
+    let mut map = Tokens::default();
     let mut branches = std::collections::BTreeMap::<String, u32>::new();
     for i in 0..ops {
         if rng.below(3) == 0 {
             t += TICK * (1 + rng.below(2));
         }
-        let op = random_op(&mut rng, &ns, t, base, &mem, &mut tokens);
+        let op = random_op(&mut rng, &ns, t, base, &mem, &tokens);
         sleep_until(base + t).await;
         let want = mem.apply(base + t, &op);
-        let got = store.execute(op.clone()).await.unwrap_or_else(|e| panic!("seed {seed} op {i} {op:?}: {e}"));
+        let got = store.execute(map.to_redis(&op)).await.unwrap_or_else(|e| panic!("seed {seed} op {i} {op:?}: {e}"));
         if wall_ms() >= base + t + HALF {
             return Err(format!("seed {seed} op {i}: redis too slow for the tick grid"));
+        }
+        let got = map.pair(&want, got);
+        if let StoreReply::Read(ReadReply { lease: LeaseOutcome::Granted { token }, .. }) = &want {
+            tokens[usize::from(op.key().ends_with(":b"))] = *token;
         }
         let label = match &want {
             StoreReply::Read(r) => {
@@ -254,13 +291,13 @@ async fn corrupt_data_reads_as_undecodable_and_is_overwritten() {
     let _: () = redis::cmd("SET").arg("{g}:!gen").arg("not-a-number").query(&mut c).unwrap();
     for k in ["{g}:str", "{g}:list", "{g}:hash", "{g}:badx", "{g}:nos"] {
         let r = store
-            .execute(StoreOp::Read { key: k.into(), gen_keys: vec!["{g}:!gen".into()], lease: LeaseMode::IfNeeded, lease_ttl_ms: 5000, token: 9 })
+            .execute(StoreOp::Read { key: k.into(), gen_keys: vec!["{g}:!gen".into()], lease: LeaseMode::IfNeeded, lease_ttl_ms: 5000 })
             .await
             .unwrap();
         let StoreReply::Read(r) = r else { panic!() };
         assert_eq!(r.entry.as_deref(), Some(&b""[..]), "{k}: an entry that does not decode");
         assert_eq!(r.generations, vec![0], "unreadable counter reads as 0");
-        assert_eq!(r.lease, LeaseOutcome::Granted { token: 9 }, "{k}");
+        let LeaseOutcome::Granted { token } = r.lease else { panic!("{k}: {:?}", r.lease) };
         let now = r.now_ms;
         let fill = StoreOp::Fill {
             key: k.into(),
@@ -271,7 +308,7 @@ async fn corrupt_data_reads_as_undecodable_and_is_overwritten() {
             version: None,
             generations: Some(vec![0]),
             gen_keys: vec!["{g}:!gen".into()],
-            token: Some(9),
+            token: Some(token),
         };
         assert_eq!(store.execute(fill).await.unwrap(), StoreReply::Stored, "{k}");
         let raw: Vec<u8> = redis::cmd("GET").arg(k).query(&mut c).unwrap();
@@ -281,7 +318,7 @@ async fn corrupt_data_reads_as_undecodable_and_is_overwritten() {
     // A plain read (no lease) of a value of another type reports it too, and deletes it.
     let _: () = redis::cmd("SADD").arg("{g}:set").arg("x").query(&mut c).unwrap();
     let r = store
-        .execute(StoreOp::Read { key: "{g}:set".into(), gen_keys: vec![], lease: LeaseMode::None, lease_ttl_ms: 5000, token: 1 })
+        .execute(StoreOp::Read { key: "{g}:set".into(), gen_keys: vec![], lease: LeaseMode::None, lease_ttl_ms: 5000 })
         .await
         .unwrap();
     let StoreReply::Read(r) = r else { panic!() };
@@ -348,6 +385,7 @@ async fn store_vectors_against_redis() {
                 .iter()
                 .map(|o| (o["now"].as_u64().unwrap(), serde_json::from_value(o["op"].clone()).unwrap()))
                 .collect();
+            // The vectors' tokens are the memory store's (it counts from 1 in each case).
             let mem = MemoryStore::default();
             let want: Vec<StoreReply> = ops.iter().map(|(now, op)| mem.apply(*now, op)).collect();
             if !pending {
@@ -363,8 +401,9 @@ async fn store_vectors_against_redis() {
                 let at = |x: u64| (base as i128 + (x as i128 - n0 as i128) * K as i128).max(0) as u64;
                 let pre = format!("v{ci}.{attempt}:");
                 let mut offset = 1;
+                let mut map = Tokens::default();
                 for (i, (now, op)) in ops.iter().enumerate() {
-                    let mut op = op.clone();
+                    let mut op = map.to_redis(op);
                     match &mut op {
                         StoreOp::Read { key, gen_keys, lease_ttl_ms, .. } => {
                             *key = format!("{pre}{key}");
@@ -411,6 +450,7 @@ async fn store_vectors_against_redis() {
                         }
                         r => r,
                     };
+                    let got = map.pair(&want[i], got);
                     assert_eq!(got, want[i], "{name} op {i}: redis vs memory ({op:?})");
                 }
                 return ops.len();
@@ -426,4 +466,58 @@ async fn store_vectors_against_redis() {
     eprintln!("store.json: {n} cases ({ops} ops) agree on redis");
     assert_eq!(n, cases, "store.json: ran {n} of its {cases} cases");
     assert!(ops >= cases, "store.json: only {ops} ops ran over {cases} cases");
+}
+
+/// C2: Redis issues lease tokens itself (`read.lua`), never a client: the server clock in µs and
+/// above the record's previous token, which a lease that ends — revoked by a delete or a
+/// mark-stale, released, or consumed by a fill — leaves behind as the floor. So on one key every
+/// grant's token is larger than every earlier one's, and no client state can repeat one.
+#[tokio::test]
+async fn redis_issues_lease_tokens_that_only_grow_on_a_key() {
+    let server = RedisServer::start();
+    let store = RedisStore::open(&server.url()).await.unwrap();
+    let mut c = server.client();
+    let k = "{t}:k";
+    let force = StoreOp::Read { key: k.into(), gen_keys: vec![], lease: LeaseMode::Force, lease_ttl_ms: 60_000 };
+    let grant = |r: StoreReply| match r {
+        StoreReply::Read(ReadReply { lease: LeaseOutcome::Granted { token }, now_ms, .. }) => (token, now_ms),
+        r => panic!("no grant: {r:?}"),
+    };
+    let record_token = |c: &mut redis::Connection| -> u64 {
+        let raw: Vec<u8> = redis::cmd("GET").arg(k).query(c).unwrap();
+        let rec = karlton_core::redis::parse_record(&raw).expect("the record stays, with its last token");
+        rec.lease.expect("the ended lease's token is kept").0
+    };
+    let mut last = 0;
+    for round in 0..40u64 {
+        let (token, now_ms) = grant(store.execute(force.clone()).await.unwrap());
+        assert!(token > last, "round {round}: token {token} after {last}");
+        assert!(token / 1000 >= now_ms && token / 1000 < now_ms + 1_000, "the server clock in µs: {token} at {now_ms} ms");
+        let end = match round % 4 {
+            0 => StoreOp::Invalidate { key: k.into(), mode: InvalidateMode::Delete },
+            1 => StoreOp::Invalidate { key: k.into(), mode: InvalidateMode::MarkStale },
+            2 => StoreOp::Release { key: k.into(), token },
+            _ => StoreOp::Fill {
+                key: k.into(),
+                entry: b"e".to_vec().into(),
+                soft_at: now_ms + 60_000,
+                hard_at: now_ms + 60_000,
+                expire_at: now_ms + 60_000,
+                version: None,
+                generations: None,
+                gen_keys: vec![],
+                token: Some(token),
+            },
+        };
+        store.execute(end).await.unwrap();
+        assert_eq!(record_token(&mut c), token, "round {round}: the floor after the lease ended");
+        last = token;
+    }
+    // A floor above the clock (a clock stepped back, or a grant within the same µs) wins.
+    let far = last + 1_000_000_000;
+    let (_, now) = grant(store.execute(force.clone()).await.unwrap());
+    let rec = format!("k1|-|{}||||||{far}|{now}|", now + 60_000);
+    let _: () = redis::cmd("SET").arg(k).arg(rec).arg("PX").arg(60_000).query(&mut c).unwrap();
+    let (token, _) = grant(store.execute(force).await.unwrap());
+    assert_eq!(token, far + 1);
 }

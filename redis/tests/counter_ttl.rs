@@ -30,8 +30,8 @@ fn gen_keys(keys: &[&str]) -> Vec<String> {
     keys.iter().map(|k| k.to_string()).collect()
 }
 
-async fn read(s: &RedisStore, key: &str, gks: &[&str], lease: LeaseMode, token: u64) -> ReadReply {
-    let op = StoreOp::Read { key: key.into(), gen_keys: gen_keys(gks), lease, lease_ttl_ms: 2_000, token };
+async fn read(s: &RedisStore, key: &str, gks: &[&str], lease: LeaseMode) -> ReadReply {
+    let op = StoreOp::Read { key: key.into(), gen_keys: gen_keys(gks), lease, lease_ttl_ms: 2_000 };
     match s.execute(op).await.unwrap() {
         StoreReply::Read(r) => r,
         r => panic!("read answered {r:?}"),
@@ -40,9 +40,9 @@ async fn read(s: &RedisStore, key: &str, gks: &[&str], lease: LeaseMode, token: 
 
 /// A loader's fill: take the lease, then fill under the generations that read gave, kept
 /// until `expire_at`.
-async fn lease_and_fill(s: &RedisStore, key: &str, gks: &[&str], expire_at: u64, token: u64) -> StoreReply {
-    let r = read(s, key, gks, LeaseMode::Force, token).await;
-    assert_eq!(r.lease, LeaseOutcome::Granted { token });
+async fn lease_and_fill(s: &RedisStore, key: &str, gks: &[&str], expire_at: u64) -> StoreReply {
+    let r = read(s, key, gks, LeaseMode::Force).await;
+    let LeaseOutcome::Granted { token } = r.lease else { panic!("no lease: {:?}", r.lease) };
     fill(s, key, gks, Some(r.generations), Some(token), expire_at).await
 }
 
@@ -82,14 +82,14 @@ async fn a_counter_gets_a_ttl_at_least_every_entry_stamped_with_it() {
     let s = store(&server).await;
     let mut r = server.client();
     let now = server_ms(&mut r);
-    assert_eq!(lease_and_fill(&s, "{ns}:a", &[GEN, TAG], now + 60_000, 11).await, StoreReply::Stored);
+    assert_eq!(lease_and_fill(&s, "{ns}:a", &[GEN, TAG], now + 60_000).await, StoreReply::Stored);
     let a = expires_at(&mut r, "{ns}:a");
     assert!(a >= (now + 60_000) as i64);
     for c in [GEN, TAG] {
         assert!(expires_at(&mut r, c) >= a, "{c} expires before the entry stamped with it");
     }
     // A longer-lived entry raises the counters' TTL; a shorter one never lowers it (GT).
-    assert_eq!(lease_and_fill(&s, "{ns}:b", &[GEN, TAG], now + 120_000, 12).await, StoreReply::Stored);
+    assert_eq!(lease_and_fill(&s, "{ns}:b", &[GEN, TAG], now + 120_000).await, StoreReply::Stored);
     let b = expires_at(&mut r, "{ns}:b");
     assert_eq!(fill(&s, "{ns}:c", &[GEN], None, None, now + 30_000).await, StoreReply::Stored);
     for c in [GEN, TAG] {
@@ -97,9 +97,9 @@ async fn a_counter_gets_a_ttl_at_least_every_entry_stamped_with_it() {
     }
     // A counter made before counters had TTLs (or by hand) stays without one, and still counts.
     let _: () = redis::cmd("SET").arg("{ns}:!tag:old").arg("5:1").query(&mut r).unwrap();
-    assert_eq!(lease_and_fill(&s, "{ns}:d", &[GEN, "{ns}:!tag:old"], now + 60_000, 13).await, StoreReply::Stored);
+    assert_eq!(lease_and_fill(&s, "{ns}:d", &[GEN, "{ns}:!tag:old"], now + 60_000).await, StoreReply::Stored);
     assert_eq!(expires_at(&mut r, "{ns}:!tag:old"), -1);
-    let d = read(&s, "{ns}:d", &[GEN, "{ns}:!tag:old"], LeaseMode::None, 1).await;
+    let d = read(&s, "{ns}:d", &[GEN, "{ns}:!tag:old"], LeaseMode::None).await;
     assert!(d.entry.is_some());
     assert_eq!(d.generations[1], 5);
 }
@@ -111,8 +111,8 @@ async fn a_bumped_counter_outlives_every_lease_that_read_it_before() {
     let mut r = server.client();
     // Absent counter (never used) and one that exists with a TTL shorter than the bump's.
     let now = server_ms(&mut r);
-    assert_eq!(lease_and_fill(&s, "{ns}:a", &[GEN], now + 5_000, 11).await, StoreReply::Stored);
-    let before = read(&s, "{ns}:x", &[GEN, TAG], LeaseMode::Force, 21).await; // a load starts
+    assert_eq!(lease_and_fill(&s, "{ns}:a", &[GEN], now + 5_000).await, StoreReply::Stored);
+    let before = read(&s, "{ns}:x", &[GEN, TAG], LeaseMode::Force).await; // a load starts
     assert_eq!(before.generations, vec![0, 0]);
     let t = server_ms(&mut r);
     bump(&s, GEN, 7).await;
@@ -130,9 +130,9 @@ async fn a_bumped_counter_outlives_every_lease_that_read_it_before() {
     // Fills under the new value extend it again (GT); a counter made without a TTL gets one
     // at its next bump.
     let far = server_ms(&mut r) + 2 * BUMPED_COUNTER_TTL_MS;
-    assert_eq!(lease_and_fill(&s, "{ns}:far", &[GEN], far, 12).await, StoreReply::Stored);
+    assert_eq!(lease_and_fill(&s, "{ns}:far", &[GEN], far).await, StoreReply::Stored);
     assert!(expires_at(&mut r, GEN) >= far as i64);
-    assert!(read(&s, "{ns}:far", &[GEN], LeaseMode::None, 1).await.entry.is_some());
+    assert!(read(&s, "{ns}:far", &[GEN], LeaseMode::None).await.entry.is_some());
     let _: () = redis::cmd("SET").arg("{ns}:!tag:old").arg("5:1").query(&mut r).unwrap();
     let t = server_ms(&mut r);
     bump(&s, "{ns}:!tag:old", 6).await;
@@ -148,7 +148,7 @@ async fn no_counter_is_left_once_every_entry_has_expired() {
     for (i, key) in ["{ns}:a", "{ns}:b", "{ns}:c"].iter().enumerate() {
         let tag = format!("{{ns}}:!tag:t{i}");
         let gks = [GEN, TAG, tag.as_str()];
-        assert_eq!(lease_and_fill(&s, key, &gks, now + 300 + 100 * i as u64, 10 + i as u64).await, StoreReply::Stored);
+        assert_eq!(lease_and_fill(&s, key, &gks, now + 300 + 100 * i as u64).await, StoreReply::Stored);
     }
     assert_eq!(fill(&s, "{other}:k", &["{other}:!gen"], None, None, now + 200).await, StoreReply::Stored);
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut r).unwrap();
@@ -172,10 +172,10 @@ async fn a_bumped_then_expired_counter_never_serves_the_invalidated_entry() {
     let s = store(&server).await;
     let mut r = server.client();
     let now = server_ms(&mut r);
-    assert_eq!(lease_and_fill(&s, "{ns}:e", &[GEN], now + 60_000, 11).await, StoreReply::Stored);
-    assert!(read(&s, "{ns}:e", &[GEN], LeaseMode::None, 1).await.entry.is_some());
+    assert_eq!(lease_and_fill(&s, "{ns}:e", &[GEN], now + 60_000).await, StoreReply::Stored);
+    assert!(read(&s, "{ns}:e", &[GEN], LeaseMode::None).await.entry.is_some());
     bump(&s, GEN, 7).await;
-    assert!(read(&s, "{ns}:e", &[GEN], LeaseMode::None, 1).await.entry.is_none(), "orphaned by the bump");
+    assert!(read(&s, "{ns}:e", &[GEN], LeaseMode::None).await.entry.is_none(), "orphaned by the bump");
     // The counter expires early (as if evicted).
     let _: () = redis::cmd("PEXPIRE").arg(GEN).arg(1).query(&mut r).unwrap();
     let guard = Instant::now();
@@ -183,15 +183,15 @@ async fn a_bumped_then_expired_counter_never_serves_the_invalidated_entry() {
         assert!(guard.elapsed() < Duration::from_secs(30), "hang guard");
         std::thread::sleep(Duration::from_millis(5));
     }
-    let e = read(&s, "{ns}:e", &[GEN], LeaseMode::None, 1).await;
+    let e = read(&s, "{ns}:e", &[GEN], LeaseMode::None).await;
     assert_eq!(e.generations, vec![0], "an absent counter reads as 0");
     assert!(e.entry.is_none(), "an absent counter matches no entry");
     // Another fill creates a new incarnation with value 0 again: still no match.
-    assert_eq!(lease_and_fill(&s, "{ns}:g", &[GEN], now + 60_000, 12).await, StoreReply::Stored);
-    let e = read(&s, "{ns}:e", &[GEN], LeaseMode::None, 1).await;
+    assert_eq!(lease_and_fill(&s, "{ns}:g", &[GEN], now + 60_000).await, StoreReply::Stored);
+    let e = read(&s, "{ns}:e", &[GEN], LeaseMode::None).await;
     assert_eq!(e.generations, vec![0]);
     assert!(e.entry.is_none(), "the pre-bump entry came back under a new incarnation");
-    assert!(read(&s, "{ns}:g", &[GEN], LeaseMode::None, 1).await.entry.is_some(), "the new fill is served");
+    assert!(read(&s, "{ns}:g", &[GEN], LeaseMode::None).await.entry.is_some(), "the new fill is served");
     let raw: String = redis::cmd("GET").arg(GEN).query(&mut r).unwrap();
     assert!(raw.starts_with("0:"), "{raw}");
     assert!(expires_at(&mut r, GEN) >= (now + 60_000) as i64);

@@ -405,6 +405,9 @@ struct Sim {
     orphans: HashSet<Token>,
     /// Last grant per key, for the `StoreAcceptsExpiredLease` variant.
     last_grant: HashMap<String, (Token, u64)>,
+    /// `StoreReusesTokens`: per key, the grants since its last invalidate, and what each token
+    /// it handed out stands for in the real store (the latest grant wins).
+    reused: HashMap<String, (u64, HashMap<Token, Token>)>,
     /// L1 model: when each key (its namespace, its tag) was last written.
     last_write: Vec<u64>,
     last_bump_ns: u64,
@@ -469,14 +472,9 @@ impl Sim {
         let gen_keys = (0..cfg.keys)
             .map(|i| vec![ns_key.clone(), tag_keys[i % cfg.tags].clone()])
             .collect();
-        let shared = rng.next_u64();
         let procs = (0..cfg.procs)
             .map(|_| {
-                let seed = if cfg.broken == Some(Broken::SharedSeed) {
-                    shared
-                } else {
-                    rng.next_u64()
-                };
+                let seed = rng.next_u64();
                 let skew = rng.range(0, 2 * cfg.skew_ms) as i64 - cfg.skew_ms as i64;
                 let fast = rng.chance(cfg.fast_path);
                 Proc::new(seed, skew, fast)
@@ -514,6 +512,7 @@ impl Sim {
             granted: HashMap::new(),
             orphans: HashSet::new(),
             last_grant: HashMap::new(),
+            reused: HashMap::new(),
             last_write: vec![0; cfg.keys],
             last_bump_ns: 0,
             last_bump_tag: vec![0; cfg.tags],
@@ -1049,11 +1048,7 @@ impl Sim {
     }
 
     fn restart(&mut self, p: usize) {
-        let seed = if self.cfg.broken == Some(Broken::SharedSeed) {
-            self.cfg.seed
-        } else {
-            self.rng.next_u64()
-        };
+        let seed = self.rng.next_u64();
         let (skew, fast) = (self.procs[p].skew, self.procs[p].fast);
         self.procs[p] = Proc::new(seed, skew, fast);
         self.reissue_writes();
@@ -1462,6 +1457,9 @@ impl Sim {
     /// The store, as the broken variant (if any) behaves.
     fn apply(&mut self, op: &StoreOp) -> StoreReply {
         let now = self.t;
+        if self.cfg.broken == Some(Broken::StoreReusesTokens) {
+            return self.apply_reusing_tokens(op);
+        }
         match (self.cfg.broken, op) {
             (Some(Broken::StoreIgnoresFillToken), StoreOp::Fill { token: Some(_), .. }) => {
                 let mut op = op.clone();
@@ -1562,6 +1560,36 @@ impl Sim {
 
     /// L3 at a dead holder's lease end + ε: if the lease was not taken over (no grant, fill or
     /// invalidation since) while a live call that was told it is held still waits, fail.
+    /// `StoreReusesTokens`: the real store underneath, its tokens renamed to a per-key count
+    /// that restarts on invalidate (a token the store hands out maps to its latest real grant).
+    fn apply_reusing_tokens(&mut self, op: &StoreOp) -> StoreReply {
+        let now = self.t;
+        let mut op = op.clone();
+        match &mut op {
+            StoreOp::Fill { key, token: Some(t), .. } | StoreOp::Release { key, token: t } | StoreOp::Extend { key, token: t, .. } => {
+                if let Some(real) = self.reused.get(key.as_str()).and_then(|(_, m)| m.get(t)) {
+                    *t = *real;
+                }
+            }
+            StoreOp::Invalidate { key, .. } => {
+                if let Some((n, _)) = self.reused.get_mut(key.as_str()) {
+                    *n = 0;
+                }
+            }
+            _ => {}
+        }
+        let mut r = self.store.apply(now, &op);
+        if let (StoreOp::Read { key, .. }, StoreReply::Read(rr)) = (&op, &mut r) {
+            if let LeaseOutcome::Granted { token } = &mut rr.lease {
+                let (n, m) = self.reused.entry(key.clone()).or_default();
+                *n += 1;
+                m.insert(*n, *token);
+                *token = *n;
+            }
+        }
+        r
+    }
+
     fn check_takeover(&mut self, key: u32, token: Token) {
         let same = self.shadow[key as usize]
             .lease
@@ -2157,8 +2185,8 @@ impl Proc {
 fn op_desc(op: &StoreOp) -> String {
     let mut s = String::new();
     match op {
-        StoreOp::Read { lease, token, .. } => {
-            let _ = write!(s, "read(lease {lease:?}, token {token})");
+        StoreOp::Read { lease, .. } => {
+            let _ = write!(s, "read(lease {lease:?})");
         }
         StoreOp::Fill {
             entry,

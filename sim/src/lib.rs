@@ -112,8 +112,9 @@ pub enum Broken {
     StoreIgnoresGenerations,
     /// The driver hands a joiner its leader's value when the coordinator says "run again".
     JoinersTakeRefusedFill,
-    /// Every process seeds its coordinator with the same value (one token stream).
-    SharedSeed,
+    /// The store issues tokens from a per-key count that restarts when the key is invalidated,
+    /// so a revoked holder and the next one can share a token.
+    StoreReusesTokens,
     /// Naive cache-aside: `get`, on a miss load and `set` (no lease, no coalescing).
     NaiveCacheAside,
 }
@@ -127,7 +128,7 @@ impl Broken {
         Broken::StoreReleaseIgnoresToken,
         Broken::StoreIgnoresGenerations,
         Broken::JoinersTakeRefusedFill,
-        Broken::SharedSeed,
+        Broken::StoreReusesTokens,
         Broken::NaiveCacheAside,
     ];
 
@@ -140,7 +141,7 @@ impl Broken {
             Broken::StoreReleaseIgnoresToken => "store-release-ignores-token",
             Broken::StoreIgnoresGenerations => "store-ignores-generations",
             Broken::JoinersTakeRefusedFill => "joiners-take-refused-fill",
-            Broken::SharedSeed => "shared-seed",
+            Broken::StoreReusesTokens => "store-reuses-tokens",
             Broken::NaiveCacheAside => "naive-cache-aside",
         }
     }

@@ -65,7 +65,7 @@ fn expected(b: Broken) -> &'static [&'static str] {
         Broken::StoreKeepsExpiredLeases => &["L3"],
         Broken::StoreIgnoresGenerations => &["C2", "T1"],
         Broken::JoinersTakeRefusedFill => &["J1"],
-        Broken::SharedSeed => &["C2", "C3"],
+        Broken::StoreReusesTokens => &["C2", "L2"],
         Broken::NaiveCacheAside => &["C1", "C5", "T1"],
     }
 }
@@ -105,7 +105,7 @@ fn a_seed_replays_exactly() {
     let (a, b) = (run(&c), run(&c));
     assert_eq!(a.report, b.report);
     let c = Config {
-        broken: Some(Broken::SharedSeed),
+        broken: Some(Broken::StoreReusesTokens),
         ..Config::ci(3)
     };
     assert_eq!(run(&c).violation, run(&c).violation);

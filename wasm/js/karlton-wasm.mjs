@@ -213,7 +213,7 @@ export class Karlton {
   /**
    * A coordinator (see `Coordinator`). The module has no randomness of its own: `seed` must come
    * from the host's random source (`crypto.getRandomValues`), a fresh one per coordinator — it
-   * feeds lease tokens, jitter and XFetch. `fastRead`: the store has a fast read (Redis).
+   * feeds jitter and XFetch (lease tokens come from the store). `fastRead`: the store has a fast read (Redis).
    * `policy`: the default policy of its calls.
    */
   coordinator({ seed, fastRead = false, policy } = {}) {

@@ -213,7 +213,6 @@ pub(crate) fn store_op(raw: &Value) -> Result<StoreOp, Fail> {
             gen_keys: o.keep(o.strings("gen_keys")),
             lease: o.keep_or(o.variant("lease", LEASE_MODES), LeaseMode::None),
             lease_ttl_ms: o.keep(o.u64("lease_ttl_ms")),
-            token: o.keep(o.u64("token")),
         },
         "fill" => StoreOp::Fill {
             key: o.keep(o.string("key")),
@@ -423,14 +422,12 @@ pub(crate) fn write_store_op(out: &mut Vec<u8>, op: &StoreOp) {
             gen_keys,
             lease,
             lease_ttl_ms,
-            token,
         } => {
             o.str("op", "read")
                 .str("key", key)
                 .strs("gen_keys", gen_keys)
                 .str("lease", lease_mode(*lease))
-                .u64("lease_ttl_ms", *lease_ttl_ms)
-                .u64("token", *token);
+                .u64("lease_ttl_ms", *lease_ttl_ms);
         }
         StoreOp::Fill {
             key,

@@ -1,6 +1,6 @@
 //! The caches under test, each behind [`Sim`]: one read or write of a key id at a time.
 
-use karlton_core::store::{Bytes, LeaseMode, LeaseOutcome, StoreOp, StoreReply};
+use karlton_core::store::{Bytes, LeaseMode, LeaseOutcome, ReadReply, StoreOp, StoreReply};
 use karlton_core::{MemoryStore, MemoryStoreConfig};
 use std::num::NonZeroUsize;
 
@@ -30,7 +30,6 @@ fn key_name(key: u64) -> String {
 pub struct Karlton {
     store: MemoryStore,
     now: u64,
-    token: u64,
     value: Bytes,
     anomalies: u64,
 }
@@ -41,7 +40,6 @@ impl Karlton {
         Karlton {
             store: MemoryStore::new(config(cap)),
             now: 1_000,
-            token: 0,
             value: vec![b'v'; 16].into(),
             anomalies: 0,
         }
@@ -83,19 +81,14 @@ impl Sim for Karlton {
         if self.store.peek_valid(self.now, &k, &[]).is_some() {
             return true;
         }
-        self.token += 1;
-        let t = self.token;
         let op = StoreOp::Read {
             key: k.clone(),
             gen_keys: vec![],
             lease: LeaseMode::IfNeeded,
             lease_ttl_ms: 60_000,
-            token: t,
         };
         match self.store.apply(self.now, &op) {
-            StoreReply::Read(r) if r.lease == (LeaseOutcome::Granted { token: t }) => {
-                self.fill(k, Some(t))
-            }
+            StoreReply::Read(ReadReply { lease: LeaseOutcome::Granted { token }, .. }) => self.fill(k, Some(token)),
             _ => self.anomalies += 1,
         }
         false

@@ -717,7 +717,7 @@ struct Host {
 }
 
 /// A seed from the operating system's random source (never the clock or an address: caches
-/// started together must not draw the same jitter and lease tokens).
+/// started together must not draw the same jitter and XFetch sequence).
 fn os_seed() -> u64 {
     getrandom::u64().unwrap_or_else(|_| {
         use std::hash::BuildHasher;

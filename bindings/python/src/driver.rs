@@ -60,7 +60,7 @@ pub fn now_ms() -> u64 {
 }
 
 /// A seed from the operating system's random source (never the clock or an address: caches
-/// built together must not draw the same jitter and lease tokens).
+/// built together must not draw the same jitter and XFetch sequence).
 fn os_seed() -> u64 {
     getrandom::u64().unwrap_or_else(|_| {
         use std::hash::BuildHasher;
@@ -1174,7 +1174,7 @@ impl PyDriver {
     }
 
     /// In a forked child: draw a new seed from the OS (the child copied the parent's random
-    /// stream, so it would draw the parent's lease tokens and jitter).
+    /// stream, so it would draw the parent's jitter and XFetch sequence).
     fn after_fork(&self) {
         self.host.counters.reseed(os_seed());
     }

@@ -291,9 +291,15 @@ def _run_vector(ci: int, case: dict[str, Any], client: Any) -> None:
         pre = f"{{v{ci}.{attempt}}}:"
         offset = 1
         late = False
+        # The vectors hold the memory store's tokens (it counts from 1); Redis issues its own
+        # (server µs): each grant pairs the two, and later ops use Redis's. A token no grant
+        # issued (a deliberately wrong one) passes unchanged: neither store ever issued it.
+        tokens: dict[int, int] = {}
         for i, o in enumerate(ops):
             op = dict(o["op"])
             kind = op["op"]
+            if op.get("token") is not None:
+                op["token"] = tokens.get(op["token"], op["token"])
             if "key" in op:
                 op["key"] = pre + op["key"]
             if "gen_keys" in op:
@@ -330,6 +336,10 @@ def _run_vector(ci: int, case: dict[str, Any], client: Any) -> None:
             if got["reply"] == "read":
                 if got["lease"] == "granted":
                     offset = max(offset, got["now_ms"] - slot + 1)
+                    if want[i].get("lease") == "granted":
+                        assert got["token"] not in tokens.values(), f"{case['name']}: redis issued {got['token']} twice"
+                        tokens[want[i]["token"]] = got["token"]
+                        got["token"] = want[i]["token"]
                 got["now_ms"] = back(got["now_ms"])
                 if got["lease"] == "held":
                     got["until_ms"] = back(got["until_ms"])
@@ -341,16 +351,19 @@ def _run_vector(ci: int, case: dict[str, Any], client: Any) -> None:
     raise AssertionError(f"{case['name']}: too late 6 times in a row")
 
 
-@pytest.mark.skipif(not VECTORS.exists(), reason="no tests/vectors/store.json")
 def test_cluster_store_vectors(redis_cluster: Any) -> None:
     import json
     from concurrent import futures
 
     from karlton import _karlton
 
-    if not hasattr(_karlton, "store_vector_call"):
-        pytest.skip("module built without the `vectors` feature")
+    # A missing file or a module built without the `vectors` feature is a failure, not a skip.
+    assert VECTORS.exists(), f"{VECTORS} is missing"
+    assert hasattr(_karlton, "store_vector_call"), "module built without the `vectors` feature"
     cases = json.loads(VECTORS.read_text())["cases"]
+    floors = (VECTORS.parent / "floors.txt").read_text().splitlines()
+    floor = int(next(line.split()[1] for line in floors if line.startswith("store.json")))
+    assert len(cases) >= floor, f"store.json holds {len(cases)} cases, fewer than its floor {floor}"
     client = sync_client(redis_cluster, max_connections=64)
     slots = {client.keyslot(f"{{v{ci}.0}}:x") for ci in range(len(cases))}
     assert len({redis_cluster.master_of(f"{{v{ci}.0}}:x") for ci in range(len(cases))}) == 3

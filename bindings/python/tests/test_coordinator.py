@@ -641,9 +641,8 @@ def test_c3_a_load_longer_than_its_lease_keeps_its_key_asyncio(stores: tuple[Any
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_forked_workers_draw_different_lease_tokens(redis_server: Any, redis_client: Any) -> None:
     """A cache built before ``os.fork()`` (gunicorn --preload): each child takes a lease on
-    its own key; their tokens must differ. Before the after-fork re-seed, every child drew
-    the same token from the copied random stream, so one worker's stale fill could pass
-    another's fencing."""
+    its own key; their tokens must differ. Once every child drew the same token from the
+    copied random stream; now the store issues them (read.lua: the server clock in µs)."""
     import redis
 
     cache = Cache(RedisStore(redis.Redis(port=redis_server.port, socket_timeout=2)), POLICY)
@@ -677,6 +676,61 @@ def test_forked_workers_draw_different_lease_tokens(redis_server: Any, redis_cli
         for pid in pids:
             _, status = os.waitpid(pid, 0)
             assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_c2_forked_workers_and_an_invalidate_mid_load_leave_no_stale_fill(redis_server: Any, redis_client: Any) -> None:
+    """C2 across pre-forked workers sharing one cache built before ``os.fork()``: worker A
+    loads "old" under its lease; the parent's ``invalidate`` revokes it; worker B loads "new"
+    under a new lease. A's late fill is refused and "new" stays. Before tokens were issued by
+    the store, B could draw A's token from the random stream both copied, and A's fill passed."""
+    import redis
+
+    cache = Cache(RedisStore(redis.Redis(port=redis_server.port, socket_timeout=2)), POLICY)
+    cache.get_or_load(Key("fork", "warm"), lambda: 1)  # the stream is in use before the fork
+    k = Key("fork", "stale")
+    started_r, started_w = os.pipe()
+    release_r, release_w = os.pipe()
+
+    def slow_old() -> str:
+        os.write(started_w, b"1")  # A holds the lease and is loading
+        os.read(release_r, 1)  # until the parent lets it finish, after B filled
+        return "old"
+
+    def child(loader: Any) -> None:
+        code = 1
+        try:
+            cache.get_or_load(k, loader)
+            code = 0
+        finally:
+            os._exit(code)
+
+    pid_a = os.fork()
+    if pid_a == 0:
+        child(slow_old)
+    pid_b = None
+    try:
+        assert os.read(started_r, 1) == b"1"
+        token_a = int(redis_client.get(str(k)).split(b"|")[8])
+        cache.invalidate(k)
+        pid_b = os.fork()
+        if pid_b == 0:
+            child(lambda: "new")
+        _, status = os.waitpid(pid_b, 0)
+        pid_b = None
+        assert os.waitstatus_to_exitcode(status) == 0
+        # The record keeps its last token after the fill (the floor for the next one).
+        token_b = int(redis_client.get(str(k)).split(b"|")[8])
+        assert token_b > token_a, "a lease after a revoked one gets a larger token"
+    finally:
+        os.write(release_w, b"1")
+        _, status = os.waitpid(pid_a, 0)
+        if pid_b is not None:
+            os.waitpid(pid_b, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    fresh = Cache(RedisStore(redis.Redis(port=redis_server.port, socket_timeout=2)), POLICY)
+    assert fresh.get(k) == "new", "the revoked worker's fill must not land"
+    assert fresh.stats()["hits_fresh"] == 1
 
 
 # -- issue 11: nothing is stored that a reader would refuse ---------------------------------

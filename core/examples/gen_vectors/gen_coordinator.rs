@@ -306,7 +306,6 @@ impl Script {
                 gen_keys: vec![NS.into()],
                 lease: LeaseMode::IfNeeded,
                 lease_ttl_ms: 500,
-                token: 77,
             },
         );
     }

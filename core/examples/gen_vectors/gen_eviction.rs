@@ -17,14 +17,13 @@ struct Trace {
     store: MemoryStore,
     ops: Vec<Value>,
     now: u64,
-    token: u64,
     hits: usize,
 }
 
 impl Trace {
     fn new(max_entries: usize, max_bytes: usize, seed: u64) -> Trace {
         let cfg = MemoryStoreConfig { max_entries, max_bytes, shards: 1, seed };
-        Trace { cfg, store: MemoryStore::new(cfg), ops: Vec::new(), now: 1_000, token: 0, hits: 0 }
+        Trace { cfg, store: MemoryStore::new(cfg), ops: Vec::new(), now: 1_000, hits: 0 }
     }
 
     fn run(&mut self, op: StoreOp) -> StoreReply {
@@ -35,16 +34,14 @@ impl Trace {
     /// One cache request: read with a lease; on a miss fill `len` value bytes living `ttl` ms.
     fn get_sized(&mut self, key: &str, len: usize, ttl: u64) -> bool {
         self.now += 1;
-        self.token += 1;
-        let t = self.token;
-        let op = StoreOp::Read { key: key.into(), gen_keys: vec![], lease: LeaseMode::IfNeeded, lease_ttl_ms: 1_000, token: t };
+        let op = StoreOp::Read { key: key.into(), gen_keys: vec![], lease: LeaseMode::IfNeeded, lease_ttl_ms: 1_000 };
         let StoreReply::Read(r) = self.run(op) else { unreachable!() };
         if r.entry.is_some() {
             self.hits += 1;
             return true;
         }
-        if r.lease == (LeaseOutcome::Granted { token: t }) {
-            self.fill(key, len, ttl, Some(t));
+        if let LeaseOutcome::Granted { token } = r.lease {
+            self.fill(key, len, ttl, Some(token));
         }
         false
     }
@@ -63,7 +60,7 @@ impl Trace {
     /// Probe without a lease (and without a fill): is `key` held?
     fn held(&mut self, key: &str) -> bool {
         self.now += 1;
-        let op = StoreOp::Read { key: key.into(), gen_keys: vec![], lease: LeaseMode::None, lease_ttl_ms: 0, token: 0 };
+        let op = StoreOp::Read { key: key.into(), gen_keys: vec![], lease: LeaseMode::None, lease_ttl_ms: 0 };
         matches!(self.run(op), StoreReply::Read(r) if r.entry.is_some())
     }
 
@@ -231,9 +228,9 @@ pub fn eviction() -> File {
         let mut toks = Vec::new();
         for k in &keys("l", 3) {
             t.now += 1;
-            t.token += 1;
-            toks.push(t.token);
-            t.run(StoreOp::Read { key: k.clone(), gen_keys: vec![], lease: LeaseMode::IfNeeded, lease_ttl_ms: 1_000, token: t.token });
+            let StoreReply::Read(r) = t.run(StoreOp::Read { key: k.clone(), gen_keys: vec![], lease: LeaseMode::IfNeeded, lease_ttl_ms: 1_000 }) else { unreachable!() };
+            let LeaseOutcome::Granted { token } = r.lease else { panic!("{:?}", r.lease) };
+            toks.push(token);
         }
         t.now += 1;
         let r: Vec<StoreReply> = (0..3).map(|i| t.fill(&format!("ev:l{i}"), 4, 1 << 40, Some(toks[i]))).collect();

@@ -3,7 +3,7 @@
 
 use crate::File;
 use karlton_core::flow::{GetOrLoad, Input, Loaded, Request, Step};
-use karlton_core::store::{InvalidateMode, LeaseMode, StoreFailure, StoreOp, StoreReply};
+use karlton_core::store::{InvalidateMode, LeaseMode, LeaseOutcome, ReadReply, StoreFailure, StoreOp, StoreReply};
 use karlton_core::{Entry, MemoryStore, Policy};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -116,11 +116,11 @@ fn aged(age: u64) -> (u64, StoreOp) {
 }
 
 fn other_lease(ttl: u64) -> StoreOp {
-    StoreOp::Read { key: KEY.into(), gen_keys: vec![], lease: LeaseMode::IfNeeded, lease_ttl_ms: ttl, token: 999 }
+    StoreOp::Read { key: KEY.into(), gen_keys: vec![], lease: LeaseMode::IfNeeded, lease_ttl_ms: ttl }
 }
 
 fn other_force_lease(ttl: u64) -> StoreOp {
-    StoreOp::Read { key: KEY.into(), gen_keys: vec![], lease: LeaseMode::Force, lease_ttl_ms: ttl, token: 999 }
+    StoreOp::Read { key: KEY.into(), gen_keys: vec![], lease: LeaseMode::Force, lease_ttl_ms: ttl }
 }
 
 fn kind_of(s: &Step) -> String {
@@ -144,8 +144,21 @@ fn matches(actual: &Value, pattern: &Value) -> bool {
 /// Drives the scenario; returns the vector input.
 fn record(s: &Scenario) -> Value {
     let store = MemoryStore::default();
+    // Other callers' ops: a fill under THEIRS uses the token the store granted their last read.
+    let mut theirs = None;
+    let mut other = |t: u64, op: &StoreOp| {
+        let mut op = op.clone();
+        if let StoreOp::Fill { token: Some(tok), .. } = &mut op {
+            if *tok == THEIRS {
+                *tok = theirs.expect("a fill under THEIRS after their lease");
+            }
+        }
+        if let StoreReply::Read(ReadReply { lease: LeaseOutcome::Granted { token }, .. }) = store.apply(t, &op) {
+            theirs = Some(token);
+        }
+    };
     for (t, op) in &s.setup {
-        store.apply(t + s.skew, op);
+        other(t + s.skew, op);
     }
     let policy = Arc::new(Policy::from_json(&s.policy.to_string()).unwrap());
     let request: Request = serde_json::from_value(s.req.clone()).unwrap();
@@ -158,7 +171,7 @@ fn record(s: &Scenario) -> Value {
         let mut act = act.clone();
         while let Act::Others(ops, then) = act {
             for op in &ops {
-                store.apply(now + s.skew, op);
+                other(now + s.skew, op);
             }
             act = *then;
         }
@@ -209,12 +222,10 @@ fn err_done(kind: &str) -> Value {
 }
 
 /// Finds a seed whose early-refresh draw for this scenario gives `want` (the draw is the
-/// second value of the flow's generator).
+/// first value of the flow's generator).
 fn seed_for_xfetch(s: &Scenario, want_early: bool) -> u64 {
     for seed in 1..10_000u64 {
-        let mut g = karlton_core::rand::SplitMix64::new(seed);
-        g.next();
-        let r = g.next();
+        let r = karlton_core::rand::SplitMix64::new(seed).next();
         // Entry: soft_at T0 + 100 (filled at T0 - 900), load_ms 400, β from the policy; now T0.
         let beta = s.policy["early_refresh"].as_f64().unwrap();
         if karlton_core::freshness::xfetch(T0, T0 + 100, 400, beta, r) == want_early {
@@ -799,9 +810,13 @@ pub fn flows() -> File {
     f
 }
 
-/// The other caller (token 999) fills at `t` with its lease.
+/// Stands for the other caller's lease in its ops: whatever token the store issued to the
+/// other caller's last read (`record` substitutes it).
+const THEIRS: u64 = u64::MAX;
+
+/// The other caller fills at `t` with its lease.
 fn fill_holder(t: u64) -> StoreOp {
-    tweak(fill_at(t, "\"theirs\"", 1000, 3000, 0, 15, false, None), |tok, _, _| *tok = Some(999))
+    tweak(fill_at(t, "\"theirs\"", 1000, 3000, 0, 15, false, None), |tok, _, _| *tok = Some(THEIRS))
 }
 
 /// Changes a fill op's token, gen_keys or slot soft_at.

@@ -801,11 +801,11 @@ pub fn entry() -> File {
 // ================================================================================================
 // store
 
-fn read(key: &str, lease: &str, ttl: u64, token: u64) -> Value {
-    json!({ "op": "read", "key": key, "gen_keys": [], "lease": lease, "lease_ttl_ms": ttl, "token": token })
+fn read(key: &str, lease: &str, ttl: u64) -> Value {
+    json!({ "op": "read", "key": key, "gen_keys": [], "lease": lease, "lease_ttl_ms": ttl })
 }
-fn read_g(key: &str, gk: &[&str], lease: &str, ttl: u64, token: u64) -> Value {
-    json!({ "op": "read", "key": key, "gen_keys": gk, "lease": lease, "lease_ttl_ms": ttl, "token": token })
+fn read_g(key: &str, gk: &[&str], lease: &str, ttl: u64) -> Value {
+    json!({ "op": "read", "key": key, "gen_keys": gk, "lease": lease, "lease_ttl_ms": ttl })
 }
 
 /// A fill of an entry with value `v`, fresh for 1000 and servable for 2000 after `t`.
@@ -889,99 +889,110 @@ pub fn store() -> File {
     let mut f = File::new("store", "Sequences of (now, StoreOp) → StoreReply against a fresh store (memory store; Redis runs the same file).");
     let k = "n:k";
     let e1 = |t| Some(entry_hex("v1", t, None, vec![]));
-    sc(&mut f, "read_miss_no_lease", "plain read of a missing key", vec![(100, read(k, "none", 0, 0), rr(100, None, false, vec![], notreq()))]);
-    sc(&mut f, "read_miss_grants_lease", "if_needed on a miss grants the lease to the given token", vec![(100, read(k, "if_needed", 500, 11), rr(100, None, false, vec![], granted(11)))]);
+    sc(&mut f, "read_miss_no_lease", "plain read of a missing key", vec![(100, read(k, "none", 0), rr(100, None, false, vec![], notreq()))]);
+    sc(&mut f, "read_miss_grants_lease", "if_needed on a miss grants the lease under a token the store issues (the memory store counts from 1; Redis runners map its tokens onto these)", vec![(100, read(k, "if_needed", 500), rr(100, None, false, vec![], granted(1)))]);
+    sc(&mut f, "tokens_never_repeat", "C2: every grant gets a new token, also after the lease before it was revoked, released or consumed: no holder can ever share a revoked holder's token", vec![
+        (100, read(k, "if_needed", 500), rr(100, None, false, vec![], granted(1))),
+        (100, inval(k, "delete"), invalidated(false)),
+        (100, read(k, "if_needed", 500), rr(100, None, false, vec![], granted(2))),
+        (100, fill(k, "old", 100, None, Some(1)), rejected("lease_lost")),
+        (100, release(k, 2), lease_ok(true)),
+        (100, read(k, "if_needed", 500), rr(100, None, false, vec![], granted(3))),
+        (100, fill(k, "v1", 100, None, Some(3)), stored()),
+        (1100, read(k, "if_needed", 500), rr(1100, e1(100), false, vec![], granted(4))),
+        (1100, fill(k, "v1", 1100, None, Some(2)), rejected("lease_lost")),
+    ]);
     sc(&mut f, "lease_held_by_other", "a second reader sees the lease held until grant + ttl", vec![
-        (100, read(k, "if_needed", 500, 11), rr(100, None, false, vec![], granted(11))),
-        (150, read(k, "if_needed", 500, 22), rr(150, None, false, vec![], held(600))),
+        (100, read(k, "if_needed", 500), rr(100, None, false, vec![], granted(1))),
+        (150, read(k, "if_needed", 500), rr(150, None, false, vec![], held(600))),
     ]);
     sc(&mut f, "lease_held_until_edge", "L3: the lease is live at until-1 ...", vec![
-        (100, read(k, "if_needed", 500, 11), rr(100, None, false, vec![], granted(11))),
-        (599, read(k, "if_needed", 500, 22), rr(599, None, false, vec![], held(600))),
+        (100, read(k, "if_needed", 500), rr(100, None, false, vec![], granted(1))),
+        (599, read(k, "if_needed", 500), rr(599, None, false, vec![], held(600))),
     ]);
     sc(&mut f, "lease_takeover_at_expiry", "L3: ... and taken over at exactly grant + ttl", vec![
-        (100, read(k, "if_needed", 500, 11), rr(100, None, false, vec![], granted(11))),
-        (600, read(k, "if_needed", 500, 22), rr(600, None, false, vec![], granted(22))),
+        (100, read(k, "if_needed", 500), rr(100, None, false, vec![], granted(1))),
+        (600, read(k, "if_needed", 500), rr(600, None, false, vec![], granted(2))),
     ]);
     sc(&mut f, "takeover_then_old_fill_rejected", "C2/L3: the crashed holder's late fill is refused after takeover", vec![
-        (100, read(k, "if_needed", 500, 11), rr(100, None, false, vec![], granted(11))),
-        (700, read(k, "if_needed", 500, 22), rr(700, None, false, vec![], granted(22))),
-        (710, fill(k, "old", 710, None, Some(11)), rejected("lease_lost")),
-        (720, fill(k, "new", 720, None, Some(22)), stored()),
+        (100, read(k, "if_needed", 500), rr(100, None, false, vec![], granted(1))),
+        (700, read(k, "if_needed", 500), rr(700, None, false, vec![], granted(2))),
+        (710, fill(k, "old", 710, None, Some(1)), rejected("lease_lost")),
+        (720, fill(k, "new", 720, None, Some(2)), stored()),
     ]);
     sc(&mut f, "fill_with_lease_then_fresh", "lease → fill → a fresh read needs no lease", vec![
-        (100, read(k, "if_needed", 500, 11), rr(100, None, false, vec![], granted(11))),
-        (200, fill(k, "v1", 200, None, Some(11)), stored()),
-        (300, read(k, "if_needed", 500, 22), rr(300, e1(200), false, vec![], notreq())),
+        (100, read(k, "if_needed", 500), rr(100, None, false, vec![], granted(1))),
+        (200, fill(k, "v1", 200, None, Some(1)), stored()),
+        (300, read(k, "if_needed", 500), rr(300, e1(200), false, vec![], notreq())),
     ]);
     sc(&mut f, "fill_consumes_lease", "after a fill the lease is gone: a stale read can lease again", vec![
-        (100, read(k, "if_needed", 500, 11), rr(100, None, false, vec![], granted(11))),
-        (200, fill(k, "v1", 200, None, Some(11)), stored()),
-        (1200, read(k, "if_needed", 500, 22), rr(1200, e1(200), false, vec![], granted(22))),
+        (100, read(k, "if_needed", 500), rr(100, None, false, vec![], granted(1))),
+        (200, fill(k, "v1", 200, None, Some(1)), stored()),
+        (1200, read(k, "if_needed", 500), rr(1200, e1(200), false, vec![], granted(2))),
     ]);
     sc(&mut f, "stale_read_grants", "a stale entry (soft_at <= now) grants the lease", vec![
         (0, fill(k, "v1", 0, None, None), stored()),
-        (1000, read(k, "if_needed", 500, 5), rr(1000, e1(0), false, vec![], granted(5))),
+        (1000, read(k, "if_needed", 500), rr(1000, e1(0), false, vec![], granted(1))),
     ]);
     sc(&mut f, "fresh_read_just_before_soft", "now = soft_at - 1: fresh, no lease", vec![
         (0, fill(k, "v1", 0, None, None), stored()),
-        (999, read(k, "if_needed", 500, 5), rr(999, e1(0), false, vec![], notreq())),
+        (999, read(k, "if_needed", 500), rr(999, e1(0), false, vec![], notreq())),
     ]);
     sc(&mut f, "force_on_fresh", "force grants a lease on a fresh entry (XFetch)", vec![
         (0, fill(k, "v1", 0, None, None), stored()),
-        (500, read(k, "force", 500, 5), rr(500, e1(0), false, vec![], granted(5))),
-        (501, read(k, "force", 500, 6), rr(501, e1(0), false, vec![], held(1000))),
+        (500, read(k, "force", 500), rr(500, e1(0), false, vec![], granted(1))),
+        (501, read(k, "force", 500), rr(501, e1(0), false, vec![], held(1000))),
     ]);
     sc(&mut f, "none_never_leases", "lease none on a miss grants nothing and leaves no lease", vec![
-        (100, read(k, "none", 500, 7), rr(100, None, false, vec![], notreq())),
-        (101, read(k, "if_needed", 500, 8), rr(101, None, false, vec![], granted(8))),
+        (100, read(k, "none", 500), rr(100, None, false, vec![], notreq())),
+        (101, read(k, "if_needed", 500), rr(101, None, false, vec![], granted(1))),
     ]);
     sc(&mut f, "expired_entry_gone", "at expire_at the entry is physically gone", vec![
         (0, fill(k, "v1", 0, None, None), stored()),
-        (1999, read(k, "none", 0, 0), rr(1999, e1(0), false, vec![], notreq())),
-        (2000, read(k, "none", 0, 0), rr(2000, None, false, vec![], notreq())),
+        (1999, read(k, "none", 0), rr(1999, e1(0), false, vec![], notreq())),
+        (2000, read(k, "none", 0), rr(2000, None, false, vec![], notreq())),
     ]);
     sc(&mut f, "fill_revoked_by_invalidate", "C2: invalidate revokes the lease; the reader's fill is refused (seed 003 race)", vec![
-        (100, read(k, "if_needed", 500, 11), rr(100, None, false, vec![], granted(11))),
+        (100, read(k, "if_needed", 500), rr(100, None, false, vec![], granted(1))),
         (150, inval(k, "delete"), invalidated(false)),
-        (200, fill(k, "old", 200, None, Some(11)), rejected("lease_lost")),
-        (210, read(k, "none", 0, 0), rr(210, None, false, vec![], notreq())),
+        (200, fill(k, "old", 200, None, Some(1)), rejected("lease_lost")),
+        (210, read(k, "none", 0), rr(210, None, false, vec![], notreq())),
     ]);
     sc(&mut f, "fill_revoked_by_set", "C2: an authoritative write (no token) revokes the lease", vec![
-        (100, read(k, "if_needed", 500, 11), rr(100, None, false, vec![], granted(11))),
+        (100, read(k, "if_needed", 500), rr(100, None, false, vec![], granted(1))),
         (150, fill(k, "v1", 150, None, None), stored()),
-        (200, fill(k, "old", 200, None, Some(11)), rejected("lease_lost")),
-        (210, read(k, "none", 0, 0), rr(210, e1(150), false, vec![], notreq())),
+        (200, fill(k, "old", 200, None, Some(1)), rejected("lease_lost")),
+        (210, read(k, "none", 0), rr(210, e1(150), false, vec![], notreq())),
     ]);
     sc(&mut f, "fill_token_without_lease", "a fill with a token that never held the lease is refused", vec![
         (100, fill(k, "v1", 100, None, Some(99)), rejected("lease_lost")),
     ]);
     sc(&mut f, "fill_wrong_token", "a fill with another token is refused", vec![
-        (100, read(k, "if_needed", 500, 11), rr(100, None, false, vec![], granted(11))),
+        (100, read(k, "if_needed", 500), rr(100, None, false, vec![], granted(1))),
         (120, fill(k, "v1", 120, None, Some(12)), rejected("lease_lost")),
-        (130, fill(k, "v1", 130, None, Some(11)), stored()),
+        (130, fill(k, "v1", 130, None, Some(1)), stored()),
     ]);
     sc(&mut f, "fill_after_own_lease_expired_on_miss", "the lease on a miss expired and nobody took over: the late fill is refused", vec![
-        (100, read(k, "if_needed", 500, 11), rr(100, None, false, vec![], granted(11))),
-        (600, fill(k, "v1", 600, None, Some(11)), rejected("lease_lost")),
+        (100, read(k, "if_needed", 500), rr(100, None, false, vec![], granted(1))),
+        (600, fill(k, "v1", 600, None, Some(1)), rejected("lease_lost")),
     ]);
     f.pending(
         "fill_after_own_lease_expired_on_stale",
         "the lease on a stale entry expired and nobody took over: the late fill must be refused like on a miss (and like Redis, where the lease key has expired)",
         json!({ "ops": [
             { "now": 0, "op": fill(k, "v1", 0, None, None) },
-            { "now": 1000, "op": read(k, "if_needed", 500, 11) },
-            { "now": 1600, "op": fill(k, "v2", 1600, None, Some(11)) },
+            { "now": 1000, "op": read(k, "if_needed", 500) },
+            { "now": 1600, "op": fill(k, "v2", 1600, None, Some(1)) },
         ]}),
-        json!({ "replies": [stored(), rr(1000, e1(0), false, vec![], granted(11)), rejected("lease_lost")] }),
+        json!({ "replies": [stored(), rr(1000, e1(0), false, vec![], granted(1)), rejected("lease_lost")] }),
         "memory store Fill compares the token with the slot's lease without checking it is live (uses `s.lease`, not `live_lease(now)`), so an expired lease still fills when the slot survived",
     );
     sc(&mut f, "fill_after_own_lease_expired_on_marked_stale", "the lease on a marked-stale entry expired: the late fill is refused, the entry stays marked and the next reader gets a new lease", vec![
         (0, fill(k, "v1", 0, None, None), stored()),
         (100, inval(k, "mark_stale"), invalidated(true)),
-        (200, read(k, "if_needed", 300, 11), rr(200, e1(0), true, vec![], granted(11))),
-        (500, fill(k, "v2", 500, None, Some(11)), rejected("lease_lost")),
-        (510, read(k, "if_needed", 300, 12), rr(510, e1(0), true, vec![], granted(12))),
+        (200, read(k, "if_needed", 300), rr(200, e1(0), true, vec![], granted(1))),
+        (500, fill(k, "v2", 500, None, Some(1)), rejected("lease_lost")),
+        (510, read(k, "if_needed", 300), rr(510, e1(0), true, vec![], granted(2))),
     ]);
     // ---- versions
     sc(&mut f, "version_floor", "C2: a fill never lowers a version", vec![
@@ -993,13 +1004,13 @@ pub fn store() -> File {
     sc(&mut f, "version_floor_survives_delete", "C2: delete keeps the floor, so an older fill after it is refused", vec![
         (0, fill(k, "v5", 0, Some(5), None), stored()),
         (10, inval(k, "delete"), invalidated(true)),
-        (20, read(k, "if_needed", 500, 3), rr(20, None, false, vec![], granted(3))),
-        (30, fill(k, "v4", 30, Some(4), Some(3)), rejected("version_newer")),
+        (20, read(k, "if_needed", 500), rr(20, None, false, vec![], granted(1))),
+        (30, fill(k, "v4", 30, Some(4), Some(1)), rejected("version_newer")),
     ]);
     sc(&mut f, "version_floor_with_lease", "a leased fill with an older version is refused", vec![
         (0, fill(k, "v5", 0, Some(5), None), stored()),
-        (1000, read(k, "if_needed", 500, 3), rr(1000, Some(entry_hex("v5", 0, Some(5), vec![])), false, vec![], granted(3))),
-        (1010, fill(k, "v4", 1010, Some(4), Some(3)), rejected("version_newer")),
+        (1000, read(k, "if_needed", 500), rr(1000, Some(entry_hex("v5", 0, Some(5), vec![])), false, vec![], granted(1))),
+        (1010, fill(k, "v4", 1010, Some(4), Some(1)), rejected("version_newer")),
     ]);
     sc(&mut f, "unversioned_over_versioned", "an unversioned write is stored (the floor stays)", vec![
         (0, fill(k, "v5", 0, Some(5), None), stored()),
@@ -1012,14 +1023,14 @@ pub fn store() -> File {
     sc(&mut f, "unversioned_fill_shortens_expiry", "an unversioned fill with an earlier expire_at replaces the old one: the record is gone at the new expire_at", vec![
         (500, fill(k, "v1", 500, None, None), stored()),
         (600, fill_x(k, "v2", 0, None, 2000), stored()),
-        (1999, read(k, "none", 0, 0), rr(1999, Some(entry_hex("v2", 0, None, vec![])), false, vec![], notreq())),
-        (2000, read(k, "none", 0, 0), rr(2000, None, false, vec![], notreq())),
+        (1999, read(k, "none", 0), rr(1999, Some(entry_hex("v2", 0, None, vec![])), false, vec![], notreq())),
+        (2000, read(k, "none", 0), rr(2000, None, false, vec![], notreq())),
     ]);
     sc(&mut f, "versioned_fill_keeps_the_floor_expiry", "a versioned fill with an earlier expire_at keeps the floor's: the record (and its entry) lives to the old expire_at", vec![
         (500, fill(k, "v5", 500, Some(5), None), stored()),
         (600, fill_x(k, "v6", 0, Some(6), 2000), stored()),
-        (2000, read(k, "none", 0, 0), rr(2000, Some(entry_hex("v6", 0, Some(6), vec![])), false, vec![], notreq())),
-        (2500, read(k, "none", 0, 0), rr(2500, None, false, vec![], notreq())),
+        (2000, read(k, "none", 0), rr(2000, Some(entry_hex("v6", 0, Some(6), vec![])), false, vec![], notreq())),
+        (2500, read(k, "none", 0), rr(2500, None, false, vec![], notreq())),
     ]);
     sc(&mut f, "version_u64_large", "versions compare as u64", vec![
         (0, fill(k, "a", 0, Some(9_007_199_254_740_993), None), stored()),
@@ -1029,105 +1040,105 @@ pub fn store() -> File {
     sc(&mut f, "invalidate_delete", "delete removes the value", vec![
         (0, fill(k, "v1", 0, None, None), stored()),
         (10, inval(k, "delete"), invalidated(true)),
-        (20, read(k, "none", 0, 0), rr(20, None, false, vec![], notreq())),
+        (20, read(k, "none", 0), rr(20, None, false, vec![], notreq())),
         (30, inval(k, "delete"), invalidated(false)),
     ]);
     sc(&mut f, "invalidate_missing", "invalidating a missing key", vec![(0, inval(k, "delete"), invalidated(false)), (0, inval(k, "mark_stale"), invalidated(false))]);
     sc(&mut f, "invalidate_mark_stale", "mark-stale keeps the value, flags it, and a lease is granted though it is fresh", vec![
         (0, fill(k, "v1", 0, None, None), stored()),
         (10, inval(k, "mark_stale"), invalidated(true)),
-        (20, read(k, "none", 0, 0), rr(20, e1(0), true, vec![], notreq())),
-        (30, read(k, "if_needed", 500, 4), rr(30, e1(0), true, vec![], granted(4))),
-        (40, fill(k, "v2", 40, None, Some(4)), stored()),
-        (50, read(k, "none", 0, 0), rr(50, Some(entry_hex("v2", 40, None, vec![])), false, vec![], notreq())),
+        (20, read(k, "none", 0), rr(20, e1(0), true, vec![], notreq())),
+        (30, read(k, "if_needed", 500), rr(30, e1(0), true, vec![], granted(1))),
+        (40, fill(k, "v2", 40, None, Some(1)), stored()),
+        (50, read(k, "none", 0), rr(50, Some(entry_hex("v2", 40, None, vec![])), false, vec![], notreq())),
     ]);
     sc(&mut f, "mark_stale_revokes_lease", "mark-stale revokes an outstanding lease", vec![
         (0, fill(k, "v1", 0, None, None), stored()),
-        (1000, read(k, "if_needed", 500, 4), rr(1000, e1(0), false, vec![], granted(4))),
+        (1000, read(k, "if_needed", 500), rr(1000, e1(0), false, vec![], granted(1))),
         (1010, inval(k, "mark_stale"), invalidated(true)),
-        (1020, fill(k, "v2", 1020, None, Some(4)), rejected("lease_lost")),
-        (1030, read(k, "if_needed", 500, 5), rr(1030, e1(0), true, vec![], granted(5))),
+        (1020, fill(k, "v2", 1020, None, Some(1)), rejected("lease_lost")),
+        (1030, read(k, "if_needed", 500), rr(1030, e1(0), true, vec![], granted(2))),
     ]);
     sc(&mut f, "invalidate_revokes_lease_on_miss", "invalidate on a leased miss revokes the lease: the next reader gets it", vec![
-        (0, read(k, "if_needed", 500, 4), rr(0, None, false, vec![], granted(4))),
+        (0, read(k, "if_needed", 500), rr(0, None, false, vec![], granted(1))),
         (10, inval(k, "delete"), invalidated(false)),
-        (20, read(k, "if_needed", 500, 5), rr(20, None, false, vec![], granted(5))),
+        (20, read(k, "if_needed", 500), rr(20, None, false, vec![], granted(2))),
     ]);
     // ---- release / extend (L2)
     sc(&mut f, "release_own", "release with the holder's token frees the lease", vec![
-        (0, read(k, "if_needed", 500, 4), rr(0, None, false, vec![], granted(4))),
-        (10, release(k, 4), lease_ok(true)),
-        (20, read(k, "if_needed", 500, 5), rr(20, None, false, vec![], granted(5))),
+        (0, read(k, "if_needed", 500), rr(0, None, false, vec![], granted(1))),
+        (10, release(k, 1), lease_ok(true)),
+        (20, read(k, "if_needed", 500), rr(20, None, false, vec![], granted(2))),
     ]);
     sc(&mut f, "release_wrong_token", "L2: release with another token does nothing", vec![
-        (0, read(k, "if_needed", 500, 4), rr(0, None, false, vec![], granted(4))),
+        (0, read(k, "if_needed", 500), rr(0, None, false, vec![], granted(1))),
         (10, release(k, 5), lease_ok(false)),
-        (20, read(k, "if_needed", 500, 6), rr(20, None, false, vec![], held(500))),
+        (20, read(k, "if_needed", 500), rr(20, None, false, vec![], held(500))),
     ]);
     sc(&mut f, "release_twice", "a second release is a no-op", vec![
-        (0, read(k, "if_needed", 500, 4), rr(0, None, false, vec![], granted(4))),
-        (10, release(k, 4), lease_ok(true)),
-        (11, release(k, 4), lease_ok(false)),
+        (0, read(k, "if_needed", 500), rr(0, None, false, vec![], granted(1))),
+        (10, release(k, 1), lease_ok(true)),
+        (11, release(k, 1), lease_ok(false)),
     ]);
     sc(&mut f, "release_expired", "releasing an expired lease is refused", vec![
-        (0, read(k, "if_needed", 500, 4), rr(0, None, false, vec![], granted(4))),
-        (500, release(k, 4), lease_ok(false)),
+        (0, read(k, "if_needed", 500), rr(0, None, false, vec![], granted(1))),
+        (500, release(k, 1), lease_ok(false)),
     ]);
     sc(&mut f, "release_after_takeover", "L2: the old holder cannot release the new holder's lease", vec![
-        (0, read(k, "if_needed", 500, 4), rr(0, None, false, vec![], granted(4))),
-        (600, read(k, "if_needed", 500, 5), rr(600, None, false, vec![], granted(5))),
-        (610, release(k, 4), lease_ok(false)),
-        (620, read(k, "if_needed", 500, 6), rr(620, None, false, vec![], held(1100))),
+        (0, read(k, "if_needed", 500), rr(0, None, false, vec![], granted(1))),
+        (600, read(k, "if_needed", 500), rr(600, None, false, vec![], granted(2))),
+        (610, release(k, 1), lease_ok(false)),
+        (620, read(k, "if_needed", 500), rr(620, None, false, vec![], held(1100))),
     ]);
     sc(&mut f, "extend_own", "extend moves the lease end to now + ttl", vec![
-        (0, read(k, "if_needed", 500, 4), rr(0, None, false, vec![], granted(4))),
-        (400, extend(k, 4, 1000), lease_ok(true)),
-        (900, read(k, "if_needed", 500, 5), rr(900, None, false, vec![], held(1400))),
+        (0, read(k, "if_needed", 500), rr(0, None, false, vec![], granted(1))),
+        (400, extend(k, 1, 1000), lease_ok(true)),
+        (900, read(k, "if_needed", 500), rr(900, None, false, vec![], held(1400))),
     ]);
     sc(&mut f, "extend_wrong_token", "L2: extend with another token does nothing", vec![
-        (0, read(k, "if_needed", 500, 4), rr(0, None, false, vec![], granted(4))),
+        (0, read(k, "if_needed", 500), rr(0, None, false, vec![], granted(1))),
         (100, extend(k, 5, 10_000), lease_ok(false)),
-        (500, read(k, "if_needed", 500, 6), rr(500, None, false, vec![], granted(6))),
+        (500, read(k, "if_needed", 500), rr(500, None, false, vec![], granted(2))),
     ]);
     sc(&mut f, "extend_expired", "an expired lease cannot be extended (it may be someone else's)", vec![
-        (0, read(k, "if_needed", 500, 4), rr(0, None, false, vec![], granted(4))),
-        (500, extend(k, 4, 1000), lease_ok(false)),
-        (501, read(k, "if_needed", 500, 5), rr(501, None, false, vec![], granted(5))),
+        (0, read(k, "if_needed", 500), rr(0, None, false, vec![], granted(1))),
+        (500, extend(k, 1, 1000), lease_ok(false)),
+        (501, read(k, "if_needed", 500), rr(501, None, false, vec![], granted(2))),
     ]);
     sc(&mut f, "extend_expired_over_entry", "an expired lease on a slot that still holds an entry cannot be extended either (the next reader gets a new lease)", vec![
         (0, fill(k, "v1", 0, None, None), stored()),
-        (1000, read(k, "if_needed", 200, 4), rr(1000, e1(0), false, vec![], granted(4))),
-        (1300, extend(k, 4, 1000), lease_ok(false)),
-        (1301, read(k, "if_needed", 200, 5), rr(1301, e1(0), false, vec![], granted(5))),
+        (1000, read(k, "if_needed", 200), rr(1000, e1(0), false, vec![], granted(1))),
+        (1300, extend(k, 1, 1000), lease_ok(false)),
+        (1301, read(k, "if_needed", 200), rr(1301, e1(0), false, vec![], granted(2))),
     ]);
     sc(&mut f, "extend_missing", "extend on an unknown key", vec![(0, extend(k, 4, 1000), lease_ok(false))]);
     // ---- generations (T1)
     let g = "n:!gen";
     sc(&mut f, "bump_orphans", "T1: after a bump the old entry reads as absent and needs a load", vec![
-        (0, read_g(k, &[g], "if_needed", 500, 4), rr(0, None, false, vec![0], granted(4))),
-        (10, fill_g(k, "v1", 10, None, Some(4), &[g], Some(vec![0])), stored()),
-        (20, read_g(k, &[g], "if_needed", 500, 5), rr(20, Some(entry_hex("v1", 10, None, vec![0])), false, vec![0], notreq())),
+        (0, read_g(k, &[g], "if_needed", 500), rr(0, None, false, vec![0], granted(1))),
+        (10, fill_g(k, "v1", 10, None, Some(1), &[g], Some(vec![0])), stored()),
+        (20, read_g(k, &[g], "if_needed", 500), rr(20, Some(entry_hex("v1", 10, None, vec![0])), false, vec![0], notreq())),
         (30, bump(g, 777), bumped(777)),
-        (40, read_g(k, &[g], "if_needed", 500, 6), rr(40, None, false, vec![777], granted(6))),
+        (40, read_g(k, &[g], "if_needed", 500), rr(40, None, false, vec![777], granted(2))),
     ]);
     sc(&mut f, "bump_between_read_and_fill", "T1: a fill stamped with pre-bump generations is refused", vec![
-        (0, read_g(k, &[g], "if_needed", 500, 4), rr(0, None, false, vec![0], granted(4))),
+        (0, read_g(k, &[g], "if_needed", 500), rr(0, None, false, vec![0], granted(1))),
         (5, bump(g, 777), bumped(777)),
-        (10, fill_g(k, "v1", 10, None, Some(4), &[g], Some(vec![0])), rejected("generation_changed")),
+        (10, fill_g(k, "v1", 10, None, Some(1), &[g], Some(vec![0])), rejected("generation_changed")),
     ]);
     sc(&mut f, "lease_held_within_a_generation", "with generations unchanged, a second reader sees the lease held", vec![
-        (0, read_g(k, &[g], "if_needed", 500, 4), rr(0, None, false, vec![0], granted(4))),
-        (10, read_g(k, &[g], "if_needed", 500, 5), rr(10, None, false, vec![0], held(500))),
+        (0, read_g(k, &[g], "if_needed", 500), rr(0, None, false, vec![0], granted(1))),
+        (10, read_g(k, &[g], "if_needed", 500), rr(10, None, false, vec![0], held(500))),
     ]);
     sc(&mut f, "bump_frees_the_lease", "a lease granted before a bump does not hold the key: its load can never fill, so a reader of the new generation gets a new lease at once and the old holder's fill and release are refused", vec![
-        (0, read_g(k, &[g], "if_needed", 500, 4), rr(0, None, false, vec![0], granted(4))),
+        (0, read_g(k, &[g], "if_needed", 500), rr(0, None, false, vec![0], granted(1))),
         (5, bump(g, 777), bumped(777)),
-        (10, read_g(k, &[g], "if_needed", 500, 5), rr(10, None, false, vec![777], granted(5))),
-        (15, read_g(k, &[g], "if_needed", 500, 6), rr(15, None, false, vec![777], held(510))),
-        (20, fill_g(k, "old", 20, None, Some(4), &[g], Some(vec![0])), rejected("generation_changed")),
-        (21, release(k, 4), lease_ok(false)),
-        (30, fill_g(k, "new", 30, None, Some(5), &[g], Some(vec![777])), stored()),
-        (40, read_g(k, &[g], "if_needed", 500, 7), rr(40, Some(entry_hex("new", 30, None, vec![777])), false, vec![777], notreq())),
+        (10, read_g(k, &[g], "if_needed", 500), rr(10, None, false, vec![777], granted(2))),
+        (15, read_g(k, &[g], "if_needed", 500), rr(15, None, false, vec![777], held(510))),
+        (20, fill_g(k, "old", 20, None, Some(1), &[g], Some(vec![0])), rejected("generation_changed")),
+        (21, release(k, 1), lease_ok(false)),
+        (30, fill_g(k, "new", 30, None, Some(2), &[g], Some(vec![777])), stored()),
+        (40, read_g(k, &[g], "if_needed", 500), rr(40, Some(entry_hex("new", 30, None, vec![777])), false, vec![777], notreq())),
     ]);
     sc(&mut f, "bump_same_value", "bumping to the current value still moves the counter", vec![
         (0, bump(g, 5), bumped(5)),
@@ -1137,7 +1148,7 @@ pub fn store() -> File {
         (0, bump(g, 5), bumped(5)),
         (1, fill_g(k, "v1", 1, None, None, &[g], None), stored()),
         (2, bump(g, 5), bumped(6)),
-        (3, read_g(k, &[g], "none", 0, 0), rr(3, None, false, vec![6], notreq())),
+        (3, read_g(k, &[g], "none", 0), rr(3, None, false, vec![6], notreq())),
         (4, bump(g, 6), bumped(7)),
         (5, bump(g, 7), bumped(8)),
     ]);
@@ -1146,25 +1157,25 @@ pub fn store() -> File {
     sc(&mut f, "bump_largest_value", "a generation of 2^53 - 1 (16 digits) is reported, and stamps a fill, exactly", vec![
         (0, bump(g, 9_007_199_254_740_991), bumped(9_007_199_254_740_991)),
         (1, fill_g(k, "v1", 1, None, None, &[g], None), stored()),
-        (2, read_g(k, &[g], "none", 0, 0), rr(2, Some(entry_hex("v1", 1, None, vec![])), false, vec![9_007_199_254_740_991], notreq())),
+        (2, read_g(k, &[g], "none", 0), rr(2, Some(entry_hex("v1", 1, None, vec![])), false, vec![9_007_199_254_740_991], notreq())),
     ]);
     sc(&mut f, "authoritative_fill_stamps_current", "a fill without generations stamps the current ones", vec![
         (0, bump(g, 9), bumped(9)),
         (10, fill_g(k, "v1", 10, None, None, &[g], None), stored()),
-        (20, read_g(k, &[g], "none", 0, 0), rr(20, Some(entry_hex("v1", 10, None, vec![])), false, vec![9], notreq())),
+        (20, read_g(k, &[g], "none", 0), rr(20, Some(entry_hex("v1", 10, None, vec![])), false, vec![9], notreq())),
     ]);
     let t = "n:!tag:red";
     sc(&mut f, "tag_bump_orphans", "T1: bumping a tag orphans entries that depend on it", vec![
         (0, fill_g(k, "v1", 0, None, None, &[g, t], None), stored()),
-        (10, read_g(k, &[g, t], "none", 0, 0), rr(10, Some(entry_hex("v1", 0, None, vec![])), false, vec![0, 0], notreq())),
+        (10, read_g(k, &[g, t], "none", 0), rr(10, Some(entry_hex("v1", 0, None, vec![])), false, vec![0, 0], notreq())),
         (20, bump(t, 3), bumped(3)),
-        (30, read_g(k, &[g, t], "none", 0, 0), rr(30, None, false, vec![0, 3], notreq())),
-        (40, read_g(k, &[g], "none", 0, 0), rr(40, None, false, vec![0], notreq())),
+        (30, read_g(k, &[g, t], "none", 0), rr(30, None, false, vec![0, 3], notreq())),
+        (40, read_g(k, &[g], "none", 0), rr(40, None, false, vec![0], notreq())),
     ]);
     sc(&mut f, "generations_in_order", "generations come back in gen_keys order; unknown counters read 0", vec![
         (0, bump("a:!gen", 1), bumped(1)),
         (0, bump("a:!tag:x", 2), bumped(2)),
-        (1, read_g(k, &["a:!tag:x", "a:!tag:none", "a:!gen"], "none", 0, 0), rr(1, None, false, vec![2, 0, 1], notreq())),
+        (1, read_g(k, &["a:!tag:x", "a:!tag:none", "a:!gen"], "none", 0), rr(1, None, false, vec![2, 0, 1], notreq())),
     ]);
     // Counters that expire with their entries (Redis: fill keeps a counter until the entry's
     // expire_at, a bump keeps it an hour; docs/redis.md "Counter TTLs") must be invisible: what
@@ -1176,34 +1187,34 @@ pub fn store() -> File {
     };
     sc(&mut f, "entry_not_served_past_expire_at_under_a_live_lease", "a live lease keeps the slot past expire_at, not the entry: from expire_at on a read answers no entry (the lease still holds, and its holder may fill)", vec![
         (0, fill_x(k, "v1", 0, None, 300), stored()),
-        (200, read(k, "force", 500, 5), rr(200, e1(0), false, vec![], granted(5))),
-        (299, read(k, "none", 0, 0), rr(299, e1(0), false, vec![], notreq())),
-        (300, read(k, "none", 0, 0), rr(300, None, false, vec![], notreq())),
-        (400, read(k, "if_needed", 500, 6), rr(400, None, false, vec![], held(700))),
-        (500, fill(k, "v2", 500, None, Some(5)), stored()),
-        (600, read(k, "none", 0, 0), rr(600, Some(entry_hex("v2", 500, None, vec![])), false, vec![], notreq())),
+        (200, read(k, "force", 500), rr(200, e1(0), false, vec![], granted(1))),
+        (299, read(k, "none", 0), rr(299, e1(0), false, vec![], notreq())),
+        (300, read(k, "none", 0), rr(300, None, false, vec![], notreq())),
+        (400, read(k, "if_needed", 500), rr(400, None, false, vec![], held(700))),
+        (500, fill(k, "v2", 500, None, Some(1)), stored()),
+        (600, read(k, "none", 0), rr(600, Some(entry_hex("v2", 500, None, vec![])), false, vec![], notreq())),
     ]);
     sc(&mut f, "counter_expired_with_its_entry_then_bumped", "the counter's only entry expired (on Redis the counter with it): it reads 0; a bump then still refuses the fill of a load that read 0 before it, and frees the key for the new generation", vec![
         (0, fill_gx("v1", 0, None, vec![0], 300), stored()),
-        (100, read_g(k, &[g], "none", 0, 0), rr(100, Some(entry_hex("v1", 0, None, vec![0])), false, vec![0], notreq())),
-        (400, read_g(k, &[g], "if_needed", 500, 7), rr(400, None, false, vec![0], granted(7))),
+        (100, read_g(k, &[g], "none", 0), rr(100, Some(entry_hex("v1", 0, None, vec![0])), false, vec![0], notreq())),
+        (400, read_g(k, &[g], "if_needed", 500), rr(400, None, false, vec![0], granted(1))),
         (500, bump(g, 9), bumped(9)),
-        (600, fill_gx("old", 600, Some(7), vec![0], 2600), rejected("generation_changed")),
-        (700, read_g(k, &[g], "if_needed", 500, 8), rr(700, None, false, vec![9], granted(8))),
-        (800, fill_gx("new", 800, Some(8), vec![9], 2800), stored()),
-        (900, read_g(k, &[g], "none", 0, 0), rr(900, Some(entry_hex("new", 800, None, vec![9])), false, vec![9], notreq())),
+        (600, fill_gx("old", 600, Some(1), vec![0], 2600), rejected("generation_changed")),
+        (700, read_g(k, &[g], "if_needed", 500), rr(700, None, false, vec![9], granted(2))),
+        (800, fill_gx("new", 800, Some(2), vec![9], 2800), stored()),
+        (900, read_g(k, &[g], "none", 0), rr(900, Some(entry_hex("new", 800, None, vec![9])), false, vec![9], notreq())),
     ]);
     sc(&mut f, "counter_expired_with_its_entry_refills", "the counter's only entry expired: a new fill under generation 0 is stored and served (on Redis it creates a new incarnation of the counter)", vec![
         (0, fill_gx("v1", 0, None, vec![0], 300), stored()),
-        (400, read_g(k, &[g], "if_needed", 500, 7), rr(400, None, false, vec![0], granted(7))),
-        (500, fill_gx("v2", 500, Some(7), vec![0], 2500), stored()),
-        (600, read_g(k, &[g], "none", 0, 0), rr(600, Some(entry_hex("v2", 500, None, vec![0])), false, vec![0], notreq())),
+        (400, read_g(k, &[g], "if_needed", 500), rr(400, None, false, vec![0], granted(1))),
+        (500, fill_gx("v2", 500, Some(1), vec![0], 2500), stored()),
+        (600, read_g(k, &[g], "none", 0), rr(600, Some(entry_hex("v2", 500, None, vec![0])), false, vec![0], notreq())),
     ]);
     sc(&mut f, "keys_independent", "leases and entries are per key", vec![
-        (0, read("n:a", "if_needed", 500, 1), rr(0, None, false, vec![], granted(1))),
-        (0, read("n:b", "if_needed", 500, 2), rr(0, None, false, vec![], granted(2))),
+        (0, read("n:a", "if_needed", 500), rr(0, None, false, vec![], granted(1))),
+        (0, read("n:b", "if_needed", 500), rr(0, None, false, vec![], granted(2))),
         (10, fill("n:b", "v1", 10, None, Some(2)), stored()),
-        (20, read("n:a", "none", 0, 0), rr(20, None, false, vec![], notreq())),
+        (20, read("n:a", "none", 0), rr(20, None, false, vec![], notreq())),
     ]);
     f
 }

@@ -41,5 +41,8 @@ for i = 2, #KEYS do
 end
 local stampcsv = table.concat(stamps, ',')
 -- SET replaces whatever was under k (garbage of any type included).
-save(k, { x = x, ss = ARGV[2], hs = ARGV[3], v = v, g = stampcsv, e = ARGV[1] }, now)
+-- The lease (consumed by this fill, or revoked by an authoritative one) ends, but its token stays
+-- as the floor for the next grant's (read.lua).
+local l = s and s.l
+save(k, { x = x, ss = ARGV[2], hs = ARGV[3], v = v, g = stampcsv, e = ARGV[1], l = l, lu = l and now }, now)
 return 0

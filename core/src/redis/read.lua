@@ -1,9 +1,10 @@
--- read: KEYS = entry key, gen keys...; ARGV = lease mode (0 none, 1 if needed, 2 force), lease_ttl_ms, token
--- reply: {now, entry|nil, marked 0/1, {generations...}, lease kind (0 not requested, 1 granted, 2 held), held until}
+-- read: KEYS = entry key, gen keys...; ARGV = lease mode (0 none, 1 if needed, 2 force), lease_ttl_ms
+-- reply: {now, entry|nil, marked 0/1, {generations...}, lease kind (0 not requested, 1 granted,
+-- 2 held), the granted token | held until | 0}
 -- Garbage under the entry key answers an empty entry: the flow counts an entry that does not
 -- decode as corrupt and treats it as a miss, and the next write replaces it.
 local k = KEYS[1]
-local mode, ttl, token = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local mode, ttl = ARGV[1], tonumber(ARGV[2])
 local now = now_ms()
 local vals = redis.call('MGET', unpack(KEYS))
 local cur, _, stampcsv, all = gens(vals, 2)
@@ -31,7 +32,12 @@ end
 if held then
   return { now, entry, marked, cur, 2, held }
 end
+-- The token is issued here, never by a client: the server clock in µs, and above the last token
+-- this record held (kept after a lease ends, see release/invalidate/fill), so on one key tokens
+-- only go up and no two holders ever share one, whatever the clients' random state.
 local r = s or { x = 0 }
-r.l, r.lu, r.lg = token, now + ttl, stampcsv
+local token = tonumber(now_us())
+if r.l and tonumber(r.l) >= token then token = tonumber(r.l) + 1 end
+r.l, r.lu, r.lg = int(token), now + ttl, stampcsv
 if save(k, r, now, why == 'absent') then entry = '' end
-return { now, entry, marked, cur, 1, 0 }
+return { now, entry, marked, cur, 1, token }

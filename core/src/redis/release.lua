@@ -3,6 +3,7 @@ local k = KEYS[1]
 local now = now_ms()
 local s = load(redis.pcall('GET', k), now)
 if not s or not live_lease(s, now) or s.l ~= ARGV[1] then return 0 end
-s.l, s.lu = nil, nil
+-- Ended, not forgotten: the token stays as the floor the next grant's token must exceed.
+s.lu = now
 save(k, s, now)
 return 1

@@ -26,8 +26,8 @@ _DRIVERS: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
 def _after_fork() -> None:
     """In a child after ``os.fork()`` (gunicorn ``--preload``, Celery prefork, multiprocessing
-    fork): each driver draws a new OS seed, so workers forked from one parent never share lease
-    tokens or jitter draws."""
+    fork): each driver draws a new OS seed, so workers forked from one parent never share jitter
+    or XFetch draws (lease tokens come from the store)."""
     for d in list(_DRIVERS):
         d.after_fork()
 
