@@ -26,7 +26,7 @@
 
 use crate::entry::Entry;
 use crate::freshness::{Decision, decide, jitter_reduction, jittered_ttls};
-use crate::policy::{OnLockTimeout, OnStoreError, Policy};
+use crate::policy::{MAX_LEASE_TTL_MS, OnLockTimeout, OnStoreError, Policy};
 use crate::rand::SplitMix64;
 use crate::stats::Stats;
 use crate::store::{
@@ -259,6 +259,11 @@ pub struct GetOrLoad {
     /// When to extend the lease held for a running load (local clock): halfway through the
     /// lease as seen from when the op that granted or last extended it was sent.
     extend_at: Option<u64>,
+    /// The last instant an extension may be sent (local clock): a lease never lives longer than
+    /// [`MAX_LEASE_TTL_MS`] from the read that took it, so a load that read a generation
+    /// counter before a bump can never outlive the bumped counter (kept that long on Redis),
+    /// whose expiry would let its pre-bump fill pass.
+    extend_until: u64,
     /// The last `Step::Load`'s `timeout_at` is `extend_at` (not the phase deadline): the
     /// `Input::Timeout` that answers it extends the lease instead of ending the phase.
     wake_extends: bool,
@@ -292,6 +297,7 @@ impl GetOrLoad {
             load_started: 0,
             load_deadline: None,
             extend_at: None,
+            extend_until: 0,
             wake_extends: false,
             extend_sent: 0,
             distrusted: None,
@@ -602,7 +608,9 @@ impl GetOrLoad {
         // (A load fills exactly when it holds a lease, so either half alone would do; both are
         // checked so that a broken pairing can never wake for an extension it cannot send.)
         let fills = matches!(self.state, State::Loading { fill: true, .. }) && self.token.is_some();
-        let extend = self.extend_at.filter(|e| fills && deadline.is_none_or(|d| *e < d));
+        let extend = self
+            .extend_at
+            .filter(|e| fills && deadline.is_none_or(|d| *e < d) && *e <= self.extend_until);
         self.wake_extends = extend.is_some();
         Step::Load { timeout_at: extend.or(deadline) }
     }
@@ -641,6 +649,11 @@ impl GetOrLoad {
                 // The store started the lease after this read was sent: halfway from then is
                 // early enough whatever the reply's delay.
                 self.extend_at = Some(self.read_sent.saturating_add(self.half_lease()));
+                // An extension sent at t ends the lease near t + lease_ttl.
+                self.extend_until = self
+                    .read_sent
+                    .saturating_add(MAX_LEASE_TTL_MS)
+                    .saturating_sub(self.policy.lease_ttl_ms());
                 true
             }
             _ => false,

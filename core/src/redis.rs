@@ -323,8 +323,18 @@ mod tests {
         assert_eq!(r.entry.as_deref(), Some(&b"x"[..]));
         assert_eq!(r.generations, vec![7]);
         assert_eq!(r.lease, LeaseOutcome::Granted { token: 42 });
+        let lease = |kind: i64, t: i64| {
+            let reply = Array(vec![Int(1000), Nil, Int(0), Array(vec![Int(0)]), Int(kind), Int(t)]);
+            decode_reply(&op, reply).map(|r| match r {
+                StoreReply::Read(r) => r.lease,
+                r => panic!("{r:?}"),
+            })
+        };
+        assert_eq!(lease(0, 0), Ok(LeaseOutcome::NotRequested));
+        assert_eq!(lease(1, 1), Ok(LeaseOutcome::Granted { token: 1 }));
+        assert_eq!(lease(1, (1 << 53) - 1), Ok(LeaseOutcome::Granted { token: MAX_TOKEN }));
+        assert_eq!(lease(2, 1500), Ok(LeaseOutcome::Held { until_ms: 1500 }));
         let granted = |t: i64| Array(vec![Int(1000), Nil, Int(0), Array(vec![Int(0)]), Int(1), Int(t)]);
-        assert!(decode_reply(&op, granted(1)).is_ok() && decode_reply(&op, granted((1 << 53) - 1)).is_ok());
         for bad in [Nil, Int(3), Array(vec![]), Error("ERR x".into()), Array(vec![Int(-1), Nil, Int(0), Array(vec![]), Int(0), Int(0)]), granted(0), granted(1 << 53)] {
             assert!(decode_reply(&op, bad).is_err());
         }

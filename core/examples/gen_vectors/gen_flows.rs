@@ -610,6 +610,13 @@ pub fn flows() -> File {
         ..sc("extensions_stop_at_hard_timeout", "extensions at T0 + 250 and T0 + 500; the next would be at T0 + 750, past the hard timeout (600): the load is abandoned there and the lease released, so a hung loader holds its key for at most the hard timeout")
     });
     all.push(Scenario {
+        policy: pol(json!({"lease_ttl_ms": 2_400_000, "load_hard_timeout_ms": 10_800_000})),
+        acts: vec![Act::Store, Act::Timeout, Act::Store, Act::Timeout, Act::Store],
+        kinds: &["store:read", "load", "store:extend", "load", "store:release", "done"],
+        done: json!({ "step": "done", "data": { "Err": { "error": "load_timeout", "message": 10_800_000 } } }),
+        ..sc("extensions_stop_an_hour_after_the_grant", "a 40 min lease on a 3 h load: extended at T0 + 20 min; the next (T0 + 40 min) would keep it past an hour from the grant, longer than a bumped counter lives on Redis (1 h), so it is not sent and the load runs on to its deadline unextended (its fill would then be refused)")
+    });
+    all.push(Scenario {
         policy: pol(json!({"load_hard_timeout_ms": 400})),
         acts: vec![Act::Store, Act::TimeoutAt(T0 + 400), Act::Store],
         kinds: &["store:read", "load", "store:release", "done"],

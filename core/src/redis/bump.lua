@@ -2,7 +2,8 @@
 -- one), ttl_ms (the counter lives this long after the bump)
 -- reply: the new value (bulk string)
 -- A bumped counter outlives every load that may have read it before the bump (a lease lasts at
--- most ttl_ms): until then it reads as the new value, never as absent (0), so a fill checked
+-- most ttl_ms, extensions included: the flow sends none that would keep a lease longer than an
+-- hour from its grant): until then it reads as the new value, never as absent (0), so a fill checked
 -- against the old value is refused. Any longer TTL it had served only entries stamped with the
 -- old value, which the bump orphans; fills under the new value extend it again (fill.lua).
 local k = KEYS[1]
