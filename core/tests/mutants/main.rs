@@ -5,5 +5,6 @@
 mod coordinator;
 mod entry;
 mod flow;
+mod jcs;
 mod policy;
 mod store;
