@@ -142,6 +142,15 @@ impl StoreOp {
             StoreOp::Bump { gen_key, .. } => gen_key,
         }
     }
+
+    /// The lease token this op presents (a leased fill, a release, an extend), if any: where a
+    /// driver or test that relays ops between stores puts the other store's token.
+    pub fn token_mut(&mut self) -> Option<&mut Token> {
+        match self {
+            StoreOp::Fill { token: Some(t), .. } | StoreOp::Release { token: t, .. } | StoreOp::Extend { token: t, .. } => Some(t),
+            _ => None,
+        }
+    }
 }
 
 /// The lease part of a read reply.

@@ -70,11 +70,8 @@ impl Tokens {
     /// `op` as Redis must see it.
     fn to_redis(&self, op: &StoreOp) -> StoreOp {
         let mut op = op.clone();
-        match &mut op {
-            StoreOp::Fill { token: Some(t), .. } | StoreOp::Release { token: t, .. } | StoreOp::Extend { token: t, .. } => {
-                *t = self.0.get(t).copied().unwrap_or(*t);
-            }
-            _ => {}
+        if let Some(t) = op.token_mut() {
+            *t = self.0.get(t).copied().unwrap_or(*t);
         }
         op
     }

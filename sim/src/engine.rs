@@ -1558,25 +1558,21 @@ impl Sim {
         }
     }
 
-    /// L3 at a dead holder's lease end + ε: if the lease was not taken over (no grant, fill or
-    /// invalidation since) while a live call that was told it is held still waits, fail.
     /// `StoreReusesTokens`: the real store underneath, its tokens renamed to a per-key count
     /// that restarts on invalidate (a token the store hands out maps to its latest real grant).
     fn apply_reusing_tokens(&mut self, op: &StoreOp) -> StoreReply {
         let now = self.t;
         let mut op = op.clone();
-        match &mut op {
-            StoreOp::Fill { key, token: Some(t), .. } | StoreOp::Release { key, token: t } | StoreOp::Extend { key, token: t, .. } => {
-                if let Some(real) = self.reused.get(key.as_str()).and_then(|(_, m)| m.get(t)) {
-                    *t = *real;
-                }
+        let key = op.key().to_owned();
+        if let StoreOp::Invalidate { .. } = op {
+            if let Some((n, _)) = self.reused.get_mut(&key) {
+                *n = 0;
             }
-            StoreOp::Invalidate { key, .. } => {
-                if let Some((n, _)) = self.reused.get_mut(key.as_str()) {
-                    *n = 0;
-                }
+        }
+        if let Some(t) = op.token_mut() {
+            if let Some(real) = self.reused.get(&key).and_then(|(_, m)| m.get(t)) {
+                *t = *real;
             }
-            _ => {}
         }
         let mut r = self.store.apply(now, &op);
         if let (StoreOp::Read { key, .. }, StoreReply::Read(rr)) = (&op, &mut r) {
@@ -1590,6 +1586,8 @@ impl Sim {
         r
     }
 
+    /// L3 at a dead holder's lease end + ε: if the lease was not taken over (no grant, fill or
+    /// invalidation since) while a live call that was told it is held still waits, fail.
     fn check_takeover(&mut self, key: u32, token: Token) {
         let same = self.shadow[key as usize]
             .lease

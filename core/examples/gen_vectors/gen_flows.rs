@@ -148,10 +148,8 @@ fn record(s: &Scenario) -> Value {
     let mut theirs = None;
     let mut other = |t: u64, op: &StoreOp| {
         let mut op = op.clone();
-        if let StoreOp::Fill { token: Some(tok), .. } = &mut op {
-            if *tok == THEIRS {
-                *tok = theirs.expect("a fill under THEIRS after their lease");
-            }
+        if let Some(tok) = op.token_mut().filter(|t| **t == THEIRS) {
+            *tok = theirs.expect("an op under THEIRS after their lease");
         }
         if let StoreReply::Read(ReadReply { lease: LeaseOutcome::Granted { token }, .. }) = store.apply(t, &op) {
             theirs = Some(token);

@@ -26,3 +26,17 @@ fn hex_decodes_upper_and_lower_case() {
     assert_eq!(hex::decode("f"), None);
     assert_eq!(hex::decode("g0"), None);
 }
+
+/// `StoreOp::token_mut` is the token a leased fill, a release or an extend presents (the Redis
+/// runners put Redis's token there); reads, authoritative fills, invalidations and bumps have none.
+#[test]
+fn token_mut_is_the_token_an_op_presents() {
+    let mut release = StoreOp::Release { key: "n:r".into(), token: 3 };
+    *release.token_mut().unwrap() = 9;
+    assert_eq!(release, StoreOp::Release { key: "n:r".into(), token: 9 });
+    let mut extend = StoreOp::Extend { key: "n:e".into(), token: 4, lease_ttl_ms: 10 };
+    assert_eq!(extend.token_mut().copied(), Some(4));
+    assert_eq!(get_op("n:k", &[]).token_mut(), None);
+    assert_eq!(invalidate_op("n:i", InvalidateMode::Delete).token_mut(), None);
+    assert_eq!(bump_op("g:n", 5).token_mut(), None);
+}
