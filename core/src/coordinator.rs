@@ -394,15 +394,25 @@ enum Call {
     },
 }
 
+/// The coordinator's maps' hasher. Natively std's keyed SipHash (keys are cache keys, which a
+/// client may choose). On wasm32-unknown-unknown std has no random source, so its keys are fixed
+/// anyway: there the fixed-key hasher the memory store's maps use, so the module carries one
+/// hasher, not a second one with its key set-up (≈ 1–2 KB; wasm/README.md, "Size").
+#[cfg(not(target_arch = "wasm32"))]
+type MapHasher = std::collections::hash_map::RandomState;
+#[cfg(target_arch = "wasm32")]
+type MapHasher = std::hash::BuildHasherDefault<std::hash::DefaultHasher>;
+type Map<K, V> = HashMap<K, V, MapHasher>;
+
 /// The per-process machine. See the module docs for the contract.
 #[derive(Debug)]
 pub struct Coordinator {
     counters: Arc<Counters>,
     fast_read: bool,
     /// key → the flight a new caller joins.
-    table: HashMap<String, FlightId>,
-    flights: HashMap<FlightId, Flight>,
-    calls: HashMap<CallId, Call>,
+    table: Map<String, FlightId>,
+    flights: Map<FlightId, Flight>,
+    calls: Map<CallId, Call>,
     next_id: u64,
     events: VecDeque<Event>,
     /// Store clock − local clock, from the last read reply.
@@ -420,9 +430,9 @@ impl Coordinator {
         Coordinator {
             counters: Arc::new(counters),
             fast_read,
-            table: HashMap::new(),
-            flights: HashMap::new(),
-            calls: HashMap::new(),
+            table: Map::default(),
+            flights: Map::default(),
+            calls: Map::default(),
             next_id: 0,
             events: VecDeque::new(),
             skew: 0,
