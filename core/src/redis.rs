@@ -22,10 +22,11 @@
 //!   The string's expiry (`SET … PXAT`) is `max(x, lu)`. One string rather than a hash, so that
 //!   a script reads an entry and its counters with one `MGET` and writes it, expiry included,
 //!   with one `SET`: a stampede on a missing key costs 10 commands server-side, Lua's included.
-//! - One **plain string per generation counter** (`ns:!gen`, `ns:!tag:<tag>`; `<value>:<epoch>`;
-//!   missing = 0 = never bumped). A counter's TTL is at least that of every entry stamped with
-//!   it (`fill` creates or extends it with `PEXPIREAT … GT`), and at least
-//!   [`BUMPED_COUNTER_TTL_MS`] after a bump; one made before counters had TTLs keeps none.
+//! - One **plain string per generation counter** (`ns:!gen`, `ns:!tag:<tag>`;
+//!   `<value>:<epoch>:<until>`, entries stamp `<value>:<epoch>`; missing = 0 = never bumped). A
+//!   counter's TTL (`until`) is at least that of every entry stamped with it (`fill` creates or
+//!   raises it only when it would expire first), and at least [`BUMPED_COUNTER_TTL_MS`] after a
+//!   bump; one made before counters had TTLs keeps none.
 //!
 //! Every key a script touches is passed in `KEYS` (entry key first, then its counters), so with
 //! hash-tag keys one call stays in one Cluster slot. `now` comes from `TIME` inside the script, so
@@ -492,14 +493,20 @@ fn bulk_str(v: &RedisValue) -> Option<&[u8]> {
     }
 }
 
-/// A counter as the scripts stamp it (`parse_counter` in the prelude): the raw
-/// `<value>:<epoch>` text, or a plain decimal as is; missing or unreadable has no stamp.
+/// A counter as the scripts stamp it (`parse_counter` in the prelude): `<value>:<epoch>` of a
+/// `<value>:<epoch>:<until>` counter, a `<value>:<epoch>` or plain decimal counter as is;
+/// missing or unreadable has no stamp.
 fn counter_stamp(v: &RedisValue) -> Option<&[u8]> {
     let b = bulk_str(v)?;
     let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
-    match b.iter().position(|&c| c == b':') {
-        Some(i) if i <= 16 && digits(&b[..i]) && digits(&b[i + 1..]) => Some(b),
-        None if b.len() <= 16 && digits(b) => Some(b),
+    let mut parts = b.split(|&c| c == b':');
+    let value = parts.next()?;
+    match (parts.next(), parts.next(), parts.next()) {
+        (None, ..) if value.len() <= 16 && digits(value) => Some(b),
+        (Some(e), None, _) if value.len() <= 16 && digits(value) && digits(e) => Some(b),
+        (Some(e), Some(u), None) if value.len() <= 16 && digits(value) && digits(e) && u.len() <= 16 && digits(u) => {
+            Some(&b[..value.len() + 1 + e.len()])
+        }
         _ => None,
     }
 }
@@ -654,6 +661,11 @@ mod fast_read_tests {
         assert_eq!(st.snapshot().hits_fresh, 1);
         // a plain decimal counter (hand-written, INCR) is its own stamp
         assert!(fast_read_result(&replies(Some(e.clone()), "5,0:12", false, &["5", "0:12"], 1_500), &p, 0, &st).is_some());
+        // a counter that carries its expiry stamps as `<value>:<epoch>` (the scripts' parse_counter)
+        assert!(fast_read_result(&replies(Some(e.clone()), "5:77,0:12", false, &["5:77:9999", "0:12:123"], 1_500), &p, 0, &st).is_some());
+        assert!(fast_read_result(&replies(Some(e.clone()), "5:77:9999,0:12", false, &["5:77:9999", "0:12"], 1_500), &p, 0, &st).is_none());
+        assert!(fast_read_result(&replies(Some(e.clone()), "5:77,0:12", false, &["5:77:", "0:12"], 1_500), &p, 0, &st).is_none());
+        assert!(fast_read_result(&replies(Some(e.clone()), "5:77,0:12", false, &["5:77:1:2", "0:12"], 1_500), &p, 0, &st).is_none());
         // a counter lost to eviction matches nothing, not even an entry stamped before any bump
         assert!(fast_read_result(&replies(Some(e.clone()), "0:12", false, &[""], 1_500), &p, 0, &st).is_none());
         // the same value in a new incarnation is a different counter
@@ -666,7 +678,7 @@ mod fast_read_tests {
         assert!(fast_read_result(&replies(None, "", false, &["5:77", "0:12"], 1_500), &p, 0, &st).is_none());
         assert!(fast_read_result(&replies(Some(b"garbage".to_vec()), "5:77,0:12", false, &["5:77", "0:12"], 1_500), &p, 0, &st).is_none());
         assert!(fast_read_result(&[RedisValue::Error("LOADING".into())], &p, 0, &st).is_none());
-        assert_eq!(st.snapshot().hits_fresh, 2);
+        assert_eq!(st.snapshot().hits_fresh, 3);
         // no generation keys: stamped must be empty
         assert!(fast_read_result(&replies(Some(e.clone()), "", false, &[], 1_500), &p, 0, &st).is_some());
         assert_eq!(fast_read_commands("k", &[]).len(), 2);

@@ -90,3 +90,36 @@ async fn undecodable_stale_value_is_replaced_by_a_load() {
     let cache = cache_with(&server, scenarios::policy(50, 60_000)).await;
     scenarios::undecodable_stale_value_is_replaced_by_a_load(cache, key("undecodable-stale")).await;
 }
+
+/// `INFO commandstats` as (command, calls) pairs, the server-side count: a script's own
+/// `redis.call`s are counted as commands too.
+fn commandstats(server: &RedisServer) -> std::collections::BTreeMap<String, u64> {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(&mut server.client()).unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(":calls=")?;
+            Some((name.to_owned(), rest.split(',').next()?.parse().ok()?))
+        })
+        .filter(|(name, _)| name != "info" && !name.starts_with("config"))
+        .collect()
+}
+
+/// One stampede on a missing key in a warm process (connection open, scripts loaded, the
+/// namespace's counter made by an earlier fill) costs the leader's fast read, one `read` script
+/// (the lease) and one `fill` script — and nothing for the 19 joiners, who never touch the store.
+/// The count is exact (each command is one the server runs for every miss of a busy key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stampede_on_a_missing_key_costs_ten_redis_commands() {
+    let server = RedisServer::start();
+    // One cache warms the server up (scripts, the counter); the stampede's cache connects first.
+    let warm = cache(&server).await;
+    assert_eq!(warm.get_or_load(&key("warm"), || async { Ok::<_, String>(Some(1u32)) }).await.unwrap(), Some(1));
+    let c = cache(&server).await;
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut server.client()).unwrap();
+    scenarios::c3_stampede_is_one_load_counted_by_the_core_table(c, key("cmds")).await;
+    let got = commandstats(&server);
+    let want: std::collections::BTreeMap<String, u64> =
+        // fast read: TIME, MGET; read: EVALSHA, TIME, MGET, SET; fill: EVALSHA, MGET, TIME, SET
+        [("evalsha", 2), ("mget", 3), ("set", 2), ("time", 3)].into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    assert_eq!(got, want, "{} commands", got.values().sum::<u64>());
+}

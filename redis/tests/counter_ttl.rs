@@ -196,3 +196,44 @@ async fn a_bumped_then_expired_counter_never_serves_the_invalidated_entry() {
     assert!(raw.starts_with("0:"), "{raw}");
     assert!(expires_at(&mut r, GEN) >= (now + 60_000) as i64);
 }
+
+/// A counter carries its own expiry (`<value>:<epoch>:<until>`, written with the same `SET …
+/// PXAT until`), so a fill whose entry it already outlives writes nothing to it — a busy key's
+/// fills cost no counter command (`a_stampede_on_a_missing_key_costs_ten_redis_commands`) — and
+/// one that needs more raises it past twice its own entry's lifetime, keeping the incarnation.
+#[tokio::test]
+async fn a_fill_writes_a_counter_only_when_the_counter_would_expire_first() {
+    let server = RedisServer::start();
+    let s = store(&server).await;
+    let mut r = server.client();
+    let get = |r: &mut redis::Connection| -> String { redis::cmd("GET").arg(GEN).query(r).unwrap() };
+    let now = server_ms(&mut r);
+    assert_eq!(lease_and_fill(&s, "{ns}:a", &[GEN], now + 60_000).await, StoreReply::Stored);
+    let (raw, at) = (get(&mut r), expires_at(&mut r, GEN));
+    assert!(raw.starts_with("0:") && raw.ends_with(&format!(":{at}")), "{raw} expiring at {at}");
+    assert!(at >= (now + 60_000 + 50_000) as i64, "created for about two lifetimes of its entry: {at}");
+    let stamp = raw.rsplit_once(':').unwrap().0.to_owned();
+
+    // An entry the counter outlives: the counter is not touched (same value, same expiry).
+    assert_eq!(lease_and_fill(&s, "{ns}:b", &[GEN], now + 90_000).await, StoreReply::Stored);
+    assert_eq!((get(&mut r), expires_at(&mut r, GEN)), (raw.clone(), at));
+
+    // One that would outlive it: raised to at least that entry's expiry, same incarnation, and
+    // the entries stamped with it stay valid.
+    let x = at as u64 + 10_000;
+    assert_eq!(lease_and_fill(&s, "{ns}:c", &[GEN], x).await, StoreReply::Stored);
+    let (raw2, at2) = (get(&mut r), expires_at(&mut r, GEN));
+    assert!(at2 >= x as i64, "{at2} < {x}");
+    assert_eq!(raw2, format!("{stamp}:{at2}"));
+    for k in ["{ns}:a", "{ns}:b", "{ns}:c"] {
+        assert!(read(&s, k, &[GEN], LeaseMode::None).await.entry.is_some(), "{k} lost its counter");
+    }
+
+    // A bump starts a new incarnation with its own expiry (the bumped-counter TTL).
+    let t = server_ms(&mut r);
+    bump(&s, GEN, 3).await;
+    let (raw3, at3) = (get(&mut r), expires_at(&mut r, GEN));
+    assert!(raw3.starts_with("3:") && raw3.ends_with(&format!(":{at3}")), "{raw3} expiring at {at3}");
+    assert!(at3 >= (t + BUMPED_COUNTER_TTL_MS) as i64);
+    assert!(read(&s, "{ns}:a", &[GEN], LeaseMode::None).await.entry.is_none(), "the bump orphans what was stamped before");
+}

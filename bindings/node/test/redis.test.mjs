@@ -71,7 +71,7 @@ test('redis: an entry written by another runtime (Rust core bytes) is read uncha
   if (jsonCase) {
     assert.deepEqual(internals.encodeEntry(jsonCase.expect.ok).toString('hex'), jsonCase.input.hex.toLowerCase());
   }
-  // The namespace counter as a writer creates it ("<value>:<epoch>", docs/redis.md); the entry
+  // The namespace counter in the older "<value>:<epoch>" form (still read; docs/redis.md); the entry
   // stamps that incarnation.
   await c.set(key.generationKey, '0:1');
   // The record as the scripts write it (docs/redis.md): `k1|st|x|s|h|v|g|lg|l|lu|` + entry.

@@ -10,5 +10,6 @@ local k = KEYS[1]
 local old = parse_counter(redis.pcall('GET', k))
 local v = ARGV[1]
 if v == old then v = ARGV[2] end
-redis.call('SET', k, v .. ':' .. now_us(), 'PX', ARGV[3])
+local now, us = clock()
+set_counter(k, v .. ':' .. us, now + tonumber(ARGV[3]))
 return v

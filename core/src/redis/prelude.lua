@@ -5,9 +5,14 @@
 -- the entry was filled under, lg the stamps the lease was granted under, l lease token, lu lease
 -- until; an empty field is none. One string (not a hash) so that a script reads the entry and
 -- its counters with one MGET and writes it, expiry included, with one SET.
-local function now_ms()
+-- Server time from one TIME: ms (a number) and µs (a decimal string, exact: built from TIME's
+-- two strings). One call per script: each TIME is a command the server counts and runs.
+local function clock()
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), t[1] .. string.format('%06d', tonumber(t[2]))
+end
+local function now_ms()
+  return (clock())
 end
 local function digits(v)
   return type(v) == 'string' and #v > 0 and #v <= 16 and string.match(v, '^%d+$') ~= nil
@@ -31,23 +36,26 @@ local function counter(v)
   if v == '' then return '0' end
   return v
 end
--- Server time in microseconds as a decimal string (exact: built from TIME's two strings).
-local function now_us()
-  local t = redis.call('TIME')
-  return t[1] .. string.format('%06d', tonumber(t[2]))
-end
--- Generation counters are stored as "<value>:<epoch>": the value is what the protocol reports;
--- the epoch (server µs at creation or bump) makes every incarnation unique, so a counter lost
--- to eviction and created again can never revive entries stamped with an old incarnation.
--- Entries are stamped with the full "<value>:<epoch>" forms. A plain decimal (written by hand or
--- by INCR) is accepted as its own stamp. Missing or unreadable = absent: reported as '0', and
--- no entry matches it.
+-- Generation counters are stored as "<value>:<epoch>:<until>": the value is what the protocol
+-- reports; the epoch (server µs at creation or bump) makes every incarnation unique, so a counter
+-- lost to eviction and created again can never revive entries stamped with an old incarnation;
+-- until is the expiry (ms) the writer set with the same SET, so a fill knows without asking
+-- whether the counter already outlives its entry. Entries are stamped with "<value>:<epoch>".
+-- "<value>:<epoch>" (older writers) and a plain decimal (by hand, INCR) are their own stamps and
+-- have no known expiry. Missing or unreadable = absent: reported as '0', and no entry matches it.
+-- Returns the value, the stamp (nil if absent) and until (nil if not known).
 local function parse_counter(raw)
-  if type(raw) ~= 'string' then return '0', nil end
-  local v, e = string.match(raw, '^(%d+):(%d+)$')
-  if v and #v <= 16 then return counter(v), raw end
-  if digits(raw) then return counter(raw), raw end
-  return '0', nil
+  if type(raw) ~= 'string' then return '0', nil, nil end
+  local st, v, u = string.match(raw, '^((%d+):%d+):(%d+)$')
+  if st and #v <= 16 and #u <= 16 then return counter(v), st, tonumber(u) end
+  v = string.match(raw, '^(%d+):%d+$')
+  if v and #v <= 16 then return counter(v), raw, nil end
+  if digits(raw) then return counter(raw), raw, nil end
+  return '0', nil, nil
+end
+-- Write counter key `k` as the incarnation `stamp` living until `at` (ms).
+local function set_counter(k, stamp, at)
+  redis.call('SET', k, stamp .. ':' .. int(at), 'PXAT', int(at))
 end
 -- Current generations from MGET's answers for KEYS[first..]: values (reported), their csv,
 -- the stamp csv, and whether all exist.

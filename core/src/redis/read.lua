@@ -5,7 +5,7 @@
 -- decode as corrupt and treats it as a miss, and the next write replaces it.
 local k = KEYS[1]
 local mode, ttl = ARGV[1], tonumber(ARGV[2])
-local now = now_ms()
+local now, us = clock()
 local vals = redis.call('MGET', unpack(KEYS))
 local cur, _, stampcsv, all = gens(vals, 2)
 local s, why = load(vals[1], now)
@@ -32,11 +32,12 @@ end
 if held then
   return { now, entry, marked, cur, 2, held }
 end
--- The token is issued here, never by a client: the server clock in µs, and above the last token
--- this record held (kept after a lease ends, see release/invalidate/fill), so on one key tokens
--- only go up and no two holders ever share one, whatever the clients' random state.
+-- The token is issued here, never by a client: the server clock in µs (the reading `now` came
+-- from), and above the last token this record held (kept after a lease ends, see
+-- release/invalidate/fill), so on one key tokens only go up and no two holders ever share one,
+-- whatever the clients' random state.
 local r = s or { x = 0 }
-local token = tonumber(now_us())
+local token = tonumber(us)
 if r.l and tonumber(r.l) >= token then token = tonumber(r.l) + 1 end
 r.l, r.lu, r.lg = int(token), now + ttl, stampcsv
 if save(k, r, now, why == 'absent') then entry = '' end
