@@ -214,8 +214,11 @@ async fn a_fill_writes_a_counter_only_when_the_counter_would_expire_first() {
     assert!(at >= (now + 60_000 + 50_000) as i64, "created for about two lifetimes of its entry: {at}");
     let stamp = raw.rsplit_once(':').unwrap().0.to_owned();
 
-    // An entry the counter outlives: the counter is not touched (same value, same expiry).
+    // An entry the counter outlives: the counter is not touched (same value, same expiry) —
+    // also one expiring exactly with it (served only before its x, so the counter suffices).
     assert_eq!(lease_and_fill(&s, "{ns}:b", &[GEN], now + 90_000).await, StoreReply::Stored);
+    assert_eq!((get(&mut r), expires_at(&mut r, GEN)), (raw.clone(), at));
+    assert_eq!(lease_and_fill(&s, "{ns}:b2", &[GEN], at as u64).await, StoreReply::Stored);
     assert_eq!((get(&mut r), expires_at(&mut r, GEN)), (raw.clone(), at));
 
     // One that would outlive it: raised to at least that entry's expiry, same incarnation, and
@@ -225,7 +228,7 @@ async fn a_fill_writes_a_counter_only_when_the_counter_would_expire_first() {
     let (raw2, at2) = (get(&mut r), expires_at(&mut r, GEN));
     assert!(at2 >= x as i64, "{at2} < {x}");
     assert_eq!(raw2, format!("{stamp}:{at2}"));
-    for k in ["{ns}:a", "{ns}:b", "{ns}:c"] {
+    for k in ["{ns}:a", "{ns}:b", "{ns}:b2", "{ns}:c"] {
         assert!(read(&s, k, &[GEN], LeaseMode::None).await.entry.is_some(), "{k} lost its counter");
     }
 
