@@ -173,6 +173,12 @@ def copy_tree(dst):
             continue
         os.makedirs(os.path.dirname(os.path.join(dst, f)), exist_ok=True)
         shutil.copy2(src, os.path.join(dst, f))
+    # copy2 keeps the checkout's mtimes, which can be older than the last build in the target
+    # dir, and that build may have been of a mutant (restored with a new mtime after its run):
+    # cargo would then call the scripts fresh and test the mutant as the baseline. Newer mtimes
+    # for the scripts make every run rebuild what includes them.
+    for f in os.listdir(os.path.join(dst, LUA)):
+        os.utime(os.path.join(dst, LUA, f))
 
 
 def run_tests(tree, env, tests, timeout):

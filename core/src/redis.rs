@@ -666,6 +666,9 @@ mod fast_read_tests {
         assert!(fast_read_result(&replies(Some(e.clone()), "5:77:9999,0:12", false, &["5:77:9999", "0:12"], 1_500), &p, 0, &st).is_none());
         assert!(fast_read_result(&replies(Some(e.clone()), "5:77,0:12", false, &["5:77:", "0:12"], 1_500), &p, 0, &st).is_none());
         assert!(fast_read_result(&replies(Some(e.clone()), "5:77,0:12", false, &["5:77:1:2", "0:12"], 1_500), &p, 0, &st).is_none());
+        // ≤ 16 digits of value and of until, as the scripts read them (more is unreadable = absent)
+        assert!(fast_read_result(&replies(Some(e.clone()), "5:77,0:12", false, &["5:77:1234567890123456", "0:12"], 1_500), &p, 0, &st).is_some());
+        assert!(fast_read_result(&replies(Some(e.clone()), "5:77,0:12", false, &["5:77:12345678901234567", "0:12"], 1_500), &p, 0, &st).is_none());
         // a counter lost to eviction matches nothing, not even an entry stamped before any bump
         assert!(fast_read_result(&replies(Some(e.clone()), "0:12", false, &[""], 1_500), &p, 0, &st).is_none());
         // the same value in a new incarnation is a different counter
@@ -678,7 +681,7 @@ mod fast_read_tests {
         assert!(fast_read_result(&replies(None, "", false, &["5:77", "0:12"], 1_500), &p, 0, &st).is_none());
         assert!(fast_read_result(&replies(Some(b"garbage".to_vec()), "5:77,0:12", false, &["5:77", "0:12"], 1_500), &p, 0, &st).is_none());
         assert!(fast_read_result(&[RedisValue::Error("LOADING".into())], &p, 0, &st).is_none());
-        assert_eq!(st.snapshot().hits_fresh, 3);
+        assert_eq!(st.snapshot().hits_fresh, 4);
         // no generation keys: stamped must be empty
         assert!(fast_read_result(&replies(Some(e.clone()), "", false, &[], 1_500), &p, 0, &st).is_some());
         assert_eq!(fast_read_commands("k", &[]).len(), 2);

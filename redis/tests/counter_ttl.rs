@@ -240,3 +240,25 @@ async fn a_fill_writes_a_counter_only_when_the_counter_would_expire_first() {
     assert!(at3 >= (t + BUMPED_COUNTER_TTL_MS) as i64);
     assert!(read(&s, "{ns}:a", &[GEN], LeaseMode::None).await.entry.is_none(), "the bump orphans what was stamped before");
 }
+
+/// A counter whose value or expiry has more than 16 digits is unreadable (Lua's numbers are
+/// doubles: past 2^53 they lose digits), as the fast read's `counter_stamp` has it: the scripts
+/// read it as absent — value 0, no stamp, so nothing stamped matches it — and the next fill puts
+/// a new incarnation over it.
+#[tokio::test]
+async fn a_counter_with_more_than_16_digits_reads_as_absent() {
+    let server = RedisServer::start();
+    let s = store(&server).await;
+    let mut r = server.client();
+    // 16 digits are still read (the bound, not below it).
+    let _: () = redis::cmd("SET").arg(GEN).arg("1234567890123456:1:1234567890123456").query(&mut r).unwrap();
+    assert_eq!(read(&s, "{ns}:k", &[GEN], LeaseMode::None).await.generations, vec![1_234_567_890_123_456]);
+    for raw in ["12345678901234567:1:2", "1:2:12345678901234567", "12345678901234567:1"] {
+        let _: () = redis::cmd("SET").arg(GEN).arg(raw).query(&mut r).unwrap();
+        assert_eq!(read(&s, "{ns}:k", &[GEN], LeaseMode::None).await.generations, vec![0], "{raw}");
+        let now = server_ms(&mut r);
+        assert_eq!(lease_and_fill(&s, "{ns}:k", &[GEN], now + 60_000).await, StoreReply::Stored);
+        let after: String = redis::cmd("GET").arg(GEN).query(&mut r).unwrap();
+        assert!(after.starts_with("0:") && after != raw, "{raw}: not replaced by a new incarnation: {after}");
+    }
+}
