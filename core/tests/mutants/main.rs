@@ -6,5 +6,6 @@ mod coordinator;
 mod entry;
 mod flow;
 mod jcs;
+mod memory;
 mod policy;
 mod store;
