@@ -8,4 +8,5 @@ mod flow;
 mod jcs;
 mod memory;
 mod policy;
+mod redis;
 mod store;

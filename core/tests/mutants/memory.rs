@@ -291,6 +291,9 @@ fn a_counter_heavier_than_its_share_is_not_kept_but_still_orphans() {
         assert!(matches!(m.apply(0, &StoreOp::Bump { gen_key: exact.into(), value: 5 }), StoreReply::Bumped { generation: 5 }));
     }
     assert_eq!((m.generation_count(), m.generation_bytes()), (2, 200), "two counters fill the share exactly");
+    let one = store(100, 400, 1);
+    assert!(matches!(one.apply(0, &StoreOp::Bump { gen_key: "g:exactly-12".into(), value: 5 }), StoreReply::Bumped { generation: 5 }));
+    assert_eq!(one.generation_count(), 1, "one counter costing exactly the share is kept");
     // An entry stamped under a never-bumped heavy counter (0)...
     let heavy = &format!("g:{}", "h".repeat(111));
     assert_eq!(gen_cost(heavy), 201);
