@@ -4,6 +4,7 @@
 
 mod coordinator;
 mod entry;
+mod evict;
 mod flow;
 mod jcs;
 mod memory;
