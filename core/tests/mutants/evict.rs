@@ -25,3 +25,16 @@ fn region_tracks_where_an_id_lives() {
     p.remove(0);
     assert_eq!((p.region(0), p.region(1)), (None, Some(Region::Window)));
 }
+
+/// An entry heavier than the whole capacity is dropped as oversized (not as a rejected
+/// candidate): the memory store's `eviction_counts` reports the two apart.
+#[test]
+fn an_entry_heavier_than_the_capacity_is_dropped_as_oversized() {
+    let mut p = WTinyLfu::new(100, 0);
+    p.insert(0, 11, 500);
+    let mut out = Vec::new();
+    p.evict(None, |_| false, &mut out);
+    assert_eq!(out, [(0, karlton_core::evict::Cause::Oversized)]);
+    let c = p.counts();
+    assert_eq!((c.oversized, c.rejected, c.evicted), (1, 0, 0));
+}
