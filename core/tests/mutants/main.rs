@@ -4,7 +4,10 @@
 
 mod coordinator;
 mod entry;
+mod evict;
 mod flow;
 mod jcs;
+mod memory;
 mod policy;
+mod redis;
 mod store;
