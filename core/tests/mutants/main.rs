@@ -7,6 +7,7 @@ mod entry;
 mod evict;
 mod flow;
 mod jcs;
+mod json;
 mod memory;
 mod policy;
 mod redis;

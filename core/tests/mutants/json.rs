@@ -1,0 +1,59 @@
+//! `core/src/json.rs`: the JSON reader and string writer the policy parser, key params and the
+//! wasm module share.
+
+use karlton_core::json::{self, Number, Value};
+
+/// Every ASCII character (and some beyond) is written as serde_json writes it: the short escapes,
+/// `\u00XX` in lowercase hex for the other control characters, nothing else escaped — the wasm
+/// module's replies must be byte-identical to the native serde forms.
+#[test]
+fn write_str_escapes_exactly_as_serde_json() {
+    let mut all: String = (0u8..0x80).map(char::from).collect();
+    all.push_str("é€😀 \u{7f}\u{2028}");
+    for s in [all.as_str(), "\"quoted\"", "tab\there", "\u{1}\u{1f}\u{10}", "plain", ""] {
+        let mut out = Vec::new();
+        json::write_str(&mut out, s);
+        assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(s).unwrap(), "{s:?}");
+    }
+}
+
+/// A number converts to the integer it is, and to none it is not.
+#[test]
+fn numbers_convert_only_to_integers_they_hold() {
+    assert_eq!(Number::U64(7).as_u64(), Some(7));
+    assert_eq!(Number::U64(u64::MAX).as_u64(), Some(u64::MAX));
+    assert_eq!(Number::I64(-3).as_u64(), None);
+    assert_eq!(Number::F64(1.5).as_u64(), None);
+    assert_eq!(Number::I64(-3).as_i64(), Some(-3));
+    assert_eq!(Number::U64(9).as_i64(), Some(9));
+    assert_eq!(Number::U64(u64::MAX).as_i64(), None);
+    assert_eq!(Number::F64(-2.0).as_i64(), None);
+}
+
+/// Text that ends inside an object after a comma is "EOF while parsing an object" (serde_json's
+/// wording, which the runtimes' error messages carry), not "key must be a string".
+#[test]
+fn an_object_cut_after_a_comma_is_an_eof_error() {
+    for text in [r#"{"a":1,"#, r#"{"a":1, "#, "{"] {
+        let e = json::parse(text).unwrap_err();
+        assert_eq!(e.what, "EOF while parsing an object", "{text:?}");
+    }
+    assert_eq!(json::parse(r#"{"a":1,2}"#).unwrap_err().what, "key must be a string");
+}
+
+/// A member of an envelope nested deeper than the limit is skipped as raw text, and strings in
+/// it — brackets and escaped quotes inside them included — do not count as structure: the
+/// members after it are read as they are.
+#[test]
+fn a_too_deep_member_is_skipped_past_its_strings() {
+    let depth = json::MAX_DEPTH as usize + 1;
+    let deep = format!("{}\"]]}} \\\" ]\"{}", "[".repeat(depth), "]".repeat(depth));
+    let text = format!(r#"{{"a":{deep},"b":1}}"#);
+    let (v, raw) = json::parse_members(&text).unwrap();
+    let Value::Object(members) = v else { panic!("not an object") };
+    assert_eq!(members.len(), 2);
+    assert_eq!(members[0].0, "a");
+    assert_eq!(members[0].1, Value::Null);
+    assert_eq!(members[1], ("b".to_owned(), Value::Number(Number::U64(1))));
+    assert_eq!(raw, vec![deep.as_str(), "1"]);
+}
