@@ -57,3 +57,12 @@ fn a_too_deep_member_is_skipped_past_its_strings() {
     assert_eq!(members[1], ("b".to_owned(), Value::Number(Number::U64(1))));
     assert_eq!(raw, vec![deep.as_str(), "1"]);
 }
+
+/// An exponent may carry an explicit `+` or `-` sign, as in any JSON.
+#[test]
+fn exponents_take_an_explicit_sign() {
+    for (text, want) in [("1e+2", 100.0), ("1E+2", 100.0), ("2.5e-1", 0.25), ("1e2", 100.0), ("-1e+0", -1.0)] {
+        assert_eq!(json::parse(text).unwrap(), Value::Number(Number::F64(want)), "{text}");
+    }
+    assert!(json::parse("1e+").is_err());
+}
