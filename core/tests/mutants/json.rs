@@ -66,3 +66,41 @@ fn exponents_take_an_explicit_sign() {
     }
     assert!(json::parse("1e+").is_err());
 }
+
+/// Decimals the fast path cannot take (more than 15 digits, or exponents past 10^22) are still
+/// the nearest double, subnormals included — as Rust's own (correctly rounded) parser has them.
+#[test]
+fn long_and_subnormal_decimals_round_to_the_nearest_double() {
+    let cases = [
+        "4.9406564584124654e-324", "2.4703282292062328e-324", "2.4703282292062327e-324",
+        "9.8813129168249309e-324", "1.5e-323", "7.4109846876186982e-323", "1.2345678901234567890e-310",
+        "2.2250738585072009e-308", "2.2250738585072014e-308", "2.2250738585072011e-308",
+        "1.0000000000000002220446049250313080847263336181640625", "9007199254740993.0000000001",
+        "123456789012345678901234567890e-20", "1.7976931348623157e308", "3.14159265358979323846264338327950288",
+        "1e-30", "4.35e-310", "6.9e-311", "1.000000000000000000001e-320",
+    ];
+    // Exactly half the smallest subnormal (2^-1075 = 5^1075 · 10^-1075) ties to even (0), and
+    // anything above it rounds up to 2^-1074.
+    let mut five = vec![1u8]; // decimal digits of 5^1075, least significant first
+    for _ in 0..1075 {
+        let mut carry = 0;
+        for d in five.iter_mut() {
+            let x = *d * 5 + carry;
+            (*d, carry) = (x % 10, x / 10);
+        }
+        if carry > 0 {
+            five.push(carry);
+        }
+    }
+    let half: String = five.iter().rev().map(|d| char::from(b'0' + d)).collect();
+    let (at_half, above_half) = (format!("{half}e-1075"), format!("{half}1e-1076"));
+    assert_eq!(at_half.parse::<f64>().unwrap(), 0.0);
+    assert_eq!(above_half.parse::<f64>().unwrap(), f64::from_bits(1));
+    for text in cases.iter().copied().chain([at_half.as_str(), above_half.as_str()]) {
+        let want: f64 = text.parse().unwrap();
+        match json::parse(text).unwrap() {
+            Value::Number(Number::F64(got)) => assert_eq!(got.to_bits(), want.to_bits(), "{text}: {got:e} vs {want:e}"),
+            v => panic!("{text}: {v:?}"),
+        }
+    }
+}
