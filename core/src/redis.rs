@@ -501,12 +501,13 @@ fn counter_stamp(v: &RedisValue) -> Option<&[u8]> {
     let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
     let mut parts = b.split(|&c| c == b':');
     let value = parts.next()?;
+    if value.len() > 16 || !digits(value) {
+        return None;
+    }
     match (parts.next(), parts.next(), parts.next()) {
-        (None, ..) if value.len() <= 16 && digits(value) => Some(b),
-        (Some(e), None, _) if value.len() <= 16 && digits(value) && digits(e) => Some(b),
-        (Some(e), Some(u), None) if value.len() <= 16 && digits(value) && digits(e) && u.len() <= 16 && digits(u) => {
-            Some(&b[..value.len() + 1 + e.len()])
-        }
+        (None, ..) => Some(b),
+        (Some(e), None, _) if digits(e) => Some(b),
+        (Some(e), Some(u), None) if digits(e) && u.len() <= 16 && digits(u) => Some(&b[..value.len() + 1 + e.len()]),
         _ => None,
     }
 }
